@@ -1,0 +1,40 @@
+"""Flask-ServerSession: server-side sessions for Flask.
+
+The browser keeps only a signed, random session ID; the data lives in a store on the server.
+``flask.session`` works as with Flask's own cookie session.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ConfigurationError,
+    ServerSessionError,
+    SessionDataCorrupt,
+    SessionDataError,
+    SessionStoreUnavailable,
+    SessionTooLarge,
+    UnsupportedOperation,
+)
+from .extension import ServerSession
+from .session import ServerSideSession
+from .signals import session_created, session_destroyed, session_regenerated, session_rejected
+from .stores import Store, register_store, store_from_url
+
+__all__ = [
+    "ConfigurationError",
+    "ServerSession",
+    "ServerSessionError",
+    "ServerSideSession",
+    "SessionDataCorrupt",
+    "SessionDataError",
+    "SessionStoreUnavailable",
+    "SessionTooLarge",
+    "Store",
+    "UnsupportedOperation",
+    "register_store",
+    "session_created",
+    "session_destroyed",
+    "session_regenerated",
+    "session_rejected",
+    "store_from_url",
+]

@@ -1,0 +1,271 @@
+"""Every configuration key, its default and its meaning, read once into a frozen :class:`Config`.
+
+Keys are read from ``app.config`` when :meth:`ServerSession.init_app` runs; keyword options
+given to :class:`ServerSession` (``idle_timeout=600`` for ``SESSION_IDLE_TIMEOUT``) win over
+``app.config``. ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` are the exception: they are read on
+each request, like Flask does, so they may be set after ``init_app``.
+
+:data:`KEYS` is the reference table; docs/configuration.md is checked against it by a test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask
+
+from .errors import ConfigurationError
+from .stores import Store
+
+_DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key, for the reference table."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+#: Every key Flask-ServerSession reads: name, default, meaning.
+KEYS: tuple[Key, ...] = (
+    Key(
+        "SESSION_STORE",
+        "SQLite file in ``app.instance_path``",
+        "Where sessions live: a URL (``sqlite:///path.db``, ``memory://``) or a Store object.",
+    ),
+    Key(
+        "SESSION_IDLE_TIMEOUT",
+        "``PERMANENT_SESSION_LIFETIME``",
+        "A session unused for this long (seconds or timedelta) expires on the server.",
+    ),
+    Key(
+        "SESSION_ABSOLUTE_TIMEOUT",
+        "30 days",
+        "A session ends this long after it was created, however active. ``None`` disables.",
+    ),
+    Key(
+        "SESSION_TOUCH_INTERVAL",
+        "60 seconds (at most half the idle timeout)",
+        "How often a read-only request may refresh the idle expiry in the store.",
+    ),
+    Key(
+        "SESSION_MAX_SIZE",
+        "1 MiB",
+        "Largest serialized session in bytes; a larger one raises SessionTooLarge at save.",
+    ),
+    Key(
+        "SESSION_CLEANUP_INTERVAL",
+        "300 seconds",
+        "How often a process removes expired sessions, after a response is sent. 0 disables.",
+    ),
+    Key(
+        "SESSION_CLEANUP_BATCH_SIZE",
+        "1000",
+        "Expired sessions removed per store statement, so cleanup never holds a lock for long.",
+    ),
+    Key("SESSION_COOKIE_NAME", "``session``", "Flask's: the cookie's name."),
+    Key("SESSION_COOKIE_DOMAIN", "none", "Flask's: the cookie's Domain attribute."),
+    Key(
+        "SESSION_COOKIE_PATH",
+        "``APPLICATION_ROOT``",
+        "Flask's: the cookie's Path attribute.",
+    ),
+    Key(
+        "SESSION_COOKIE_SECURE",
+        "``False``",
+        "Flask's: send the cookie over HTTPS only. Forced on by a ``__Host-``/``__Secure-`` name.",
+    ),
+    Key("SESSION_COOKIE_HTTPONLY", "``True``", "Flask's: hide the cookie from JavaScript."),
+    Key(
+        "SESSION_COOKIE_SAMESITE",
+        "``Lax`` (Flask's own default is none)",
+        "``Lax``, ``Strict`` or ``None``; ``None`` requires SESSION_COOKIE_SECURE.",
+    ),
+    Key("SESSION_COOKIE_PARTITIONED", "``False``", "Flask's: the CHIPS Partitioned attribute."),
+    Key(
+        "SESSION_REFRESH_EACH_REQUEST",
+        "``True``",
+        "Flask's: resend a permanent session's cookie when its expiry is refreshed.",
+    ),
+    Key(
+        "SECRET_KEY",
+        "required",
+        "Flask's: signs the session ID in the cookie. Read on each request.",
+    ),
+    Key(
+        "SECRET_KEY_FALLBACKS",
+        "none",
+        "Flask's: older keys still accepted, so rotating the key logs no one out.",
+    ),
+)
+
+_OPTION_NAMES = {
+    key.name.removeprefix("SESSION_").lower(): key.name
+    for key in KEYS
+    if key.name.startswith("SESSION_")
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The parsed configuration of one app. Times are seconds."""
+
+    store: Store
+    idle_timeout: float
+    absolute_timeout: float
+    touch_interval: float
+    max_size: int
+    cleanup_interval: float
+    cleanup_batch_size: int
+    cookie_name: str
+    cookie_domain: str | None
+    cookie_path: str
+    cookie_secure: bool
+    cookie_httponly: bool
+    cookie_samesite: str | None
+    cookie_partitioned: bool
+    refresh_each_request: bool
+
+
+def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | None) -> Config:
+    """Parse ``app.config`` and ``options`` into a :class:`Config`; raise on bad values."""
+    unknown = set(options) - set(_OPTION_NAMES)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(sorted(unknown))};"
+            f" known: {', '.join(sorted(_OPTION_NAMES))}"
+        )
+    values: dict[str, Any] = dict(app.config)
+    values.update({_OPTION_NAMES[name]: value for name, value in options.items()})
+
+    idle = _seconds(
+        values, "SESSION_IDLE_TIMEOUT", values.get("PERMANENT_SESSION_LIFETIME", 31 * _DAY)
+    )
+    absolute_raw = values.get("SESSION_ABSOLUTE_TIMEOUT", 30 * _DAY)
+    absolute = (
+        100 * 365 * _DAY
+        if absolute_raw is None
+        else _seconds(values, "SESSION_ABSOLUTE_TIMEOUT", 30 * _DAY)
+    )
+    touch = values.get("SESSION_TOUCH_INTERVAL")
+    touch_interval = (
+        min(60.0, idle / 2) if touch is None else _seconds(values, "SESSION_TOUCH_INTERVAL", 60)
+    )
+    if touch_interval >= idle:
+        raise ConfigurationError(
+            "SESSION_TOUCH_INTERVAL must be shorter than the idle timeout, or active sessions"
+            " would expire"
+        )
+
+    name = _str(values, "SESSION_COOKIE_NAME", "session")
+    domain = values.get("SESSION_COOKIE_DOMAIN") or None
+    path = values.get("SESSION_COOKIE_PATH") or values.get("APPLICATION_ROOT") or "/"
+    secure = bool(values.get("SESSION_COOKIE_SECURE", False))
+    if name.startswith("__Host-"):
+        # The prefix makes browsers drop the cookie unless Secure, Path=/ and no Domain.
+        if domain is not None:
+            raise ConfigurationError(
+                f"SESSION_COOKIE_NAME {name!r} needs no SESSION_COOKIE_DOMAIN, but it is"
+                f" {domain!r}: browsers refuse a __Host- cookie with a Domain"
+            )
+        if values.get("SESSION_COOKIE_PATH") not in (None, "/"):
+            raise ConfigurationError(
+                f"SESSION_COOKIE_NAME {name!r} needs SESSION_COOKIE_PATH '/', but it is"
+                f" {values['SESSION_COOKIE_PATH']!r}"
+            )
+        path, secure = "/", True
+    elif name.startswith("__Secure-"):
+        secure = True
+    samesite = _samesite(values.get("SESSION_COOKIE_SAMESITE"))
+    if samesite == "None" and not secure:
+        raise ConfigurationError(
+            "SESSION_COOKIE_SAMESITE 'None' needs SESSION_COOKIE_SECURE = True: browsers refuse"
+            " a SameSite=None cookie that is not Secure"
+        )
+
+    return Config(
+        store=_store(app, values, store),
+        idle_timeout=idle,
+        absolute_timeout=absolute,
+        touch_interval=touch_interval,
+        max_size=_int(values, "SESSION_MAX_SIZE", 1024 * 1024),
+        cleanup_interval=_seconds(values, "SESSION_CLEANUP_INTERVAL", 300, allow_zero=True),
+        cleanup_batch_size=_int(values, "SESSION_CLEANUP_BATCH_SIZE", 1000),
+        cookie_name=name,
+        cookie_domain=domain,
+        cookie_path=path,
+        cookie_secure=secure,
+        cookie_httponly=bool(values.get("SESSION_COOKIE_HTTPONLY", True)),
+        cookie_samesite=samesite,
+        cookie_partitioned=bool(values.get("SESSION_COOKIE_PARTITIONED", False)),
+        refresh_each_request=bool(values.get("SESSION_REFRESH_EACH_REQUEST", True)),
+    )
+
+
+def default_store_url(app: Flask) -> str:
+    """``sqlite:///`` + a file in the app's instance folder, which is created if missing."""
+    os.makedirs(app.instance_path, exist_ok=True)
+    return "sqlite:///" + os.path.join(app.instance_path, "flask_serversession.sqlite3")
+
+
+def _store(app: Flask, values: Mapping[str, Any], given: Store | str | None) -> Store:
+    from .stores import store_from_url
+
+    store = given if given is not None else values.get("SESSION_STORE")
+    if store is None:
+        store = default_store_url(app)
+    if isinstance(store, Store):
+        return store
+    if isinstance(store, str):
+        return store_from_url(store)
+    raise ConfigurationError(f"SESSION_STORE must be a URL or a Store, got {type(store).__name__}")
+
+
+def _seconds(
+    values: Mapping[str, Any], key: str, default: Any, *, allow_zero: bool = False
+) -> float:
+    value = values.get(key)
+    if value is None:
+        value = default
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{key} must be a number of seconds or a timedelta, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigurationError(f"{key} must be positive, got {value!r}")
+    return float(value)
+
+
+def _int(values: Mapping[str, Any], key: str, default: int) -> int:
+    value = values.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _str(values: Mapping[str, Any], key: str, default: str) -> str:
+    value = values.get(key) or default
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _samesite(value: Any) -> str | None:
+    if value is None:
+        return "Lax"
+    if value is False:
+        return None  # explicitly no attribute
+    if isinstance(value, str) and value.capitalize() in ("Lax", "Strict", "None"):
+        return value.capitalize()
+    raise ConfigurationError(
+        f"SESSION_COOKIE_SAMESITE must be 'Lax', 'Strict' or 'None', got {value!r}"
+    )

@@ -1,0 +1,271 @@
+"""The bridge to Flask's request cycle: open the session lazily, save only what changed.
+
+This is the only module that sees requests, responses and cookies. Per request it makes at most:
+0 store calls if the view never touches ``session``; 1 to read (the load also refreshes the
+idle expiry when due); 1 to save a change made without reading (a patch); 2 to read and change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface
+
+from . import signals
+from .config import Config
+from .errors import SessionDataCorrupt, SessionStoreUnavailable, SessionTooLarge
+from .ids import CookieSigner, new_session_id, store_key
+from .serialization import dumps_value, loads_value
+from .session import ServerSideSession
+from .stores import Patch, Record, Touch
+
+logger = logging.getLogger("flask_serversession")
+
+
+class ServerSessionInterface(SessionInterface):
+    """Flask's session interface, backed by a :class:`~flask_serversession.stores.Store`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = config.store
+        self._signer_keys: tuple[Any, ...] = ()
+        self._signer: CookieSigner | None = None
+        self._next_cleanup = 0.0
+
+    # -- opening -----------------------------------------------------------------------------------
+
+    def open_session(self, app: Flask, request: Request) -> ServerSideSession | None:
+        signer = self._get_signer(app)
+        if signer is None:
+            return None  # no SECRET_KEY: Flask's null session explains the problem on write
+        session_id = None
+        cookie = request.cookies.get(self.config.cookie_name)
+        if cookie:
+            session_id, reason = signer.unsign(cookie)
+            if reason is not None:
+                # Never reaches the store: the visitor gets a new, empty session.
+                signals.session_rejected.send(app, reason=reason)
+        return ServerSideSession(self._loader(app), session_id)
+
+    def _get_signer(self, app: Flask) -> CookieSigner | None:
+        if not app.secret_key:
+            return None
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        if keys != self._signer_keys or self._signer is None:
+            self._signer = CookieSigner(keys)
+            self._signer_keys = keys
+        return self._signer
+
+    def _loader(self, app: Flask) -> Any:
+        def load(session: ServerSideSession) -> None:
+            self._load(app, session)
+
+        return load
+
+    def _load(self, app: Flask, session: ServerSideSession) -> None:
+        assert session._session_id is not None
+        config = self.config
+        now = time.time()
+        key = store_key(session._session_id)
+        touch = Touch(now, now + config.idle_timeout, now - config.touch_interval)
+        try:
+            record = self.store.load(key, touch)
+            if record is None or not record.is_live(now):
+                session._set_loaded(None, {}, {}, False)
+                return
+            values = {name: loads_value(text) for name, text in record.values.items()}
+        except SessionDataCorrupt as exc:
+            # Not something we wrote (a planted payload, a half-migrated row): never trusted,
+            # never executed, reported, and replaced by a new session.
+            logger.error("dropping an unreadable stored session: %s", exc)
+            signals.session_rejected.send(app, reason="corrupt")
+            self.store.delete(key)
+            session._set_loaded(None, {}, {}, False)
+            return
+        touched = record.last_seen < touch.if_seen_before
+        session._set_loaded(record, record.values, values, touched)
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if not isinstance(session, ServerSideSession) or not session.accessed:
+            return  # untouched: no store call, no cookie
+        response.vary.add("Cookie")
+        if session._failed:
+            return  # the load failed and the view got the error: write nothing
+        try:
+            self._save(app, session, response)
+        except SessionStoreUnavailable as exc:
+            self._respond_unavailable(app, exc, response)
+        self._schedule_cleanup(response)
+
+    def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        config = self.config
+        store = self.store
+        now = time.time()
+        if session._destroy_id is not None:
+            store.delete(store_key(session._destroy_id))
+            signals.session_destroyed.send(app, session=session)
+            session._destroy_id = None
+            if not session._data:
+                self._delete_cookie(response)
+                return
+
+        if not session.is_loaded:
+            # Assigned without reading: one patch, no load. If the session is gone meanwhile
+            # (logout, revoke, regenerate), the patch does nothing and no cookie is sent.
+            assert session._session_id is not None
+            changed, _, serialized = session._changes(dumps_value)
+            self._check_size(serialized)
+            patch = Patch(changed, (), now, now + config.idle_timeout)
+            if not store.patch(store_key(session._session_id), patch):
+                logger.info("a change to a session that ended meanwhile was dropped")
+            return
+
+        record = session.record
+        if record is None or session._session_id is None:
+            if session._data:
+                self._create(app, session, response, now)
+            return
+
+        if not session._data:
+            # Emptied (e.g. by popping its last key): no record, no cookie, as Flask does.
+            store.delete(store_key(session._session_id))
+            signals.session_destroyed.send(app, session=session)
+            self._delete_cookie(response)
+            return
+
+        changed, deleted, serialized = session._changes(dumps_value)
+        if changed:
+            self._check_size(serialized)
+        key = store_key(session._session_id)
+        if session._regenerate:
+            new_id = new_session_id()
+            patch = Patch(changed, deleted, now, now + config.idle_timeout, store_key(new_id))
+            if store.patch(key, patch):
+                session._session_id = new_id
+                session._regenerate = False
+                self._set_cookie(app, session, response, now)
+                signals.session_regenerated.send(app, session=session)
+            return
+        if changed or deleted:
+            patch = Patch(changed, deleted, now, now + config.idle_timeout)
+            if store.patch(key, patch) and session.permanent and config.refresh_each_request:
+                self._set_cookie(app, session, response, now)
+            return
+        if session._touched and session.permanent and config.refresh_each_request:
+            self._set_cookie(app, session, response, now)
+
+    def _create(
+        self, app: Flask, session: ServerSideSession, response: Response, now: float
+    ) -> None:
+        config = self.config
+        _, _, values = session._changes(dumps_value)
+        self._check_size(values)
+        record = Record(
+            values=values,
+            created=now,
+            last_seen=now,
+            expires=now + config.idle_timeout,
+            absolute_expires=now + config.absolute_timeout,
+        )
+        for _attempt in range(3):  # a collision of 256-bit IDs means a broken RNG; stop soon
+            session_id = new_session_id()
+            if self.store.create(store_key(session_id), record):
+                break
+        else:
+            raise RuntimeError("could not create a session with a unique ID")
+        session._session_id = session_id
+        session.record = record
+        self._set_cookie(app, session, response, now)
+        signals.session_created.send(app, session=session)
+
+    def _check_size(self, serialized: dict[str, str]) -> None:
+        size = sum(len(name) + len(text) for name, text in serialized.items())
+        if size > self.config.max_size:
+            largest = sorted(
+                ((name, len(name) + len(text)) for name, text in serialized.items()),
+                key=lambda item: item[1],
+                reverse=True,
+            )[:3]
+            raise SessionTooLarge(size, self.config.max_size, largest)
+
+    # -- cookies -----------------------------------------------------------------------------------
+
+    def _set_cookie(
+        self, app: Flask, session: ServerSideSession, response: Response, now: float
+    ) -> None:
+        config = self.config
+        signer = self._get_signer(app)
+        assert signer is not None and session._session_id is not None
+        expires = None
+        if session.permanent:
+            end = now + config.idle_timeout
+            if session.record is not None:
+                end = min(end, session.record.absolute_expires)
+            expires = datetime.fromtimestamp(end, timezone.utc)
+        response.set_cookie(
+            config.cookie_name,
+            signer.sign(session._session_id),
+            expires=expires,
+            path=config.cookie_path,
+            domain=config.cookie_domain,
+            secure=config.cookie_secure,
+            httponly=config.cookie_httponly,
+            samesite=config.cookie_samesite,
+            partitioned=config.cookie_partitioned,
+        )
+
+    def _delete_cookie(self, response: Response) -> None:
+        config = self.config
+        response.delete_cookie(
+            config.cookie_name,
+            path=config.cookie_path,
+            domain=config.cookie_domain,
+            secure=config.cookie_secure,
+            httponly=config.cookie_httponly,
+            samesite=config.cookie_samesite,
+            partitioned=config.cookie_partitioned,
+        )
+
+    # -- failures and housekeeping ----------------------------------------------------------------
+
+    def _respond_unavailable(
+        self, app: Flask, exc: SessionStoreUnavailable, response: Response
+    ) -> None:
+        """Turn the response into the app's answer to the outage (HTTP 503 by default).
+
+        Flask calls ``save_session`` after the view returned, where an exception would become a
+        500; the change could not be saved, so the client must not see the view's success.
+        """
+        logger.warning("%s", exc)
+        error_response = app.make_response(app.handle_user_exception(exc))
+        response.status = error_response.status
+        response.headers.clear()
+        response.headers.extend(error_response.headers)
+        response.set_data(error_response.get_data())
+
+    def _schedule_cleanup(self, response: Response) -> None:
+        interval = self.config.cleanup_interval
+        if not interval or not self.store.capabilities.clear_expired:
+            return
+        now = time.time()
+        if now < self._next_cleanup:
+            return
+        self._next_cleanup = now + interval
+        response.call_on_close(self._cleanup)
+
+    def _cleanup(self) -> None:
+        """Remove expired sessions after the response went out; never fails the request."""
+        batch = self.config.cleanup_batch_size
+        try:
+            removed = self.store.clear_expired(time.time(), batch, limit=10 * batch)
+        except Exception:
+            logger.exception("removing expired sessions failed")
+            return
+        if removed:
+            logger.debug("removed %d expired sessions", removed)

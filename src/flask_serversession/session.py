@@ -1,0 +1,222 @@
+"""The session object a view sees as ``flask.session``: a lazy, change-tracking mapping.
+
+Nothing is read from the store until the view reads the session. Assignments made before that
+are kept as pending changes, and if the view never reads, they are saved as a patch without
+loading at all. At the end of the request the interface compares each value, serialized, with
+what was loaded, so nested changes (``session["cart"].append(3)``) are saved without
+``session.modified = True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from flask.sessions import SessionMixin
+
+if TYPE_CHECKING:
+    from .stores import Record
+
+#: Values of these types cannot change in place: if the object is the one loaded, it is unchanged.
+_IMMUTABLE = (str, int, float, bool, type(None), bytes)
+
+
+class ServerSideSession(SessionMixin):
+    """A server-side session. Use it as a dict; :meth:`regenerate` at login, :meth:`destroy`
+    at logout.
+
+    ``modified`` and ``accessed`` follow Flask's meaning. Setting ``modified = True`` is never
+    needed: changes are found by comparing values.
+    """
+
+    #: Set when a method that may change the session is called.
+    modified: bool
+    #: Set when the session is read or written in any way.
+    accessed: bool
+
+    def __init__(self, loader: Callable[[ServerSideSession], None], session_id: str | None) -> None:
+        self._loader: Callable[[ServerSideSession], None] | None = loader
+        #: The ID from the request's cookie once verified (``None`` for a new session).
+        self._session_id = session_id
+        #: Current values. Before loading: only the values assigned so far.
+        self._data: dict[str, Any] = {}
+        #: Serialized values as loaded; compared at save to find what changed.
+        self._stored: dict[str, str] = {}
+        #: The objects as loaded, to skip serializing immutable values nobody replaced.
+        self._originals: dict[str, Any] = {}
+        #: The stored record's metadata, when one was loaded.
+        self.record: Record | None = None
+        #: Whether the last load refreshed the idle expiry.
+        self._touched = False
+        self._regenerate = False
+        #: Store keys of sessions to delete at save (set by destroy()).
+        self._destroy_id: str | None = None
+        self._failed = False
+        self.modified = False
+        self.accessed = False
+        if session_id is None:
+            self._loader = None  # nothing to load: a new, empty session
+
+    # -- loading ---------------------------------------------------------------------------------
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the values are known (read from the store, or the session is new)."""
+        return self._loader is None
+
+    def _load(self) -> None:
+        loader = self._loader
+        if loader is not None:
+            try:
+                loader(self)  # calls _set_loaded
+            except BaseException:
+                # A store outage: the view gets the error; the end of the request saves nothing.
+                self._failed = True
+                raise
+
+    def _set_loaded(
+        self,
+        record: Record | None,
+        stored: dict[str, str],
+        values: dict[str, Any],
+        touched: bool,
+    ) -> None:
+        """Called by the loader with what the store held (``record`` None: nothing live)."""
+        pending = self._data
+        self.record = record
+        self._stored = stored
+        self._originals = values
+        self._data = dict(values)
+        self._data.update(pending)
+        self._touched = touched
+        self._loader = None
+        if record is None:
+            # An ID the store does not know is never adopted: a new ID is made if data is saved.
+            self._session_id = None
+
+    def _read(self) -> dict[str, Any]:
+        self.accessed = True
+        if self._loader is not None:
+            self._load()
+        return self._data
+
+    def _write(self) -> dict[str, Any]:
+        self.accessed = True
+        self.modified = True
+        return self._data
+
+    # -- the mapping -------------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        return self._read()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._write()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        data = self._read()
+        self.modified = True
+        del data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._read()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._read().get(key, default)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        data = self._read()
+        if key not in data:
+            self.modified = True
+        return data.setdefault(key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        data = self._read()
+        self.modified = True
+        return data.pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        data = self._read()
+        self.modified = True
+        return data.popitem()
+
+    def clear(self) -> None:
+        self._read()
+        self.modified = True
+        self._data.clear()
+
+    def copy(self) -> dict[str, Any]:
+        """A plain ``dict`` with the session's values (a shallow copy)."""
+        return dict(self._read())
+
+    def __repr__(self) -> str:
+        if self._loader is not None:
+            return f"<{type(self).__name__} (not loaded) pending={self._data!r}>"
+        return f"<{type(self).__name__} {self._data!r}>"
+
+    @property
+    def new(self) -> bool:  # type: ignore[override]
+        """Whether the session is not (yet) in the store. Loads the session to know."""
+        self._read()
+        return self.record is None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def regenerate(self) -> None:
+        """Give the session a new ID at the end of the request, keeping its data.
+
+        The old ID stops working at once: a request still in flight with it saves nothing.
+        Call it when a user logs in (or their privileges change) to defeat session fixation.
+        """
+        self._read()
+        self.modified = True
+        self._regenerate = True
+
+    def destroy(self) -> None:
+        """Delete the session from the store and expire its cookie. Call it at logout.
+
+        The session is then new and empty; values set afterwards (a flash message, say) go
+        into a fresh session with a fresh ID.
+        """
+        self.accessed = True
+        self.modified = True
+        if self._session_id is not None:
+            self._destroy_id = self._session_id
+        self._session_id = None
+        self._loader = None
+        self._data = {}
+        self._stored = {}
+        self._originals = {}
+        self.record = None
+        self._regenerate = False
+
+    # -- for the interface -------------------------------------------------------------------------
+
+    def _changes(
+        self, serialize: Callable[[str, Any], str]
+    ) -> tuple[dict[str, str], list[str], dict[str, str]]:
+        """``(changed, deleted, all_serialized)`` against what was loaded.
+
+        ``all_serialized`` holds every value that had to be serialized; unchanged immutable
+        values the view never replaced are skipped and reported by size from ``_stored``.
+        """
+        changed: dict[str, str] = {}
+        serialized: dict[str, str] = {}
+        originals = self._originals
+        stored = self._stored
+        for key, value in self._data.items():
+            if key in stored and value is originals.get(key) and type(value) in _IMMUTABLE:
+                serialized[key] = stored[key]
+                continue
+            text = serialize(key, value)
+            serialized[key] = text
+            if stored.get(key) != text:
+                changed[key] = text
+        deleted = [key for key in stored if key not in self._data]
+        return changed, deleted, serialized

@@ -1,0 +1,77 @@
+"""Stores, and the registry that builds one from a URL (``store_from_url("sqlite:///app.db")``).
+
+The registry maps a URL scheme to ``"module:Class"``; the module (and its driver) is imported
+only when a store of that scheme is built, so an app that uses SQLite never imports redis.
+Adding a store never touches the core: call :func:`register_store`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Protocol
+from urllib.parse import SplitResult, urlsplit
+
+from ..errors import ConfigurationError
+from .base import Capabilities, Patch, Record, Store, Touch
+
+__all__ = [
+    "Capabilities",
+    "Patch",
+    "Record",
+    "Store",
+    "Touch",
+    "register_store",
+    "store_from_url",
+]
+
+
+class _FromUrl(Protocol):
+    def from_url(self, url: SplitResult) -> Store: ...
+
+
+_registry: dict[str, str] = {
+    "memory": "flask_serversession.stores.memory:MemoryStore",
+    "sqlite": "flask_serversession.stores.sqlite:SQLiteStore",
+}
+
+
+def register_store(scheme: str, target: str) -> None:
+    """Build stores for URLs of ``scheme`` with ``target``, a ``"module:Class"`` string.
+
+    The class needs a ``from_url(url: urllib.parse.SplitResult) -> Store`` class method.
+    """
+    if ":" not in target:
+        raise ValueError(f"target must be 'module:Class', got {target!r}")
+    _registry[scheme.lower()] = target
+
+
+def store_from_url(url: str) -> Store:
+    """Build the store a URL names, e.g. ``"memory://"`` or ``"sqlite:///path/to/file.db"``."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    target = _registry.get(scheme)
+    if target is None:
+        known = ", ".join(f"{name}://" for name in sorted(_registry))
+        raise ConfigurationError(
+            f"SESSION_STORE: no store for URL scheme {scheme!r} (in {_redact(parts)!r});"
+            f" known schemes: {known}"
+        )
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"SESSION_STORE: the {scheme}:// store needs a driver that is not installed"
+            f" ({exc.name or exc}); install the extra, e.g."
+            f" pip install 'flask-serversession[{scheme}]'"
+        ) from exc
+    factory: _FromUrl = getattr(module, class_name)
+    return factory.from_url(parts)
+
+
+def _redact(parts: SplitResult) -> str:
+    """The URL without its password, for messages."""
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,145 @@
+"""The store contract: what a session store does, in six methods.
+
+A store moves text and times. It never sees cookies, session IDs (only their hashes, the
+``key``), signatures or Python values. Each value is a JSON document (``str``) written by
+:mod:`flask_serversession.serialization`; the store keeps it as is.
+
+Times are POSIX timestamps (``float`` seconds) taken from one clock, the caller's: a store never
+reads the clock itself, so the rules for expiry live in one place.
+
+Rules every method keeps:
+
+* A record is *live* while ``now < expires`` and ``now < absolute_expires``. A method that is
+  given ``now`` treats a record that is not live as absent, and never makes it live again.
+* ``expires`` passed in may exceed the record's ``absolute_expires``; the store keeps the smaller.
+* Each method is one atomic step, ideally one round trip. Concurrent patches of different
+  value names must both land.
+* Driver errors become :class:`~flask_serversession.errors.SessionStoreUnavailable`, raised
+  ``from`` the driver's exception. Nothing is swallowed.
+
+:mod:`flask_serversession.testing` checks all of this against a real instance of the store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass
+class Record:
+    """One stored session."""
+
+    #: Session key (as in ``session[key]``) -> serialized value.
+    values: dict[str, str]
+    #: When the session was created.
+    created: float
+    #: When the session was last refreshed by a touch or a patch.
+    last_seen: float
+    #: Idle expiry: ``last_seen`` + idle timeout, capped by ``absolute_expires``.
+    expires: float
+    #: The hard end of the session, fixed at creation.
+    absolute_expires: float
+    #: The user the session belongs to, for the per-user index; ``None`` if anonymous.
+    user_id: str | None = None
+
+    def is_live(self, now: float) -> bool:
+        """Whether the session has neither idled out nor reached its absolute end."""
+        return now < self.expires and now < self.absolute_expires
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A rate-limited refresh of a session's idle expiry, applied by :meth:`Store.load`.
+
+    Applied only to a live record whose ``last_seen`` is before ``if_seen_before``: it then
+    sets ``last_seen = now`` and ``expires = min(expires, absolute_expires)``.
+    """
+
+    now: float
+    expires: float
+    if_seen_before: float
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Changes to apply atomically to a live session by :meth:`Store.patch`."""
+
+    #: Values to set: name -> serialized value.
+    set: Mapping[str, str]
+    #: Value names to remove (names absent from the record are ignored).
+    delete: Collection[str]
+    #: The current time: ``last_seen`` becomes this.
+    now: float
+    #: The new idle expiry (the store caps it by ``absolute_expires``).
+    expires: float
+    #: When not ``None``, the record moves to this key in the same step (ID regeneration),
+    #: and the old key stops existing.
+    new_key: str | None = None
+    #: When not ``None``, the record's ``user_id`` becomes this (``""`` clears it).
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store can do beyond the six core methods, declared and tested."""
+
+    #: Find and revoke sessions by user (``Record.user_id`` is indexed).
+    by_user: bool = False
+    #: List all sessions (admin listing, stats).
+    scan: bool = False
+    #: ``clear_expired`` does real work; ``False`` for stores whose entries expire natively.
+    clear_expired: bool = False
+
+
+class Store(ABC):
+    """Base class of session stores. Subclasses implement the four abstract methods.
+
+    A store built from a URL is registered with
+    :func:`flask_serversession.stores.register_store`; its ``from_url`` class method gets the
+    parsed URL.
+    """
+
+    #: What this store can do beyond the core methods.
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: A short description for error messages and logs, never with credentials.
+    name: str = "store"
+
+    @abstractmethod
+    def load(self, key: str, touch: Touch | None = None) -> Record | None:
+        """Return the record under ``key``, or ``None``; apply ``touch`` if it is due.
+
+        The returned record is as it was read, before the touch, so that the caller can tell
+        whether the touch applied (``record.last_seen < touch.if_seen_before``). Expired
+        records may be returned (the caller enforces expiry); they are never touched.
+        """
+
+    @abstractmethod
+    def create(self, key: str, record: Record) -> bool:
+        """Store a new record; ``False`` (and no change) if ``key`` already exists."""
+
+    @abstractmethod
+    def patch(self, key: str, patch: Patch) -> bool:
+        """Apply ``patch`` to the live record under ``key``; ``False`` if there is none."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the record under ``key`` if there is one."""
+
+    def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
+        """Remove records that are not live at ``now``, ``batch_size`` per step so that no
+        step holds locks for long; stop after ``limit`` records. Return how many were removed.
+
+        Stores whose entries expire natively return 0 and set ``capabilities.clear_expired``
+        to ``False``.
+        """
+        return 0
+
+    def close(self) -> None:
+        """Release connections. The store may be used again afterwards (it reconnects)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"

@@ -1,0 +1,89 @@
+"""``memory://``: sessions in a dict of this process. For tests and development only.
+
+Thread-safe, but every process has its own dict: under several workers a user's requests see
+different sessions, and a restart forgets them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from urllib.parse import SplitResult
+
+from ..errors import ConfigurationError
+from .base import Capabilities, Patch, Record, Store, Touch
+
+
+class MemoryStore(Store):
+    """Sessions in process memory, behind one lock."""
+
+    capabilities = Capabilities(by_user=True, scan=True, clear_expired=True)
+    name = "memory://"
+
+    def __init__(self) -> None:
+        self._records: dict[str, Record] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> MemoryStore:
+        if url.netloc or url.path or url.query:
+            raise ConfigurationError(
+                f"SESSION_STORE: memory:// takes no options, got {url.geturl()!r}"
+            )
+        return cls()
+
+    def load(self, key: str, touch: Touch | None = None) -> Record | None:
+        with self._lock:
+            record = self._records.get(key)
+            if record is None:
+                return None
+            found = _copy(record)
+            if (
+                touch is not None
+                and record.is_live(touch.now)
+                and record.last_seen < touch.if_seen_before
+            ):
+                record.last_seen = touch.now
+                record.expires = min(touch.expires, record.absolute_expires)
+            return found
+
+    def create(self, key: str, record: Record) -> bool:
+        with self._lock:
+            if key in self._records:
+                return False
+            self._records[key] = _copy(record)
+            return True
+
+    def patch(self, key: str, patch: Patch) -> bool:
+        with self._lock:
+            record = self._records.get(key)
+            if record is None or not record.is_live(patch.now):
+                return False
+            record.values.update(patch.set)
+            for name in patch.delete:
+                record.values.pop(name, None)
+            record.last_seen = patch.now
+            record.expires = min(patch.expires, record.absolute_expires)
+            if patch.user_id is not None:
+                record.user_id = patch.user_id or None
+            if patch.new_key is not None:
+                del self._records[key]
+                self._records[patch.new_key] = record
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._records.pop(key, None)
+
+    def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
+        with self._lock:
+            dead = [key for key, record in self._records.items() if not record.is_live(now)]
+            if limit is not None:
+                dead = dead[:limit]
+            for key in dead:
+                del self._records[key]
+            return len(dead)
+
+
+def _copy(record: Record) -> Record:
+    return dataclasses.replace(record, values=dict(record.values))

@@ -1,0 +1,260 @@
+"""``sqlite:///path/to/file.db``: the embedded default store, one SQLite file.
+
+Safe for several processes (gunicorn workers) and threads: WAL journal, so readers never wait
+for writers, and a busy timeout, so concurrent writers wait their turn instead of failing.
+Every operation is one SQL statement in autocommit mode; a patch merges the changed values into
+the stored JSON object with ``json_patch`` inside that statement, so two requests that change
+different keys at once both land.
+
+URL: ``sqlite:///relative.db`` (relative to the working directory) or
+``sqlite:////absolute/path.db``, with optional query parameters ``table`` (default
+``serversession``), ``timeout`` (seconds a writer waits for the lock, default 5) and
+``synchronous`` (``normal``, the default, is durable across process crashes; ``full`` also
+across power loss).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, parse_qsl
+
+from ..errors import ConfigurationError, SessionDataCorrupt, SessionStoreUnavailable
+from .base import Capabilities, Patch, Record, Store, Touch
+
+_T = TypeVar("_T")
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_COLUMNS = "data, created, last_seen, expires, absolute_expires, user_id"
+
+
+class SQLiteStore(Store):
+    """Sessions in one SQLite file, shared by every process and thread that opens it."""
+
+    capabilities = Capabilities(by_user=True, scan=True, clear_expired=True)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table: str = "serversession",
+        timeout: float = 5.0,
+        synchronous: str = "normal",
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            raise ConfigurationError(
+                "SESSION_STORE: an SQLite store needs a file path; for sessions in memory use"
+                " memory://"
+            )
+        if not _TABLE_NAME.match(table):
+            raise ConfigurationError(f"SESSION_STORE: invalid SQLite table name {table!r}")
+        if synchronous.lower() not in ("normal", "full", "extra"):
+            raise ConfigurationError(
+                f"SESSION_STORE: synchronous must be normal, full or extra, got {synchronous!r}"
+            )
+        self.name = f"sqlite:///{self.path}"
+        self.table = table
+        self.timeout = timeout
+        self.synchronous = synchronous.upper()
+        self._pool: deque[sqlite3.Connection] = deque()
+        self._pid = os.getpid()
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+        t = table
+        self._sql_load = f"SELECT {_COLUMNS} FROM {t} WHERE key = ?"
+        self._sql_touch = (
+            f"UPDATE {t} SET last_seen = ?, expires = MIN(?, absolute_expires)"
+            f" WHERE key = ? AND last_seen < ? AND expires > ? AND absolute_expires > ?"
+        )
+        self._sql_create = (
+            f"INSERT INTO {t} (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f" ON CONFLICT (key) DO NOTHING"
+        )
+        self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
+        self._sql_clear = (
+            f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
+        )
+        # Fail at start-up, not on the first request, if the file cannot be opened.
+        self._run(lambda conn: None)
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> SQLiteStore:
+        if url.netloc:
+            raise ConfigurationError(
+                f"SESSION_STORE: an SQLite URL has no host: use sqlite:///relative.db or"
+                f" sqlite:////absolute/path.db, got {url.geturl()!r}"
+            )
+        options: dict[str, Any] = {}
+        for name, value in parse_qsl(url.query, keep_blank_values=True):
+            if name == "table" or name == "synchronous":
+                options[name] = value
+            elif name == "timeout":
+                try:
+                    options[name] = float(value)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"SESSION_STORE: SQLite timeout must be a number of seconds, got {value!r}"
+                    ) from None
+            else:
+                raise ConfigurationError(
+                    f"SESSION_STORE: unknown SQLite option {name!r}; known: table, timeout,"
+                    " synchronous"
+                )
+        return cls(url.path[1:], **options)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            if not self._schema_ready:
+                self._create_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            t = self.table
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t} ("
+                " key TEXT PRIMARY KEY NOT NULL,"
+                " data TEXT NOT NULL,"
+                " created REAL NOT NULL,"
+                " last_seen REAL NOT NULL,"
+                " expires REAL NOT NULL,"
+                " absolute_expires REAL NOT NULL,"
+                " user_id TEXT"
+                ") WITHOUT ROWID"
+            )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires)")
+            conn.execute(
+                f"CREATE INDEX IF NOT EXISTS {t}_user_id ON {t} (user_id) WHERE user_id IS NOT NULL"
+            )
+            if conn.execute("SELECT json_patch('{}', '{}')").fetchone()[0] != "{}":
+                raise ConfigurationError("SQLite's JSON functions are missing")
+            self._schema_ready = True
+
+    def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``operation`` on a pooled connection, turning driver errors into ours."""
+        if self._pid != os.getpid():
+            # Forked (e.g. gunicorn --preload): connections must not cross processes.
+            self._pool = deque()
+            self._pid = os.getpid()
+        try:
+            conn = self._pool.pop()
+        except IndexError:
+            conn = None
+        try:
+            if conn is None:
+                conn = self._connect()
+            result = operation(conn)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise SessionStoreUnavailable(self.name, f"{type(exc).__name__}: {exc}") from exc
+        self._pool.append(conn)
+        return result
+
+    def close(self) -> None:
+        while self._pool:
+            self._pool.pop().close()
+
+    # -- the contract --------------------------------------------------------------------------
+
+    def load(self, key: str, touch: Touch | None = None) -> Record | None:
+        def load(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(self._sql_load, (key,)).fetchone()
+            if row is None:
+                return None
+            record = _record(row)
+            if (
+                touch is not None
+                and record.last_seen < touch.if_seen_before
+                and record.is_live(touch.now)
+            ):
+                conn.execute(
+                    self._sql_touch,
+                    (touch.now, touch.expires, key, touch.if_seen_before, touch.now, touch.now),
+                )
+            return record
+
+        return self._run(load)
+
+    def create(self, key: str, record: Record) -> bool:
+        params = (
+            key,
+            json.dumps(record.values),
+            record.created,
+            record.last_seen,
+            min(record.expires, record.absolute_expires),
+            record.absolute_expires,
+            record.user_id,
+        )
+        return self._run(lambda conn: conn.execute(self._sql_create, params).rowcount == 1)
+
+    def patch(self, key: str, patch: Patch) -> bool:
+        assignments = ["last_seen = ?", "expires = MIN(?, absolute_expires)"]
+        params: list[Any] = [patch.now, patch.expires]
+        if patch.set or patch.delete:
+            # RFC 7396 merge: a string replaces, null removes. Values are JSON text kept as
+            # strings, so a stored None is the string "null", never a removal.
+            changes: dict[str, str | None] = dict.fromkeys(patch.delete)
+            changes.update(patch.set)
+            assignments.append("data = json_patch(data, ?)")
+            params.append(json.dumps(changes))
+        if patch.user_id is not None:
+            assignments.append("user_id = ?")
+            params.append(patch.user_id or None)
+        if patch.new_key is not None:
+            assignments.append("key = ?")
+            params.append(patch.new_key)
+        params += [key, patch.now, patch.now]
+        sql = (
+            f"UPDATE {self.table} SET {', '.join(assignments)}"
+            f" WHERE key = ? AND expires > ? AND absolute_expires > ?"
+        )
+        return self._run(lambda conn: conn.execute(sql, params).rowcount == 1)
+
+    def delete(self, key: str) -> None:
+        self._run(lambda conn: conn.execute(self._sql_delete, (key,)))
+
+    def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
+        removed = 0
+        while limit is None or removed < limit:
+            size = batch_size if limit is None else min(batch_size, limit - removed)
+            count = self._run(partial(_rowcount, sql=self._sql_clear, params=(now, size)))
+            removed += count
+            if count < size:
+                break
+        return removed
+
+
+def _rowcount(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    return conn.execute(sql, params).rowcount
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    data, created, last_seen, expires, absolute_expires, user_id = row
+    try:
+        values = json.loads(data)
+    except ValueError as exc:
+        raise SessionDataCorrupt(f"stored data is not JSON: {exc}") from None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise SessionDataCorrupt("stored data is not an object of serialized values")
+    return Record(values, created, last_seen, expires, absolute_expires, user_id)
