@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,6 +36,8 @@ class ServerSessionInterface(SessionInterface):
         self._signer_keys: tuple[Any, ...] = ()
         self._signer: CookieSigner | None = None
         self._next_cleanup = 0.0
+        #: Where times come from; tests replace it to move time forward.
+        self.clock: Callable[[], float] = time.time
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -69,7 +72,7 @@ class ServerSessionInterface(SessionInterface):
     def _load(self, app: Flask, session: ServerSideSession) -> None:
         assert session._session_id is not None
         config = self.config
-        now = time.time()
+        now = self.clock()
         key = store_key(session._session_id)
         touch = Touch(now, now + config.idle_timeout, now - config.touch_interval)
         try:
@@ -95,8 +98,9 @@ class ServerSessionInterface(SessionInterface):
         if not isinstance(session, ServerSideSession) or not session.accessed:
             return  # untouched: no store call, no cookie
         response.vary.add("Cookie")
-        if session._failed:
-            return  # the load failed and the view got the error: write nothing
+        if session._failed or session._saved:
+            return  # the load failed and the view got the error, or saved already
+        session._saved = True
         try:
             self._save(app, session, response)
         except SessionStoreUnavailable as exc:
@@ -106,7 +110,7 @@ class ServerSessionInterface(SessionInterface):
     def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         config = self.config
         store = self.store
-        now = time.time()
+        now = self.clock()
         if session._destroy_id is not None:
             store.delete(store_key(session._destroy_id))
             signals.session_destroyed.send(app, session=session)
@@ -253,7 +257,7 @@ class ServerSessionInterface(SessionInterface):
         interval = self.config.cleanup_interval
         if not interval or not self.store.capabilities.clear_expired:
             return
-        now = time.time()
+        now = self.clock()
         if now < self._next_cleanup:
             return
         self._next_cleanup = now + interval
@@ -263,7 +267,7 @@ class ServerSessionInterface(SessionInterface):
         """Remove expired sessions after the response went out; never fails the request."""
         batch = self.config.cleanup_batch_size
         try:
-            removed = self.store.clear_expired(time.time(), batch, limit=10 * batch)
+            removed = self.store.clear_expired(self.clock(), batch, limit=10 * batch)
         except Exception:
             logger.exception("removing expired sessions failed")
             return

@@ -52,6 +52,9 @@ class ServerSideSession(SessionMixin):
         #: Store keys of sessions to delete at save (set by destroy()).
         self._destroy_id: str | None = None
         self._failed = False
+        #: Set once save_session ran, so the save is never attempted twice (Flask calls it
+        #: again for the error response when the first attempt raised).
+        self._saved = False
         self.modified = False
         self.accessed = False
         if session_id is None:

@@ -1,0 +1,725 @@
+"""The conformance suite every store passes: the contract, and the behaviour a user sees.
+
+Use it for your own store (it needs pytest)::
+
+    from flask_serversession.testing import StoreConformance
+
+    class TestMyStore(StoreConformance):
+        @pytest.fixture
+        def store(self) -> Iterator[Store]:
+            store = MyStore(...)   # a fresh, empty store, on a real server
+            yield store
+            store.close()
+
+The inherited tests check the store contract directly (``test_store_*``) and the whole
+library on top of the store through Flask's test client, as a browser sees it (``test_app_*``):
+cookies, round trips per request, expiry, regeneration, logout, concurrent writers.
+
+:class:`CountingStore` wraps any store and counts its calls; the round-trip budget is tested
+with it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, datetime, timezone
+from typing import Any
+
+import pytest
+from flask import Flask, session
+from flask.testing import FlaskClient
+from markupsafe import Markup
+
+from .errors import SessionDataError, SessionTooLarge
+from .extension import ServerSession
+from .ids import new_session_id, store_key
+from .interface import ServerSessionInterface
+from .serialization import dumps_value, loads_value
+from .session import ServerSideSession
+from .stores import Patch, Record, Store, Touch
+
+__all__ = ["CountingStore", "StoreConformance", "make_app"]
+
+HOUR = 3600.0
+T0 = 1_800_000_000.0  # a fixed "now" for store tests, in 2027
+
+
+class CountingStore(Store):
+    """Wraps a store and counts calls per method in :attr:`calls`."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+        self.capabilities = inner.capabilities  # type: ignore[misc]
+        self.name = inner.name
+
+    def load(self, key: str, touch: Touch | None = None) -> Record | None:
+        self.calls["load"] += 1
+        return self.inner.load(key, touch)
+
+    def create(self, key: str, record: Record) -> bool:
+        self.calls["create"] += 1
+        return self.inner.create(key, record)
+
+    def patch(self, key: str, patch: Patch) -> bool:
+        self.calls["patch"] += 1
+        return self.inner.patch(key, patch)
+
+    def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        self.inner.delete(key)
+
+    def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
+        self.calls["clear_expired"] += 1
+        return self.inner.clear_expired(now, batch_size, limit)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    @property
+    def total(self) -> int:
+        """All calls except cleanup, which runs after the response."""
+        return sum(n for name, n in self.calls.items() if name != "clear_expired")
+
+
+class Clock:
+    """A settable clock for the session interface."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_app(store: Store, **options: Any) -> Flask:
+    """A Flask app on ``store`` with views that each do one kind of thing to the session.
+
+    ``/none`` never touches it; ``/get/<k>`` reads; ``/set/<k>/<v>`` assigns without reading;
+    ``/rw/<k>/<v>`` reads then assigns; ``/append/<k>/<v>`` appends to a list in place;
+    ``/pop/<k>``; ``/regenerate``; ``/destroy``; ``/permanent``; ``/dump`` returns every value.
+    """
+    app = Flask(__name__)
+    app.testing = True  # errors at save reach the test instead of becoming a 500
+    app.secret_key = "conformance-secret"
+    options.setdefault("cleanup_interval", 0)
+    ServerSession(app, store=store, **options)
+
+    @app.get("/none")
+    def none() -> str:
+        return "none"
+
+    @app.get("/get/<k>")
+    def get(k: str) -> str:
+        return repr(session.get(k))
+
+    @app.get("/set/<k>/<v>")
+    def set_(k: str, v: str) -> str:
+        session[k] = v
+        return "set"
+
+    @app.get("/rw/<k>/<v>")
+    def rw(k: str, v: str) -> str:
+        old = session.get(k)
+        session[k] = v
+        return repr(old)
+
+    @app.get("/append/<k>/<v>")
+    def append(k: str, v: str) -> str:
+        session[k].append(v)
+        return "appended"
+
+    @app.get("/pop/<k>")
+    def pop(k: str) -> str:
+        return repr(session.pop(k, None))
+
+    @app.get("/regenerate")
+    def regenerate() -> str:
+        assert isinstance(session, ServerSideSession)
+        session.regenerate()
+        return "regenerated"
+
+    @app.get("/destroy")
+    def destroy() -> str:
+        assert isinstance(session, ServerSideSession)
+        session.destroy()
+        return "destroyed"
+
+    @app.get("/permanent")
+    def permanent() -> str:
+        session.permanent = True
+        return "permanent"
+
+    @app.get("/dump")
+    def dump() -> dict[str, str]:
+        return {key: repr(value) for key, value in session.items()}
+
+    return app
+
+
+def _interface(app: Flask) -> ServerSessionInterface:
+    interface = app.session_interface
+    assert isinstance(interface, ServerSessionInterface)
+    return interface
+
+
+def _cookie(client: FlaskClient) -> str | None:
+    cookie = client.get_cookie("session")
+    return None if cookie is None else cookie.value
+
+
+def _record(
+    values: dict[str, str] | None = None,
+    now: float = T0,
+    idle: float = HOUR,
+    absolute: float = 24 * HOUR,
+    user_id: str | None = None,
+) -> Record:
+    return Record(
+        values={"user": '"alice"'} if values is None else values,
+        created=now,
+        last_seen=now,
+        expires=now + idle,
+        absolute_expires=now + absolute,
+        user_id=user_id,
+    )
+
+
+def _key() -> str:
+    return store_key(new_session_id())
+
+
+class StoreConformance:
+    """Every behaviour a store must have. Subclass it and provide a ``store`` fixture."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        raise NotImplementedError("subclasses provide a fresh, empty store")
+
+    @pytest.fixture
+    def clock(self) -> Clock:
+        return Clock()
+
+    @pytest.fixture
+    def counting(self, store: Store) -> CountingStore:
+        return CountingStore(store)
+
+    @pytest.fixture
+    def app(self, counting: CountingStore, clock: Clock) -> Flask:
+        app = make_app(counting, idle_timeout=HOUR, absolute_timeout=24 * HOUR)
+        _interface(app).clock = clock
+        return app
+
+    @pytest.fixture
+    def client(self, app: Flask) -> FlaskClient:
+        return app.test_client()
+
+    # -- the store contract ------------------------------------------------------------------------
+
+    def test_store_create_then_load(self, store: Store) -> None:
+        key = _key()
+        record = _record({"user": '"alice"', "cart": "[1,2,3]"}, user_id="u1")
+        assert store.create(key, record)
+        assert store.load(key) == record
+        assert store.load(_key()) is None
+
+    def test_store_create_refuses_existing_key(self, store: Store) -> None:
+        key = _key()
+        assert store.create(key, _record({"a": "1"}))
+        assert not store.create(key, _record({"a": "2"}))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {"a": "1"}
+
+    def test_store_keeps_text_exactly(self, store: Store) -> None:
+        values = {
+            "quotes": dumps_value("q", 'say "hi" \\ and \n newline'),
+            "null": "null",
+            "unicode": dumps_value("u", "żółw 🐢 \u2028"),
+            "nested": dumps_value("n", {"a": [1, {"b": None}], "c": (1, 2)}),
+            "big": dumps_value("big", "x" * 300_000),
+            "weird name \" ' . $ {}": "1",
+        }
+        key = _key()
+        assert store.create(key, _record(values))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == values
+
+    def test_store_patch_merges_and_deletes(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record({"a": "1", "b": "2", "c": "3"}))
+        patch = Patch({"b": "20", "d": "null"}, ["c", "missing"], T0 + 10, T0 + 10 + HOUR)
+        assert store.patch(key, patch)
+        loaded = store.load(key)
+        assert loaded is not None
+        assert loaded.values == {"a": "1", "b": "20", "d": "null"}
+        assert loaded.last_seen == T0 + 10
+        assert loaded.expires == T0 + 10 + HOUR
+        assert loaded.created == T0
+
+    def test_store_patch_never_creates(self, store: Store) -> None:
+        key = _key()
+        assert not store.patch(key, Patch({"a": "1"}, (), T0, T0 + HOUR))
+        assert store.load(key) is None
+
+    def test_store_patch_refuses_expired_records(self, store: Store) -> None:
+        idle, absolute = _key(), _key()
+        store.create(idle, _record(idle=10))
+        store.create(absolute, _record(idle=HOUR, absolute=20))
+        for key, now in ((idle, T0 + 10), (absolute, T0 + 25)):
+            assert not store.patch(key, Patch({"a": "1"}, (), now, now + HOUR))
+            loaded = store.load(key)
+            assert loaded is None or (not loaded.is_live(now) and "a" not in loaded.values)
+
+    def test_store_patch_caps_expiry_at_absolute(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record(idle=HOUR, absolute=2 * HOUR))
+        assert store.patch(key, Patch({}, (), T0 + HOUR / 2, T0 + 5 * HOUR))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.expires == T0 + 2 * HOUR
+
+    def test_store_patch_moves_to_new_key(self, store: Store) -> None:
+        old, new = _key(), _key()
+        store.create(old, _record({"a": "1", "b": "2"}))
+        assert store.patch(old, Patch({"b": "3"}, ["a"], T0 + 1, T0 + HOUR, new_key=new))
+        assert store.load(old) is None
+        loaded = store.load(new)
+        assert loaded is not None and loaded.values == {"b": "3"}
+        assert not store.patch(old, Patch({"c": "1"}, (), T0 + 2, T0 + HOUR))
+        assert store.load(old) is None
+
+    def test_store_patch_sets_and_clears_user(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record())
+        assert store.patch(key, Patch({}, (), T0, T0 + HOUR, user_id="42"))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.user_id == "42"
+        assert store.patch(key, Patch({}, (), T0, T0 + HOUR))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.user_id == "42"
+        assert store.patch(key, Patch({}, (), T0, T0 + HOUR, user_id=""))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.user_id is None
+
+    def test_store_touch_when_due(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record(idle=HOUR, absolute=HOUR + 100))
+        now = T0 + 120
+        before = store.load(key, Touch(now, now + HOUR, if_seen_before=now - 60))
+        assert before is not None and before.last_seen == T0  # returned as read
+        after = store.load(key)
+        assert after is not None
+        assert after.last_seen == now
+        assert after.expires == T0 + HOUR + 100  # capped by the absolute expiry
+
+    def test_store_touch_not_due(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record())
+        now = T0 + 30
+        store.load(key, Touch(now, now + HOUR, if_seen_before=now - 60))
+        after = store.load(key)
+        assert after is not None and after.last_seen == T0 and after.expires == T0 + HOUR
+
+    def test_store_touch_never_revives(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record(idle=10))
+        now = T0 + 11
+        store.load(key, Touch(now, now + HOUR, if_seen_before=now))
+        after = store.load(key)
+        assert after is None or not after.is_live(now)
+
+    def test_store_delete(self, store: Store) -> None:
+        key, other = _key(), _key()
+        store.create(key, _record())
+        store.create(other, _record())
+        store.delete(key)
+        store.delete(key)  # absent: no error
+        assert store.load(key) is None
+        assert store.load(other) is not None
+
+    def test_store_clear_expired(self, store: Store) -> None:
+        live = [_key() for _ in range(5)]
+        idle = [_key() for _ in range(7)]
+        absolute = [_key() for _ in range(6)]
+        for key in live:
+            store.create(key, _record(idle=HOUR))
+        for key in idle:
+            store.create(key, _record(idle=10))
+        for key in absolute:
+            store.create(key, _record(idle=HOUR, absolute=20))
+        # Refreshed idle expiry does not outlive the absolute one.
+        for key in absolute:
+            store.patch(key, Patch({}, (), T0 + 5, T0 + 5 + HOUR))
+        now = T0 + 30
+        removed = store.clear_expired(now, batch_size=2)
+        if not store.capabilities.clear_expired:
+            assert removed == 0  # native expiry does the work
+        else:
+            assert removed == len(idle) + len(absolute)
+            for key in idle + absolute:
+                assert store.load(key) is None
+        for key in live:
+            assert store.load(key) is not None
+
+    def test_store_clear_expired_limit(self, store: Store) -> None:
+        if not store.capabilities.clear_expired:
+            pytest.skip(f"{store.name} expires entries natively")
+        for _ in range(10):
+            store.create(_key(), _record(idle=1))
+        assert store.clear_expired(T0 + 5, batch_size=3, limit=4) == 4
+        assert store.clear_expired(T0 + 5, batch_size=3) == 6
+
+    def test_store_concurrent_patches_all_land(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record({}))
+        threads, per_thread = 8, 25
+        barrier = threading.Barrier(threads)
+        errors: list[BaseException] = []
+
+        def writer(n: int) -> None:
+            try:
+                barrier.wait(timeout=10)
+                for i in range(per_thread):
+                    store.patch(key, Patch({f"t{n}-{i}": str(i)}, (), T0 + 1, T0 + HOUR))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        assert not errors
+        loaded = store.load(key)
+        assert loaded is not None
+        assert len(loaded.values) == threads * per_thread
+
+    # -- the library on this store, through HTTP as the test client sees it --------------
+
+    def test_app_round_trips_per_request(
+        self, client: FlaskClient, counting: CountingStore
+    ) -> None:
+        client.get("/set/user/alice")  # creates the session
+        budget = {"/none": 0, "/get/user": 1, "/set/x/1": 1, "/rw/y/2": 2}
+        for url, expected in budget.items():
+            counting.calls.clear()
+            response = client.get(url)
+            assert response.status_code == 200
+            assert counting.total == expected, (url, dict(counting.calls))
+
+    def test_app_untouched_request_has_no_cookie_and_no_vary(
+        self, client: FlaskClient, counting: CountingStore
+    ) -> None:
+        response = client.get("/none")
+        assert "Set-Cookie" not in response.headers
+        assert "Cookie" not in response.vary
+        assert counting.total == 0
+
+    def test_app_visitor_who_stores_nothing_gets_nothing(
+        self, client: FlaskClient, counting: CountingStore
+    ) -> None:
+        response = client.get("/get/user")
+        assert response.text == "None"
+        assert "Set-Cookie" not in response.headers
+        assert "Cookie" in response.vary
+        assert counting.total == 0  # no cookie: nothing to load
+
+    def test_app_session_round_trip_and_cookie(self, client: FlaskClient, store: Store) -> None:
+        response = client.get("/set/user/alice")
+        cookie = response.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+        assert "Expires" not in cookie  # not permanent: a browser-session cookie
+        value = _cookie(client)
+        assert value is not None and "alice" not in value
+        session_id = value.split(".")[0]
+        assert len(session_id) == 43  # 256 bits, URL-safe base64
+        record = store.load(store_key(session_id))
+        assert record is not None and loads_value(record.values["user"]) == "alice"
+        assert store.load(session_id) is None  # the store never sees the ID itself
+        assert client.get("/get/user").text == "'alice'"
+
+    def test_app_nested_change_saved_without_modified(self, client: FlaskClient) -> None:
+        with client.session_transaction() as sess:
+            sess["cart"] = [1, 2]
+        client.get("/append/cart/3")
+        assert client.get("/get/cart").text == "[1, 2, '3']"
+
+    def test_app_unchanged_read_writes_nothing(
+        self, client: FlaskClient, counting: CountingStore
+    ) -> None:
+        with client.session_transaction() as sess:
+            sess["cart"] = [1, 2, {"a": {1, 2}}]
+            sess["user"] = "alice"
+        counting.calls.clear()
+        response = client.get("/dump")
+        assert response.status_code == 200
+        assert counting.calls == {"load": 1}
+        assert "Set-Cookie" not in response.headers
+
+    def test_app_assign_only_merges_with_stored(
+        self, client: FlaskClient, counting: CountingStore
+    ) -> None:
+        client.get("/set/a/1")
+        counting.calls.clear()
+        client.get("/set/b/2")
+        assert counting.calls == {"patch": 1}
+        assert client.get("/dump").json == {"a": "'1'", "b": "'2'"}
+
+    def test_app_pop_last_key_removes_session(self, client: FlaskClient, store: Store) -> None:
+        client.get("/set/user/alice")
+        value = _cookie(client)
+        assert value is not None
+        response = client.get("/pop/user")
+        assert response.text == "'alice'"
+        assert _cookie(client) is None  # cookie deleted
+        assert store.load(store_key(value.split(".")[0])) is None
+
+    def test_app_regenerate(self, client: FlaskClient, store: Store) -> None:
+        client.get("/set/user/alice")
+        old = _cookie(client)
+        response = client.get("/regenerate")
+        new = _cookie(client)
+        assert response.status_code == 200 and new is not None and new != old
+        assert client.get("/get/user").text == "'alice'"
+        assert old is not None
+        assert store.load(store_key(old.split(".")[0])) is None
+        client.set_cookie("session", old)
+        assert client.get("/get/user").text == "None"
+
+    def test_app_destroy(self, client: FlaskClient, store: Store) -> None:
+        client.get("/set/user/alice")
+        old = _cookie(client)
+        response = client.get("/destroy")
+        assert "session=;" in response.headers["Set-Cookie"]  # expired
+        assert _cookie(client) is None
+        assert old is not None
+        assert store.load(store_key(old.split(".")[0])) is None
+        client.set_cookie("session", old)
+        assert client.get("/get/user").text == "None"
+        client.get("/rw/user/bob")  # a read, then a write: a new session with a new ID
+        assert _cookie(client) not in (None, old)
+
+    def test_app_assign_only_on_dead_session_saves_nothing(
+        self, client: FlaskClient, store: Store
+    ) -> None:
+        """Without a read, a session that ended meanwhile cannot be told from one that ended
+        before: the change is dropped and no cookie is sent, so a concurrent logout or
+        regeneration is never undone. The next request that reads starts afresh."""
+        client.get("/set/user/alice")
+        old = _cookie(client)
+        client.get("/destroy")
+        assert old is not None
+        client.set_cookie("session", old)
+        response = client.get("/set/user/bob")
+        assert response.status_code == 200 and "Set-Cookie" not in response.headers
+        assert store.load(store_key(old.split(".")[0])) is None
+        assert client.get("/get/user").text == "None"
+
+    def test_app_unknown_id_is_never_adopted(self, client: FlaskClient, app: Flask) -> None:
+        chosen = new_session_id()
+        signed = _interface(app)._get_signer(app)
+        assert signed is not None
+        client.set_cookie("session", signed.sign(chosen))  # valid signature, unknown to the store
+        assert client.get("/get/user").text == "None"
+        client.get("/rw/user/mallory")
+        value = _cookie(client)
+        assert value is not None and not value.startswith(chosen)
+
+    def test_app_idle_timeout(self, client: FlaskClient, clock: Clock) -> None:
+        client.get("/set/user/alice")
+        clock.advance(HOUR - 1)
+        assert client.get("/get/user").text == "'alice'"  # refreshes the idle expiry
+        clock.advance(HOUR - 1)
+        assert client.get("/get/user").text == "'alice'"
+        clock.advance(HOUR + 1)
+        assert client.get("/get/user").text == "None"
+
+    def test_app_absolute_timeout(self, client: FlaskClient, clock: Clock) -> None:
+        client.get("/set/user/alice")
+        for _ in range(23):
+            clock.advance(HOUR - 60)
+            assert client.get("/rw/user/alice").text == "'alice'"
+        clock.advance(2 * HOUR)  # past 24 h since creation, though active all along
+        assert client.get("/get/user").text == "None"
+
+    def test_app_touch_is_rate_limited(
+        self, client: FlaskClient, clock: Clock, counting: CountingStore, store: Store
+    ) -> None:
+        client.get("/set/user/alice")
+        value = _cookie(client)
+        assert value is not None
+        key = store_key(value.split(".")[0])
+        clock.advance(10)
+        client.get("/get/user")
+        record = store.load(key)
+        assert record is not None and record.last_seen == T0  # within the touch interval
+        clock.advance(120)
+        counting.calls.clear()
+        client.get("/get/user")
+        assert counting.total == 1  # the touch rides on the load
+        record = store.load(key)
+        assert record is not None and record.last_seen == T0 + 130
+        assert record.expires == T0 + 130 + HOUR
+
+    def test_app_permanent_cookie(self, client: FlaskClient, clock: Clock) -> None:
+        response = client.get("/permanent")
+        cookie = response.headers["Set-Cookie"]
+        assert "Expires=" in cookie
+        clock.advance(120)
+        response = client.get("/get/user")  # touch due: the cookie's expiry moves too
+        assert "Expires=" in response.headers.get("Set-Cookie", "")
+
+    def test_app_large_value(self, client: FlaskClient, app: Flask) -> None:
+        big = "x" * 10_000
+
+        @app.get("/big")
+        def big_view() -> str:
+            session["big"] = big
+            return "ok"
+
+        # routes must be added before the first request
+        assert client.get("/big").text == "ok"
+        assert client.get("/get/big").text == repr(big)
+
+    def test_app_type_fidelity(self, store: Store) -> None:
+        values: dict[str, Any] = {
+            "str": "żółw",
+            "int": 2**70,
+            "float": 0.1,
+            "bool": True,
+            "none": None,
+            "list": [1, [2, 3]],
+            "tuple": (1, (2, "3")),
+            "dict": {"a": {"b": [None]}, " t": 1},
+            "tag-like dict": {" t": [1]},
+            "bytes": b"\x00\xff",
+            "markup": Markup("<b>hi</b>"),
+            "uuid": uuid.UUID(int=7),
+            "datetime": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
+            "naive": datetime(2026, 1, 2, 3, 4, 5, 6),
+            "date": date(2026, 11, 25),
+            "set": {1, 2, 3},
+            "frozenset": frozenset({"a"}),
+            "inf": float("inf"),
+        }
+        app = make_app(store)
+
+        @app.get("/store-all")
+        def store_all() -> str:
+            session.update(values)
+            return "ok"
+
+        @app.get("/check-all")
+        def check_all() -> str:
+            for name, value in values.items():
+                got = session[name]
+                assert got == value and type(got) is type(value), (name, got)
+            assert session["tuple"][1] == (2, "3")
+            return "same"
+
+        client = app.test_client()
+        client.get("/store-all")
+        assert client.get("/check-all").text == "same"
+
+    def test_app_unserializable_value_names_the_key(self, store: Store) -> None:
+        app = make_app(store)
+
+        @app.get("/bad")
+        def bad() -> str:
+            session["fine"] = 1
+            session["broken"] = object()
+            return "ok"
+
+        with pytest.raises(SessionDataError) as info:
+            app.test_client().get("/bad")
+        assert info.value.key == "broken" and "broken" in str(info.value)
+
+    def test_app_max_size_names_largest_keys(self, store: Store) -> None:
+        app = make_app(store, max_size=1000)
+
+        @app.get("/huge")
+        def huge() -> str:
+            session["small"] = "x"
+            session["large"] = "y" * 2000
+            return "ok"
+
+        with pytest.raises(SessionTooLarge) as info:
+            app.test_client().get("/huge")
+        assert info.value.largest[0][0] == "large" and "'large'" in str(info.value)
+
+    def test_app_concurrent_requests_different_keys(self, app: Flask) -> None:
+        """Two requests that read, then write different keys, interleaved: both land."""
+        gate = threading.Barrier(2)
+
+        @app.get("/slow/<k>/<v>")
+        def slow(k: str, v: str) -> str:
+            session.get("user")  # load first, like a real view
+            gate.wait(timeout=10)  # both requests have loaded before either saves
+            session[k] = v
+            return "ok"
+
+        client = app.test_client()
+        client.get("/set/user/alice")
+        cookie = _cookie(client)
+        assert cookie is not None
+        results: list[int] = []
+
+        def request(path: str) -> None:
+            other = app.test_client()
+            other.set_cookie("session", cookie)
+            results.append(other.get(path).status_code)
+
+        threads = [
+            threading.Thread(target=request, args=(path,)) for path in ("/slow/a/1", "/slow/b/2")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert results == [200, 200]
+        assert client.get("/dump").json == {"user": "'alice'", "a": "'1'", "b": "'2'"}
+
+    def test_app_no_resurrection_after_destroy(self, app: Flask, store: Store) -> None:
+        """A request that loaded the session before a logout saves nothing after it."""
+        loaded, logged_out = threading.Event(), threading.Event()
+
+        @app.get("/late-writer")
+        def late_writer() -> str:
+            session.get("user")
+            loaded.set()
+            logged_out.wait(timeout=10)
+            session["late"] = "write"
+            return "ok"
+
+        client = app.test_client()
+        client.get("/set/user/alice")
+        cookie = _cookie(client)
+        assert cookie is not None
+        responses: list[Any] = []
+
+        def late() -> None:
+            other = app.test_client()
+            other.set_cookie("session", cookie)
+            responses.append(other.get("/late-writer"))
+
+        thread = threading.Thread(target=late)
+        thread.start()
+        assert loaded.wait(timeout=10)
+        client.get("/destroy")
+        logged_out.set()
+        thread.join(timeout=30)
+        assert responses and "Set-Cookie" not in responses[0].headers
+        assert store.load(store_key(cookie.split(".")[0])) is None
+
+    def test_app_store_sees_only_hashed_keys(self, client: FlaskClient, store: Store) -> None:
+        client.get("/set/user/alice")
+        value = _cookie(client)
+        assert value is not None
+        session_id = value.split(".")[0]
+        assert store.load(session_id) is None
+        assert store.load(store_key(session_id)) is not None

@@ -1,0 +1,20 @@
+"""Shared fixtures: a fresh store of each embedded kind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flask_serversession.stores import Store
+from flask_serversession.stores.memory import MemoryStore
+from flask_serversession.stores.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each embedded store, fresh and empty."""
+    store: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield store
+    store.close()
