@@ -1,0 +1,188 @@
+"""The request cycle: signals, errors as responses, cookie attributes, corrupt records."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask, session
+
+from flask_serversession import (
+    ServerSession,
+    SessionStoreUnavailable,
+    session_created,
+    session_destroyed,
+    session_regenerated,
+    session_rejected,
+)
+from flask_serversession.ids import new_session_id, store_key
+from flask_serversession.stores import Patch, Store
+from flask_serversession.stores.memory import MemoryStore
+from flask_serversession.stores.sqlite import SQLiteStore
+from flask_serversession.testing import make_app
+
+
+class OutageStore(MemoryStore):
+    """A memory store whose writes fail, as a store that went down after the load would."""
+
+    writes_fail = False
+
+    def patch(self, key: str, patch: Patch) -> bool:
+        if self.writes_fail:
+            raise SessionStoreUnavailable(self.name, "connection refused")
+        return super().patch(key, patch)
+
+
+@pytest.fixture
+def events() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    receivers = []
+    for name, signal in [
+        ("created", session_created),
+        ("regenerated", session_regenerated),
+        ("destroyed", session_destroyed),
+        ("rejected", session_rejected),
+    ]:
+
+        def receiver(sender: Flask, _name: str = name, **extra: Any) -> None:
+            seen.append((_name, extra))
+
+        signal.connect(receiver)
+        receivers.append((signal, receiver))
+    yield seen
+    for signal, receiver in receivers:
+        signal.disconnect(receiver)
+
+
+def test_signals(events: list[tuple[str, dict[str, Any]]]) -> None:
+    client = make_app(MemoryStore()).test_client()
+    client.get("/set/user/alice")
+    client.get("/regenerate")
+    client.get("/destroy")
+    client.set_cookie("session", "forged.value")
+    client.get("/get/user")
+    assert [name for name, _ in events] == ["created", "regenerated", "destroyed", "rejected"]
+    assert events[-1][1] == {"reason": "bad-signature"}
+
+
+def test_store_failure_at_save_is_a_503(caplog: pytest.LogCaptureFixture) -> None:
+    store = OutageStore()
+    app = make_app(store)
+    app.testing = False
+    client = app.test_client()
+    client.get("/set/user/alice")
+    store.writes_fail = True
+    with caplog.at_level(logging.WARNING, "flask_serversession"):
+        response = client.get("/rw/user/bob")
+    assert response.status_code == 503
+    assert "temporarily unavailable" in response.text
+    assert "Set-Cookie" not in response.headers
+    assert "connection refused" in caplog.text
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.value.split(".")[0] not in caplog.text
+    store.writes_fail = False
+    assert client.get("/get/user").text == "'alice'"
+
+
+def test_app_handler_for_outage_is_used_at_save() -> None:
+    store = OutageStore()
+    app = make_app(store)
+
+    @app.errorhandler(SessionStoreUnavailable)
+    def outage(exc: SessionStoreUnavailable) -> tuple[str, int]:
+        return f"custom: {exc.reason}", 500
+
+    client = app.test_client()
+    client.get("/set/user/alice")
+    store.writes_fail = True
+    response = client.get("/set/user/bob")
+    assert response.status_code == 500 and response.text == "custom: connection refused"
+
+
+def test_without_secret_key_writes_fail_clearly() -> None:
+    app = Flask(__name__)
+    ServerSession(app, store="memory://")
+
+    @app.get("/w")
+    def write() -> str:
+        session["x"] = 1
+        return "ok"
+
+    app.testing = True
+    with pytest.raises(RuntimeError, match="secret key"):
+        app.test_client().get("/w")
+
+
+def test_cookie_attributes_follow_flask_config() -> None:
+    app = Flask(__name__)
+    app.secret_key = "k"
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-sid",
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_PARTITIONED=True,
+    )
+    ServerSession(app, store="memory://")
+
+    @app.get("/w")
+    def write() -> str:
+        session.permanent = True
+        session["x"] = 1
+        return "ok"
+
+    header = app.test_client().get("/w", base_url="https://example.test").headers["Set-Cookie"]
+    assert header.startswith("__Host-sid=")
+    for part in ("Secure", "HttpOnly", "Path=/", "SameSite=Strict", "Partitioned", "Expires="):
+        assert part in header
+    assert "Domain" not in header
+
+
+def test_planted_pickle_is_reported_and_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, events: list[tuple[str, dict[str, Any]]]
+) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    app = make_app(store)
+    client = app.test_client()
+    client.get("/set/user/alice")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    key = store_key(cookie.value.split(".")[0])
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (open, (str(marker), "w"))
+
+    payload = pickle.dumps(Exploit()).decode("latin-1")
+    conn = sqlite3.connect(store.path, isolation_level=None)
+    conn.execute(
+        "UPDATE serversession SET data = json_object('user', ?) WHERE key = ?", (payload, key)
+    )
+    with caplog.at_level(logging.ERROR, "flask_serversession"):
+        assert client.get("/get/user").text == "None"
+    assert not marker.exists()
+    assert "unreadable" in caplog.text
+    assert ("rejected", {"reason": "corrupt"}) in events
+    assert store.load(key) is None
+
+
+def test_store_contract_is_abstract() -> None:
+    with pytest.raises(TypeError):
+        Store()  # type: ignore[abstract]
+
+
+def test_regenerated_cookie_differs_and_old_is_dead() -> None:
+    store = MemoryStore()
+    client = make_app(store).test_client()
+    client.get("/set/user/alice")
+    first = client.get_cookie("session")
+    client.get("/regenerate")
+    second = client.get_cookie("session")
+    assert first is not None and second is not None and first.value != second.value
+    assert store.load(store_key(first.value.split(".")[0])) is None
+    assert store.load(store_key(second.value.split(".")[0])) is not None
+    assert store.load(store_key(new_session_id())) is None
