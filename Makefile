@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+		[ "$$(id -u)" = 0 ] && rm -rf $(VENV) && apt-get update -q && \
+		apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
@@ -26,7 +28,6 @@ test: lint typecheck
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)
-	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/run.py
 
 clean:
