@@ -90,11 +90,6 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("SESSION_COOKIE_PARTITIONED", "``False``", "Flask's: the CHIPS Partitioned attribute."),
     Key(
-        "SESSION_REFRESH_EACH_REQUEST",
-        "``True``",
-        "Flask's: resend a permanent session's cookie when its expiry is refreshed.",
-    ),
-    Key(
         "SECRET_KEY",
         "required",
         "Flask's: signs the session ID in the cookie. Read on each request.",
@@ -131,7 +126,6 @@ class Config:
     cookie_httponly: bool
     cookie_samesite: str | None
     cookie_partitioned: bool
-    refresh_each_request: bool
 
 
 def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | None) -> Config:
@@ -205,7 +199,6 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         cookie_httponly=bool(values.get("SESSION_COOKIE_HTTPONLY", True)),
         cookie_samesite=samesite,
         cookie_partitioned=bool(values.get("SESSION_COOKIE_PARTITIONED", False)),
-        refresh_each_request=bool(values.get("SESSION_REFRESH_EACH_REQUEST", True)),
     )
 
 

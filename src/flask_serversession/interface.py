@@ -26,6 +26,12 @@ from .stores import Patch, Record, Touch
 
 logger = logging.getLogger("flask_serversession")
 
+#: How long a session ended on purpose (logout, regeneration) leaves a tombstone in the store,
+#: so that requests still in flight with its ID write nothing. Longer than any request lasts.
+TOMBSTONE_SECONDS = 600.0
+#: Browsers cap cookie lifetimes at 400 days.
+MAX_COOKIE_AGE = 400 * 24 * 3600.0
+
 
 class ServerSessionInterface(SessionInterface):
     """Flask's session interface, backed by a :class:`~flask_serversession.stores.Store`."""
@@ -78,7 +84,7 @@ class ServerSessionInterface(SessionInterface):
         try:
             record = self.store.load(key, touch)
             if record is None or not record.is_live(now):
-                session._set_loaded(None, {}, {}, False)
+                session._set_loaded(None, {}, {}, ended=record is not None and record.ended_at(now))
                 return
             values = {name: loads_value(text) for name, text in record.values.items()}
         except SessionDataCorrupt as exc:
@@ -87,10 +93,9 @@ class ServerSessionInterface(SessionInterface):
             logger.error("dropping an unreadable stored session: %s", exc)
             signals.session_rejected.send(app, reason="corrupt")
             self.store.delete(key)
-            session._set_loaded(None, {}, {}, False)
+            session._set_loaded(None, {}, {})
             return
-        touched = record.last_seen < touch.if_seen_before
-        session._set_loaded(record, record.values, values, touched)
+        session._set_loaded(record, record.values, values)
 
     # -- saving ------------------------------------------------------------------------------------
 
@@ -108,26 +113,40 @@ class ServerSessionInterface(SessionInterface):
         self._schedule_cleanup(response)
 
     def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        """Write what changed. A cookie is sent only with a new ID (a new or regenerated
+        session) or a changed ``permanent``: a request in flight never re-sends an old ID."""
         config = self.config
         store = self.store
         now = self.clock()
+        tombstone_until = now + TOMBSTONE_SECONDS
         if session._destroy_id is not None:
-            store.delete(store_key(session._destroy_id))
+            store.delete(store_key(session._destroy_id), tombstone_until)
             signals.session_destroyed.send(app, session=session)
             session._destroy_id = None
             if not session._data:
                 self._delete_cookie(response)
                 return
+        if session._ended:
+            logger.info("a change to a session that was ended meanwhile was dropped")
+            return
 
         if not session.is_loaded:
-            # Assigned without reading: one patch, no load. If the session is gone meanwhile
-            # (logout, revoke, regenerate), the patch does nothing and no cookie is sent.
+            # Assigned without reading: one patch, no load.
             assert session._session_id is not None
+            key = store_key(session._session_id)
             changed, _, serialized = session._changes(dumps_value)
             self._check_size(serialized)
-            patch = Patch(changed, (), now, now + config.idle_timeout)
-            if not store.patch(store_key(session._session_id), patch):
-                logger.info("a change to a session that ended meanwhile was dropped")
+            if store.patch(key, Patch(changed, (), now, now + config.idle_timeout)):
+                return
+            # Not live. Ended meanwhile (a tombstone): write nothing, send no cookie, so a
+            # logout or a regeneration is never undone. Otherwise it expired or never was: the
+            # values go into a new session.
+            record = store.load(key)
+            session._set_loaded(None, {}, {}, ended=record is not None and record.ended_at(now))
+            if session._ended:
+                logger.info("a change to a session that was ended meanwhile was dropped")
+            else:
+                self._create(app, session, response, now)
             return
 
         record = session.record
@@ -136,9 +155,10 @@ class ServerSessionInterface(SessionInterface):
                 self._create(app, session, response, now)
             return
 
+        key = store_key(session._session_id)
         if not session._data:
             # Emptied (e.g. by popping its last key): no record, no cookie, as Flask does.
-            store.delete(store_key(session._session_id))
+            store.delete(key, tombstone_until)
             signals.session_destroyed.send(app, session=session)
             self._delete_cookie(response)
             return
@@ -146,23 +166,26 @@ class ServerSessionInterface(SessionInterface):
         changed, deleted, serialized = session._changes(dumps_value)
         if changed:
             self._check_size(serialized)
-        key = store_key(session._session_id)
         if session._regenerate:
             new_id = new_session_id()
-            patch = Patch(changed, deleted, now, now + config.idle_timeout, store_key(new_id))
+            patch = Patch(
+                changed,
+                deleted,
+                now,
+                now + config.idle_timeout,
+                new_key=store_key(new_id),
+                tombstone_until=tombstone_until,
+            )
             if store.patch(key, patch):
                 session._session_id = new_id
                 session._regenerate = False
-                self._set_cookie(app, session, response, now)
+                self._set_cookie(app, session, response)
                 signals.session_regenerated.send(app, session=session)
             return
         if changed or deleted:
             patch = Patch(changed, deleted, now, now + config.idle_timeout)
-            if store.patch(key, patch) and session.permanent and config.refresh_each_request:
-                self._set_cookie(app, session, response, now)
-            return
-        if session._touched and session.permanent and config.refresh_each_request:
-            self._set_cookie(app, session, response, now)
+            if store.patch(key, patch) and "_permanent" in changed:
+                self._set_cookie(app, session, response)  # the cookie's lifetime changed
 
     def _create(
         self, app: Flask, session: ServerSideSession, response: Response, now: float
@@ -185,7 +208,7 @@ class ServerSessionInterface(SessionInterface):
             raise RuntimeError("could not create a session with a unique ID")
         session._session_id = session_id
         session.record = record
-        self._set_cookie(app, session, response, now)
+        self._set_cookie(app, session, response)
         signals.session_created.send(app, session=session)
 
     def _check_size(self, serialized: dict[str, str]) -> None:
@@ -200,17 +223,17 @@ class ServerSessionInterface(SessionInterface):
 
     # -- cookies -----------------------------------------------------------------------------------
 
-    def _set_cookie(
-        self, app: Flask, session: ServerSideSession, response: Response, now: float
-    ) -> None:
+    def _set_cookie(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        """Send the session's ID. A permanent session's cookie lasts until the session's
+        absolute end (the idle timeout is the server's business), so it never needs re-sending
+        while the session lives."""
         config = self.config
         signer = self._get_signer(app)
         assert signer is not None and session._session_id is not None
         expires = None
         if session.permanent:
-            end = now + config.idle_timeout
-            if session.record is not None:
-                end = min(end, session.record.absolute_expires)
+            assert session.record is not None
+            end = min(session.record.absolute_expires, self.clock() + MAX_COOKIE_AGE)
             expires = datetime.fromtimestamp(end, timezone.utc)
         response.set_cookie(
             config.cookie_name,

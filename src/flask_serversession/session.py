@@ -46,8 +46,9 @@ class ServerSideSession(SessionMixin):
         self._originals: dict[str, Any] = {}
         #: The stored record's metadata, when one was loaded.
         self.record: Record | None = None
-        #: Whether the last load refreshed the idle expiry.
-        self._touched = False
+        #: The store held a tombstone: the session was ended by a concurrent request, so this
+        #: one must write nothing and send no cookie.
+        self._ended = False
         self._regenerate = False
         #: Store keys of sessions to delete at save (set by destroy()).
         self._destroy_id: str | None = None
@@ -82,16 +83,17 @@ class ServerSideSession(SessionMixin):
         record: Record | None,
         stored: dict[str, str],
         values: dict[str, Any],
-        touched: bool,
+        ended: bool = False,
     ) -> None:
-        """Called by the loader with what the store held (``record`` None: nothing live)."""
+        """Called by the loader with what the store held (``record`` None: nothing live;
+        ``ended``: a tombstone, the session was ended on purpose meanwhile)."""
         pending = self._data
         self.record = record
         self._stored = stored
         self._originals = values
         self._data = dict(values)
         self._data.update(pending)
-        self._touched = touched
+        self._ended = ended
         self._loader = None
         if record is None:
             # An ID the store does not know is never adopted: a new ID is made if data is saved.
@@ -162,6 +164,19 @@ class ServerSideSession(SessionMixin):
         if self._loader is not None:
             return f"<{type(self).__name__} (not loaded) pending={self._data!r}>"
         return f"<{type(self).__name__} {self._data!r}>"
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the cookie outlives the browser session (until the session's absolute end).
+
+        Setting it loads the session: the cookie must be re-sent with its new lifetime.
+        """
+        return bool(self.get("_permanent", False))
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        self._read()
+        self["_permanent"] = bool(value)
 
     @property
     def new(self) -> bool:  # type: ignore[override]

@@ -48,29 +48,35 @@ T0 = 1_800_000_000.0  # a fixed "now" for store tests, in 2027
 
 
 class CountingStore(Store):
-    """Wraps a store and counts calls per method in :attr:`calls`."""
+    """Wraps a store and counts calls per method in :attr:`calls`; :attr:`log` lists every
+    ``(method, key)`` in order."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.calls: Counter[str] = Counter()
+        self.log: list[tuple[str, str]] = []
         self.capabilities = inner.capabilities  # type: ignore[misc]
         self.name = inner.name
 
+    def _count(self, method: str, key: str) -> None:
+        self.calls[method] += 1
+        self.log.append((method, key))
+
     def load(self, key: str, touch: Touch | None = None) -> Record | None:
-        self.calls["load"] += 1
+        self._count("load", key)
         return self.inner.load(key, touch)
 
     def create(self, key: str, record: Record) -> bool:
-        self.calls["create"] += 1
+        self._count("create", key)
         return self.inner.create(key, record)
 
     def patch(self, key: str, patch: Patch) -> bool:
-        self.calls["patch"] += 1
+        self._count("patch", key)
         return self.inner.patch(key, patch)
 
-    def delete(self, key: str) -> None:
-        self.calls["delete"] += 1
-        self.inner.delete(key)
+    def delete(self, key: str, tombstone_until: float | None = None) -> None:
+        self._count("delete", key)
+        self.inner.delete(key, tombstone_until)
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         self.calls["clear_expired"] += 1
@@ -195,6 +201,18 @@ def _key() -> str:
     return store_key(new_session_id())
 
 
+def _gone(store: Store, key: str, now: float) -> bool:
+    """Nothing live under ``key``: no record, a tombstone, or an expired record."""
+    record = store.load(key)
+    return record is None or not record.is_live(now)
+
+
+def _ended(store: Store, key: str) -> bool:
+    """A tombstone under ``key``."""
+    record = store.load(key)
+    return record is not None and record.ended and not record.values
+
+
 class StoreConformance:
     """Every behaviour a store must have. Subclass it and provide a ``store`` fixture."""
 
@@ -286,12 +304,14 @@ class StoreConformance:
     def test_store_patch_moves_to_new_key(self, store: Store) -> None:
         old, new = _key(), _key()
         store.create(old, _record({"a": "1", "b": "2"}))
-        assert store.patch(old, Patch({"b": "3"}, ["a"], T0 + 1, T0 + HOUR, new_key=new))
-        assert store.load(old) is None
+        patch = Patch({"b": "3"}, ["a"], T0 + 1, T0 + HOUR, new_key=new, tombstone_until=T0 + 60)
+        assert store.patch(old, patch)
+        assert _ended(store, old)
         loaded = store.load(new)
-        assert loaded is not None and loaded.values == {"b": "3"}
+        assert loaded is not None and loaded.values == {"b": "3"} and not loaded.ended
         assert not store.patch(old, Patch({"c": "1"}, (), T0 + 2, T0 + HOUR))
-        assert store.load(old) is None
+        assert _ended(store, old)
+        assert store.clear_expired(T0 + 61) == (1 if store.capabilities.clear_expired else 0)
 
     def test_store_patch_sets_and_clears_user(self, store: Store) -> None:
         key = _key()
@@ -341,6 +361,22 @@ class StoreConformance:
         store.delete(key)  # absent: no error
         assert store.load(key) is None
         assert store.load(other) is not None
+
+    def test_store_delete_leaves_tombstone(self, store: Store) -> None:
+        key, never = _key(), _key()
+        store.create(key, _record({"user": '"alice"'}))
+        store.delete(key, tombstone_until=T0 + 600)
+        store.delete(never, tombstone_until=T0 + 600)
+        for dead in (key, never):
+            assert _ended(store, dead)
+            assert not store.patch(dead, Patch({"a": "1"}, (), T0 + 1, T0 + HOUR))
+            store.load(dead, Touch(T0 + 2, T0 + HOUR, if_seen_before=T0 + 2))
+            assert _ended(store, dead)
+        assert not store.create(key, _record())  # a tombstone's key is taken
+        if store.capabilities.clear_expired:
+            assert store.clear_expired(T0 + 599) == 0
+            assert store.clear_expired(T0 + 601) == 2
+            assert store.load(key) is None
 
     def test_store_clear_expired(self, store: Store) -> None:
         live = [_key() for _ in range(5)]
@@ -477,7 +513,7 @@ class StoreConformance:
         response = client.get("/pop/user")
         assert response.text == "'alice'"
         assert _cookie(client) is None  # cookie deleted
-        assert store.load(store_key(value.split(".")[0])) is None
+        assert _ended(store, store_key(value.split(".")[0]))
 
     def test_app_regenerate(self, client: FlaskClient, store: Store) -> None:
         client.get("/set/user/alice")
@@ -487,29 +523,32 @@ class StoreConformance:
         assert response.status_code == 200 and new is not None and new != old
         assert client.get("/get/user").text == "'alice'"
         assert old is not None
-        assert store.load(store_key(old.split(".")[0])) is None
+        assert _ended(store, store_key(old.split(".")[0]))
         client.set_cookie("session", old)
         assert client.get("/get/user").text == "None"
 
-    def test_app_destroy(self, client: FlaskClient, store: Store) -> None:
+    def test_app_destroy(self, client: FlaskClient, store: Store, clock: Clock) -> None:
         client.get("/set/user/alice")
         old = _cookie(client)
         response = client.get("/destroy")
         assert "session=;" in response.headers["Set-Cookie"]  # expired
         assert _cookie(client) is None
         assert old is not None
-        assert store.load(store_key(old.split(".")[0])) is None
+        assert _ended(store, store_key(old.split(".")[0]))
         client.set_cookie("session", old)
         assert client.get("/get/user").text == "None"
+        response = client.get("/rw/user/bob")  # in flight during the logout, as it were
+        assert "Set-Cookie" not in response.headers
+        assert _ended(store, store_key(old.split(".")[0]))
+        clock.advance(601)  # the tombstone's time is over: the old ID is merely unknown now
         client.get("/rw/user/bob")  # a read, then a write: a new session with a new ID
         assert _cookie(client) not in (None, old)
 
-    def test_app_assign_only_on_dead_session_saves_nothing(
+    def test_app_assign_only_on_ended_session_saves_nothing(
         self, client: FlaskClient, store: Store
     ) -> None:
-        """Without a read, a session that ended meanwhile cannot be told from one that ended
-        before: the change is dropped and no cookie is sent, so a concurrent logout or
-        regeneration is never undone. The next request that reads starts afresh."""
+        """A request still carrying the ID of a session ended on purpose (logout) writes
+        nothing and sends no cookie, so the logout is never undone."""
         client.get("/set/user/alice")
         old = _cookie(client)
         client.get("/destroy")
@@ -517,8 +556,23 @@ class StoreConformance:
         client.set_cookie("session", old)
         response = client.get("/set/user/bob")
         assert response.status_code == 200 and "Set-Cookie" not in response.headers
-        assert store.load(store_key(old.split(".")[0])) is None
+        assert _ended(store, store_key(old.split(".")[0]))
         assert client.get("/get/user").text == "None"
+
+    def test_app_assign_only_on_expired_session_starts_a_new_one(
+        self, client: FlaskClient, clock: Clock, counting: CountingStore
+    ) -> None:
+        """A session that simply expired is not ended on purpose: an assignment made without
+        reading lands in a new session, with a new ID."""
+        client.get("/set/user/alice")
+        old = _cookie(client)
+        clock.advance(2 * HOUR)
+        counting.calls.clear()
+        response = client.get("/set/user/bob")
+        assert counting.calls == {"patch": 1, "load": 1, "create": 1}
+        new = _cookie(client)
+        assert "Set-Cookie" in response.headers and new not in (None, old)
+        assert client.get("/get/user").text == "'bob'"
 
     def test_app_unknown_id_is_never_adopted(self, client: FlaskClient, app: Flask) -> None:
         chosen = new_session_id()
@@ -567,12 +621,20 @@ class StoreConformance:
         assert record.expires == T0 + 130 + HOUR
 
     def test_app_permanent_cookie(self, client: FlaskClient, clock: Clock) -> None:
-        response = client.get("/permanent")
-        cookie = response.headers["Set-Cookie"]
-        assert "Expires=" in cookie
+        """A permanent session's cookie lives until the session's absolute end, so it is sent
+        only with a new ID or when the session becomes permanent; idleness is the server's."""
+        client.get("/set/user/alice")
+        response = client.get("/permanent")  # an existing session becomes permanent
+        cookie = client.get_cookie("session")
+        assert cookie is not None and cookie.expires is not None
+        assert cookie.expires.timestamp() == T0 + 24 * HOUR
+        assert "Set-Cookie" in response.headers
         clock.advance(120)
-        response = client.get("/get/user")  # touch due: the cookie's expiry moves too
-        assert "Expires=" in response.headers.get("Set-Cookie", "")
+        response = client.get("/rw/user/bob")
+        assert "Set-Cookie" not in response.headers  # a request never re-sends an old ID
+        clock.advance(HOUR + 1)  # idle: over on the server though the cookie lives on
+        assert client.get_cookie("session") is not None
+        assert client.get("/get/user").text == "None"
 
     def test_app_large_value(self, client: FlaskClient, app: Flask) -> None:
         big = "x" * 10_000
@@ -714,7 +776,7 @@ class StoreConformance:
         logged_out.set()
         thread.join(timeout=30)
         assert responses and "Set-Cookie" not in responses[0].headers
-        assert store.load(store_key(cookie.split(".")[0])) is None
+        assert _ended(store, store_key(cookie.split(".")[0]))
 
     def test_app_store_sees_only_hashed_keys(self, client: FlaskClient, store: Store) -> None:
         client.get("/set/user/alice")

@@ -9,8 +9,13 @@ reads the clock itself, so the rules for expiry live in one place.
 
 Rules every method keeps:
 
-* A record is *live* while ``now < expires`` and ``now < absolute_expires``. A method that is
-  given ``now`` treats a record that is not live as absent, and never makes it live again.
+* A record is *live* while ``now < expires`` and ``now < absolute_expires`` and it is not a
+  tombstone. A method that is given ``now`` treats a record that is not live as absent, and
+  never makes it live again.
+* A *tombstone* (``Record.ended``) marks a session that was ended on purpose (logout, ID
+  regeneration) until its ``expires``. It lets a request that was in flight tell "ended
+  meanwhile" (write nothing) from "expired long ago" (start a new session). ``load`` returns
+  tombstones; nothing else ever changes them.
 * ``expires`` passed in may exceed the record's ``absolute_expires``; the store keeps the smaller.
 * Each method is one atomic step, ideally one round trip. Concurrent patches of different
   value names must both land.
@@ -44,10 +49,22 @@ class Record:
     absolute_expires: float
     #: The user the session belongs to, for the per-user index; ``None`` if anonymous.
     user_id: str | None = None
+    #: A tombstone: the session was ended on purpose; kept until ``expires``.
+    ended: bool = False
 
     def is_live(self, now: float) -> bool:
-        """Whether the session has neither idled out nor reached its absolute end."""
-        return now < self.expires and now < self.absolute_expires
+        """Whether the session is not a tombstone and has neither idled out nor reached its
+        absolute end."""
+        return not self.ended and now < self.expires and now < self.absolute_expires
+
+    def ended_at(self, now: float) -> bool:
+        """Whether this is a tombstone still in force: the session was ended on purpose."""
+        return self.ended and now < self.expires
+
+    @classmethod
+    def tombstone(cls, until: float) -> Record:
+        """The record a store keeps in place of a session ended on purpose."""
+        return cls({}, until, until, until, until, None, ended=True)
 
 
 @dataclass(frozen=True)
@@ -76,8 +93,9 @@ class Patch:
     #: The new idle expiry (the store caps it by ``absolute_expires``).
     expires: float
     #: When not ``None``, the record moves to this key in the same step (ID regeneration),
-    #: and the old key stops existing.
+    #: and a tombstone until ``tombstone_until`` takes its place under the old key.
     new_key: str | None = None
+    tombstone_until: float = 0.0
     #: When not ``None``, the record's ``user_id`` becomes this (``""`` clears it).
     user_id: str | None = None
 
@@ -125,12 +143,16 @@ class Store(ABC):
         """Apply ``patch`` to the live record under ``key``; ``False`` if there is none."""
 
     @abstractmethod
-    def delete(self, key: str) -> None:
-        """Remove the record under ``key`` if there is one."""
+    def delete(self, key: str, tombstone_until: float | None = None) -> None:
+        """Remove the record under ``key`` if there is one.
+
+        With ``tombstone_until``, leave a tombstone in its place (whether or not there was a
+        record), so that requests still in flight see that the session ended.
+        """
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
-        """Remove records that are not live at ``now``, ``batch_size`` per step so that no
-        step holds locks for long; stop after ``limit`` records. Return how many were removed.
+        """Remove records and tombstones whose time is over at ``now``, ``batch_size`` per step
+        so that no step holds locks for long; stop after ``limit``. Return how many were removed.
 
         Stores whose entries expire natively return 0 and set ``capabilities.clear_expired``
         to ``False``.

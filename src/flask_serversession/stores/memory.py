@@ -59,6 +59,9 @@ class MemoryStore(Store):
             record = self._records.get(key)
             if record is None or not record.is_live(patch.now):
                 return False
+            if patch.new_key is not None:
+                self._records[key] = Record.tombstone(patch.tombstone_until)
+                self._records[patch.new_key] = record
             record.values.update(patch.set)
             for name in patch.delete:
                 record.values.pop(name, None)
@@ -66,18 +69,22 @@ class MemoryStore(Store):
             record.expires = min(patch.expires, record.absolute_expires)
             if patch.user_id is not None:
                 record.user_id = patch.user_id or None
-            if patch.new_key is not None:
-                del self._records[key]
-                self._records[patch.new_key] = record
             return True
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, tombstone_until: float | None = None) -> None:
         with self._lock:
-            self._records.pop(key, None)
+            if tombstone_until is None:
+                self._records.pop(key, None)
+            else:
+                self._records[key] = Record.tombstone(tombstone_until)
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         with self._lock:
-            dead = [key for key, record in self._records.items() if not record.is_live(now)]
+            dead = [
+                key
+                for key, record in self._records.items()
+                if now >= record.expires or now >= record.absolute_expires
+            ]
             if limit is not None:
                 dead = dead[:limit]
             for key in dead:

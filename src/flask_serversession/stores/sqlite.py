@@ -31,7 +31,7 @@ from .base import Capabilities, Patch, Record, Store, Touch
 
 _T = TypeVar("_T")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-_COLUMNS = "data, created, last_seen, expires, absolute_expires, user_id"
+_COLUMNS = "data, created, last_seen, expires, absolute_expires, user_id, ended"
 
 
 class SQLiteStore(Store):
@@ -72,12 +72,16 @@ class SQLiteStore(Store):
         self._sql_touch = (
             f"UPDATE {t} SET last_seen = ?, expires = MIN(?, absolute_expires)"
             f" WHERE key = ? AND last_seen < ? AND expires > ? AND absolute_expires > ?"
+            f" AND NOT ended"
         )
         self._sql_create = (
-            f"INSERT INTO {t} (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO {t} (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
             f" ON CONFLICT (key) DO NOTHING"
         )
         self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
+        self._sql_tombstone = (
+            f"INSERT OR REPLACE INTO {t} (key, {_COLUMNS}) VALUES (?, '{{}}', ?, ?, ?, ?, NULL, 1)"
+        )
         self._sql_clear = (
             f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
         )
@@ -139,7 +143,8 @@ class SQLiteStore(Store):
                 " last_seen REAL NOT NULL,"
                 " expires REAL NOT NULL,"
                 " absolute_expires REAL NOT NULL,"
-                " user_id TEXT"
+                " user_id TEXT,"
+                " ended INTEGER NOT NULL DEFAULT 0"
                 ") WITHOUT ROWID"
             )
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires)")
@@ -227,12 +232,36 @@ class SQLiteStore(Store):
         params += [key, patch.now, patch.now]
         sql = (
             f"UPDATE {self.table} SET {', '.join(assignments)}"
-            f" WHERE key = ? AND expires > ? AND absolute_expires > ?"
+            f" WHERE key = ? AND expires > ? AND absolute_expires > ? AND NOT ended"
         )
-        return self._run(lambda conn: conn.execute(sql, params).rowcount == 1)
+        if patch.new_key is None:
+            return self._run(lambda conn: conn.execute(sql, params).rowcount == 1)
+        until = patch.tombstone_until
+        tombstone = (key, until, until, until, until)
 
-    def delete(self, key: str) -> None:
-        self._run(lambda conn: conn.execute(self._sql_delete, (key,)))
+        def move(conn: sqlite3.Connection) -> bool:
+            # Moving the record and leaving its tombstone is one transaction.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                moved = conn.execute(sql, params).rowcount == 1
+                if moved:
+                    conn.execute(self._sql_tombstone, tombstone)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return moved
+
+        return self._run(move)
+
+    def delete(self, key: str, tombstone_until: float | None = None) -> None:
+        if tombstone_until is None:
+            self._run(lambda conn: conn.execute(self._sql_delete, (key,)))
+        else:
+            until = tombstone_until
+            params = (key, until, until, until, until)
+            self._run(lambda conn: conn.execute(self._sql_tombstone, params))
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         removed = 0
@@ -250,11 +279,11 @@ def _rowcount(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> in
 
 
 def _record(row: tuple[Any, ...]) -> Record:
-    data, created, last_seen, expires, absolute_expires, user_id = row
+    data, created, last_seen, expires, absolute_expires, user_id, ended = row
     try:
         values = json.loads(data)
     except ValueError as exc:
         raise SessionDataCorrupt(f"stored data is not JSON: {exc}") from None
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
         raise SessionDataCorrupt("stored data is not an object of serialized values")
-    return Record(values, created, last_seen, expires, absolute_expires, user_id)
+    return Record(values, created, last_seen, expires, absolute_expires, user_id, bool(ended))
