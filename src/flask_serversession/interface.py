@@ -239,25 +239,22 @@ class ServerSessionInterface(SessionInterface):
             config.cookie_name,
             signer.sign(session._session_id),
             expires=expires,
-            path=config.cookie_path,
-            domain=config.cookie_domain,
-            secure=config.cookie_secure,
-            httponly=config.cookie_httponly,
-            samesite=config.cookie_samesite,
-            partitioned=config.cookie_partitioned,
+            **self._cookie_attributes(),
         )
 
     def _delete_cookie(self, response: Response) -> None:
+        response.delete_cookie(self.config.cookie_name, **self._cookie_attributes())
+
+    def _cookie_attributes(self) -> dict[str, Any]:
         config = self.config
-        response.delete_cookie(
-            config.cookie_name,
-            path=config.cookie_path,
-            domain=config.cookie_domain,
-            secure=config.cookie_secure,
-            httponly=config.cookie_httponly,
-            samesite=config.cookie_samesite,
-            partitioned=config.cookie_partitioned,
-        )
+        return {
+            "path": config.cookie_path,
+            "domain": config.cookie_domain,
+            "secure": config.cookie_secure,
+            "httponly": config.cookie_httponly,
+            "samesite": config.cookie_samesite,
+            "partitioned": config.cookie_partitioned,
+        }
 
     # -- failures and housekeeping ----------------------------------------------------------------
 
