@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+# Debian packages of the servers the store tests run against (started by the tests themselves).
+SERVER_PACKAGES := redis-server redis-tools postgresql mariadb-server memcached
+
+.PHONY: demo test lint typecheck bench clean servers
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -24,7 +27,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# Installs the store servers with apt-get when they are missing and we are root; otherwise their
+# tests skip with a reason (and fail under CI=true).
+servers:
+	@missing=""; \
+	for bin in redis-server redis-cli memcached mariadbd; do \
+		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$bin"; \
+	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing initdb"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing store servers (missing:$$missing)"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -q --no-install-recommends $(SERVER_PACKAGES); \
+		else \
+			echo "missing:$$missing; their store tests will skip (run as root to install)"; \
+		fi; \
+	fi
+
+test: servers lint typecheck
 	$(VENV)/bin/pytest
 
 bench: $(STAMP)

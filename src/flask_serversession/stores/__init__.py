@@ -29,41 +29,64 @@ class _FromUrl(Protocol):
     def from_url(self, url: SplitResult) -> Store: ...
 
 
-_registry: dict[str, str] = {
-    "memory": "flask_serversession.stores.memory:MemoryStore",
-    "sqlite": "flask_serversession.stores.sqlite:SQLiteStore",
+_REDIS = "flask_serversession.stores.redis:RedisStore"
+_SQL = "flask_serversession.stores.sql:SQLStore"
+
+#: scheme -> ("module:Class", the pip extra that brings its driver, if any)
+_registry: dict[str, tuple[str, str | None]] = {
+    "memory": ("flask_serversession.stores.memory:MemoryStore", None),
+    "sqlite": ("flask_serversession.stores.sqlite:SQLiteStore", None),
+    "redis": (_REDIS, "redis"),
+    "rediss": (_REDIS, "redis"),
+    "redis+sentinel": (_REDIS, "redis"),
+    "redis+cluster": (_REDIS, "redis"),
+    "valkey": (_REDIS, "redis"),
+    "valkeys": (_REDIS, "redis"),
+    "postgresql": (_SQL, "sql"),
+    "postgresql+psycopg": (_SQL, "sql"),
+    "postgresql+psycopg2": (_SQL, "sql"),
+    "postgresql+pg8000": (_SQL, "sql"),
+    "mysql": (_SQL, "sql"),
+    "mysql+pymysql": (_SQL, "sql"),
+    "mysql+mysqldb": (_SQL, "sql"),
+    "mariadb": (_SQL, "sql"),
+    "mariadb+pymysql": (_SQL, "sql"),
+    "mariadb+mariadbconnector": (_SQL, "sql"),
+    "memcached": ("flask_serversession.stores.memcached:MemcachedStore", "memcached"),
 }
 
 
-def register_store(scheme: str, target: str) -> None:
+def register_store(scheme: str, target: str, extra: str | None = None) -> None:
     """Build stores for URLs of ``scheme`` with ``target``, a ``"module:Class"`` string.
 
     The class needs a ``from_url(url: urllib.parse.SplitResult) -> Store`` class method.
+    ``extra`` names the pip extra (or package) that brings its driver, for error messages.
     """
     if ":" not in target:
         raise ValueError(f"target must be 'module:Class', got {target!r}")
-    _registry[scheme.lower()] = target
+    _registry[scheme.lower()] = (target, extra)
 
 
 def store_from_url(url: str) -> Store:
     """Build the store a URL names, e.g. ``"memory://"`` or ``"sqlite:///path/to/file.db"``."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    target = _registry.get(scheme)
-    if target is None:
+    entry = _registry.get(scheme)
+    if entry is None:
         known = ", ".join(f"{name}://" for name in sorted(_registry))
         raise ConfigurationError(
             f"SESSION_STORE: no store for URL scheme {scheme!r} (in {_redact(parts)!r});"
             f" known schemes: {known}"
         )
+    target, extra = entry
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        hint = f": pip install 'flask-serversession[{extra}]'" if extra else ""
         raise ConfigurationError(
             f"SESSION_STORE: the {scheme}:// store needs a driver that is not installed"
-            f" ({exc.name or exc}); install the extra, e.g."
-            f" pip install 'flask-serversession[{scheme}]'"
+            f" ({exc.name or exc}){hint}"
         ) from exc
     factory: _FromUrl = getattr(module, class_name)
     return factory.from_url(parts)
