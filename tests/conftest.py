@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh store of each embedded kind."""
+"""Shared fixtures: a fresh store of each embedded kind, and real servers shared by the run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_servers import standalone
+from servers import ServerProcess
 
 from flask_serversession.stores import Store
 from flask_serversession.stores.memory import MemoryStore
@@ -18,3 +20,10 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
     store: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One standalone redis-server for the whole run (tests use distinct key prefixes)."""
+    with standalone(tmp_path_factory.mktemp("redis")) as server:
+        yield server

@@ -11,6 +11,7 @@ import json
 import random
 import string
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, request, session
 from http_server import Browser, InThread, in_parallel, serve
+from servers import ServerProcess
 
 from flask_serversession import ServerSession, ServerSideSession, Store, store_from_url
 from flask_serversession.ids import CookieSigner, new_session_id, store_key
@@ -35,9 +37,16 @@ WAIT = 10.0
 # -- fixtures and helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'sessions.db'}"
+    if request.param == "redis":
+        server: ServerProcess = request.getfixturevalue("redis_server")
+        prefix = f"http{uuid.uuid4().hex[:12]}:"
+        url = f"redis://127.0.0.1:{server.port}/0?prefix={prefix}"
+    elif request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    else:
+        url = "memory://"
     opened = store_from_url(url)
     yield opened
     opened.close()

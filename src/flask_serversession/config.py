@@ -41,6 +41,11 @@ KEYS: tuple[Key, ...] = (
         "Where sessions live: a URL (``sqlite:///path.db``, ``memory://``) or a Store object.",
     ),
     Key(
+        "SESSION_KEY_PREFIX",
+        "the store's own (``session:`` for Redis)",
+        "Prefix of every key in stores that share a keyspace (Redis, Memcached).",
+    ),
+    Key(
         "SESSION_IDLE_TIMEOUT",
         "``PERMANENT_SESSION_LIFETIME``",
         "A session unused for this long (seconds or timedelta) expires on the server.",
@@ -217,7 +222,10 @@ def _store(app: Flask, values: Mapping[str, Any], given: Store | str | None) -> 
     if isinstance(store, Store):
         return store
     if isinstance(store, str):
-        return store_from_url(store)
+        prefix = values.get("SESSION_KEY_PREFIX")
+        if prefix is not None and not isinstance(prefix, str):
+            raise ConfigurationError(f"SESSION_KEY_PREFIX must be a string, got {prefix!r}")
+        return store_from_url(store, key_prefix=prefix)
     raise ConfigurationError(f"SESSION_STORE must be a URL or a Store, got {type(store).__name__}")
 
 

@@ -8,7 +8,7 @@ Adding a store never touches the core: call :func:`register_store`.
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from ..errors import ConfigurationError
@@ -26,7 +26,7 @@ __all__ = [
 
 
 class _FromUrl(Protocol):
-    def from_url(self, url: SplitResult) -> Store: ...
+    def from_url(self, url: SplitResult, **options: Any) -> Store: ...
 
 
 _REDIS = "flask_serversession.stores.redis:RedisStore"
@@ -59,7 +59,8 @@ _registry: dict[str, tuple[str, str | None]] = {
 def register_store(scheme: str, target: str, extra: str | None = None) -> None:
     """Build stores for URLs of ``scheme`` with ``target``, a ``"module:Class"`` string.
 
-    The class needs a ``from_url(url: urllib.parse.SplitResult) -> Store`` class method.
+    The class needs a ``from_url(url: urllib.parse.SplitResult, **options) -> Store`` class
+    method; ``options`` may hold ``key_prefix``.
     ``extra`` names the pip extra (or package) that brings its driver, for error messages.
     """
     if ":" not in target:
@@ -67,8 +68,12 @@ def register_store(scheme: str, target: str, extra: str | None = None) -> None:
     _registry[scheme.lower()] = (target, extra)
 
 
-def store_from_url(url: str) -> Store:
-    """Build the store a URL names, e.g. ``"memory://"`` or ``"sqlite:///path/to/file.db"``."""
+def store_from_url(url: str, *, key_prefix: str | None = None) -> Store:
+    """Build the store a URL names, e.g. ``"memory://"`` or ``"sqlite:///path/to/file.db"``.
+
+    ``key_prefix`` (``SESSION_KEY_PREFIX``) goes to stores that name keys with a prefix; the
+    URL's own ``prefix`` option wins over it.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     entry = _registry.get(scheme)
@@ -89,7 +94,8 @@ def store_from_url(url: str) -> Store:
             f" ({exc.name or exc}){hint}"
         ) from exc
     factory: _FromUrl = getattr(module, class_name)
-    return factory.from_url(parts)
+    options = {} if key_prefix is None else {"key_prefix": key_prefix}
+    return factory.from_url(parts, **options)
 
 
 def _redact(parts: SplitResult) -> str:

@@ -25,7 +25,9 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: SplitResult) -> MemoryStore:
+    def from_url(cls, url: SplitResult, **options: object) -> MemoryStore:
+        if options:
+            raise ConfigurationError(f"memory:// takes no {', '.join(options)}")
         if url.netloc or url.path or url.query:
             raise ConfigurationError(
                 f"SESSION_STORE: memory:// takes no options, got {url.geturl()!r}"

@@ -89,19 +89,23 @@ class SQLiteStore(Store):
         self._run(lambda conn: None)
 
     @classmethod
-    def from_url(cls, url: SplitResult) -> SQLiteStore:
+    def from_url(cls, url: SplitResult, **options: object) -> SQLiteStore:
+        if options:
+            raise ConfigurationError(
+                f"sqlite:// takes no {', '.join(options)} (name the table with ?table=...)"
+            )
         if url.netloc:
             raise ConfigurationError(
                 f"SESSION_STORE: an SQLite URL has no host: use sqlite:///relative.db or"
                 f" sqlite:////absolute/path.db, got {url.geturl()!r}"
             )
-        options: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
         for name, value in parse_qsl(url.query, keep_blank_values=True):
             if name == "table" or name == "synchronous":
-                options[name] = value
+                settings[name] = value
             elif name == "timeout":
                 try:
-                    options[name] = float(value)
+                    settings[name] = float(value)
                 except ValueError:
                     raise ConfigurationError(
                         f"SESSION_STORE: SQLite timeout must be a number of seconds, got {value!r}"
@@ -111,7 +115,7 @@ class SQLiteStore(Store):
                     f"SESSION_STORE: unknown SQLite option {name!r}; known: table, timeout,"
                     " synchronous"
                 )
-        return cls(url.path[1:], **options)
+        return cls(url.path[1:], **settings)
 
     # -- connections ---------------------------------------------------------------------------
 

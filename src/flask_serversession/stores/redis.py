@@ -1,0 +1,481 @@
+"""``redis://``: sessions in Redis or Valkey, standalone, with TLS, Sentinel or Cluster.
+
+One hash per session, so a patch touches only the changed fields::
+
+    session:{<store key>}   ":user" -> '"alice"'   ":cart" -> '[1,2,3]'   (values, ":" + name)
+                            c created   s last seen   e idle expiry   a absolute expiry
+                            u user id (when bound)    x 1 (only in a tombstone)
+
+The key's native TTL follows the session's expiry, so Redis removes dead sessions itself
+(``clear_expired`` does nothing). The ``{...}`` hash tag keeps every key one operation needs in
+one Cluster slot. Each operation is one round trip: a plain ``HGETALL`` to read, or one Lua
+script (loaded once, called by SHA, reloaded on ``NOSCRIPT`` after a restart or failover) for
+anything that writes, so a patch is atomic and never re-creates a session that is gone.
+
+URLs (``valkey://`` and ``valkeys://`` are accepted as synonyms)::
+
+    redis://[[user]:password@]host[:port][/db][?option=value...]
+    rediss://...                                   TLS, as redis-py's own rediss://
+    redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service_name[/db]
+    redis+cluster://[[user]:password@]host[:port][,host[:port]...]
+
+Options: ``prefix`` (key prefix, default ``session:``; ``SESSION_KEY_PREFIX`` sets it too),
+``wait_replicas`` (after each write, wait until that many replicas have it, so a failover loses
+nothing acknowledged; default 0), ``wait_timeout`` (seconds, default 1), ``read_retries``
+(extra attempts for a failed read, default 1), and any redis-py connection option
+(``socket_timeout`` and ``socket_connect_timeout`` default to 5 seconds, ``max_connections``,
+``ssl_cert_reqs``, ...). Or pass a client you already have: ``RedisStore(redis.Redis(...))``,
+a ``RedisCluster``, a Sentinel ``master_for(...)`` client, or their valkey-py twins.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import SplitResult, parse_qsl, unquote
+
+from ..errors import ConfigurationError, SessionDataCorrupt, SessionStoreUnavailable
+from .base import Capabilities, Patch, Record, Store, Touch
+
+_T = TypeVar("_T")
+
+# The store's Lua scripts keep every rule of the contract on the server, in one step.
+# Fields: values are ":" + name; metadata c, s, e, a, u, x. Times are whole milliseconds since
+# the epoch, which Redis keeps as integers inside a small hash (9 bytes, not 18 characters).
+
+_CHUNKED_HSET = """
+local function hset_all(key, items, first, last)
+  for i = first, last, 4000 do
+    redis.call('HSET', key, unpack(items, i, math.min(i + 3999, last)))
+  end
+end
+local function hdel_all(key, items, first, last)
+  for i = first, last, 4000 do
+    redis.call('HDEL', key, unpack(items, i, math.min(i + 3999, last)))
+  end
+end
+local function live(key, now)
+  local m = redis.call('HMGET', key, 'e', 'a', 'x')
+  if not m[2] or m[3] then return nil end
+  if now >= tonumber(m[1]) or now >= tonumber(m[2]) then return nil end
+  return m
+end
+local function expire(key, until_, now)
+  redis.call('PEXPIRE', key, math.max(1, tonumber(until_) - now))
+end
+"""
+
+# KEYS[1]; ARGV: now, new expires, if_seen_before. Returns HGETALL as read.
+_LOAD_TOUCH = """
+local data = redis.call('HGETALL', KEYS[1])
+local m = {}
+for i = 1, #data, 2 do
+  local name = data[i]
+  if string.byte(name, 1) ~= 58 then m[name] = data[i + 1] end
+end
+if not m['a'] or m['x'] then return data end
+local now = tonumber(ARGV[1])
+local a = tonumber(m['a'])
+if tonumber(m['s']) < tonumber(ARGV[3]) and now < tonumber(m['e']) and now < a then
+  local e = ARGV[2]
+  if tonumber(e) > a then e = m['a'] end
+  redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
+  redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(e) - now))
+end
+return data
+"""
+
+# KEYS[1]; ARGV: ttl ms, then field/value pairs. 1 if created, 0 if the key exists.
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for i = 2, #ARGV, 4000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
+end
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(ARGV[1])))
+return 1
+"""
+
+# KEYS[1]; ARGV: now, expires, user ("-" unchanged, "" clear, else set), n_set,
+# n_set name/value pairs, names to delete. 1 if applied, 0 if no live session.
+_PATCH = (
+    _CHUNKED_HSET
+    + """
+local now = tonumber(ARGV[1])
+local m = live(KEYS[1], now)
+if not m then return 0 end
+local e = ARGV[2]
+if tonumber(e) > tonumber(m[2]) then e = m[2] end
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
+local last_set = 4 + 2 * tonumber(ARGV[4])
+if last_set >= 5 then hset_all(KEYS[1], ARGV, 5, last_set) end
+if #ARGV > last_set then hdel_all(KEYS[1], ARGV, last_set + 1, #ARGV) end
+if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'u')
+elseif ARGV[3] ~= '-' then redis.call('HSET', KEYS[1], 'u', ARGV[3]) end
+expire(KEYS[1], e, now)
+return 1
+"""
+)
+
+# KEYS[1]; ARGV: now, tombstone until. Replaces a live session by a tombstone and returns what
+# it held (empty if there was no live session): the first step of moving it to a new key.
+_TAKE = (
+    _CHUNKED_HSET
+    + """
+local now = tonumber(ARGV[1])
+if not live(KEYS[1], now) then return {} end
+local data = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'x', '1', 'e', ARGV[2])
+expire(KEYS[1], ARGV[2], now)
+return data
+"""
+)
+
+# KEYS[1]; ARGV: tombstone until.
+_TOMBSTONE = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'x', '1', 'e', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
+_DEFAULT_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+_OWN_OPTIONS = ("prefix", "wait_replicas", "wait_timeout", "read_retries")
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = []
+    try:
+        import redis.exceptions
+
+        errors.append(redis.exceptions.RedisError)
+    except ImportError:  # pragma: no cover - a valkey-only install
+        pass
+    try:
+        import valkey.exceptions  # type: ignore[import-not-found]
+
+        errors.append(valkey.exceptions.ValkeyError)
+    except ImportError:
+        pass
+    # Socket-level failures that escape some client paths (cluster node discovery).
+    errors.append(OSError)
+    return tuple(errors)
+
+
+class RedisStore(Store):
+    """Sessions in Redis or Valkey: one hash per session, native expiry, atomic Lua patches."""
+
+    capabilities = Capabilities(by_user=False, scan=False, clear_expired=False)
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str = "session:",
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+        read_retries: int = 1,
+        name: str | None = None,
+    ) -> None:
+        if client is None:
+            raise ConfigurationError("RedisStore needs a client or a URL; there is no default host")
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                f"SESSION_KEY_PREFIX must not contain braces (they make Cluster hash tags),"
+                f" got {prefix!r}"
+            )
+        if wait_replicas and hasattr(client, "get_nodes"):
+            raise ConfigurationError("wait_replicas is not supported with Redis Cluster")
+        self.client = client
+        self.prefix = prefix
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = wait_timeout
+        self.read_retries = read_retries
+        self.name = name or f"redis ({type(client).__name__})"
+        self._errors = _driver_errors()
+        self._load_touch = client.register_script(_LOAD_TOUCH)
+        self._create = client.register_script(_CREATE)
+        self._patch = client.register_script(_PATCH)
+        self._take = client.register_script(_TAKE)
+        self._tombstone = client.register_script(_TOMBSTONE)
+
+    @classmethod
+    def from_url(cls, url: SplitResult, key_prefix: str | None = None) -> RedisStore:
+        import redis
+
+        raw: dict[str, str] = dict(parse_qsl(url.query, keep_blank_values=True))
+        own = {name: raw.pop(name) for name in _OWN_OPTIONS if name in raw}
+        try:
+            options: dict[str, Any] = {
+                "prefix": own.get("prefix", key_prefix if key_prefix is not None else "session:"),
+                "wait_replicas": int(own.get("wait_replicas", 0)),
+                "wait_timeout": float(own.get("wait_timeout", 1.0)),
+                "read_retries": int(own.get("read_retries", 1)),
+            }
+        except ValueError as exc:
+            raise ConfigurationError(f"SESSION_STORE: bad Redis option: {exc}") from None
+        scheme = url.scheme.lower()
+        if not url.hostname:
+            raise ConfigurationError(
+                f"SESSION_STORE: a {scheme}:// URL needs a host (there is no default)"
+            )
+        name = _redact(url)
+        rest = "&".join(f"{key}={value}" for key, value in raw.items())
+        try:
+            if scheme == "redis+sentinel":
+                client = _sentinel_client(url, raw)
+            elif scheme == "redis+cluster":
+                client = _cluster_client(url, rest)
+            else:
+                base = "rediss" if scheme in ("rediss", "valkeys") else "redis"
+                plain = url._replace(scheme=base, query=rest).geturl()
+                client = redis.Redis.from_url(plain, **_with_timeouts(raw))
+                # redis-py makes connections lazily; build one (not connected) so that an
+                # unknown option fails now, at start-up, not on the first request.
+                pool: Any = client.connection_pool
+                pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"SESSION_STORE: bad Redis URL {name!r}: {exc}") from None
+        return cls(client, name=name, **options)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}{{{key}}}"
+
+    def _run(self, operation: Callable[[], _T], retries: int = 0) -> _T:
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except self._errors as exc:
+                if attempt < retries and _transient(exc):
+                    attempt += 1
+                    time.sleep(0.05 * attempt)
+                    continue
+                reason = f"{type(exc).__name__}: {exc}"
+                raise SessionStoreUnavailable(self.name, reason) from exc
+
+    def _written(self, result: _T) -> _T:
+        """Wait for replicas when asked to, so a failover loses nothing acknowledged."""
+        if self.wait_replicas:
+            timeout_ms = int(self.wait_timeout * 1000)
+            acked = self._run(lambda: self.client.wait(self.wait_replicas, timeout_ms))
+            if int(acked) < self.wait_replicas:
+                raise SessionStoreUnavailable(
+                    self.name,
+                    f"write reached {acked} of {self.wait_replicas} replicas in"
+                    f" {self.wait_timeout} s",
+                )
+        return result
+
+    # -- the contract ------------------------------------------------------------------------------
+
+    def load(self, key: str, touch: Touch | None = None) -> Record | None:
+        redis_key = self._key(key)
+        if touch is None:
+            data = self._run(lambda: self.client.hgetall(redis_key), self.read_retries)
+            return _record(_pairs(data))
+        args = (_ms(touch.now), _ms(touch.expires), _ms(touch.if_seen_before))
+        flat = self._run(lambda: self._load_touch(keys=[redis_key], args=args), self.read_retries)
+        return _record(_flat_pairs(flat))
+
+    def create(self, key: str, record: Record) -> bool:
+        end = min(record.expires, record.absolute_expires)
+        args: list[str | int] = [_to_ms(end) - _to_ms(record.last_seen), *_fields(record)]
+        redis_key = self._key(key)
+        created = self._run(lambda: self._create(keys=[redis_key], args=args))
+        return self._written(bool(created))
+
+    def patch(self, key: str, patch: Patch) -> bool:
+        if patch.new_key is not None:
+            return self._move(key, patch)
+        user = "-" if patch.user_id is None else patch.user_id
+        args: list[str] = [_ms(patch.now), _ms(patch.expires), user, str(len(patch.set))]
+        for name, text in patch.set.items():
+            args += (":" + name, text)
+        args += (":" + name for name in patch.delete)
+        redis_key = self._key(key)
+        applied = self._run(lambda: self._patch(keys=[redis_key], args=args))
+        return self._written(bool(applied))
+
+    def _move(self, key: str, patch: Patch) -> bool:
+        """Regeneration: the old key becomes a tombstone (atomically with reading what it held),
+        then the session is written under the new key. Two keys may live in two Cluster slots,
+        so this is two steps; a crash between them loses the session, never revives it."""
+        assert patch.new_key is not None
+        old = self._key(key)
+        args = (_ms(patch.now), _ms(patch.tombstone_until))
+        flat = self._run(lambda: self._take(keys=[old], args=args))
+        record = _record(_flat_pairs(flat))
+        if record is None:
+            return False
+        record.values.update(patch.set)
+        for name in patch.delete:
+            record.values.pop(name, None)
+        record.last_seen = patch.now
+        record.expires = min(patch.expires, record.absolute_expires)
+        if patch.user_id is not None:
+            record.user_id = patch.user_id or None
+        if not self.create(patch.new_key, record):
+            raise SessionStoreUnavailable(self.name, "the new session key already exists")
+        return True
+
+    def delete(self, key: str, tombstone_until: float | None = None) -> None:
+        redis_key = self._key(key)
+        if tombstone_until is None:
+            self._run(lambda: self.client.delete(redis_key))
+        else:
+            until = _ms(tombstone_until)
+            self._run(lambda: self._tombstone(keys=[redis_key], args=[until]))
+        self._written(None)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _to_ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _ms(seconds: float) -> str:
+    return str(round(seconds * 1000))
+
+
+def _seconds(ms: str) -> float:
+    return int(ms) / 1000
+
+
+def _fields(record: Record) -> list[str]:
+    fields = [
+        "c",
+        _ms(record.created),
+        "s",
+        _ms(record.last_seen),
+        "e",
+        _ms(min(record.expires, record.absolute_expires)),
+        "a",
+        _ms(record.absolute_expires),
+    ]
+    if record.user_id is not None:
+        fields += ("u", record.user_id)
+    for name, text in record.values.items():
+        fields += (":" + name, text)
+    return fields
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _pairs(data: Any) -> dict[str, str]:
+    return {_text(name): _text(value) for name, value in data.items()}
+
+
+def _flat_pairs(flat: Any) -> dict[str, str]:
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _record(fields: dict[str, str]) -> Record | None:
+    if not fields:
+        return None
+    try:
+        if "x" in fields:
+            return Record.tombstone(_seconds(fields["e"]))
+        values = {name[1:]: text for name, text in fields.items() if name.startswith(":")}
+        return Record(
+            values,
+            _seconds(fields["c"]),
+            _seconds(fields["s"]),
+            _seconds(fields["e"]),
+            _seconds(fields["a"]),
+            fields.get("u"),
+        )
+    except (KeyError, ValueError) as exc:
+        raise SessionDataCorrupt(f"stored session hash lacks or garbles {exc}") from None
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth one more try: the connection, not the command, failed."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectionError", "TimeoutError", "BusyLoadingError", "TryAgainError"})
+
+
+def _with_timeouts(options: dict[str, str]) -> dict[str, Any]:
+    return {name: value for name, value in _DEFAULT_TIMEOUTS.items() if name not in options}
+
+
+def _hosts(url: SplitResult, default_port: int) -> list[tuple[str, int]]:
+    """``host:port`` pairs of a URL that may name several, comma-separated."""
+    hosts = []
+    for part in url.netloc.rpartition("@")[2].split(","):
+        host, colon, port = part.rpartition(":")
+        if not colon:
+            host, port = part, ""
+        hosts.append((host, int(port) if port else default_port))
+    return hosts
+
+
+def _credentials(url: SplitResult) -> dict[str, str]:
+    userinfo, at, _ = url.netloc.rpartition("@")
+    if not at:
+        return {}
+    user, colon, password = userinfo.partition(":")
+    result = {}
+    if user:
+        result["username"] = unquote(user)
+    if colon:
+        result["password"] = unquote(password)
+    return result
+
+
+def _sentinel_client(url: SplitResult, raw: dict[str, str]) -> Any:
+    from redis import sentinel as sentinel_module
+
+    Sentinel: Any = sentinel_module.Sentinel  # redis-py's class is untyped
+
+    parts = [part for part in url.path.split("/") if part]
+    if not parts:
+        raise ConfigurationError(
+            "SESSION_STORE: redis+sentinel:// needs the service name as path:"
+            " redis+sentinel://host:26379/mymaster"
+        )
+    service = parts[0]
+    db = int(parts[1]) if len(parts) > 1 else 0
+    timeouts = {name: float(value) for name, value in raw.items() if name in _DEFAULT_TIMEOUTS}
+    options = {**_DEFAULT_TIMEOUTS, **timeouts}
+    extra = set(raw) - set(_DEFAULT_TIMEOUTS)
+    if extra:
+        raise ConfigurationError(
+            f"SESSION_STORE: unknown redis+sentinel option(s): {', '.join(sorted(extra))}"
+        )
+    sentinel = Sentinel(_hosts(url, 26379), sentinel_kwargs=dict(options), **options)
+    return sentinel.master_for(service, db=db, **_credentials(url))
+
+
+def _cluster_client(url: SplitResult, rest: str) -> Any:
+    from redis import cluster
+
+    node: Any = cluster.ClusterNode
+    nodes = [node(host, port) for host, port in _hosts(url, 6379)]
+    options = dict(parse_qsl(rest))
+    kwargs: dict[str, Any] = {
+        name: float(options.pop(name, default)) for name, default in _DEFAULT_TIMEOUTS.items()
+    }
+    if options:
+        raise ConfigurationError(
+            f"SESSION_STORE: unknown redis+cluster option(s): {', '.join(sorted(options))}"
+        )
+    kwargs.update(_credentials(url))
+    return cluster.RedisCluster(startup_nodes=nodes, **kwargs)
+
+
+def _redact(url: SplitResult) -> str:
+    netloc = url.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    return url._replace(netloc=netloc, query="").geturl()

@@ -1,0 +1,384 @@
+"""The Redis store against real servers: standalone, Cluster and Sentinel."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+from flask import Flask, session
+from flask.testing import FlaskClient
+from redis_servers import SentinelSetup, cluster, redis_process
+from servers import ServerProcess
+
+from flask_serversession import (
+    ConfigurationError,
+    ServerSession,
+    SessionStoreUnavailable,
+    store_from_url,
+)
+from flask_serversession.ids import store_key
+from flask_serversession.stores import Store
+from flask_serversession.stores.redis import RedisStore
+from flask_serversession.testing import StoreConformance, make_app
+
+
+def _prefix() -> str:
+    """A fresh key prefix: an empty store per test on a shared server."""
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
+    with cluster(tmp_path_factory.mktemp("cluster")) as nodes:
+        yield nodes
+
+
+@pytest.fixture(scope="module")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    setup = SentinelSetup(tmp_path_factory.mktemp("sentinel"))
+    try:
+        setup.start()
+        yield setup
+    finally:
+        setup.stop()
+
+
+def _url_store(url: str) -> RedisStore:
+    store = store_from_url(url)
+    assert isinstance(store, RedisStore)
+    return store
+
+
+class TestRedisStandalone(StoreConformance):
+    @pytest.fixture
+    def store(self, redis_server: ServerProcess) -> Iterator[Store]:
+        store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={_prefix()}")
+        yield store
+        store.close()
+
+
+class TestRedisCluster(StoreConformance):
+    @pytest.fixture
+    def store(self, redis_cluster: list[ServerProcess]) -> Iterator[Store]:
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in redis_cluster)
+        store = _url_store(f"redis+cluster://{hosts}?prefix={_prefix()}")
+        yield store
+        store.close()
+
+
+class TestRedisSentinel(StoreConformance):
+    @pytest.fixture
+    def store(self, redis_sentinel: SentinelSetup) -> Iterator[Store]:
+        store = _url_store(f"{redis_sentinel.url}?prefix={_prefix()}")
+        yield store
+        store.close()
+
+
+# -- round trips, counted by the server ----------------------------------------------------------
+
+
+def _command_calls(client: redis.Redis) -> dict[str, int]:
+    stats: dict[str, Any] = client.info("commandstats")
+    return {
+        name: int(value["calls"])
+        for name, value in stats.items()
+        if name not in ("cmdstat_info",) and not name.startswith("cmdstat_client")
+    }
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        name.removeprefix("cmdstat_"): after[name] - before.get(name, 0)
+        for name in after
+        if after[name] != before.get(name, 0)
+    }
+
+
+class CountingRedis(redis.Redis):
+    """A client that counts the commands it sends: one command is one round trip here."""
+
+    sent: list[str]
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]).lower())
+        parent: Any = super()
+        return parent.execute_command(*args, **options)
+
+
+def test_round_trips_per_request(redis_server: ServerProcess) -> None:
+    """Untouched 0 round trips, read-only 1, assign-only 1, read+write 2; what Redis ran
+    for each (INFO commandstats counts the commands inside scripts too) is printed."""
+    counting = CountingRedis(port=redis_server.port)
+    counting.sent = []
+    store = RedisStore(counting, prefix=_prefix())
+    admin = redis.Redis(port=redis_server.port)
+    client = make_app(store).test_client()
+    client.get("/set/user/alice")
+    client.get("/rw/warm/up")  # every script loaded once
+    expected = {"/none": 0, "/get/user": 1, "/set/x/1": 1, "/rw/y/2": 2}
+    for url, trips in expected.items():
+        counting.sent.clear()
+        before = _command_calls(admin)
+        assert client.get(url).status_code == 200
+        server_side = _delta(before, _command_calls(admin))
+        print(f"{url}: {counting.sent} -> redis ran {server_side}")
+        assert len(counting.sent) == trips, (url, counting.sent)
+        assert server_side.get("evalsha", 0) + server_side.get("hgetall", 0) >= trips
+
+
+def test_touch_rides_on_the_read(redis_server: ServerProcess) -> None:
+    store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={_prefix()}")
+    app = make_app(store)
+    app.session_interface.clock = lambda: time.time() + 3600  # type: ignore[attr-defined]
+    client = app.test_client()
+    client.get("/set/user/alice")
+    admin = redis.Redis(port=redis_server.port)
+    app.session_interface.clock = lambda: time.time() + 3700  # type: ignore[attr-defined]
+    before = _command_calls(admin)
+    assert client.get("/get/user").text == "'alice'"
+    # One script call read the hash and refreshed its expiry: one round trip.
+    assert _delta(before, _command_calls(admin)) == {
+        "evalsha": 1,
+        "hgetall": 1,
+        "hset": 1,
+        "pexpire": 1,
+    }
+    store.close()
+
+
+def test_memory_per_session(redis_server: ServerProcess) -> None:
+    """The issue's sample session, measured by MEMORY USAGE: within 1.5x of Flask-Session's
+    152 bytes for the same data."""
+    prefix = _prefix()
+    store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={prefix}")
+    app = make_app(store)
+
+    @app.get("/sample")
+    def sample() -> str:
+        session["user"] = "alice"
+        session["cart"] = [1, 2, 3]
+        return "ok"
+
+    client = app.test_client()
+    client.get("/sample")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    key = f"{prefix}{{{store_key(cookie.value.split('.')[0])}}}"
+    admin = redis.Redis(port=redis_server.port)
+    usage = admin.memory_usage(key)
+    print(f"MEMORY USAGE of one session {{'user': 'alice', 'cart': [1, 2, 3]}}: {usage} bytes")
+    assert usage is not None and usage <= 1.5 * 152
+    store.close()
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+
+
+def test_thousand_trials_of_overlapping_writers(redis_server: ServerProcess) -> None:
+    store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={_prefix()}")
+    app = make_app(store)
+    gates: list[threading.Barrier] = []
+
+    @app.get("/race/<k>/<int:trial>")
+    def race(k: str, trial: int) -> str:
+        session.get("user")  # load first, as a real view would
+        gates[trial].wait(timeout=10)
+        session[k] = trial
+        return "ok"
+
+    seed = app.test_client()
+    lost = 0
+    trials = 1000
+    for trial in range(trials):
+        seed.get(f"/set/user/u{trial}")  # a fresh session for each trial
+        cookie = seed.get_cookie("session")
+        assert cookie is not None
+        gates.append(threading.Barrier(2))
+        statuses: list[int] = []
+
+        def hit(path: str, value: str = cookie.value, statuses: list[int] = statuses) -> None:
+            other = app.test_client()
+            other.set_cookie("session", value)
+            statuses.append(other.get(path).status_code)
+
+        threads = [threading.Thread(target=hit, args=(f"/race/{k}/{trial}",)) for k in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert statuses == [200, 200]
+        data = seed.get("/dump").json
+        assert data is not None
+        if data.get("a") != repr(trial) or data.get("b") != repr(trial):
+            lost += 1
+        seed.get("/destroy")
+    print(f"{trials} trials of two overlapping writers: {lost} lost")
+    assert lost == 0
+    store.close()
+
+
+# -- outages ---------------------------------------------------------------------------------------
+
+
+def _production_app(store: Store) -> tuple[Flask, FlaskClient]:
+    app = make_app(store)
+    app.testing = False  # errors become responses, as in production
+    return app, app.test_client()
+
+
+def test_restart_loses_script_cache_not_sessions(tmp_path: Path) -> None:
+    """A restarted server has no scripts loaded: the store reloads them (NOSCRIPT fallback).
+    While it is down, session requests answer 503 and others 200."""
+    server = redis_process(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+    server.start()
+    try:
+        store = _url_store(f"redis://127.0.0.1:{server.port}/0?read_retries=0")
+        _, client = _production_app(store)
+        assert client.get("/set/user/alice").status_code == 200
+        server.stop()
+        assert client.get("/get/user").status_code == 503
+        assert client.get("/set/user/bob").status_code == 503
+        assert client.get("/none").status_code == 200
+        server.start()
+        admin = redis.Redis(port=server.port)
+        assert admin.script_exists(store._patch.sha) == [False]
+        assert client.get("/rw/user/carol").text == "'alice'"  # nothing lost, NOSCRIPT handled
+        assert client.get("/get/user").text == "'carol'"
+        store.close()
+    finally:
+        server.stop()
+
+
+def test_sentinel_failover_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """Writes run while the master is killed. Each acknowledged write (200) waited for the
+    replica (wait_replicas=1), so after the failover every one of them is there. While there
+    is no master, or no replica to confirm a write, the answer is a clear 503."""
+    setup = SentinelSetup(tmp_path)
+    setup.start()
+    try:
+        store = _url_store(f"{setup.url}?wait_replicas=1&socket_timeout=2")
+        _, client = _production_app(store)
+        assert client.get("/set/user/alice").status_code == 200
+        acknowledged: list[int] = []
+        statuses: list[int] = []
+        counter = iter(range(1, 100_000))
+
+        def write() -> int:
+            n = next(counter)
+            response = client.get(f"/set/n{n}/{n}")
+            assert response.status_code in (200, 503), response.text
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                acknowledged.append(n)
+            return response.status_code
+
+        def until(condition: Any, what: str, seconds: float = 30) -> None:
+            deadline = time.monotonic() + seconds
+            while not condition():
+                assert time.monotonic() < deadline, what
+                write()
+                time.sleep(0.02)
+
+        for _ in range(20):
+            assert write() == 200
+        old_master = setup.master.port
+        setup.master.kill()  # SIGKILL: a crash
+        until(lambda: setup.current_master_port() != old_master, "no failover in 30 s")
+        setup.master.start()  # back, and made a replica of the new master by the sentinel
+        until(lambda: statuses[-1] == 200, "writes did not recover in 30 s")
+        for _ in range(10):
+            assert write() == 200
+        assert 503 in statuses, "the outage was not visible"
+        data = client.get("/dump").json
+        assert data is not None
+        missing = [n for n in acknowledged if data.get(f"n{n}") != repr(str(n))]
+        print(
+            f"failover: {len(statuses)} writes, {len(acknowledged)} acknowledged,"
+            f" {statuses.count(503)} answered 503, {len(missing)} acknowledged lost"
+        )
+        assert not missing
+        assert data.get("user") == "'alice'"
+        store.close()
+    finally:
+        setup.stop()
+
+
+def test_cluster_spreads_sessions_over_all_masters(redis_cluster: list[ServerProcess]) -> None:
+    prefix = _prefix()
+    hosts = ",".join(f"127.0.0.1:{node.port}" for node in redis_cluster)
+    store = _url_store(f"redis+cluster://{hosts}?prefix={prefix}")
+    client = make_app(store).test_client()
+    for i in range(120):
+        client.delete_cookie("session")
+        client.get(f"/set/user/u{i}")
+        assert client.get("/get/user").text == repr(f"u{i}")
+    per_master = [
+        len(list(redis.Redis(port=node.port).scan_iter(match=f"{prefix}*", count=1000)))
+        for node in redis_cluster
+    ]
+    assert sum(per_master) == 120
+    assert all(count > 10 for count in per_master), per_master
+    client.get("/regenerate")  # moves a session across slots
+    assert client.get("/get/user").text == "'u119'"
+    store.close()
+
+
+# -- construction -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://", "needs a host"),
+        ("redis://127.0.0.1:1/0?colour=red", "bad Redis URL"),
+        ("redis://127.0.0.1:1/0?wait_replicas=many", "bad Redis option"),
+        ("redis+sentinel://127.0.0.1:1", "service name"),
+        ("redis+cluster://127.0.0.1:1?colour=red", "unknown redis\\+cluster option"),
+        ("redis://127.0.0.1:1/0?prefix=a{b}", "braces"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        store_from_url(url)
+
+
+def test_password_never_shown() -> None:
+    store = _url_store("redis://user:hunter2@127.0.0.1:1/0?socket_connect_timeout=0.2")
+    assert "hunter2" not in store.name and "***" in store.name
+    with pytest.raises(SessionStoreUnavailable) as info:
+        store.load("k")
+    assert "hunter2" not in str(info.value)
+
+
+def test_from_existing_client(redis_server: ServerProcess) -> None:
+    client = redis.Redis(port=redis_server.port)
+    store = RedisStore(client, prefix=_prefix())
+    app = make_app(store)
+    test_client = app.test_client()
+    test_client.get("/set/user/alice")
+    assert test_client.get("/get/user").text == "'alice'"
+    with pytest.raises(ConfigurationError, match="no default host"):
+        RedisStore(None)
+    assert urlsplit(store.name).scheme == ""  # a description, not a URL with secrets
+
+
+def test_key_prefix_from_config(redis_server: ServerProcess) -> None:
+    app = Flask(__name__)
+    app.secret_key = "k"
+    app.config.update(
+        SESSION_STORE=f"redis://127.0.0.1:{redis_server.port}/0", SESSION_KEY_PREFIX="myapp:"
+    )
+    ServerSession(app)
+    store = ServerSession.store_of(app)
+    assert isinstance(store, RedisStore) and store.prefix == "myapp:"
+    sqlite_app = Flask(__name__)
+    sqlite_app.config.update(SESSION_STORE="sqlite:///x.db", SESSION_KEY_PREFIX="myapp:")
+    with pytest.raises(ConfigurationError, match="key_prefix"):
+        ServerSession(sqlite_app)
