@@ -110,6 +110,11 @@ class ServerSessionInterface(SessionInterface):
             self._save(app, session, response)
         except SessionStoreUnavailable as exc:
             self._respond_unavailable(app, exc, response)
+        except SessionDataCorrupt as exc:
+            # Found while saving (a patch re-read the record): the change is dropped, the
+            # record reported, as when loading.
+            logger.error("an unreadable stored session stopped a save: %s", exc)
+            signals.session_rejected.send(app, reason="corrupt")
         self._schedule_cleanup(response)
 
     def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:

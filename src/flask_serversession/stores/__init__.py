@@ -74,7 +74,10 @@ def store_from_url(url: str, *, key_prefix: str | None = None) -> Store:
     ``key_prefix`` (``SESSION_KEY_PREFIX``) goes to stores that name keys with a prefix; the
     URL's own ``prefix`` option wins over it.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigurationError(f"SESSION_STORE: not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     entry = _registry.get(scheme)
     if entry is None:
