@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from memcached_servers import running
 from redis_servers import standalone
 from servers import ServerProcess
+from sql_servers import SQLServer, mariadb, postgresql
 
 from flask_serversession.stores import Store
 from flask_serversession.stores.memory import MemoryStore
@@ -26,4 +28,25 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One standalone redis-server for the whole run (tests use distinct key prefixes)."""
     with standalone(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One memcached for the whole run (tests use distinct key prefixes)."""
+    with running(tmp_path_factory.mktemp("memcached")) as (server,):
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[SQLServer]:
+    """One PostgreSQL for the whole run (tests use distinct tables)."""
+    with postgresql() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[SQLServer]:
+    """One MariaDB for the whole run (tests use distinct tables)."""
+    with mariadb() as server:
         yield server

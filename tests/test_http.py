@@ -22,6 +22,7 @@ import pytest
 from flask import Flask, Response, request, session
 from http_server import Browser, InThread, in_parallel, serve
 from servers import ServerProcess
+from sql_servers import SQLServer
 
 from flask_serversession import ServerSession, ServerSideSession, Store, store_from_url
 from flask_serversession.ids import CookieSigner, new_session_id, store_key
@@ -37,12 +38,16 @@ WAIT = 10.0
 # -- fixtures and helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "memcached", "postgresql", "mariadb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "redis":
-        server: ServerProcess = request.getfixturevalue("redis_server")
-        prefix = f"http{uuid.uuid4().hex[:12]}:"
-        url = f"redis://127.0.0.1:{server.port}/0?prefix={prefix}"
+    fresh = f"http{uuid.uuid4().hex[:12]}"  # an empty store on a shared server
+    if request.param in ("redis", "memcached"):
+        server: ServerProcess = request.getfixturevalue(f"{request.param}_server")
+        url = f"{request.param}://127.0.0.1:{server.port}?prefix={fresh}:"
+    elif request.param in ("postgresql", "mariadb"):
+        fixture = "pg_server" if request.param == "postgresql" else "mariadb_server"
+        sql: SQLServer = request.getfixturevalue(fixture)
+        url = f"{sql.url}?table={fresh}"
     elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'sessions.db'}"
     else:

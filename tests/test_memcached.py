@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pwd
 import socket
 import threading
 import time
@@ -16,11 +14,12 @@ from typing import Any
 import pytest
 from flask import Flask, session
 from flask.testing import FlaskClient
+from memcached_servers import running
 from pymemcache.client.base import Client, PooledClient  # type: ignore[import-untyped]
 from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
 from pymemcache.client.retrying import RetryingClient  # type: ignore[import-untyped]
 from pymemcache.exceptions import MemcacheUnexpectedCloseError  # type: ignore[import-untyped]
-from servers import ServerProcess, free_port, require_binary
+from servers import ServerProcess, free_port
 
 from flask_serversession import (
     ConfigurationError,
@@ -46,44 +45,9 @@ DAY = 24 * HOUR
 # -- servers --------------------------------------------------------------------------------------
 
 
-def memcached_process(workdir: Path, *extra: str) -> ServerProcess:
-    """One memcached on 127.0.0.1 and a free port, TCP only, 64 MB; not started yet."""
-    binary = require_binary("memcached", "memcached")
-    port = free_port()
-    workdir.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", *extra]
-    if os.geteuid() == 0:  # memcached refuses to run as root without -u
-        argv += ["-u", _unprivileged_user()]
-    return ServerProcess(f"memcached-{port}", argv, port, workdir)
-
-
-def _unprivileged_user() -> str:
-    try:
-        pwd.getpwnam("nobody")
-    except KeyError:
-        return "root"
-    return "nobody"
-
-
-@contextmanager
-def running(workdir: Path, count: int = 1, *extra: str) -> Iterator[list[ServerProcess]]:
-    """``count`` memcached processes, stopped by PID however the test ends."""
-    servers: list[ServerProcess] = []
-    try:
-        for n in range(count):
-            server = memcached_process(workdir / f"m{n}", *extra)
-            servers.append(server)
-            server.start()
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
-
-
 @pytest.fixture(scope="module")
-def memcached(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with running(tmp_path_factory.mktemp("memcached")) as (server,):
-        yield server
+def memcached(memcached_server: ServerProcess) -> ServerProcess:
+    return memcached_server
 
 
 @pytest.fixture(scope="module")

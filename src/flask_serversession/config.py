@@ -46,6 +46,11 @@ KEYS: tuple[Key, ...] = (
         "Prefix of every key in stores that share a keyspace (Redis, Memcached).",
     ),
     Key(
+        "SESSION_SQL_CREATE_TABLE",
+        "``True``",
+        "SQL store: create the sessions table on first use (``False`` when Alembic owns it).",
+    ),
+    Key(
         "SESSION_IDLE_TIMEOUT",
         "``PERMANENT_SESSION_LIFETIME``",
         "A session unused for this long (seconds or timedelta) expires on the server.",
@@ -222,10 +227,16 @@ def _store(app: Flask, values: Mapping[str, Any], given: Store | str | None) -> 
     if isinstance(store, Store):
         return store
     if isinstance(store, str):
+        options: dict[str, Any] = {}
         prefix = values.get("SESSION_KEY_PREFIX")
-        if prefix is not None and not isinstance(prefix, str):
-            raise ConfigurationError(f"SESSION_KEY_PREFIX must be a string, got {prefix!r}")
-        return store_from_url(store, key_prefix=prefix)
+        if prefix is not None:
+            if not isinstance(prefix, str):
+                raise ConfigurationError(f"SESSION_KEY_PREFIX must be a string, got {prefix!r}")
+            options["key_prefix"] = prefix
+        create_table = values.get("SESSION_SQL_CREATE_TABLE")
+        if create_table is not None:
+            options["create_table"] = bool(create_table)
+        return store_from_url(store, **options)
     raise ConfigurationError(f"SESSION_STORE must be a URL or a Store, got {type(store).__name__}")
 
 

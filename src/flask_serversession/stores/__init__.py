@@ -68,11 +68,13 @@ def register_store(scheme: str, target: str, extra: str | None = None) -> None:
     _registry[scheme.lower()] = (target, extra)
 
 
-def store_from_url(url: str, *, key_prefix: str | None = None) -> Store:
+def store_from_url(url: str, **options: Any) -> Store:
     """Build the store a URL names, e.g. ``"memory://"`` or ``"sqlite:///path/to/file.db"``.
 
-    ``key_prefix`` (``SESSION_KEY_PREFIX``) goes to stores that name keys with a prefix; the
-    URL's own ``prefix`` option wins over it.
+    ``options`` come from configuration keys that apply to some stores only: ``key_prefix``
+    (``SESSION_KEY_PREFIX``, Redis and Memcached; the URL's own ``prefix`` wins) and
+    ``create_table`` (``SESSION_SQL_CREATE_TABLE``, SQL). A store given one it has no use for
+    raises :class:`ConfigurationError`.
     """
     try:
         parts = urlsplit(url)
@@ -97,8 +99,14 @@ def store_from_url(url: str, *, key_prefix: str | None = None) -> Store:
             f" ({exc.name or exc}){hint}"
         ) from exc
     factory: _FromUrl = getattr(module, class_name)
-    options = {} if key_prefix is None else {"key_prefix": key_prefix}
-    return factory.from_url(parts, **options)
+    try:
+        return factory.from_url(parts, **options)
+    except TypeError as exc:
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise ConfigurationError(
+            f"SESSION_STORE: {scheme}:// stores take none of {', '.join(sorted(options))}"
+        ) from None
 
 
 def _redact(parts: SplitResult) -> str:

@@ -25,9 +25,7 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: SplitResult, **options: object) -> MemoryStore:
-        if options:
-            raise ConfigurationError(f"memory:// takes no {', '.join(options)}")
+    def from_url(cls, url: SplitResult) -> MemoryStore:
         if url.netloc or url.path or url.query:
             raise ConfigurationError(
                 f"SESSION_STORE: memory:// takes no options, got {url.geturl()!r}"

@@ -89,11 +89,7 @@ class SQLiteStore(Store):
         self._run(lambda conn: None)
 
     @classmethod
-    def from_url(cls, url: SplitResult, **options: object) -> SQLiteStore:
-        if options:
-            raise ConfigurationError(
-                f"sqlite:// takes no {', '.join(options)} (name the table with ?table=...)"
-            )
+    def from_url(cls, url: SplitResult) -> SQLiteStore:
         if url.netloc:
             raise ConfigurationError(
                 f"SESSION_STORE: an SQLite URL has no host: use sqlite:///relative.db or"
