@@ -6,7 +6,7 @@ Three ways to build one:
 
 * From a URL (``SESSION_STORE = "postgresql+psycopg://user:pw@db.example/app"``): the store
   makes and owns its engine, tuned for it: autocommit (one round trip per statement, no
-  ``BEGIN``/``COMMIT``), pre-ping, ``utf8mb4`` on MySQL.
+  ``BEGIN``/``COMMIT``), ``utf8mb4`` on MySQL.
 * From an :class:`~sqlalchemy.engine.Engine` you already have:
   ``SQLStore(engine, table="sessions", schema="web")``. The store borrows it and never
   disposes of it. On PostgreSQL its connections are switched to autocommit while the store
@@ -32,10 +32,11 @@ Query-string options of the store itself:
     several processes start at once (or call :meth:`SQLStore.create_schema` at start-up to fail
     early). ``false``: you own the schema (Alembic).
 ``pool_size``, ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``pool_pre_ping``
-    Passed to :func:`sqlalchemy.create_engine`. ``pool_pre_ping`` is on by default: a
-    connection is tested on each checkout, one extra round trip per store call. With it off,
-    a statement that finds its pooled connection dropped by a restarted server is retried once
-    on a fresh connection, which also picks up the restart without a failed request.
+    Passed to :func:`sqlalchemy.create_engine`. ``pool_pre_ping`` is off by default: a
+    statement that finds its pooled connection dropped by a restarted server is retried once
+    on a fresh connection (SQLAlchemy invalidates the whole pool on a disconnect), which picks
+    up the restart without a failed request and without pre-ping's extra round trip per store
+    call. Turn it on for connections that middleboxes drop silently.
 
 Every other query parameter must be a connection parameter the driver knows (``sslmode``,
 ``connect_timeout``, ``charset``...): it is passed to the driver as SQLAlchemy does. Anything else
@@ -343,7 +344,7 @@ class SQLStore(Store):
             raise ConfigurationError(f"SESSION_STORE: not an SQL URL: {exc}") from None
         query = dict(sa_url.query)
         store_options: dict[str, Any] = {}
-        engine_options: dict[str, Any] = {"pool_pre_ping": True}
+        engine_options: dict[str, Any] = {"pool_pre_ping": False}
         for name in list(query):
             value = query[name]
             if not isinstance(value, str):
