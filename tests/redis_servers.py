@@ -185,3 +185,41 @@ class SentinelSetup:
         for process in (self.sentinel, self.replica, self.master):
             if process is not None:
                 process.stop()
+
+
+def make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with openssl."""
+    openssl = require_binary("openssl", "openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {name: directory / name for name in ("ca.crt", "ca.key", "server.crt", "server.key")}
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, cwd=directory)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.crt")  # fmt: skip
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt")  # fmt: skip
+    return files
+
+
+@contextmanager
+def tls_standalone(workdir: Path) -> Iterator[tuple[ServerProcess, Path]]:
+    """A redis-server that speaks TLS only; yields it and the CA certificate to trust."""
+    certs = make_certificates(workdir / "certs")
+    port = free_port()
+    argv = [
+        _redis_server(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+        "--dir", str(workdir), "--save", "", "--tls-auth-clients", "no",
+        "--tls-cert-file", str(certs["server.crt"]), "--tls-key-file", str(certs["server.key"]),
+        "--tls-ca-cert-file", str(certs["ca.crt"]),
+    ]  # fmt: skip
+    server = ServerProcess(f"redis-tls-{port}", argv, port, workdir)
+    server.start()
+    try:
+        yield server, certs["ca.crt"]
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ import pytest
 import redis
 from flask import Flask, session
 from flask.testing import FlaskClient
-from redis_servers import SentinelSetup, cluster, redis_process
+from redis_servers import SentinelSetup, cluster, redis_process, tls_standalone
 from servers import ServerProcess
 
 from flask_serversession import (
@@ -382,3 +382,22 @@ def test_key_prefix_from_config(redis_server: ServerProcess) -> None:
     sqlite_app.config.update(SESSION_STORE="sqlite:///x.db", SESSION_KEY_PREFIX="myapp:")
     with pytest.raises(ConfigurationError, match="take none of key_prefix"):
         ServerSession(sqlite_app)
+
+
+def test_tls(tmp_path: Path) -> None:
+    """rediss:// verifies the server against the given CA; an unverifiable server is a 503,
+    never a plaintext fallback or an empty session."""
+    with tls_standalone(tmp_path) as (server, ca):
+        store = _url_store(f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={ca}")
+        client = make_app(store).test_client()
+        client.get("/set/user/alice")
+        assert client.get("/get/user").text == "'alice'"
+        store.close()
+        untrusted = _url_store(f"rediss://127.0.0.1:{server.port}/0?read_retries=0")
+        _, production = _production_app(untrusted)
+        cookie = client.get_cookie("session")
+        assert cookie is not None
+        production.set_cookie("session", cookie.value)
+        response = production.get("/get/user")
+        assert response.status_code == 503
+        untrusted.close()
