@@ -401,3 +401,17 @@ def test_tls(tmp_path: Path) -> None:
         response = production.get("/get/user")
         assert response.status_code == 503
         untrusted.close()
+
+
+def test_valkey_client(redis_server: ServerProcess) -> None:
+    """A valkey-py client works as a redis-py one, and its errors become 503s too."""
+    import valkey
+
+    store = RedisStore(valkey.Valkey(port=redis_server.port), prefix=_prefix())
+    app, client = _production_app(store)
+    client.get("/set/user/alice")
+    assert client.get("/get/user").text == "'alice'"
+    dead = RedisStore(valkey.Valkey(port=1, socket_connect_timeout=0.2), read_retries=0)
+    with pytest.raises(SessionStoreUnavailable, match="ConnectionError"):
+        dead.load("k")
+    store.close()

@@ -155,7 +155,7 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - a valkey-only install
         pass
     try:
-        import valkey.exceptions  # type: ignore[import-not-found]
+        import valkey.exceptions  # type: ignore[import-not-found,unused-ignore]
 
         errors.append(valkey.exceptions.ValkeyError)
     except ImportError:
