@@ -26,9 +26,14 @@ from .stores import Patch, Record, Touch
 
 logger = logging.getLogger("flask_serversession")
 
-#: How long a session ended on purpose (logout, regeneration) leaves a tombstone in the store,
-#: so that requests still in flight with its ID write nothing. Longer than any request lasts.
+#: How long a session ended on purpose (logout, regeneration, revocation) leaves a tombstone in
+#: the store, so that requests still in flight with its ID write nothing. Longer than any
+#: request lasts. The tombstone's expiry minus this is when the session ended.
 TOMBSTONE_SECONDS = 600.0
+#: A request that began this soon after its session ended counts as in flight too: a browser
+#: sends its parallel requests with the old cookie until the response that ended it arrives.
+#: Later ones (a revoked device coming back) get a new session.
+TOMBSTONE_GRACE = 5.0
 #: Browsers cap cookie lifetimes at 400 days.
 MAX_COOKIE_AGE = 400 * 24 * 3600.0
 
@@ -58,7 +63,7 @@ class ServerSessionInterface(SessionInterface):
             if reason is not None:
                 # Never reaches the store: the visitor gets a new, empty session.
                 signals.session_rejected.send(app, reason=reason)
-        return ServerSideSession(self._loader(app), session_id)
+        return ServerSideSession(self._loader(app), session_id, self.clock())
 
     def _get_signer(self, app: Flask) -> CookieSigner | None:
         if not app.secret_key:
@@ -84,7 +89,7 @@ class ServerSessionInterface(SessionInterface):
         try:
             record = self.store.load(key, touch)
             if record is None or not record.is_live(now):
-                session._set_loaded(None, {}, {}, ended=record is not None and record.ended_at(now))
+                session._set_loaded(None, {}, {}, ended=self._ended_meanwhile(session, record))
                 return
             values = {name: loads_value(text) for name, text in record.values.items()}
         except SessionDataCorrupt as exc:
@@ -96,6 +101,15 @@ class ServerSessionInterface(SessionInterface):
             session._set_loaded(None, {}, {})
             return
         session._set_loaded(record, record.values, values)
+
+    @staticmethod
+    def _ended_meanwhile(session: ServerSideSession, record: Record | None) -> bool:
+        """Whether ``record`` is the tombstone of a session ended while this request was in
+        flight (write nothing), rather than before it began (start afresh)."""
+        if record is None or not record.ended:
+            return False
+        ended_at = record.expires - TOMBSTONE_SECONDS
+        return session._opened_at < ended_at + TOMBSTONE_GRACE
 
     # -- saving ------------------------------------------------------------------------------------
 
@@ -147,7 +161,7 @@ class ServerSessionInterface(SessionInterface):
             # logout or a regeneration is never undone. Otherwise it expired or never was: the
             # values go into a new session.
             record = store.load(key)
-            session._set_loaded(None, {}, {}, ended=record is not None and record.ended_at(now))
+            session._set_loaded(None, {}, {}, ended=self._ended_meanwhile(session, record))
             if session._ended:
                 logger.info("a change to a session that was ended meanwhile was dropped")
             else:

@@ -34,8 +34,15 @@ class ServerSideSession(SessionMixin):
     #: Set when the session is read or written in any way.
     accessed: bool
 
-    def __init__(self, loader: Callable[[ServerSideSession], None], session_id: str | None) -> None:
+    def __init__(
+        self,
+        loader: Callable[[ServerSideSession], None],
+        session_id: str | None,
+        opened_at: float = 0.0,
+    ) -> None:
         self._loader: Callable[[ServerSideSession], None] | None = loader
+        #: When the request began: a session ended after that was ended "meanwhile".
+        self._opened_at = opened_at
         #: The ID from the request's cookie once verified (``None`` for a new session).
         self._session_id = session_id
         #: Current values. Before loading: only the values assigned so far.

@@ -561,6 +561,25 @@ class StoreConformance:
         assert _ended(store, store_key(old.split(".")[0]))
         assert client.get("/get/user").text == "None"
 
+    def test_app_ended_session_coming_back_later_starts_afresh(
+        self, client: FlaskClient, clock: Clock, store: Store
+    ) -> None:
+        """A browser whose session was ended elsewhere (revoked, logged out on another tab)
+        and that comes back later is not locked out by the tombstone: it gets a new session."""
+        client.get("/set/user/alice")
+        old = _cookie(client)
+        assert old is not None
+        other = client.application.test_client()
+        other.set_cookie("session", old)
+        other.get("/destroy")  # ended from elsewhere; this browser still holds the cookie
+        assert _ended(store, store_key(old.split(".")[0]))
+        clock.advance(10)
+        assert client.get("/get/user").text == "None"
+        response = client.get("/rw/user/bob")
+        assert "Set-Cookie" in response.headers
+        assert _cookie(client) not in (None, old)
+        assert client.get("/get/user").text == "'bob'"
+
     def test_app_assign_only_on_expired_session_starts_a_new_one(
         self, client: FlaskClient, clock: Clock, counting: CountingStore
     ) -> None:

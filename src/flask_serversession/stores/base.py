@@ -57,10 +57,6 @@ class Record:
         absolute end."""
         return not self.ended and now < self.expires and now < self.absolute_expires
 
-    def ended_at(self, now: float) -> bool:
-        """Whether this is a tombstone still in force: the session was ended on purpose."""
-        return self.ended and now < self.expires
-
     @classmethod
     def tombstone(cls, until: float) -> Record:
         """The record a store keeps in place of a session ended on purpose."""
