@@ -33,7 +33,7 @@ from flask import Flask, session
 from flask.testing import FlaskClient
 from markupsafe import Markup
 
-from .errors import SessionDataError, SessionTooLarge
+from .errors import SessionDataError, SessionTooLarge, UnsupportedOperation
 from .extension import ServerSession
 from .ids import new_session_id, store_key
 from .interface import ServerSessionInterface
@@ -436,6 +436,63 @@ class StoreConformance:
         loaded = store.load(key)
         assert loaded is not None
         assert len(loaded.values) == threads * per_thread
+
+    def test_store_keeps_info(self, store: Store) -> None:
+        key = _key()
+        record = _record()
+        record.info = '{"ip":"203.0.113.9","ua":"Firefox"}'
+        store.create(key, record)
+        loaded = store.load(key)
+        assert loaded is not None and loaded.info == record.info
+        assert store.patch(key, Patch({"a": "1"}, (), T0 + 1, T0 + HOUR))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.info == record.info
+        assert store.patch(key, Patch({}, (), T0 + 2, T0 + HOUR, info='{"ip":"::1"}'))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.info == '{"ip":"::1"}'
+
+    def test_store_sessions_of_user(self, store: Store) -> None:
+        if not store.capabilities.by_user:
+            with pytest.raises(UnsupportedOperation):
+                store.sessions_of("u1", T0)
+            return
+        live = [_key() for _ in range(3)]
+        for key in live:
+            store.create(key, _record(user_id="u1"))
+        expired, ended, unbound, other, anonymous = (_key() for _ in range(5))
+        store.create(expired, _record(user_id="u1", idle=10))
+        store.create(ended, _record(user_id="u1"))
+        store.delete(ended, tombstone_until=T0 + 600)
+        store.create(unbound, _record(user_id="u1"))
+        assert store.patch(unbound, Patch({}, (), T0 + 1, T0 + HOUR, user_id=""))
+        store.create(other, _record(user_id="u2"))
+        store.create(anonymous, _record())
+        moved = _key()
+        assert store.patch(
+            live[0], Patch({}, (), T0 + 1, T0 + HOUR, new_key=moved, tombstone_until=T0 + 60)
+        )
+        found = store.sessions_of("u1", T0 + 20)
+        assert sorted(key for key, _ in found) == sorted([moved, *live[1:]])
+        assert all(record.user_id == "u1" and not record.ended for _, record in found)
+        assert [key for key, _ in store.sessions_of("u2", T0 + 20)] == [other]
+        assert store.sessions_of("nobody", T0 + 20) == []
+
+    def test_store_scan(self, store: Store) -> None:
+        if not store.capabilities.scan:
+            with pytest.raises(UnsupportedOperation):
+                list(store.scan(T0))
+            return
+        live = {_key() for _ in range(1200)} if store.capabilities.clear_expired else set()
+        live |= {_key() for _ in range(30)}
+        for key in live:
+            store.create(key, _record({"n": "1"}))
+        for _ in range(5):
+            store.create(_key(), _record(idle=10))
+        dead = _key()
+        store.create(dead, _record())
+        store.delete(dead, tombstone_until=T0 + 600)
+        seen = [key for key, _ in store.scan(T0 + 20)]
+        assert sorted(seen) == sorted(live)
 
     # -- the library on this store, through HTTP as the test client sees it --------------
 

@@ -28,9 +28,11 @@ Rules every method keeps:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
+
+from ..errors import UnsupportedOperation
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Record:
     user_id: str | None = None
     #: A tombstone: the session was ended on purpose; kept until ``expires``.
     ended: bool = False
+    #: Client metadata (when the user authenticated, IP address, user agent) as JSON text,
+    #: opaque to the store; ``None`` if none was recorded.
+    info: str | None = None
 
     def is_live(self, now: float) -> bool:
         """Whether the session is not a tombstone and has neither idled out nor reached its
@@ -94,6 +99,8 @@ class Patch:
     tombstone_until: float = 0.0
     #: When not ``None``, the record's ``user_id`` becomes this (``""`` clears it).
     user_id: str | None = None
+    #: When not ``None``, the record's ``info`` becomes this.
+    info: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +152,23 @@ class Store(ABC):
         With ``tombstone_until``, leave a tombstone in its place (whether or not there was a
         record), so that requests still in flight see that the session ended.
         """
+
+    def sessions_of(self, user_id: str, now: float) -> list[tuple[str, Record]]:
+        """The live sessions bound to ``user_id``, as ``(key, record)`` pairs, in no order.
+
+        Needs ``capabilities.by_user``; a store without it raises
+        :class:`~flask_serversession.errors.UnsupportedOperation`.
+        """
+        raise UnsupportedOperation(self.name, "by_user")
+
+    def scan(self, now: float) -> Iterator[tuple[str, Record]]:
+        """Every live session, as ``(key, record)`` pairs, a page at a time; sessions created
+        or ended while it runs may or may not be seen.
+
+        Needs ``capabilities.scan``; a store without it raises
+        :class:`~flask_serversession.errors.UnsupportedOperation`.
+        """
+        raise UnsupportedOperation(self.name, "scan")
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         """Remove records and tombstones whose time is over at ``now``, ``batch_size`` per step

@@ -420,6 +420,8 @@ def _apply(record: Record, patch: Patch) -> None:
     record.expires = min(patch.expires, record.absolute_expires)
     if patch.user_id is not None:
         record.user_id = patch.user_id or None
+    if patch.info is not None:
+        record.info = patch.info
 
 
 def _exptime(end: float, now: float) -> int:
@@ -447,6 +449,8 @@ def _encode(record: Record) -> bytes:
         }
         if record.user_id is not None:
             doc["u"] = record.user_id
+        if record.info is not None:
+            doc["i"] = record.info
     return json.dumps(doc, separators=(",", ":")).encode("ascii")
 
 
@@ -465,6 +469,9 @@ def _decode(data: Any) -> Record:
     user_id = doc.get("u")
     if user_id is not None and not isinstance(user_id, str):
         raise SessionDataCorrupt("stored Memcached item has a user id that is not a string")
+    info = doc.get("i")
+    if info is not None and not isinstance(info, str):
+        raise SessionDataCorrupt("stored Memcached item has client info that is not a string")
     return Record(
         values,
         _time(doc, "c"),
@@ -472,6 +479,7 @@ def _decode(data: Any) -> Record:
         _time(doc, "e"),
         _time(doc, "a"),
         user_id,
+        info=info,
     )
 
 

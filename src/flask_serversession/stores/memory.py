@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
 from urllib.parse import SplitResult
 
 from ..errors import ConfigurationError
@@ -69,6 +70,8 @@ class MemoryStore(Store):
             record.expires = min(patch.expires, record.absolute_expires)
             if patch.user_id is not None:
                 record.user_id = patch.user_id or None
+            if patch.info is not None:
+                record.info = patch.info
             return True
 
     def delete(self, key: str, tombstone_until: float | None = None) -> None:
@@ -77,6 +80,19 @@ class MemoryStore(Store):
                 self._records.pop(key, None)
             else:
                 self._records[key] = Record.tombstone(tombstone_until)
+
+    def sessions_of(self, user_id: str, now: float) -> list[tuple[str, Record]]:
+        with self._lock:
+            return [
+                (key, _copy(record))
+                for key, record in self._records.items()
+                if record.user_id == user_id and record.is_live(now)
+            ]
+
+    def scan(self, now: float) -> Iterator[tuple[str, Record]]:
+        with self._lock:
+            live = [(key, _copy(r)) for key, r in self._records.items() if r.is_live(now)]
+        return iter(live)
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         with self._lock:

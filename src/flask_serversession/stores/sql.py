@@ -92,7 +92,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import SplitResult
@@ -251,6 +251,7 @@ def session_table(
         user_id,
         Column("ended", Boolean(), nullable=False, server_default=false()),
         Column("version", Integer(), nullable=False, server_default="1"),
+        Column("info", Text(), nullable=True),
         Index(f"ix_{name}_expires", "expires"),
         Index(f"ix_{name}_user_id", user_id, postgresql_where=user_id.isnot(None)),
         schema=schema,
@@ -501,9 +502,26 @@ class SQLStore(Store):
         t = self.table
         c = t.c
         data: ColumnElement[Any] = cast(c.data, Text) if self._pg else type_coerce(c.data, Text)
-        self._select: Select[Any] = select(
-            data, c.created, c.last_seen, c.expires, c.absolute_expires, c.user_id, c.ended
-        ).where(c.key == bindparam("p_key"))
+        self._columns = (
+            data,
+            c.created,
+            c.last_seen,
+            c.expires,
+            c.absolute_expires,
+            c.user_id,
+            c.ended,
+            c.info,
+        )
+        self._select: Select[Any] = select(*self._columns).where(c.key == bindparam("p_key"))
+        self._of_user: Select[Any] = select(c.key, *self._columns).where(
+            c.user_id == bindparam("p_user_id", type_=String()), *self._live()
+        )
+        self._page: Select[Any] = (
+            select(c.key, *self._columns)
+            .where(c.key > bindparam("p_after"), *self._live())
+            .order_by(c.key)
+            .limit(bindparam("p_limit", type_=Integer()))
+        )
         self._touch: Update = (
             update(t)
             .where(
@@ -531,6 +549,7 @@ class SQLStore(Store):
             "user_id": bindparam("p_user_id", type_=String()),
             "ended": False,
             "version": 1,
+            "info": bindparam("p_info", type_=Text()),
         }
         self._create: Insert = (
             # Whether a row came back tells whether it was inserted.
@@ -552,6 +571,7 @@ class SQLStore(Store):
             "user_id": None,
             "ended": True,
             "version": 1,
+            "info": None,
         }
         self._tombstone: Insert
         if self._pg:
@@ -589,7 +609,7 @@ class SQLStore(Store):
             self._clear = text(
                 f"DELETE FROM {name} WHERE expires <= :p_now ORDER BY expires LIMIT :p_limit"
             )
-        self._patches: dict[tuple[bool, bool, bool, bool], Update] = {}
+        self._patches: dict[tuple[bool, ...], Update] = {}
 
     def _json_param(self, name: str) -> ColumnElement[Any]:
         """A JSON document given as text."""
@@ -601,8 +621,10 @@ class SQLStore(Store):
         now: BindParameter[float] = bindparam("p_now", type_=Double())
         return (c.expires > now, c.absolute_expires > now, c.ended.is_(False))
 
-    def _patch_statement(self, sets: bool, deletes: bool, user: bool, move: bool) -> Update:
-        shape = (sets, deletes, user, move)
+    def _patch_statement(
+        self, sets: bool, deletes: bool, user: bool, move: bool, info: bool
+    ) -> Update:
+        shape = (sets, deletes, user, move, info)
         statement = self._patches.get(shape)
         if statement is not None:
             return statement
@@ -632,6 +654,8 @@ class SQLStore(Store):
             values["user_id"] = bindparam("p_user_id", type_=String())
         if move:
             values["key"] = bindparam("p_new_key")
+        if info:
+            values["info"] = bindparam("p_info", type_=Text())
         statement = (
             update(self.table).where(c.key == bindparam("p_key"), *self._live()).values(values)
         )
@@ -674,6 +698,7 @@ class SQLStore(Store):
             "p_expires": min(record.expires, record.absolute_expires),
             "p_absolute": record.absolute_expires,
             "p_user_id": record.user_id,
+            "p_info": record.info,
         }
 
         def create(conn: Connection) -> bool:
@@ -708,7 +733,11 @@ class SQLStore(Store):
         move = patch.new_key is not None
         if move:
             params["p_new_key"] = patch.new_key
-        statement = self._patch_statement(sets, deletes, patch.user_id is not None, move)
+        if patch.info is not None:
+            params["p_info"] = patch.info
+        statement = self._patch_statement(
+            sets, deletes, patch.user_id is not None, move, patch.info is not None
+        )
         if not move:
             return self._run(lambda conn: conn.execute(statement, params).rowcount == 1)
         tombstone = {"p_key": key, "p_data": "{}", "p_until": patch.tombstone_until}
@@ -727,6 +756,23 @@ class SQLStore(Store):
         else:
             params = {"p_key": key, "p_data": "{}", "p_until": tombstone_until}
             self._run(lambda conn: conn.execute(self._tombstone, params))
+
+    def sessions_of(self, user_id: str, now: float) -> list[tuple[str, Record]]:
+        params = {"p_user_id": user_id, "p_now": now}
+        rows = self._run(lambda conn: conn.execute(self._of_user, params).all())
+        return [(row[0], _record(tuple(row[1:]))) for row in rows]
+
+    def scan(self, now: float, page: int = 500) -> Iterator[tuple[str, Record]]:
+        # Keyset pagination: each page is one short statement, never a long-held cursor.
+        after = ""
+        while True:
+            params = {"p_after": after, "p_now": now, "p_limit": page}
+            rows = self._run(partial(_all, self._page, params))
+            for row in rows:
+                yield row[0], _record(tuple(row[1:]))
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         """Delete records and tombstones whose ``expires`` is past, ``batch_size`` rows per
@@ -769,13 +815,17 @@ class SQLStore(Store):
         return True
 
 
+def _all(statement: Any, params: dict[str, Any], conn: Connection) -> list[Any]:
+    return list(conn.execute(statement, params).all())
+
+
 def _first(result: Any) -> Record | None:
     row = result.first()
     return None if row is None else _record(tuple(row))
 
 
 def _record(row: tuple[Any, ...]) -> Record:
-    data, created, last_seen, expires, absolute_expires, user_id, ended = row
+    data, created, last_seen, expires, absolute_expires, user_id, ended, info = row
     try:
         values = json.loads(data)
     except (TypeError, ValueError) as exc:
@@ -790,6 +840,7 @@ def _record(row: tuple[Any, ...]) -> Record:
         float(absolute_expires),
         user_id,
         bool(ended),
+        info,
     )
 
 

@@ -21,7 +21,7 @@ import re
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl
@@ -31,7 +31,7 @@ from .base import Capabilities, Patch, Record, Store, Touch
 
 _T = TypeVar("_T")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-_COLUMNS = "data, created, last_seen, expires, absolute_expires, user_id, ended"
+_COLUMNS = "data, created, last_seen, expires, absolute_expires, user_id, ended, info"
 
 
 class SQLiteStore(Store):
@@ -75,12 +75,13 @@ class SQLiteStore(Store):
             f" AND NOT ended"
         )
         self._sql_create = (
-            f"INSERT INTO {t} (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0)"
+            f"INSERT INTO {t} (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)"
             f" ON CONFLICT (key) DO NOTHING"
         )
         self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
         self._sql_tombstone = (
-            f"INSERT OR REPLACE INTO {t} (key, {_COLUMNS}) VALUES (?, '{{}}', ?, ?, ?, ?, NULL, 1)"
+            f"INSERT OR REPLACE INTO {t} (key, {_COLUMNS})"
+            f" VALUES (?, '{{}}', ?, ?, ?, ?, NULL, 1, NULL)"
         )
         self._sql_clear = (
             f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
@@ -144,7 +145,8 @@ class SQLiteStore(Store):
                 " expires REAL NOT NULL,"
                 " absolute_expires REAL NOT NULL,"
                 " user_id TEXT,"
-                " ended INTEGER NOT NULL DEFAULT 0"
+                " ended INTEGER NOT NULL DEFAULT 0,"
+                " info TEXT"
                 ") WITHOUT ROWID"
             )
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires)")
@@ -210,6 +212,7 @@ class SQLiteStore(Store):
             min(record.expires, record.absolute_expires),
             record.absolute_expires,
             record.user_id,
+            record.info,
         )
         return self._run(lambda conn: conn.execute(self._sql_create, params).rowcount == 1)
 
@@ -226,6 +229,9 @@ class SQLiteStore(Store):
         if patch.user_id is not None:
             assignments.append("user_id = ?")
             params.append(patch.user_id or None)
+        if patch.info is not None:
+            assignments.append("info = ?")
+            params.append(patch.info)
         if patch.new_key is not None:
             assignments.append("key = ?")
             params.append(patch.new_key)
@@ -263,6 +269,29 @@ class SQLiteStore(Store):
             params = (key, until, until, until, until)
             self._run(lambda conn: conn.execute(self._sql_tombstone, params))
 
+    def sessions_of(self, user_id: str, now: float) -> list[tuple[str, Record]]:
+        sql = (
+            f"SELECT key, {_COLUMNS} FROM {self.table}"
+            f" WHERE user_id = ? AND NOT ended AND expires > ? AND absolute_expires > ?"
+        )
+        rows = self._run(lambda conn: conn.execute(sql, (user_id, now, now)).fetchall())
+        return [(row[0], _record(row[1:])) for row in rows]
+
+    def scan(self, now: float, page: int = 500) -> Iterator[tuple[str, Record]]:
+        # Keyset pagination: each page is one short read, never a long-held cursor.
+        sql = (
+            f"SELECT key, {_COLUMNS} FROM {self.table} WHERE key > ?"
+            f" AND NOT ended AND expires > ? AND absolute_expires > ? ORDER BY key LIMIT ?"
+        )
+        after = ""
+        while True:
+            rows = self._run(partial(_fetchall, sql=sql, params=(after, now, now, page)))
+            for row in rows:
+                yield row[0], _record(row[1:])
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         removed = 0
         while limit is None or removed < limit:
@@ -278,12 +307,16 @@ def _rowcount(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> in
     return conn.execute(sql, params).rowcount
 
 
+def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    return conn.execute(sql, params).fetchall()
+
+
 def _record(row: tuple[Any, ...]) -> Record:
-    data, created, last_seen, expires, absolute_expires, user_id, ended = row
+    data, created, last_seen, expires, absolute_expires, user_id, ended, info = row
     try:
         values = json.loads(data)
     except ValueError as exc:
         raise SessionDataCorrupt(f"stored data is not JSON: {exc}") from None
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
         raise SessionDataCorrupt("stored data is not an object of serialized values")
-    return Record(values, created, last_seen, expires, absolute_expires, user_id, bool(ended))
+    return Record(values, created, last_seen, expires, absolute_expires, user_id, bool(ended), info)
