@@ -48,8 +48,20 @@ servers:
 test: servers lint typecheck
 	$(VENV)/bin/pytest
 
+# The test-client run, then the HTTP run (gunicorn + wrk). wrk is installed with apt-get when it
+# is missing and we are root; otherwise http_bench.py reports the HTTP part as skipped.
 bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing wrk"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk \
+			|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -q --no-install-recommends wrk; } || true; \
+		else \
+			echo "wrk missing; the HTTP benchmark will be skipped (run as root to install)"; \
+		fi; }
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/http_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

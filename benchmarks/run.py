@@ -1,14 +1,18 @@
 """Requests per second through Flask's test client: Flask's cookie session, Flask-ServerSession
-(memory and SQLite stores) and Flask-Session 0.8 (SQLAlchemy on SQLite), in one process.
+(memory, SQLite and Redis stores) and Flask-Session 0.8 (SQLAlchemy on SQLite, and Redis), in one
+process. The Redis variants share one redis-server that the run starts, and stops, itself.
 
 Every variant serves the same app; variants are interleaved round by round and each result is
 reported as a ratio to the cookie session measured in the same run, so that a noisy, shared
-machine moves all numbers together instead of skewing one comparison. See benchmarks/README.md.
+machine moves all numbers together instead of skewing one comparison. For the Redis variants the
+run also counts the commands each kind of request sends (``INFO commandstats`` and ``MONITOR``)
+and measures the memory one stored session takes (``MEMORY USAGE``). See benchmarks/README.md.
 
     python benchmarks/run.py                      # the full run (what `make bench` does)
     python benchmarks/run.py --quick              # smoke check: 1 round, tiny batches, no files
     python benchmarks/run.py --rounds 5 --seconds 0.4 --only ours-sqlite,cookie
     python benchmarks/run.py --profile ours-sqlite:get   # cProfile one variant and endpoint
+    python benchmarks/run.py --profile ours-redis:get    # starts its own redis-server too
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime as dt
+import functools
 import gc
 import io
 import itertools
@@ -25,26 +30,38 @@ import os
 import platform
 import pstats
 import shlex
+import signal
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from contextlib import closing
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, TypeVar
 
+from bench_servers import HOST, Unavailable, redis_process, stopped_at_exit
 from flask import Flask, session
 from flask.testing import FlaskClient
 
 ENDPOINTS = ("none", "get", "set")
+#: Request kinds whose store commands are counted; ``/rw`` reads, then writes.
+ROUND_TRIP_ENDPOINTS = ("none", "get", "set", "rw")
 BASELINE = "cookie"
 USER = "alice"
 CART = [1, 2, 3]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: Key prefixes of the two Redis variants: equally long, so that MEMORY USAGE (which counts the
+#: key) compares the stored sessions, not the prefixes.
+OURS_REDIS_PREFIX = "bench:our:"
+FLASK_SESSION_REDIS_PREFIX = "bench:fls:"
+RAW_GET_KEY = "bench:raw-get"
+RAW_GET = "raw-redis-get"
 PACKAGES = (
     "flask",
     "werkzeug",
@@ -54,7 +71,11 @@ PACKAGES = (
     "flask-sqlalchemy",
     "sqlalchemy",
     "msgspec",
+    "redis",
+    "gunicorn",
 )
+
+_T = TypeVar("_T")
 
 
 class BenchmarkError(Exception):
@@ -92,6 +113,14 @@ def create_app(configure: Callable[[Flask], None]) -> Flask:
         session["n"] = n
         return str(n)
 
+    @app.get("/rw")
+    def read_write() -> str:
+        # Reads, then writes: the round-trip count of a request that does both.
+        user = session.get("user")
+        n = next(counter)
+        session["n"] = n
+        return f"{user} {n}"
+
     @app.get("/n")
     def read_n() -> str:
         return str(session.get("n"))
@@ -103,20 +132,39 @@ def create_app(configure: Callable[[Flask], None]) -> Flask:
 
 
 @dataclass
+class Context:
+    """What the variants of one run share: a temporary directory and the run's redis-server."""
+
+    tmp: Path
+    redis_port: int | None = None
+    #: Why there is no redis-server, when there is none.
+    redis_missing: str | None = None
+
+    def require_redis(self) -> int:
+        if self.redis_port is None:
+            raise BenchmarkError(f"no redis-server: {self.redis_missing or 'not started'}")
+        return self.redis_port
+
+
+@dataclass
 class Built:
     """A variant's app, ready to serve, with what is needed to check and release it."""
 
     app: Flask
-    #: Rows in the variant's session table, for variants that keep sessions in an SQLite file.
-    stored_rows: Callable[[], int] | None = None
+    #: Sessions in the variant's store (rows of its SQLite table, keys with its Redis prefix),
+    #: for the variants that keep sessions where the benchmark can look.
+    stored_sessions: Callable[[], int] | None = None
     close: Callable[[], None] = lambda: None
+    #: The variant's Redis key prefix, for the variants that store sessions in Redis.
+    redis_prefix: str | None = None
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     description: str
-    build: Callable[[Path], Built]
+    build: Callable[[Context], Built]
+    needs_redis: bool = False
 
 
 def _count_rows(path: Path, table: str) -> Callable[[], int]:
@@ -129,7 +177,22 @@ def _count_rows(path: Path, table: str) -> Callable[[], int]:
     return count
 
 
-def _build_cookie(tmp: Path) -> Built:
+def _redis_admin(port: int) -> Any:
+    """A separate redis-py client for the benchmark's own look-ups (never a variant's client)."""
+    import redis
+
+    return redis.Redis(host=HOST, port=port, decode_responses=True)
+
+
+def _count_keys(port: int, prefix: str) -> Callable[[], int]:
+    def count() -> int:
+        with _redis_admin(port) as admin:
+            return sum(1 for _ in admin.scan_iter(match=prefix + "*", count=1000))
+
+    return count
+
+
+def _build_cookie(ctx: Context) -> Built:
     return Built(create_app(lambda app: None))
 
 
@@ -142,27 +205,51 @@ def _build_ours(store: str) -> Callable[[Flask], None]:
     return configure
 
 
-def _build_ours_memory(tmp: Path) -> Built:
+def _build_ours_memory(ctx: Context) -> Built:
     return Built(create_app(_build_ours("memory://")))
 
 
-def _build_ours_sqlite(tmp: Path) -> Built:
+def _build_ours_sqlite(ctx: Context) -> Built:
     from flask_serversession import ServerSession
 
-    path = tmp / "ours.sqlite3"
+    path = ctx.tmp / "ours.sqlite3"
     # An absolute path gives the four slashes of an absolute SQLAlchemy-style URL.
     app = create_app(_build_ours(f"sqlite:///{path}"))
     return Built(
         app,
-        stored_rows=_count_rows(path, "serversession"),
+        stored_sessions=_count_rows(path, "serversession"),
         close=ServerSession.store_of(app).close,
     )
 
 
-def _build_flask_session_sqlalchemy(tmp: Path) -> Built:
-    # Imported here so that runs without this variant need neither Flask-Session nor SQLAlchemy.
+def _build_ours_redis(ctx: Context) -> Built:
+    from flask_serversession import ServerSession
+
+    port = ctx.require_redis()
+    app = create_app(_build_ours(f"redis://{HOST}:{port}/0?prefix={OURS_REDIS_PREFIX}"))
+    return Built(
+        app,
+        stored_sessions=_count_keys(port, OURS_REDIS_PREFIX),
+        close=ServerSession.store_of(app).close,
+        redis_prefix=OURS_REDIS_PREFIX,
+    )
+
+
+def _import_flask_session(variant: str) -> Any:
+    # Imported here so that runs without Flask-Session's variants do not need it.
     try:
         from flask_session import Session  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise BenchmarkError(
+            f"{variant} needs {exc.name}: pip install -e '.[bench]'"
+            " (make bench does), or leave the variant out with --only"
+        ) from exc
+    return Session
+
+
+def _build_flask_session_sqlalchemy(ctx: Context) -> Built:
+    Session = _import_flask_session("flask-session-sqlalchemy")
+    try:
         from flask_sqlalchemy import SQLAlchemy
     except ImportError as exc:
         raise BenchmarkError(
@@ -170,7 +257,7 @@ def _build_flask_session_sqlalchemy(tmp: Path) -> Built:
             " (make bench does), or leave the variant out with --only"
         ) from exc
 
-    path = tmp / "flask_session.sqlite3"
+    path = ctx.tmp / "flask_session.sqlite3"
     db = SQLAlchemy()
 
     def configure(app: Flask) -> None:
@@ -189,7 +276,31 @@ def _build_flask_session_sqlalchemy(tmp: Path) -> Built:
         with app.app_context():
             db.engine.dispose()
 
-    return Built(app, stored_rows=_count_rows(path, "sessions"), close=close)
+    return Built(app, stored_sessions=_count_rows(path, "sessions"), close=close)
+
+
+def _build_flask_session_redis(ctx: Context) -> Built:
+    Session = _import_flask_session("flask-session-redis")
+    import redis
+
+    port = ctx.require_redis()
+    # Flask-Session's documented set-up: a redis.Redis it is given, otherwise its defaults.
+    client = redis.Redis(host=HOST, port=port)
+
+    def configure(app: Flask) -> None:
+        app.config.update(
+            SESSION_TYPE="redis",
+            SESSION_REDIS=client,
+            SESSION_KEY_PREFIX=FLASK_SESSION_REDIS_PREFIX,
+        )
+        Session(app)
+
+    return Built(
+        create_app(configure),
+        stored_sessions=_count_keys(port, FLASK_SESSION_REDIS_PREFIX),
+        close=client.close,
+        redis_prefix=FLASK_SESSION_REDIS_PREFIX,
+    )
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -197,12 +308,37 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("ours-memory", 'Flask-ServerSession, store="memory://"', _build_ours_memory),
     Variant("ours-sqlite", "Flask-ServerSession, SQLite file store", _build_ours_sqlite),
     Variant(
+        "ours-redis",
+        f'Flask-ServerSession, store="redis://{HOST}:PORT/0?prefix={OURS_REDIS_PREFIX}"',
+        _build_ours_redis,
+        needs_redis=True,
+    ),
+    Variant(
         "flask-session-sqlalchemy",
         'Flask-Session 0.8, SESSION_TYPE="sqlalchemy", Flask-SQLAlchemy on an SQLite file',
         _build_flask_session_sqlalchemy,
     ),
+    Variant(
+        "flask-session-redis",
+        'Flask-Session 0.8, SESSION_TYPE="redis", SESSION_REDIS=redis.Redis(host, port)',
+        _build_flask_session_redis,
+        needs_redis=True,
+    ),
 )
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+
+def wsgi_app_from_env() -> Flask:
+    """The app of one variant, for a WSGI server (http_bench.py runs it under gunicorn).
+
+    ``BENCH_VARIANT`` names the variant, ``BENCH_DIR`` is the directory for its files and
+    ``BENCH_REDIS_PORT`` the port of the redis-server on 127.0.0.1, if it needs one.
+    """
+    variant = VARIANTS_BY_NAME[os.environ["BENCH_VARIANT"]]
+    port = os.environ.get("BENCH_REDIS_PORT")
+    ctx = Context(Path(os.environ["BENCH_DIR"]), redis_port=int(port) if port else None)
+    # Never closed: the worker process ends with it.
+    return variant.build(ctx).app
 
 
 @dataclass(frozen=True)
@@ -210,15 +346,32 @@ class Goal:
     variant: str
     endpoint: str
     target: float
+    #: The variant whose throughput, measured in the same run, the ratio is taken against.
+    against: str = BASELINE
 
 
 GOALS = (
     Goal("ours-sqlite", "none", 0.95),
     Goal("ours-sqlite", "get", 0.8),
     Goal("ours-sqlite", "set", 0.5),
+    Goal("ours-redis", "none", 0.95),
+    Goal("ours-redis", "get", 0.6),
+    Goal("ours-redis", "get", 1.3, against="flask-session-redis"),
+    Goal("ours-redis", "set", 0.65),
 )
-#: Flask-Session's SQLAlchemy store against the cookie session, measured earlier on this machine.
-REFERENCE = {"get": 0.11, "set": 0.15}
+#: Ours may take at most this many times the memory of Flask-Session's Redis session.
+MEMORY_GOAL = 1.5
+#: Flask-Session's stores against the cookie session, measured earlier on this machine.
+REFERENCE: dict[str, dict[str, float]] = {
+    "flask-session-sqlalchemy": {"get": 0.11, "set": 0.15},
+    "flask-session-redis": {"none": 0.39, "get": 0.45, "set": 0.58},
+}
+#: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
+REFERENCE_FLASK_SESSION_MEMORY = 152
+#: Ours against the peer that does the same job.
+PEERS = (("ours-sqlite", "flask-session-sqlalchemy"), ("ours-redis", "flask-session-redis"))
+#: Store round trips per request kind that issue 3 requires of the Redis store.
+EXPECTED_ROUND_TRIPS = {"ours-redis": {"none": 0, "get": 1, "set": 1, "rw": 2}}
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -232,6 +385,15 @@ class Running:
     built: Built
     client: FlaskClient
     batch: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RawGet:
+    """One redis-py ``GET`` of a small value on the run's redis-server, timed like a variant:
+    what a single round trip costs, to set against a cookie-session request."""
+
+    client: Any
+    batch: int = 0
 
 
 def _request(client: FlaskClient, path: str) -> str:
@@ -255,6 +417,17 @@ def _time_requests(client: FlaskClient, path: str, count: int) -> float:
     return time.perf_counter() - start
 
 
+def _time_raw_gets(client: Any, count: int) -> float:
+    """Seconds for ``count`` redis-py GETs of the run's sample value, each checked."""
+    get = client.get
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(count):
+        if get(RAW_GET_KEY) is None:
+            raise BenchmarkError("raw GET: the sample value is gone")
+    return time.perf_counter() - start
+
+
 def verify(running: Running) -> None:
     """Fail unless the variant really keeps the session: a broken session must not look fast."""
     name = running.variant.name
@@ -266,20 +439,39 @@ def verify(running: Running) -> None:
     read_back = _request(client, "/n")
     if read_back != written:
         raise BenchmarkError(f"{name}: /set wrote {written!r} but /n read back {read_back!r}")
+    both = _request(client, "/rw")
+    user, _, n = both.partition(" ")
+    if user != USER or _request(client, "/n") != n:
+        raise BenchmarkError(f"{name}: /rw answered {both!r}, /n did not read back its write")
     if _request(client, "/none") != "none":
         raise BenchmarkError(f"{name}: /none answered wrongly")
-    if running.built.stored_rows is not None and running.built.stored_rows() < 1:
-        raise BenchmarkError(f"{name}: the session is not in the store's table")
+    if running.built.stored_sessions is not None and running.built.stored_sessions() < 1:
+        raise BenchmarkError(f"{name}: the session is not in the store")
 
 
-def start(variant: Variant, tmp: Path) -> Running:
-    built = variant.build(tmp)
-    client = built.app.test_client()
-    if _request(client, "/login") != "ok":
-        raise BenchmarkError(f"{variant.name}: /login failed")
-    running = Running(variant, built, client)
-    verify(running)
+def start(variant: Variant, ctx: Context) -> Running:
+    built = variant.build(ctx)
+    try:
+        client = built.app.test_client()
+        if _request(client, "/login") != "ok":
+            raise BenchmarkError(f"{variant.name}: /login failed")
+        running = Running(variant, built, client)
+        verify(running)
+    except BaseException:
+        built.close()
+        raise
     return running
+
+
+def _calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
+    """The batch size that takes about ``seconds``, from a doubling probe."""
+    count = 8
+    while True:
+        elapsed = time_batch(count)
+        if elapsed >= min(0.05, seconds / 2) or count >= 1 << 20:
+            break
+        count *= 2
+    return max(1, math.ceil(count * seconds / elapsed))
 
 
 def calibrate(running: Running, seconds: float, warmup: float) -> None:
@@ -289,19 +481,140 @@ def calibrate(running: Running, seconds: float, warmup: float) -> None:
         deadline = time.perf_counter() + warmup
         while time.perf_counter() < deadline:
             _request(running.client, path)
-        count = 8
-        while True:
-            elapsed = _time_requests(running.client, path, count)
-            if elapsed >= min(0.05, seconds / 2) or count >= 1 << 20:
-                break
-            count *= 2
-        running.batch[endpoint] = max(1, math.ceil(count * seconds / elapsed))
+        running.batch[endpoint] = _calibrated(
+            functools.partial(_time_requests, running.client, path), seconds
+        )
 
 
-def rotated(items: Sequence[Running], round_index: int) -> list[Running]:
+def calibrate_raw_get(probe: RawGet, seconds: float, warmup: float) -> None:
+    deadline = time.perf_counter() + warmup
+    while time.perf_counter() < deadline:
+        probe.client.get(RAW_GET_KEY)
+    probe.batch = _calibrated(lambda count: _time_raw_gets(probe.client, count), seconds)
+
+
+def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
     # Rotating instead of shuffling: every variant takes every position, reproducibly.
     shift = round_index % len(items)
     return [*items[shift:], *items[:shift]]
+
+
+# -- counting what reaches Redis -----------------------------------------------------------------
+
+#: Sent by the benchmark itself between the snapshots; never by a session implementation.
+_BOOKKEEPING = {"info", "echo", "monitor"}
+
+
+def _command_calls(admin: Any) -> dict[str, int]:
+    stats: dict[str, dict[str, Any]] = admin.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
+
+
+def _command_name(line: str) -> str:
+    """``EVALSHA 1f0c... 1 key`` -> ``EVALSHA``; ``SCRIPT LOAD ...`` -> ``SCRIPT LOAD``."""
+    words = line.split(" ", 2)
+    name = words[0].upper()
+    if name in ("SCRIPT", "CLIENT", "CONFIG", "MEMORY", "OBJECT") and len(words) > 1:
+        name += " " + words[1].upper()
+    return name
+
+
+def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
+    """For one request of each kind, the commands that reached Redis.
+
+    Two server-side views: ``INFO commandstats`` deltas count every command Redis executed,
+    those run inside Lua scripts too; ``MONITOR`` tells the commands a client sent (a round
+    trip each, as redis-py pipelines nothing here) from those a script ran. The two must agree
+    on the total.
+    """
+    counts: dict[str, dict[str, Any]] = {}
+    with _redis_admin(port) as admin, _redis_admin(port) as watcher:
+        admin.ping()
+        with watcher.monitor() as monitor:
+
+            def seen_until(marker: str) -> tuple[Counter[str], Counter[str]]:
+                """Commands MONITOR showed up to ``marker``: sent by clients, run in scripts."""
+                admin.echo(marker)
+                sent: Counter[str] = Counter()
+                in_scripts: Counter[str] = Counter()
+                while True:
+                    command = monitor.next_command()
+                    name = _command_name(command["command"])
+                    if name == "ECHO" and marker in command["command"]:
+                        return sent, in_scripts
+                    if name not in ("INFO", "ECHO"):
+                        (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
+
+            for endpoint in ROUND_TRIP_ENDPOINTS:
+                path = "/" + endpoint
+                _request(running.client, path)  # connections made, scripts loaded: not counted
+                seen_until(f"bench-before-{endpoint}")
+                before = _command_calls(admin)
+                _request(running.client, path)
+                sent, in_scripts = seen_until(f"bench-after-{endpoint}")
+                after = _command_calls(admin)
+                executed = {
+                    name: calls - before.get(name, 0)
+                    for name, calls in sorted(after.items())
+                    if calls != before.get(name, 0) and name not in _BOOKKEEPING
+                }
+                total = sum(executed.values())
+                if total != sum(sent.values()) + sum(in_scripts.values()):
+                    raise BenchmarkError(
+                        f"{running.variant.name} {path}: commandstats counted {executed},"
+                        f" MONITOR saw {dict(sent)} sent and {dict(in_scripts)} in scripts"
+                    )
+                counts[endpoint] = {
+                    "round_trips": sum(sent.values()),
+                    "sent": dict(sorted(sent.items())),
+                    "in_scripts": dict(sorted(in_scripts.items())),
+                    "commandstats": executed,
+                    "expected": EXPECTED_ROUND_TRIPS.get(running.variant.name, {}).get(endpoint),
+                }
+    return counts
+
+
+def measure_memory(running: Running, port: int) -> dict[str, Any]:
+    """``MEMORY USAGE`` of the key one fresh login stores (``{"user": "alice", "cart": [1, 2, 3]}``)
+    and what the key holds."""
+    prefix = running.built.redis_prefix
+    assert prefix is not None
+    with _redis_admin(port) as admin:
+        before = set(admin.scan_iter(match=prefix + "*", count=1000))
+        client = running.built.app.test_client()
+        _request(client, "/login")
+        new = set(admin.scan_iter(match=prefix + "*", count=1000)) - before
+        if len(new) != 1:
+            raise BenchmarkError(f"{running.variant.name}: a login stored {len(new)} keys")
+        key = new.pop()
+        kind = admin.type(key)
+        if kind == "hash":
+            fields: dict[str, str] = admin.hgetall(key)
+            payload = sum(
+                len(name.encode()) + len(value.encode()) for name, value in fields.items()
+            )
+            shape = f"hash of {len(fields)} fields: " + ", ".join(sorted(fields))
+        else:
+            payload = int(admin.strlen(key))
+            shape = f"{kind} of {payload} bytes"
+        return {
+            # SAMPLES 0: every element counted, not an estimate.
+            "memory_usage_bytes": int(admin.memory_usage(key, samples=0)),
+            "key_length": len(key.encode()),
+            "stored_bytes": payload,
+            "type": kind,
+            "encoding": admin.object("encoding", key),
+            "shape": shape,
+            "ttl_seconds": int(admin.ttl(key)),
+        }
+
+
+def redis_version(port: int) -> str:
+    with _redis_admin(port) as admin:
+        return str(admin.info("server")["redis_version"])
+
+
+# -- the run -------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -309,38 +622,88 @@ class Results:
     raw: dict[str, dict[str, list[float]]]
     order: list[list[str]]
     batch: dict[str, dict[str, int]]
+    #: redis-py GETs per second, round by round (empty without a redis-server).
+    raw_get: list[float] = field(default_factory=list)
+    raw_get_batch: int | None = None
+    round_trips: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def run(
-    variants: Sequence[Variant], rounds: int, seconds: float, warmup: float, tmp: Path
+    variants: Sequence[Variant], rounds: int, seconds: float, warmup: float, ctx: Context
 ) -> Results:
     runnings: list[Running] = []
+    probe: RawGet | None = None
     try:
         # Appended one by one so that a variant failing to start still closes the others.
         for variant in variants:
-            runnings.append(start(variant, tmp))
+            runnings.append(start(variant, ctx))
         for running in runnings:
             calibrate(running, seconds, warmup)
+        if ctx.redis_port is not None:
+            import redis
+
+            # redis-py's defaults, as Flask-Session's client; a value of a session's size.
+            probe = RawGet(redis.Redis(host=HOST, port=ctx.redis_port))
+            probe.client.set(RAW_GET_KEY, json.dumps({"user": USER, "cart": CART}))
+            calibrate_raw_get(probe, seconds, warmup)
         raw: dict[str, dict[str, list[float]]] = {
             r.variant.name: {e: [] for e in ENDPOINTS} for r in runnings
         }
+        raw_get: list[float] = []
         order: list[list[str]] = []
+        timed: list[Running | RawGet] = [*runnings, *([probe] if probe else [])]
         for round_index in range(rounds):
-            this_round = rotated(runnings, round_index)
-            order.append([r.variant.name for r in this_round])
-            for running in this_round:
+            this_round = rotated(timed, round_index)
+            order.append([RAW_GET if isinstance(t, RawGet) else t.variant.name for t in this_round])
+            for item in this_round:
+                if isinstance(item, RawGet):
+                    raw_get.append(item.batch / _time_raw_gets(item.client, item.batch))
+                    continue
                 for endpoint in ENDPOINTS:
-                    count = running.batch[endpoint]
-                    elapsed = _time_requests(running.client, "/" + endpoint, count)
-                    raw[running.variant.name][endpoint].append(count / elapsed)
+                    count = item.batch[endpoint]
+                    elapsed = _time_requests(item.client, "/" + endpoint, count)
+                    raw[item.variant.name][endpoint].append(count / elapsed)
             print(f"round {round_index + 1}/{rounds} done", file=sys.stderr, flush=True)
         # Timing must not have broken anything either.
         for running in runnings:
             verify(running)
-        return Results(raw, order, {r.variant.name: dict(r.batch) for r in runnings})
+        results = Results(
+            raw,
+            order,
+            {r.variant.name: dict(r.batch) for r in runnings},
+            raw_get=raw_get,
+            raw_get_batch=probe.batch if probe else None,
+        )
+        # Counted after timing, so that MONITOR (which slows Redis down) never overlaps it.
+        for running in runnings:
+            if running.variant.needs_redis:
+                port = ctx.require_redis()
+                results.round_trips[running.variant.name] = count_round_trips(running, port)
+                results.memory[running.variant.name] = measure_memory(running, port)
+        return results
     finally:
         for running in runnings:
             running.built.close()
+        if probe is not None:
+            probe.client.close()
+
+
+@contextmanager
+def redis_for(variants: Sequence[Variant], tmp: Path) -> Iterator[Context]:
+    """The run's context; with a redis-server on 127.0.0.1 if a variant needs one and it can
+    run (otherwise ``redis_missing`` says why). The server is stopped by PID at the end."""
+    ctx = Context(tmp)
+    with ExitStack() as stack:
+        if any(variant.needs_redis for variant in variants):
+            try:
+                server = redis_process(tmp / "redis")
+            except Unavailable as exc:
+                ctx.redis_missing = str(exc)
+            else:
+                stack.enter_context(stopped_at_exit(server))
+                ctx.redis_port = server.port
+        yield ctx
 
 
 # -- reporting -----------------------------------------------------------------------------------
@@ -373,51 +736,121 @@ def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dic
     return summary
 
 
-def evaluate_goals(summary: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+def summarize_raw_get(
+    raw_get: list[float], raw: dict[str, dict[str, list[float]]]
+) -> dict[str, Any] | None:
+    """One GET's cost in µs, and against the time of one cookie-session request per endpoint."""
+    if not raw_get:
+        return None
+    us = [1e6 / rate for rate in raw_get]
+    result: dict[str, Any] = {
+        "median_us": statistics.median(us),
+        "min_us": min(us),
+        "max_us": max(us),
+        "against_cookie": {},
+    }
+    base = raw.get(BASELINE)
+    if base is not None:
+        for endpoint in ENDPOINTS:
+            cookie_us = [1e6 / rate for rate in base[endpoint]]
+            result["against_cookie"][endpoint] = {
+                "cookie_us_per_request": statistics.median(cookie_us),
+                "ratio": statistics.median(us) / statistics.median(cookie_us),
+                "round_ratios": [g / c for g, c in zip(us, cookie_us, strict=True)],
+            }
+    return result
+
+
+def _goal_text(goal: Goal) -> str:
+    return f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}"
+
+
+def evaluate_goals(
+    summary: dict[str, dict[str, dict[str, Any]]],
+    memory: dict[str, dict[str, Any]],
+    skipped: dict[str, str],
+) -> list[dict[str, Any]]:
     goals = []
     for goal in GOALS:
-        ratio = summary.get(goal.variant, {}).get(goal.endpoint, {}).get("ratio_to_cookie")
-        if ratio is None:
-            status = "NOT MEASURED"
-        else:
-            status = "MET" if ratio >= goal.target else "MISSED"
+        ours = summary.get(goal.variant, {}).get(goal.endpoint)
+        theirs = summary.get(goal.against, {}).get(goal.endpoint)
+        ratio = None
+        if ours is not None and theirs is not None:
+            ratio = ours["median"] / theirs["median"]
+        missing = [name for name in (goal.variant, goal.against) if name not in summary]
         goals.append(
             {
+                "goal": _goal_text(goal),
                 "variant": goal.variant,
                 "endpoint": goal.endpoint,
-                "target_ratio_to_cookie": goal.target,
-                "ratio_to_cookie": ratio,
-                "status": status,
+                "against": goal.against,
+                "target_ratio": goal.target,
+                "ratio": ratio,
+                "status": _status(ratio is not None and ratio >= goal.target, ratio),
+                "not_measured_because": _why_missing(missing, skipped) if ratio is None else None,
             }
         )
+    ours_memory = memory.get("ours-redis", {}).get("memory_usage_bytes")
+    theirs_memory = memory.get("flask-session-redis", {}).get("memory_usage_bytes")
+    memory_ratio = None if not (ours_memory and theirs_memory) else ours_memory / theirs_memory
+    missing = [n for n in ("ours-redis", "flask-session-redis") if n not in memory]
+    goals.append(
+        {
+            "goal": f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis",
+            "variant": "ours-redis",
+            "endpoint": None,
+            "against": "flask-session-redis",
+            "target_ratio": MEMORY_GOAL,
+            "ratio": memory_ratio,
+            "status": _status(
+                memory_ratio is not None and memory_ratio <= MEMORY_GOAL, memory_ratio
+            ),
+            "not_measured_because": _why_missing(missing, skipped)
+            if memory_ratio is None
+            else None,
+        }
+    )
     return goals
 
 
-def compare_to_flask_session(
-    summary: dict[str, dict[str, dict[str, Any]]],
-) -> list[dict[str, Any]]:
-    ours = summary.get("ours-sqlite")
-    theirs = summary.get("flask-session-sqlalchemy")
+def _status(met: bool, measured: float | None) -> str:
+    if measured is None:
+        return "NOT MEASURED"
+    return "MET" if met else "MISSED"
+
+
+def _why_missing(names: list[str], skipped: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {skipped.get(name, 'not in this run')}" for name in names)
+
+
+def compare_to_peers(summary: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     comparisons = []
-    for endpoint in ("get", "set"):
-        speedup = None
-        theirs_to_cookie = None
-        if ours is not None and theirs is not None:
-            speedup = ours[endpoint]["median"] / theirs[endpoint]["median"]
-        if theirs is not None:
-            theirs_to_cookie = theirs[endpoint]["ratio_to_cookie"]
-        comparisons.append(
-            {
-                "endpoint": endpoint,
-                "ours_sqlite_over_flask_session": speedup,
-                "flask_session_ratio_to_cookie": theirs_to_cookie,
-                "reference_flask_session_ratio_to_cookie": REFERENCE[endpoint],
-            }
-        )
+    for ours_name, theirs_name in PEERS:
+        ours = summary.get(ours_name)
+        theirs = summary.get(theirs_name)
+        if ours is None and theirs is None:
+            continue
+        for endpoint in ENDPOINTS:
+            speedup = None
+            theirs_to_cookie = None
+            if ours is not None and theirs is not None:
+                speedup = ours[endpoint]["median"] / theirs[endpoint]["median"]
+            if theirs is not None:
+                theirs_to_cookie = theirs[endpoint]["ratio_to_cookie"]
+            comparisons.append(
+                {
+                    "ours": ours_name,
+                    "peer": theirs_name,
+                    "endpoint": endpoint,
+                    "ours_over_peer": speedup,
+                    "peer_ratio_to_cookie": theirs_to_cookie,
+                    "reference_peer_ratio_to_cookie": REFERENCE[theirs_name].get(endpoint),
+                }
+            )
     return comparisons
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(redis_port: int | None = None) -> dict[str, Any]:
     packages: dict[str, str | None] = {}
     for package in PACKAGES:
         try:
@@ -432,6 +865,7 @@ def machine_info() -> dict[str, Any]:
         "processor": platform.processor() or None,
         "cpu_count": os.cpu_count(),
         "sqlite": sqlite3.sqlite_version,
+        "redis_server": redis_version(redis_port) if redis_port is not None else None,
         "packages": packages,
     }
 
@@ -451,14 +885,23 @@ def _us(delta: float | None) -> str:
     return "n/a" if delta is None else f"{delta:+.0f}"
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "-"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     packages = machine["packages"]
+    redis_text = (
+        f", redis-server {machine['redis_server']}, redis-py {packages['redis']}"
+        if machine.get("redis_server")
+        else ""
+    )
     lines = [
         f"# Flask test-client benchmark, {report['date']}",
         "",
         f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs,"
-        f" SQLite {machine['sqlite']}; Flask {packages['flask']},"
+        f" SQLite {machine['sqlite']}{redis_text}; Flask {packages['flask']},"
         f" Flask-ServerSession {packages['flask-serversession']},"
         f" Flask-Session {packages['flask-session']}, SQLAlchemy {packages['sqlalchemy']}.",
         f"{report['settings']['rounds']} round(s) of ~{report['settings']['seconds']} s per"
@@ -487,20 +930,102 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f" | {entry['max']:,.0f} | {_x(entry['ratio_to_cookie'])} | {spread}"
                 f" | {_us(entry['extra_us_per_request'])} |"
             )
+    if report["skipped"]:
+        lines += ["", "## Skipped", ""]
+        for name, reason in report["skipped"].items():
+            lines.append(f"- **{name}** skipped: {reason}")
     lines += ["", "## Goals", ""]
     for goal in report["goals"]:
-        lines.append(
-            f"- **{goal['status']}**: {goal['variant']} /{goal['endpoint']} >="
-            f" {goal['target_ratio_to_cookie']}x cookie (measured {_x(goal['ratio_to_cookie'])})"
-        )
-    lines += ["", "## ours-sqlite against Flask-Session (SQLAlchemy on SQLite)", ""]
-    for item in report["comparisons"]:
-        lines.append(
-            f"- /{item['endpoint']}: ours-sqlite is {_x(item['ours_sqlite_over_flask_session'])}"
-            f" Flask-Session's throughput; Flask-Session is"
-            f" {_x(item['flask_session_ratio_to_cookie'])} cookie here (reference on this"
-            f" machine: {item['reference_flask_session_ratio_to_cookie']}x)"
-        )
+        measured = f"measured {_x(goal['ratio'])}"
+        if goal["not_measured_because"]:
+            measured += f"; {goal['not_measured_because']}"
+        lines.append(f"- **{goal['status']}**: {goal['goal']} ({measured})")
+
+    raw_get = report.get("raw_redis_get")
+    if raw_get is not None:
+        lines += [
+            "",
+            "## One raw redis-py GET against one cookie-session request",
+            "",
+            f"A redis-py `GET` of a {len(json.dumps({'user': USER, 'cart': CART}))}-byte value"
+            f" on the same redis-server, timed in the same rounds: median"
+            f" {raw_get['median_us']:.1f} µs (min {raw_get['min_us']:.1f}, max"
+            f" {raw_get['max_us']:.1f}).",
+            "",
+        ]
+        against = raw_get["against_cookie"]
+        if against:
+            lines += [
+                "| cookie endpoint | cookie µs/request | GET / cookie request | per round |",
+                "|---|---:|---:|---:|",
+            ]
+            for endpoint, item in against.items():
+                rr = item["round_ratios"]
+                lines.append(
+                    f"| /{endpoint} | {item['cookie_us_per_request']:.1f} | {item['ratio']:.2f}"
+                    f" | {min(rr):.2f}-{max(rr):.2f} |"
+                )
+
+    if report["comparisons"]:
+        lines += ["", "## Ours against Flask-Session", ""]
+        lines += [
+            "| ours | Flask-Session | endpoint | ours / Flask-Session | Flask-Session vs cookie"
+            " | earlier reference |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for item in report["comparisons"]:
+            reference = item["reference_peer_ratio_to_cookie"]
+            lines.append(
+                f"| {item['ours']} | {item['peer']} | /{item['endpoint']}"
+                f" | {_x(item['ours_over_peer'])} | {_x(item['peer_ratio_to_cookie'])}"
+                f" | {_x(reference)} |"
+            )
+
+    if report["round_trips"]:
+        lines += [
+            "",
+            "## Redis commands per request",
+            "",
+            "One request of each kind, counted on the server: *round trips* are the commands a"
+            " client sent (`MONITOR`, outside Lua), *in scripts* the commands Lua scripts ran,"
+            " *commandstats* the `INFO commandstats` delta (every executed command, those in"
+            " scripts too; the two views agree on the total). `/rw` reads, then writes."
+            " *expected* is what issue 3 requires of ours.",
+            "",
+            "| variant | endpoint | round trips | expected | sent | in scripts | commandstats |",
+            "|---|---|---:|---:|---|---|---|",
+        ]
+        for name, by_endpoint in report["round_trips"].items():
+            for endpoint, item in by_endpoint.items():
+                expected = item["expected"]
+                expected_text = "-" if expected is None else str(expected)
+                if expected is not None:
+                    expected_text += " ok" if item["round_trips"] == expected else " **MISSED**"
+                lines.append(
+                    f"| {name} | /{endpoint} | {item['round_trips']} | {expected_text}"
+                    f" | {_counts(item['sent'])} | {_counts(item['in_scripts'])}"
+                    f" | {_counts(item['commandstats'])} |"
+                )
+
+    if report["memory"]:
+        lines += [
+            "",
+            "## Memory per stored session",
+            "",
+            "`MEMORY USAGE key SAMPLES 0` of the key one login stores for"
+            f" `{json.dumps({'user': USER, 'cart': CART})}` (the key's own bytes included;"
+            f" Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier).",
+            "",
+            "| variant | MEMORY USAGE | key length | stored bytes | type, encoding | stored as |",
+            "|---|---:|---:|---:|---|---|",
+        ]
+        for name, item in report["memory"].items():
+            lines.append(
+                f"| {name} | {item['memory_usage_bytes']} B | {item['key_length']}"
+                f" | {item['stored_bytes']} | {item['type']}, {item['encoding']}"
+                f" | {item['shape']} |"
+            )
+
     lines += [
         "",
         "## Reproduce",
@@ -525,23 +1050,36 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def profile(variant: Variant, endpoint: str, seconds: float, warmup: float, top: int) -> str:
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        running = start(variant, Path(tmp))
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-") as tmp,
+        redis_for([variant], Path(tmp)) as ctx,
+    ):
+        if variant.needs_redis and ctx.redis_port is None:
+            raise BenchmarkError(f"{variant.name} skipped: {ctx.redis_missing}")
+        running = start(variant, ctx)
         try:
             calibrate(running, seconds, warmup)
             count = running.batch[endpoint]
             profiler = cProfile.Profile()
             profiler.enable()
-            _time_requests(running.client, "/" + endpoint, count)
+            elapsed = _time_requests(running.client, "/" + endpoint, count)
             profiler.disable()
+            # The same batch again without the profiler: its overhead is not the library's.
+            plain = _time_requests(running.client, "/" + endpoint, count)
         finally:
             running.built.close()
     out = io.StringIO()
-    out.write(f"cProfile of {count} requests to {variant.name} /{endpoint}\n")
+    out.write(
+        f"cProfile of {count} requests to {variant.name} /{endpoint}: {elapsed / count * 1e6:.1f}"
+        f" µs/request under the profiler, {plain / count * 1e6:.1f} µs/request without\n"
+    )
     stats = pstats.Stats(profiler, stream=out)
     # The library's own functions first: in a full listing they drown in Werkzeug's test client.
     out.write("\n== Flask-ServerSession functions, by cumulative time ==\n")
     stats.sort_stats("cumulative").print_stats("flask_serversession", top)
+    if variant.needs_redis:
+        out.write("\n== redis-py functions, by cumulative time ==\n")
+        stats.sort_stats("cumulative").print_stats("site-packages/redis/", top)
     out.write("\n== All functions, by own time ==\n")
     stats.strip_dirs().sort_stats("tottime").print_stats(top)
     out.write("\n== All functions, by cumulative time ==\n")
@@ -603,7 +1141,19 @@ def main(argv: Sequence[str]) -> int:
     load_before = _load()
     clock = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        results = run(args.variants, args.rounds, args.seconds, args.warmup, Path(tmp))
+        with redis_for(args.variants, Path(tmp)) as ctx:
+            skipped = {
+                v.name: str(ctx.redis_missing)
+                for v in args.variants
+                if v.needs_redis and ctx.redis_port is None
+            }
+            if skipped:
+                skipped[RAW_GET] = str(ctx.redis_missing)
+            for name, reason in skipped.items():
+                print(f"{name} skipped: {reason}", file=sys.stderr)
+            variants = [v for v in args.variants if v.name not in skipped]
+            results = run(variants, args.rounds, args.seconds, args.warmup, ctx)
+            machine = machine_info(ctx.redis_port)
     duration = time.perf_counter() - clock
 
     summary = summarize(results.raw)
@@ -613,24 +1163,30 @@ def main(argv: Sequence[str]) -> int:
         "date": started.date().isoformat(),
         "started_at": started.isoformat(timespec="seconds"),
         "command": command,
-        "machine": machine_info(),
+        "machine": machine,
         "settings": {
             "rounds": args.rounds,
             "seconds": args.seconds,
             "warmup": args.warmup,
             "quick": args.quick,
-            "variants": {v.name: v.description for v in args.variants},
+            "variants": {v.name: v.description for v in variants},
             "endpoints": list(ENDPOINTS),
             "requests_per_measurement": results.batch,
+            "raw_get_per_measurement": results.raw_get_batch,
         },
+        "skipped": skipped,
         "load_average_before": load_before,
         "load_average_after": _load(),
         "duration_seconds": round(duration, 1),
         "order": results.order,
         "raw_requests_per_second": results.raw,
+        "raw_redis_gets_per_second": results.raw_get,
         "summary": summary,
-        "goals": evaluate_goals(summary),
-        "comparisons": compare_to_flask_session(summary),
+        "raw_redis_get": summarize_raw_get(results.raw_get, results.raw),
+        "goals": evaluate_goals(summary, results.memory, skipped),
+        "comparisons": compare_to_peers(summary),
+        "round_trips": results.round_trips,
+        "memory": results.memory,
     }
     markdown = render_markdown(report)
     print(markdown)
@@ -649,8 +1205,21 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C does: through every ``finally``, so the servers the run
+    started are stopped by PID, not left behind."""
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
 if __name__ == "__main__":
+    exit_on_sigterm()
     try:
         sys.exit(main(sys.argv[1:]))
     except BenchmarkError as exc:
         sys.exit(f"benchmark failed: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted (the servers this run started are stopped)")

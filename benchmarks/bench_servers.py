@@ -1,0 +1,228 @@
+"""Server processes for the benchmarks: redis-server and gunicorn, on 127.0.0.1 and a free port.
+
+Adapted from tests/servers.py and tests/redis_servers.py (the benchmarks import nothing from
+tests/): each process runs in its own session, in a temporary directory, and is stopped by its
+PID (SIGTERM, then SIGKILL if it lingers), also when the run fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+class Unavailable(Exception):
+    """A tool the benchmark needs is missing; the variants that need it are skipped."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def find_binary(name: str, *extra_dirs: str) -> str | None:
+    """The path of ``name`` on PATH or in one of ``extra_dirs``, or None."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in extra_dirs:
+        candidate = Path(directory) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+class ServerProcess:
+    """One server process. ``argv`` must make it listen on 127.0.0.1:``port`` only."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        workdir: Path,
+        *,
+        ready: Callable[[], bool] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.port = port
+        self.workdir = workdir
+        self.ready = ready or (lambda: port_open(port))
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / f"{name}.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,  # our signals only, never the terminal's
+            )
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} not ready in {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM by PID, then SIGKILL if it lingers."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=timeout)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@contextmanager
+def stopped_at_exit(server: ServerProcess) -> Iterator[ServerProcess]:
+    """Start ``server`` and stop it by PID however the block ends (error, Ctrl-C, SIGTERM)."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+# -- redis-server --------------------------------------------------------------------------------
+
+
+def redis_server_binary() -> str:
+    """redis-server's path; :class:`Unavailable` with the reason when it cannot run."""
+    path = find_binary("redis-server", "/usr/sbin", "/usr/local/bin")
+    if path is None:
+        raise Unavailable(
+            "redis-server not installed (Debian package redis-server; make servers installs it"
+            " as root)"
+        )
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        raise Unavailable("redis-py not installed: pip install -e '.[bench]'") from None
+    return path
+
+
+def _ping(port: int) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(host=HOST, port=port, socket_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_process(workdir: Path) -> ServerProcess:
+    """One redis-server on 127.0.0.1 and a free port, without persistence, not started yet."""
+    binary = redis_server_binary()
+    port = free_port()
+    argv = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    return ServerProcess(f"redis-{port}", argv, port, workdir, ready=lambda: _ping(port))
+
+
+# -- gunicorn ------------------------------------------------------------------------------------
+
+
+def http_get(port: int, path: str, cookie: str | None = None) -> tuple[int, str, list[str]]:
+    """``GET path`` on 127.0.0.1:``port``: status, body and the Set-Cookie headers."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", "replace")
+        return response.status, body, response.headers.get_all("Set-Cookie") or []
+    finally:
+        conn.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return http_get(port, "/none")[0] == 200
+    except OSError:
+        return False
+
+
+def gunicorn_process(
+    python: str, app: str, workdir: Path, workers: int, env: dict[str, str], name: str
+) -> ServerProcess:
+    """gunicorn with ``workers`` sync workers serving ``app`` on 127.0.0.1 and a free port."""
+    port = free_port()
+    argv = [
+        python,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--bind",
+        f"{HOST}:{port}",
+        "--pythonpath",
+        str(Path(__file__).resolve().parent),
+        "--log-level",
+        "warning",
+        app,
+    ]
+    return ServerProcess(
+        f"gunicorn-{name}-{port}",
+        argv,
+        port,
+        workdir,
+        ready=lambda: _answers(port),
+        env={**os.environ, **env},
+    )
