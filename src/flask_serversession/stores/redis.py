@@ -4,7 +4,8 @@ One hash per session, so a patch touches only the changed fields::
 
     session:{<store key>}   ":user" -> '"alice"'   ":cart" -> '[1,2,3]'   (values, ":" + name)
                             c created   s last seen   e idle expiry   a absolute expiry
-                            u user id (when bound)    x 1 (only in a tombstone)
+                            u user id (when bound)    i client info (when recorded)
+                            x 1 (only in a tombstone)
 
 The key's native TTL follows the session's expiry, so Redis removes dead sessions itself
 (``clear_expired`` does nothing). The ``{...}`` hash tag keeps every key one operation needs in
@@ -98,8 +99,8 @@ redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(ARGV[1])))
 return 1
 """
 
-# KEYS[1]; ARGV: now, expires, user ("-" unchanged, "" clear, else set), n_set,
-# n_set name/value pairs, names to delete. 1 if applied, 0 if no live session.
+# KEYS[1]; ARGV: now, expires, user ("-" unchanged, "" clear, else set), info ("" unchanged,
+# else set), n_set, n_set name/value pairs, names to delete. 1 if applied, 0 if no live session.
 _PATCH = (
     _CHUNKED_HSET
     + """
@@ -109,11 +110,12 @@ if not m then return 0 end
 local e = ARGV[2]
 if tonumber(e) > tonumber(m[2]) then e = m[2] end
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
-local last_set = 4 + 2 * tonumber(ARGV[4])
-if last_set >= 5 then hset_all(KEYS[1], ARGV, 5, last_set) end
+local last_set = 5 + 2 * tonumber(ARGV[5])
+if last_set >= 6 then hset_all(KEYS[1], ARGV, 6, last_set) end
 if #ARGV > last_set then hdel_all(KEYS[1], ARGV, last_set + 1, #ARGV) end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'u')
 elseif ARGV[3] ~= '-' then redis.call('HSET', KEYS[1], 'u', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'i', ARGV[4]) end
 expire(KEYS[1], e, now)
 return 1
 """
@@ -294,7 +296,8 @@ class RedisStore(Store):
         if patch.new_key is not None:
             return self._move(key, patch)
         user = "-" if patch.user_id is None else patch.user_id
-        args: list[str] = [_ms(patch.now), _ms(patch.expires), user, str(len(patch.set))]
+        info = "" if patch.info is None else patch.info
+        args = [_ms(patch.now), _ms(patch.expires), user, info, str(len(patch.set))]
         for name, text in patch.set.items():
             args += (":" + name, text)
         args += (":" + name for name in patch.delete)
@@ -320,6 +323,8 @@ class RedisStore(Store):
         record.expires = min(patch.expires, record.absolute_expires)
         if patch.user_id is not None:
             record.user_id = patch.user_id or None
+        if patch.info is not None:
+            record.info = patch.info
         if not self.create(patch.new_key, record):
             raise SessionStoreUnavailable(self.name, "the new session key already exists")
         return True
@@ -362,6 +367,8 @@ def _fields(record: Record) -> list[str]:
     ]
     if record.user_id is not None:
         fields += ("u", record.user_id)
+    if record.info is not None:
+        fields += ("i", record.info)
     for name, text in record.values.items():
         fields += (":" + name, text)
     return fields
@@ -393,6 +400,7 @@ def _record(fields: dict[str, str]) -> Record | None:
             _seconds(fields["e"]),
             _seconds(fields["a"]),
             fields.get("u"),
+            info=fields.get("i"),
         )
     except (KeyError, ValueError) as exc:
         raise SessionDataCorrupt(f"stored session hash lacks or garbles {exc}") from None
