@@ -24,7 +24,7 @@ from flask_serversession import (
     store_from_url,
 )
 from flask_serversession.ids import store_key
-from flask_serversession.stores import Store
+from flask_serversession.stores import Patch, Record, Store
 from flask_serversession.stores.redis import RedisStore
 from flask_serversession.testing import StoreConformance, make_app
 
@@ -414,4 +414,23 @@ def test_valkey_client(redis_server: ServerProcess) -> None:
     dead = RedisStore(valkey.Valkey(port=1, socket_connect_timeout=0.2), read_retries=0)
     with pytest.raises(SessionStoreUnavailable, match="ConnectionError"):
         dead.load("k")
+    store.close()
+
+
+def test_user_index_expires_and_is_repaired_when_read(redis_server: ServerProcess) -> None:
+    """The per-user set lives as long as its longest session can, and entries left by an
+    ended, unbound or expired session are removed the next time the user's sessions are read."""
+    store = RedisStore(redis.Redis(port=redis_server.port), prefix=_prefix())
+    admin = redis.Redis(port=redis_server.port)
+    now = time.time()
+    keys = [store_key(f"id-{n}") for n in range(3)]
+    for key in keys:
+        store.create(key, Record({}, now, now, now + 3600, now + 7200, user_id="u1"))
+    user_key = store._user_key("u1")
+    assert admin.scard(user_key) == 3
+    assert 7100_000 < admin.pttl(user_key) <= 7200_000
+    store.delete(keys[0], tombstone_until=now + 600)
+    assert store.patch(keys[1], Patch({}, (), now, now + 3600, user_id=""))
+    assert [key for key, _ in store.sessions_of("u1", now)] == [keys[2]]
+    assert admin.smembers(user_key) == {keys[2].encode()}
     store.close()

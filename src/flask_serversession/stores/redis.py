@@ -33,8 +33,10 @@ a ``RedisCluster``, a Sentinel ``master_for(...)`` client, or their valkey-py tw
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote
 
@@ -100,7 +102,8 @@ return 1
 """
 
 # KEYS[1]; ARGV: now, expires, user ("-" unchanged, "" clear, else set), info ("" unchanged,
-# else set), n_set, n_set name/value pairs, names to delete. 1 if applied, 0 if no live session.
+# else set), n_set, n_set name/value pairs, names to delete. The absolute expiry if applied,
+# 0 if no live session.
 _PATCH = (
     _CHUNKED_HSET
     + """
@@ -117,7 +120,7 @@ if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'u')
 elseif ARGV[3] ~= '-' then redis.call('HSET', KEYS[1], 'u', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'i', ARGV[4]) end
 expire(KEYS[1], e, now)
-return 1
+return m[2]
 """
 )
 
@@ -135,6 +138,15 @@ expire(KEYS[1], ARGV[2], now)
 return data
 """
 )
+
+# KEYS[1] a user's index set; ARGV: store key, milliseconds it must live at least.
+_INDEX_USER = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+"""
 
 # KEYS[1]; ARGV: tombstone until.
 _TOMBSTONE = """
@@ -170,7 +182,7 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
 class RedisStore(Store):
     """Sessions in Redis or Valkey: one hash per session, native expiry, atomic Lua patches."""
 
-    capabilities = Capabilities(by_user=False, scan=False, clear_expired=False)
+    capabilities = Capabilities(by_user=True, scan=True, clear_expired=False)
 
     def __init__(
         self,
@@ -203,6 +215,7 @@ class RedisStore(Store):
         self._patch = client.register_script(_PATCH)
         self._take = client.register_script(_TAKE)
         self._tombstone = client.register_script(_TOMBSTONE)
+        self._index_user = client.register_script(_INDEX_USER)
 
     @classmethod
     def from_url(cls, url: SplitResult, key_prefix: str | None = None) -> RedisStore:
@@ -286,6 +299,9 @@ class RedisStore(Store):
         return _record(_flat_pairs(flat))
 
     def create(self, key: str, record: Record) -> bool:
+        if record.user_id is not None:
+            life = _to_ms(record.absolute_expires) - _to_ms(record.last_seen)
+            self._add_to_index(record.user_id, key, life)
         end = min(record.expires, record.absolute_expires)
         args: list[str | int] = [_to_ms(end) - _to_ms(record.last_seen), *_fields(record)]
         redis_key = self._key(key)
@@ -302,8 +318,15 @@ class RedisStore(Store):
             args += (":" + name, text)
         args += (":" + name for name in patch.delete)
         redis_key = self._key(key)
-        applied = self._run(lambda: self._patch(keys=[redis_key], args=args))
-        return self._written(bool(applied))
+        if patch.user_id:
+            # Indexed before it is bound, so a crash leaves at worst a stale index entry
+            # (pruned when read), never a bound session that "log out everywhere" misses.
+            self._add_to_index(patch.user_id, key, _to_ms(patch.expires) - _to_ms(patch.now))
+        absolute = self._run(lambda: self._patch(keys=[redis_key], args=args))
+        if absolute and patch.user_id:
+            # The index lives as long as the longest session in it can.
+            self._add_to_index(patch.user_id, key, int(absolute) - _to_ms(patch.now))
+        return self._written(bool(absolute))
 
     def _move(self, key: str, patch: Patch) -> bool:
         """Regeneration: the old key becomes a tombstone (atomically with reading what it held),
@@ -338,8 +361,68 @@ class RedisStore(Store):
             self._run(lambda: self._tombstone(keys=[redis_key], args=[until]))
         self._written(None)
 
+    # -- the user index and listing -------------------------------------------------------------
+
+    def _user_key(self, user_id: str) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(user_id.encode()).digest())
+        return f"{self.prefix}u:{{{digest.rstrip(b'=').decode()}}}"
+
+    def _add_to_index(self, user_id: str, key: str, life_ms: int) -> None:
+        args = (key, max(1, life_ms))
+        user_key = self._user_key(user_id)
+        self._run(lambda: self._index_user(keys=[user_key], args=args))
+
+    def _records(self, keys: list[str]) -> list[Record | None]:
+        """Read many sessions in one round trip (a pipeline; per node in a Cluster)."""
+
+        def read() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(self._key(key))
+            return list(pipe.execute())
+
+        return [_record(_pairs(data)) for data in self._run(read, self.read_retries)]
+
+    def sessions_of(self, user_id: str, now: float) -> list[tuple[str, Record]]:
+        user_key = self._user_key(user_id)
+        members = self._run(lambda: self.client.smembers(user_key), self.read_retries)
+        keys = sorted(_text(member) for member in members)
+        found: list[tuple[str, Record]] = []
+        stale: list[str] = []
+        for key, record in zip(keys, self._records(keys), strict=True):
+            if record is not None and record.is_live(now) and record.user_id == user_id:
+                found.append((key, record))
+            else:
+                stale.append(key)  # ended, expired or rebound: repaired as it is read
+        if stale:
+            self._run(lambda: self.client.srem(user_key, *stale))
+        return found
+
+    def scan(self, now: float, page: int = 500) -> Iterator[tuple[str, Record]]:
+        pattern = _glob_escape(self.prefix) + "{*"
+        start = len(self.prefix) + 1
+        batch: list[str] = []
+        keys = self.client.scan_iter(match=pattern, count=page)  # lazily, node by node
+        while (raw := self._run(lambda: next(keys, None))) is not None:
+            batch.append(_text(raw)[start:-1])
+            if len(batch) == page:
+                yield from self._live(batch, now)
+                batch = []
+        yield from self._live(batch, now)
+
+    def _live(self, keys: list[str], now: float) -> Iterator[tuple[str, Record]]:
+        if not keys:
+            return
+        for key, record in zip(keys, self._records(keys), strict=True):
+            if record is not None and record.is_live(now):
+                yield key, record
+
     def close(self) -> None:
         self.client.close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
 
 
 def _to_ms(seconds: float) -> int:
