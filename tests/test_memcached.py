@@ -508,14 +508,14 @@ def test_eviction_logs_the_user_out(tmp_path: Path) -> None:
         app = make_app(store)
         payload = "x" * 20_000
 
-        @app.get("/login")
-        def login() -> str:
+        @app.get("/big-login")
+        def big_login() -> str:
             session["user"] = "alice"
             session["payload"] = payload  # as large as the others: same slab class
             return "ok"
 
         first = app.test_client()
-        first.get("/login")
+        first.get("/big-login")
         assert first.get("/get/user").text == "'alice'"
         now = time.time()
         for _ in range(400):  # 8 MB of sessions into 2 MB

@@ -16,6 +16,7 @@ from .errors import (
     UnsupportedOperation,
 )
 from .extension import ServerSession
+from .manage import SessionInfo, SessionManager
 from .session import ServerSideSession
 from .signals import session_created, session_destroyed, session_regenerated, session_rejected
 from .stores import Store, register_store, store_from_url
@@ -27,6 +28,8 @@ __all__ = [
     "ServerSideSession",
     "SessionDataCorrupt",
     "SessionDataError",
+    "SessionInfo",
+    "SessionManager",
     "SessionStoreUnavailable",
     "SessionTooLarge",
     "Store",

@@ -80,6 +80,11 @@ KEYS: tuple[Key, ...] = (
         "1000",
         "Expired sessions removed per store statement, so cleanup never holds a lock for long.",
     ),
+    Key(
+        "SESSION_RECORD_CLIENT",
+        "``False``",
+        "At login, also keep the client's IP address and user agent (for a devices page).",
+    ),
     Key("SESSION_COOKIE_NAME", "``session``", "Flask's: the cookie's name."),
     Key("SESSION_COOKIE_DOMAIN", "none", "Flask's: the cookie's Domain attribute."),
     Key(
@@ -129,6 +134,7 @@ class Config:
     max_size: int
     cleanup_interval: float
     cleanup_batch_size: int
+    record_client: bool
     cookie_name: str
     cookie_domain: str | None
     cookie_path: str
@@ -202,6 +208,7 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         max_size=_int(values, "SESSION_MAX_SIZE", 1024 * 1024),
         cleanup_interval=_seconds(values, "SESSION_CLEANUP_INTERVAL", 300, allow_zero=True),
         cleanup_batch_size=_int(values, "SESSION_CLEANUP_BATCH_SIZE", 1000),
+        record_client=bool(values.get("SESSION_RECORD_CLIENT", False)),
         cookie_name=name,
         cookie_domain=domain,
         cookie_path=path,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 
 from .config import Config, read_config
 from .interface import ServerSessionInterface
+from .manage import SessionInfo, SessionManager
 from .stores import Store
 
 
@@ -18,6 +19,7 @@ class _State:
 
     config: Config
     interface: ServerSessionInterface
+    manager: SessionManager
 
     @property
     def store(self) -> Store:
@@ -59,10 +61,43 @@ class ServerSession:
         config = read_config(app, self._options, store if store is not None else self._store)
         interface = ServerSessionInterface(config)
         app.session_interface = interface
-        app.extensions["serversession"] = _State(config, interface)
+        app.extensions["serversession"] = _State(
+            config, interface, SessionManager(config, interface)
+        )
 
     @staticmethod
     def store_of(app: Flask) -> Store:
         """The store ``app`` uses."""
         state: _State = app.extensions["serversession"]
         return state.store
+
+    # -- managing sessions (see manage.py); ``app`` defaults to the current app -----------------
+
+    @staticmethod
+    def manager(app: Flask | None = None) -> SessionManager:
+        """The management API of ``app`` (the current app by default)."""
+        state: _State = (app or current_app).extensions["serversession"]
+        return state.manager
+
+    def sessions_of(self, user_id: str | int, app: Flask | None = None) -> list[SessionInfo]:
+        """The live sessions of a user, most recently used first ("your devices")."""
+        return self.manager(app).sessions_of(user_id)
+
+    def revoke(self, handle: str, app: Flask | None = None) -> bool:
+        """End one session by handle; ``False`` if it was not live."""
+        return self.manager(app).revoke(handle)
+
+    def revoke_user(
+        self, user_id: str | int, keep: str | None = None, app: Flask | None = None
+    ) -> int:
+        """End a user's sessions except ``keep`` ("log out everywhere else": pass
+        ``session.handle``); return how many were ended."""
+        return self.manager(app).revoke_user(user_id, keep=keep)
+
+    def count(self, app: Flask | None = None) -> int:
+        """How many sessions are live."""
+        return self.manager(app).count()
+
+    def clear_expired(self, app: Flask | None = None) -> int:
+        """Remove expired sessions now; return how many."""
+        return self.manager(app).clear_expired()

@@ -7,13 +7,14 @@ idle expiry when due); 1 to save a change made without reading (a patch); 2 to r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Flask, Request, Response
+from flask import Flask, Request, Response, has_request_context, request
 from flask.sessions import SessionInterface
 
 from . import signals
@@ -170,12 +171,12 @@ class ServerSessionInterface(SessionInterface):
 
         record = session.record
         if record is None or session._session_id is None:
-            if session._data:
+            if session._data or session._login is not None:
                 self._create(app, session, response, now)
             return
 
         key = store_key(session._session_id)
-        if not session._data:
+        if not session._data and session._login is None:
             # Emptied (e.g. by popping its last key): no record, no cookie, as Flask does.
             store.delete(key, tombstone_until)
             signals.session_destroyed.send(app, session=session)
@@ -187,6 +188,7 @@ class ServerSessionInterface(SessionInterface):
             self._check_size(serialized)
         if session._regenerate:
             new_id = new_session_id()
+            login = session._login
             patch = Patch(
                 changed,
                 deleted,
@@ -194,10 +196,16 @@ class ServerSessionInterface(SessionInterface):
                 now + config.idle_timeout,
                 new_key=store_key(new_id),
                 tombstone_until=tombstone_until,
+                user_id=login,
+                info=None if login is None else self._client_info(now),
             )
             if store.patch(key, patch):
                 session._session_id = new_id
                 session._regenerate = False
+                session._login = None
+                if login is not None:
+                    record.user_id = login
+                    record.info = patch.info
                 self._set_cookie(app, session, response)
                 signals.session_regenerated.send(app, session=session)
             return
@@ -212,12 +220,15 @@ class ServerSessionInterface(SessionInterface):
         config = self.config
         _, _, values = session._changes(dumps_value)
         self._check_size(values)
+        login = session._login
         record = Record(
             values=values,
             created=now,
             last_seen=now,
             expires=now + config.idle_timeout,
             absolute_expires=now + config.absolute_timeout,
+            user_id=login,
+            info=None if login is None else self._client_info(now),
         )
         for _attempt in range(3):  # a collision of 256-bit IDs means a broken RNG; stop soon
             session_id = new_session_id()
@@ -227,8 +238,19 @@ class ServerSessionInterface(SessionInterface):
             raise RuntimeError("could not create a session with a unique ID")
         session._session_id = session_id
         session.record = record
+        session._regenerate = False
+        session._login = None
         self._set_cookie(app, session, response)
         signals.session_created.send(app, session=session)
+
+    def _client_info(self, now: float) -> str:
+        """What is kept about the client at login: the time, and with SESSION_RECORD_CLIENT
+        the IP address and user agent (personal data: off unless the app opts in)."""
+        info: dict[str, Any] = {"auth": now}
+        if self.config.record_client and has_request_context():
+            info["ip"] = request.remote_addr
+            info["ua"] = request.user_agent.string[:512]
+        return json.dumps(info, separators=(",", ":"))
 
     def _check_size(self, serialized: dict[str, str]) -> None:
         size = sum(len(name) + len(text) for name, text in serialized.items())

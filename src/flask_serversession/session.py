@@ -9,10 +9,14 @@ what was loaded, so nested changes (``session["cart"].append(3)``) are saved wit
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionMixin
+
+from .ids import store_key
 
 if TYPE_CHECKING:
     from .stores import Record
@@ -57,6 +61,8 @@ class ServerSideSession(SessionMixin):
         #: one must write nothing and send no cookie.
         self._ended = False
         self._regenerate = False
+        #: The user ID given to login(), bound at save.
+        self._login: str | None = None
         #: Store keys of sessions to delete at save (set by destroy()).
         self._destroy_id: str | None = None
         self._failed = False
@@ -220,6 +226,57 @@ class ServerSideSession(SessionMixin):
         self._originals = {}
         self.record = None
         self._regenerate = False
+        self._login = None
+
+    def login(self, user_id: str | int) -> None:
+        """Bind the session to ``user_id`` at the end of the request: a new session ID (as
+        :meth:`regenerate`), the user recorded for "your devices" and "log out everywhere",
+        and the time of authentication (:attr:`authenticated_at`). The data is kept.
+
+        .. versionadded:: 0.1
+        """
+        user = str(user_id)
+        if not user:
+            raise ValueError("user_id must not be empty")
+        self._read()
+        self.modified = True
+        self._regenerate = True
+        self._login = user
+
+    def logout(self) -> None:
+        """End the session: the same as :meth:`destroy`.
+
+        .. versionadded:: 0.1
+        """
+        self.destroy()
+
+    @property
+    def user_id(self) -> str | None:
+        """The user this session is bound to by :meth:`login`, or ``None``. Loads the session."""
+        self._read()
+        if self._login is not None:
+            return self._login
+        return None if self.record is None else self.record.user_id
+
+    @property
+    def authenticated_at(self) -> datetime | None:
+        """When the user last authenticated in this session (UTC), for "recent login" checks
+        before sensitive actions; ``None`` if never. Loads the session."""
+        self._read()
+        if self._login is not None:
+            return datetime.now(timezone.utc)
+        seconds = client_info(self.record).get("auth")
+        if not isinstance(seconds, (int, float)):
+            return None
+        return datetime.fromtimestamp(seconds, timezone.utc)
+
+    @property
+    def handle(self) -> str | None:
+        """The opaque handle of this session for the management API (revoke, keep), or
+        ``None`` while it is not stored. It is not the ID and cannot become a cookie."""
+        if self._session_id is None or self._regenerate:
+            return None
+        return store_key(self._session_id)
 
     # -- for the interface -------------------------------------------------------------------------
 
@@ -245,3 +302,14 @@ class ServerSideSession(SessionMixin):
                 changed[key] = text
         deleted = [key for key in stored if key not in self._data]
         return changed, deleted, serialized
+
+
+def client_info(record: Record | None) -> dict[str, Any]:
+    """The client metadata kept with a stored session (``auth``, ``ip``, ``ua``), or ``{}``."""
+    if record is None or record.info is None:
+        return {}
+    try:
+        info = json.loads(record.info)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}

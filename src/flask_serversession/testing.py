@@ -78,6 +78,14 @@ class CountingStore(Store):
         self._count("delete", key)
         self.inner.delete(key, tombstone_until)
 
+    def sessions_of(self, user_id: str, now: float) -> list[tuple[str, Record]]:
+        self.calls["sessions_of"] += 1
+        return self.inner.sessions_of(user_id, now)
+
+    def scan(self, now: float) -> Iterator[tuple[str, Record]]:
+        self.calls["scan"] += 1
+        return self.inner.scan(now)
+
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         self.calls["clear_expired"] += 1
         return self.inner.clear_expired(now, batch_size, limit)
@@ -115,7 +123,7 @@ def make_app(store: Store, **options: Any) -> Flask:
     app.testing = True  # errors at save reach the test instead of becoming a 500
     app.secret_key = "conformance-secret"
     options.setdefault("cleanup_interval", 0)
-    ServerSession(app, store=store, **options)
+    extension = ServerSession(app, store=store, **options)
 
     @app.get("/none")
     def none() -> str:
@@ -165,6 +173,34 @@ def make_app(store: Store, **options: Any) -> Flask:
     @app.get("/dump")
     def dump() -> dict[str, str]:
         return {key: repr(value) for key, value in session.items()}
+
+    @app.get("/login/<user>")
+    def login(user: str) -> str:
+        assert isinstance(session, ServerSideSession)
+        session.login(user)
+        return "logged in"
+
+    @app.get("/logout")
+    def logout() -> str:
+        assert isinstance(session, ServerSideSession)
+        session.logout()
+        return "logged out"
+
+    @app.get("/whoami")
+    def whoami() -> dict[str, Any]:
+        assert isinstance(session, ServerSideSession)
+        auth = session.authenticated_at
+        return {
+            "user": session.user_id,
+            "handle": session.handle,
+            "auth": None if auth is None else auth.timestamp(),
+        }
+
+    @app.get("/logout-others")
+    def logout_others() -> str:
+        assert isinstance(session, ServerSideSession) and session.user_id is not None
+        ended = extension.revoke_user(session.user_id, keep=session.handle)
+        return str(ended)
 
     return app
 
@@ -855,6 +891,54 @@ class StoreConformance:
         thread.join(timeout=30)
         assert responses and "Set-Cookie" not in responses[0].headers
         assert _ended(store, store_key(cookie.split(".")[0]))
+
+    def test_app_login_binds_user_with_new_id(
+        self, client: FlaskClient, app: Flask, clock: Clock
+    ) -> None:
+        client.get("/set/cart/x")
+        before = _cookie(client)
+        client.get("/login/alice")
+        after = _cookie(client)
+        assert after is not None and after != before
+        who = client.get("/whoami").json
+        assert who is not None and who["user"] == "alice" and who["auth"] == T0
+        assert client.get("/get/cart").text == "'x'"  # data kept across the new ID
+        manager = ServerSession.manager(app)
+        if not manager.store.capabilities.by_user:
+            with pytest.raises(UnsupportedOperation):
+                manager.sessions_of("alice")
+            return
+        devices = manager.sessions_of("alice")
+        assert [device.handle for device in devices] == [who["handle"]]
+        assert devices[0].authenticated_at is not None
+        assert devices[0].ip is None  # SESSION_RECORD_CLIENT is off by default
+        client.get("/logout")
+        assert manager.sessions_of("alice") == []
+        assert client.get("/whoami").json == {"user": None, "handle": None, "auth": None}
+
+    def test_app_revoke_and_log_out_everywhere_else(self, app: Flask, clock: Clock) -> None:
+        manager = ServerSession.manager(app)
+        if not manager.store.capabilities.by_user:
+            with pytest.raises(UnsupportedOperation):
+                manager.revoke_user("bob")
+            return
+        devices = [app.test_client() for _ in range(3)]
+        for n, device in enumerate(devices):
+            clock.advance(1)
+            device.get("/login/bob")
+            device.get(f"/set/device/{n}")
+        handles = [device.get("/whoami").json["handle"] for device in devices]  # type: ignore[index]
+        listed = manager.sessions_of("bob")
+        assert [info.handle for info in listed] == handles[::-1]  # most recently used first
+        assert manager.revoke(handles[0])
+        assert not manager.revoke(handles[0])  # already ended
+        assert devices[0].get("/get/device").text == "None"  # on its very next request
+        assert devices[2].get("/logout-others").text == "1"
+        assert devices[1].get("/get/device").text == "None"
+        assert devices[2].get("/get/device").text == "'2'"
+        assert [info.handle for info in manager.sessions_of("bob")] == [handles[2]]
+        with pytest.raises(ValueError):
+            manager.revoke("not a handle")
 
     def test_app_store_sees_only_hashed_keys(self, client: FlaskClient, store: Store) -> None:
         client.get("/set/user/alice")

@@ -1,0 +1,204 @@
+"""Managing sessions: a user's devices, revoking one or all, counting, cleaning up.
+
+Reached through the extension (``serversession.sessions_of(user_id)``) or the ``flask sessions``
+command line. A session is named by its *handle*: the store's key for it, a SHA-256 of its ID.
+The handle is safe to show (in a "your devices" page, in an admin's terminal): it is not the ID
+and cannot be turned into a cookie. Revoking leaves a tombstone, so the revoked session is
+refused on its very next request, on any worker.
+
+What a store cannot do, it says: a store without a user index (Memcached) raises
+:class:`~flask_serversession.errors.UnsupportedOperation` when asked for a user's sessions.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import Config
+from .interface import TOMBSTONE_SECONDS, ServerSessionInterface
+from .session import client_info
+from .stores import Record, Store
+
+_HANDLE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What the management API tells about one live session."""
+
+    #: The opaque handle to revoke it with.
+    handle: str
+    #: The user it is bound to (:meth:`ServerSideSession.login`), or ``None``.
+    user_id: str | None
+    created: datetime
+    last_seen: datetime
+    #: When it ends if unused (idle timeout), or at its absolute end, whichever is first.
+    expires: datetime
+    #: When the user last authenticated in it, if they did.
+    authenticated_at: datetime | None
+    #: Recorded at login when ``SESSION_RECORD_CLIENT`` is on.
+    ip: str | None
+    user_agent: str | None
+    #: Serialized size of its values in bytes.
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: times as ISO 8601 strings."""
+        result: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            result[name] = value.isoformat() if isinstance(value, datetime) else value
+        return result
+
+
+def _time(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def session_info(handle: str, record: Record) -> SessionInfo:
+    """The public view of one stored record."""
+    info = client_info(record)
+    auth = info.get("auth")
+    return SessionInfo(
+        handle=handle,
+        user_id=record.user_id,
+        created=_time(record.created),
+        last_seen=_time(record.last_seen),
+        expires=_time(min(record.expires, record.absolute_expires)),
+        authenticated_at=_time(auth) if isinstance(auth, (int, float)) else None,
+        ip=info.get("ip") if isinstance(info.get("ip"), str) else None,
+        user_agent=info.get("ua") if isinstance(info.get("ua"), str) else None,
+        size=sum(len(name) + len(text) for name, text in record.values.items()),
+    )
+
+
+def check_handle(handle: str) -> str:
+    """``handle`` if it has a handle's shape; :class:`ValueError` otherwise."""
+    if not isinstance(handle, str) or _HANDLE.match(handle) is None:
+        raise ValueError(f"not a session handle: {handle!r}")
+    return handle
+
+
+class SessionManager:
+    """The management operations on one app's store."""
+
+    def __init__(self, config: Config, interface: ServerSessionInterface) -> None:
+        self.config = config
+        self.store: Store = config.store
+        self._clock = interface
+
+    def _now(self) -> float:
+        return self._clock.clock()
+
+    def sessions_of(self, user_id: str | int) -> list[SessionInfo]:
+        """The live sessions of a user, the most recently used first."""
+        found = self.store.sessions_of(str(user_id), self._now())
+        infos = [session_info(key, record) for key, record in found]
+        return sorted(infos, key=lambda info: info.last_seen, reverse=True)
+
+    def get(self, handle: str) -> SessionInfo | None:
+        """One live session by handle, or ``None``."""
+        record = self.store.load(check_handle(handle))
+        if record is None or not record.is_live(self._now()):
+            return None
+        return session_info(handle, record)
+
+    def revoke(self, handle: str) -> bool:
+        """End a session now; ``False`` if there was no live session with that handle."""
+        now = self._now()
+        record = self.store.load(check_handle(handle))
+        if record is None or not record.is_live(now):
+            return False
+        self.store.delete(handle, tombstone_until=now + TOMBSTONE_SECONDS)
+        return True
+
+    def revoke_user(self, user_id: str | int, keep: str | None = None) -> int:
+        """End every session of a user except ``keep`` (a handle, e.g. ``session.handle`` to
+        "log out everywhere else"); return how many were ended."""
+        now = self._now()
+        ended = 0
+        for key, _ in self.store.sessions_of(str(user_id), now):
+            if key != keep:
+                self.store.delete(key, tombstone_until=now + TOMBSTONE_SECONDS)
+                ended += 1
+        return ended
+
+    def all(self, user_id: str | int | None = None) -> Iterator[SessionInfo]:
+        """Every live session (of ``user_id`` if given), in the store's order."""
+        if user_id is not None:
+            yield from self.sessions_of(user_id)
+            return
+        for key, record in self.store.scan(self._now()):
+            yield session_info(key, record)
+
+    def revoke_all(self) -> int:
+        """End every live session; return how many."""
+        now = self._now()
+        keys = [key for key, _ in self.store.scan(now)]
+        for key in keys:
+            self.store.delete(key, tombstone_until=now + TOMBSTONE_SECONDS)
+        return len(keys)
+
+    def count(self) -> int:
+        """How many sessions are live."""
+        return sum(1 for _ in self.store.scan(self._now()))
+
+    def clear_expired(self, progress: Callable[[int], None] | None = None) -> int:
+        """Remove expired sessions and tombstones in batches (``SESSION_CLEANUP_BATCH_SIZE``),
+        calling ``progress(removed_in_batch)`` after each; return how many were removed. Does
+        nothing on stores that expire entries natively."""
+        if not self.store.capabilities.clear_expired:
+            return 0
+        batch = self.config.cleanup_batch_size
+        now = self._now()
+        total = 0
+        while True:
+            removed = self.store.clear_expired(now, batch, limit=batch)
+            total += removed
+            if progress is not None:
+                progress(removed)
+            if removed < batch:
+                return total
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by age and user binding, and serialized sizes, of the live sessions."""
+        now = self._now()
+        ages = {"under 1 hour": 0, "1 hour to 1 day": 0, "1 to 7 days": 0, "over 7 days": 0}
+        sizes: list[int] = []
+        users: set[str] = set()
+        anonymous = 0
+        for _, record in self.store.scan(now):
+            age = now - record.created
+            bucket = (
+                "under 1 hour"
+                if age < 3600
+                else "1 hour to 1 day"
+                if age < 86400
+                else "1 to 7 days"
+                if age < 7 * 86400
+                else "over 7 days"
+            )
+            ages[bucket] += 1
+            sizes.append(sum(len(n) + len(t) for n, t in record.values.items()))
+            if record.user_id is None:
+                anonymous += 1
+            else:
+                users.add(record.user_id)
+        return {
+            "count": len(sizes),
+            "users": len(users),
+            "anonymous": anonymous,
+            "by_age": ages,
+            "size_bytes": {
+                "total": sum(sizes),
+                "median": int(statistics.median(sizes)) if sizes else 0,
+                "max": max(sizes, default=0),
+            },
+        }
