@@ -176,8 +176,9 @@ class ServerSessionInterface(SessionInterface):
             return
 
         key = store_key(session._session_id)
-        if not session._data and session._login is None:
-            # Emptied (e.g. by popping its last key): no record, no cookie, as Flask does.
+        if not session._data and session._login is None and record.user_id is None:
+            # Emptied (e.g. by popping its last key): no record, no cookie, as Flask does. A
+            # session bound to a user stays, values or not, until logout.
             store.delete(key, tombstone_until)
             signals.session_destroyed.send(app, session=session)
             self._delete_cookie(response)

@@ -82,7 +82,8 @@ def session_info(handle: str, record: Record) -> SessionInfo:
 def check_handle(handle: str) -> str:
     """``handle`` if it has a handle's shape; :class:`ValueError` otherwise."""
     if not isinstance(handle, str) or _HANDLE.match(handle) is None:
-        raise ValueError(f"not a session handle: {handle!r}")
+        # Not echoed: what was pasted may be a cookie or an ID, which must not reach a log.
+        raise ValueError("not a session handle (43 characters of URL-safe base64)")
     return handle
 
 
@@ -94,25 +95,26 @@ class SessionManager:
         self.store: Store = config.store
         self._clock = interface
 
-    def _now(self) -> float:
+    def now(self) -> float:
+        """The current time, from the same clock the sessions use."""
         return self._clock.clock()
 
     def sessions_of(self, user_id: str | int) -> list[SessionInfo]:
         """The live sessions of a user, the most recently used first."""
-        found = self.store.sessions_of(str(user_id), self._now())
+        found = self.store.sessions_of(str(user_id), self.now())
         infos = [session_info(key, record) for key, record in found]
         return sorted(infos, key=lambda info: info.last_seen, reverse=True)
 
     def get(self, handle: str) -> SessionInfo | None:
         """One live session by handle, or ``None``."""
         record = self.store.load(check_handle(handle))
-        if record is None or not record.is_live(self._now()):
+        if record is None or not record.is_live(self.now()):
             return None
         return session_info(handle, record)
 
     def revoke(self, handle: str) -> bool:
         """End a session now; ``False`` if there was no live session with that handle."""
-        now = self._now()
+        now = self.now()
         record = self.store.load(check_handle(handle))
         if record is None or not record.is_live(now):
             return False
@@ -122,7 +124,9 @@ class SessionManager:
     def revoke_user(self, user_id: str | int, keep: str | None = None) -> int:
         """End every session of a user except ``keep`` (a handle, e.g. ``session.handle`` to
         "log out everywhere else"); return how many were ended."""
-        now = self._now()
+        if keep is not None:
+            check_handle(keep)
+        now = self.now()
         ended = 0
         for key, _ in self.store.sessions_of(str(user_id), now):
             if key != keep:
@@ -135,12 +139,12 @@ class SessionManager:
         if user_id is not None:
             yield from self.sessions_of(user_id)
             return
-        for key, record in self.store.scan(self._now()):
+        for key, record in self.store.scan(self.now()):
             yield session_info(key, record)
 
     def revoke_all(self) -> int:
         """End every live session; return how many."""
-        now = self._now()
+        now = self.now()
         keys = [key for key, _ in self.store.scan(now)]
         for key in keys:
             self.store.delete(key, tombstone_until=now + TOMBSTONE_SECONDS)
@@ -148,7 +152,7 @@ class SessionManager:
 
     def count(self) -> int:
         """How many sessions are live."""
-        return sum(1 for _ in self.store.scan(self._now()))
+        return sum(1 for _ in self.store.scan(self.now()))
 
     def clear_expired(self, progress: Callable[[int], None] | None = None) -> int:
         """Remove expired sessions and tombstones in batches (``SESSION_CLEANUP_BATCH_SIZE``),
@@ -157,7 +161,7 @@ class SessionManager:
         if not self.store.capabilities.clear_expired:
             return 0
         batch = self.config.cleanup_batch_size
-        now = self._now()
+        now = self.now()
         total = 0
         while True:
             removed = self.store.clear_expired(now, batch, limit=batch)
@@ -169,7 +173,7 @@ class SessionManager:
 
     def stats(self) -> dict[str, Any]:
         """Counts by age and user binding, and serialized sizes, of the live sessions."""
-        now = self._now()
+        now = self.now()
         ages = {"under 1 hour": 0, "1 hour to 1 day": 0, "1 to 7 days": 0, "over 7 days": 0}
         sizes: list[int] = []
         users: set[str] = set()

@@ -940,6 +940,14 @@ class StoreConformance:
         with pytest.raises(ValueError):
             manager.revoke("not a handle")
 
+    def test_app_logged_in_session_without_values_stays(self, client: FlaskClient) -> None:
+        """A session that holds only its user binding is not "empty": reading it keeps it."""
+        client.get("/login/carol")
+        for _ in range(2):
+            response = client.get("/whoami")
+            assert response.json is not None and response.json["user"] == "carol"
+            assert "Set-Cookie" not in response.headers
+
     def test_app_store_sees_only_hashed_keys(self, client: FlaskClient, store: Store) -> None:
         client.get("/set/user/alice")
         value = _cookie(client)

@@ -1,0 +1,640 @@
+"""The ``flask sessions`` command line: list, inspect and revoke sessions, clean up, check.
+
+A thin layer over :class:`~flask_serversession.manage.SessionManager`, registered through the
+``flask.commands`` entry point, so every app with Flask-ServerSession installed has it::
+
+    flask sessions list --user alice
+    flask sessions revoke-user alice --keep <handle>
+    flask sessions clear-expired
+    flask sessions check
+
+Sessions are named by their *handle* (what ``list`` shows): it is not the session ID and cannot
+become a cookie, so it is safe in a terminal, a ticket or a log. Nothing here ever prints a
+session ID, a cookie or a secret key. Values a client chose (user agent, user IDs) are shown
+with control characters escaped, so a crafted user agent cannot drive the admin's terminal.
+
+Errors are one line on stderr (``Error: ...``) and an exit code, never a traceback:
+
+====  ==========================================================================================
+code  meaning
+====  ==========================================================================================
+0     done (``check``: nothing to warn about; notes are allowed)
+1     not found: no live session with that handle (``show``, ``revoke``, ``revoke-user --keep``);
+      ``check``: there are warnings; any other error of the store (an unreadable record)
+2     usage: an unknown option, a malformed handle, ``revoke-all`` without ``--yes``
+3     the session store cannot be reached
+4     the store cannot do this: it keeps no index of sessions (Memcached) for listing,
+      statistics, ``revoke-user`` and ``revoke-all``
+5     configuration: Flask-ServerSession is not set up on the app, its configuration is invalid,
+      or (``check``) ``SECRET_KEY`` is missing
+====  ==========================================================================================
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from itertools import islice
+from typing import IO, TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .errors import (
+    ConfigurationError,
+    ServerSessionError,
+    SessionStoreUnavailable,
+    UnsupportedOperation,
+)
+from .extension import _State
+from .ids import new_session_id, store_key
+from .manage import SessionInfo, SessionManager, check_handle
+from .stores import Store
+from .stores.memory import MemoryStore
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_ERROR",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_UNAVAILABLE",
+    "EXIT_UNSUPPORTED",
+    "EXIT_USAGE",
+    "EXIT_WARNINGS",
+    "sessions",
+]
+
+#: Done.
+EXIT_OK = 0
+#: No live session with that handle.
+EXIT_NOT_FOUND = 1
+#: ``check`` found something to warn about.
+EXIT_WARNINGS = 1
+#: Another error of the library (an unreadable stored record).
+EXIT_ERROR = 1
+#: Bad usage (click's own code for usage errors).
+EXIT_USAGE = 2
+#: The store cannot be reached.
+EXIT_UNAVAILABLE = 3
+#: The store lacks the capability (no index: Memcached).
+EXIT_UNSUPPORTED = 4
+#: Not set up, invalid configuration, or no ``SECRET_KEY``.
+EXIT_CONFIG = 5
+
+#: Shortest ``SECRET_KEY`` that ``check`` accepts without a warning, in bytes.
+MIN_KEY_BYTES = 32
+
+# Well-known placeholder keys, compared lower-cased with everything but letters and digits
+# removed ("Change me!" -> "changeme"); and words that mark a key as a placeholder wherever
+# they appear in it ("please-change-me-0123456789...").
+_PLACEHOLDER_KEYS = frozenset(
+    {
+        "dev",
+        "development",
+        "changeme",
+        "secret",
+        "secretkey",
+        "mysecret",
+        "mysecretkey",
+        "supersecret",
+        "supersecretkey",
+        "xyz",
+        "abc",
+        "abc123",
+        "test",
+        "testing",
+        "default",
+        "password",
+        "key",
+        "flask",
+        "s3cr3t",
+        "todo",
+        "123456",
+        "qwerty",
+    }
+)
+_PLACEHOLDER_WORDS = (
+    "changeme",
+    "changethis",
+    "replaceme",
+    "yoursecret",
+    "insecure",
+    "notsecret",
+    "notasecret",
+    "placeholder",
+    "secretkeyhere",
+    "dontuseinproduction",
+    "donotuseinproduction",
+)
+
+_WHY_UNSUPPORTED = {
+    "scan": "list sessions: it has no index of them",
+    "by_user": "find a user's sessions: it has no per-user index",
+}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """End the command: ``message`` on stderr, exit ``code``."""
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn the library's errors into a one-line message and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return command(*args, **kwargs)
+        except SessionStoreUnavailable as exc:
+            _fail(str(exc), EXIT_UNAVAILABLE)
+        except UnsupportedOperation as exc:
+            why = _WHY_UNSUPPORTED.get(exc.capability, f"do this: it lacks {exc.capability!r}")
+            _fail(f"this store ({exc.store}) cannot {why}", EXIT_UNSUPPORTED)
+        except ConfigurationError as exc:
+            _fail(str(exc), EXIT_CONFIG)
+        except ServerSessionError as exc:
+            _fail(str(exc), EXIT_ERROR)
+
+    return wrapper
+
+
+def _state() -> _State:
+    state: _State | None = current_app.extensions.get("serversession")
+    if state is None:
+        _fail(
+            "Flask-ServerSession is not set up on this app: call ServerSession(app) or"
+            " ServerSession().init_app(app) in the app factory",
+            EXIT_CONFIG,
+        )
+    return state
+
+
+def _manager() -> SessionManager:
+    return _state().manager
+
+
+def _needs(store: Store, capability: str) -> None:
+    """Raise :class:`UnsupportedOperation` now, before any output, if ``store`` lacks it."""
+    if not getattr(store.capabilities, capability):
+        raise UnsupportedOperation(store.name, capability)
+
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[str]  # a generic class in newer click releases
+else:
+    _ParamType = click.ParamType
+
+
+class _Handle(_ParamType):
+    """A session handle. A malformed one is a usage error that never echoes the input: an
+    admin may have pasted a cookie, which holds a session ID."""
+
+    name = "handle"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if isinstance(value, str):
+            try:
+                return check_handle(value.strip())
+            except ValueError:
+                pass
+        hint = (
+            "; that looks like a session cookie, which is never accepted here"
+            if isinstance(value, str) and "." in value
+            else ""
+        )
+        self.fail(
+            "not a session handle (43 letters, digits, '-' or '_', as `flask sessions list`"
+            f" shows){hint}",
+            param,
+            ctx,
+        )
+
+
+HANDLE = _Handle()
+
+# A handle may begin with "-" (one in 64 do): take it as the argument, not an unknown option.
+_HANDLE_FIRST = {"ignore_unknown_options": True}
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    if seconds < 59.5:
+        return f"{round(seconds)} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    if seconds < 2 * 86400:
+        return f"{round(seconds / 3600)} h"
+    return f"{round(seconds / 86400)} days"
+
+
+def _relative(when: datetime, now: float) -> str:
+    """``"5 min ago"``, ``"in 29 days"``, ``"now"``."""
+    delta = when.timestamp() - now
+    if abs(delta) < 1:
+        return "now"
+    return f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago"
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
+def _closing(found: Iterator[SessionInfo]) -> None:
+    """Close a listing left part-read (``--limit``), so the store frees its cursor now."""
+    close = getattr(found, "close", None)
+    if close is not None:
+        close()
+
+
+class _Progress:
+    """Counts what ``clear-expired`` removes, batch by batch, on stderr: one line rewritten in
+    place on a terminal, one line per batch otherwise (a cron job's log)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream: IO[str] = sys.stderr if stream is None else stream
+        self.tty = self.stream.isatty()
+        self.total = 0
+        self.batches = 0
+
+    def __call__(self, removed: int) -> None:
+        self.total += removed
+        self.batches += 1
+        if self.tty:
+            click.echo(f"\rRemoving expired sessions: {self.total:,}", nl=False, file=self.stream)
+        elif removed:
+            click.echo(
+                f"batch {self.batches}: removed {removed:,} ({self.total:,} so far)",
+                file=self.stream,
+            )
+
+    def finish(self) -> None:
+        if self.tty and self.batches:
+            click.echo(file=self.stream)
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+
+@click.group(cls=AppGroup)
+def sessions() -> None:
+    """Manage server-side sessions: list, show and revoke them, clean up, check the setup.
+
+    Sessions are named by handles (see `list`): a handle is not the session ID and cannot
+    become a cookie. Stores without an index (Memcached) can show and revoke a session by
+    handle, but not list, count or revoke by user.
+
+    \b
+    Exit codes:
+      0  done (check: no warnings)
+      1  no live session with that handle; check: warnings; other errors
+      2  usage error: bad option, malformed handle, revoke-all without --yes
+      3  the session store cannot be reached
+      4  the store cannot do this (no index of sessions, e.g. Memcached)
+      5  not set up or invalid configuration; check: no SECRET_KEY
+    """
+
+
+@sessions.command("list")
+@click.option("--user", "user_id", metavar="USER", help="Only this user's sessions.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per session.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="At most N sessions (in the store's order; with --user, the N most recently used).",
+)
+@_reports_errors
+def list_command(user_id: str | None, as_json: bool, limit: int | None) -> None:
+    """List live sessions: handle, user, times, client.
+
+    The table shows times relative to now; --json gives ISO 8601 times in UTC.
+    """
+    state = _state()
+    _needs(state.store, "scan" if user_id is None else "by_user")
+    found = state.manager.all(user_id)
+    try:
+        chosen: Iterable[SessionInfo] = found if limit is None else islice(found, limit)
+        if as_json:
+            for info in chosen:
+                click.echo(json.dumps(info.to_dict()))
+            return
+        rows = sorted(chosen, key=lambda info: info.last_seen, reverse=True)
+    finally:
+        _closing(found)
+    if not rows:
+        whose = "" if user_id is None else f" of user {_printable(user_id)}"
+        click.echo(f"No live sessions{whose}.")
+        return
+    _table(rows, state.manager.now())
+
+
+def _table(rows: list[SessionInfo], now: float) -> None:
+    header = ("HANDLE", "USER", "CREATED", "LAST SEEN", "EXPIRES", "IP", "USER AGENT")
+    lines = [header]
+    for info in rows:
+        agent = _printable(info.user_agent or "-")
+        lines.append(
+            (
+                info.handle,
+                _printable(info.user_id) if info.user_id is not None else "-",
+                _relative(info.created, now),
+                _relative(info.last_seen, now),
+                _relative(info.expires, now),
+                _printable(info.ip or "-"),
+                agent if len(agent) <= 50 else agent[:47] + "...",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    for line in lines:
+        cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
+        cells.append(line[-1])
+        click.echo("  ".join(cells).rstrip())
+    click.echo(f"{_plural(len(rows), 'session')}")
+
+
+@sessions.command("show", context_settings=_HANDLE_FIRST)
+@click.argument("handle", type=HANDLE)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, times in ISO 8601.")
+@_reports_errors
+def show_command(handle: str, as_json: bool) -> None:
+    """Show one live session by HANDLE."""
+    state = _state()
+    info = state.manager.get(handle)
+    if info is None:
+        _fail("no live session with that handle", EXIT_NOT_FOUND)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2))
+        return
+    now = state.manager.now()
+
+    def when(moment: datetime | None) -> str:
+        return "-" if moment is None else f"{_utc(moment)} ({_relative(moment, now)})"
+
+    fields = (
+        ("handle", info.handle),
+        ("user", _printable(info.user_id) if info.user_id is not None else "- (anonymous)"),
+        ("created", when(info.created)),
+        ("last seen", when(info.last_seen)),
+        ("expires", when(info.expires)),
+        ("authenticated", when(info.authenticated_at)),
+        ("ip", _printable(info.ip or "-")),
+        ("user agent", _printable(info.user_agent or "-")),
+        ("size", f"{info.size:,} bytes"),
+    )
+    for name, value in fields:
+        click.echo(f"{name:<14} {value}")
+
+
+@sessions.command("revoke", context_settings=_HANDLE_FIRST)
+@click.argument("handle", type=HANDLE)
+@_reports_errors
+def revoke_command(handle: str) -> None:
+    """End the session HANDLE now: its next request starts afresh, on any worker."""
+    if not _manager().revoke(handle):
+        _fail("no live session with that handle", EXIT_NOT_FOUND)
+    click.echo(f"Revoked session {handle}.")
+
+
+@sessions.command("revoke-user")
+@click.argument("user_id", metavar="USER")
+@click.option(
+    "--keep",
+    type=HANDLE,
+    metavar="HANDLE",
+    help="Keep this session of the user (log out everywhere else).",
+)
+@_reports_errors
+def revoke_user_command(user_id: str, keep: str | None) -> None:
+    """End every live session of USER (but the one given to --keep)."""
+    state = _state()
+    _needs(state.store, "by_user")
+    if keep is not None:
+        kept = state.manager.get(keep)
+        if kept is None or kept.user_id != user_id:
+            _fail(
+                f"user {_printable(user_id)} has no live session with the handle given to"
+                " --keep; nothing was revoked",
+                EXIT_NOT_FOUND,
+            )
+    ended = state.manager.revoke_user(user_id, keep=keep)
+    kept_note = " (kept 1)" if keep is not None else ""
+    click.echo(f"Revoked {_plural(ended, 'session')} of user {_printable(user_id)}{kept_note}.")
+
+
+@sessions.command("revoke-all")
+@click.option("--yes", is_flag=True, help="Confirm: everyone is logged out.")
+@_reports_errors
+def revoke_all_command(yes: bool) -> None:
+    """End every live session: everyone is logged out. Needs --yes."""
+    if not yes:
+        _fail(
+            "revoke-all ends every live session and logs everyone out; run it again with"
+            " --yes to confirm",
+            EXIT_USAGE,
+        )
+    state = _state()
+    _needs(state.store, "scan")
+    ended = state.manager.revoke_all()
+    click.echo(f"Revoked {_plural(ended, 'session')}.")
+
+
+@sessions.command("clear-expired")
+@_reports_errors
+def clear_expired_command() -> None:
+    """Remove expired sessions (and the markers revoked ones leave) from the store now.
+
+    Works in batches of SESSION_CLEANUP_BATCH_SIZE, showing progress on stderr. Stores that
+    expire entries by themselves (Redis, Memcached) need nothing done.
+    """
+    manager = _manager()
+    store = manager.store
+    if not store.capabilities.clear_expired:
+        click.echo(f"This store ({store.name}) expires sessions by itself: nothing needs doing.")
+        return
+    progress = _Progress()
+    try:
+        removed = manager.clear_expired(progress=progress)
+    finally:
+        progress.finish()
+    click.echo(f"Removed {_plural(removed, 'expired session')}.")
+
+
+@sessions.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@_reports_errors
+def stats_command(as_json: bool) -> None:
+    """Count live sessions: by user binding, by age, and their sizes."""
+    state = _state()
+    _needs(state.store, "scan")
+    stats = state.manager.stats()
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    sizes = stats["size_bytes"]
+    click.echo(f"Live sessions   {stats['count']:,}")
+    bound = stats["count"] - stats["anonymous"]
+    click.echo(f"  of users      {bound:,} ({_plural(stats['users'], 'distinct user')})")
+    click.echo(f"  anonymous     {stats['anonymous']:,}")
+    click.echo("By age")
+    for bucket, count in stats["by_age"].items():
+        click.echo(f"  {bucket:<18} {count:,}")
+    click.echo("Size of the stored values")
+    for name in ("total", "median", "max"):
+        click.echo(f"  {name:<8} {sizes[name]:,} bytes")
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+def key_weakness(key: str | bytes) -> str | None:
+    """Why ``key`` is a weak ``SECRET_KEY``, or ``None``. Never quotes the key."""
+    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    normalized = re.sub(rb"[^a-z0-9]", b"", raw.lower()).decode("ascii")
+    if normalized in _PLACEHOLDER_KEYS or any(word in normalized for word in _PLACEHOLDER_WORDS):
+        return "it is a well-known placeholder"
+    if len(raw) < MIN_KEY_BYTES:
+        return f"it is {len(raw)} bytes long, under {MIN_KEY_BYTES}"
+    if len(set(raw)) < 8:
+        return "it repeats a few characters"
+    return None
+
+
+_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_hex())'"
+
+
+@sessions.command("check")
+@_reports_errors
+def check_command() -> None:
+    """Check that the store answers and that the configuration is secure.
+
+    \b
+    Prints one line per finding: ok, note, warning or error.
+    Exit code: 3 if the store cannot be reached; else 5 if SECRET_KEY is
+    missing; else 1 if there are warnings; else 0 (notes do not count).
+    """
+    state = _state()
+    app = current_app
+    config = state.config
+    store = state.store
+    findings: list[tuple[str, str]] = []
+    unreachable = False
+
+    started = time.perf_counter()
+    try:
+        store.load(store_key(new_session_id()))  # a random handle: a real round trip
+    except SessionStoreUnavailable as exc:
+        unreachable = True
+        findings.append(("error", f"cannot reach the store: {exc}"))
+    else:
+        elapsed = (time.perf_counter() - started) * 1000
+        findings.append(("ok", f"the store {store.name} answered in {elapsed:.1f} ms"))
+    missing = [name for name in ("scan", "by_user") if not getattr(store.capabilities, name)]
+    if missing:
+        findings.append(
+            (
+                "note",
+                f"this store cannot {_WHY_UNSUPPORTED[missing[0]]}: list, stats, revoke-user"
+                " and revoke-all are not available",
+            )
+        )
+    if isinstance(store, MemoryStore):
+        findings.append(
+            ("note", "memory:// keeps sessions in this process only: lost at restart, not shared")
+        )
+
+    secret = app.secret_key
+    missing_key = not secret
+    if missing_key:
+        findings.append(("error", f"SECRET_KEY is not set: no session can be saved; {_GENERATE}"))
+    elif isinstance(secret, (str, bytes)):
+        weakness = key_weakness(secret)
+        if weakness is not None:
+            findings.append(("warning", f"SECRET_KEY is weak: {weakness}; {_GENERATE}"))
+    for index, fallback in enumerate(app.config.get("SECRET_KEY_FALLBACKS") or ()):
+        if isinstance(fallback, (str, bytes)):
+            weakness = key_weakness(fallback)
+            if weakness is not None:
+                findings.append(
+                    (
+                        "warning",
+                        f"SECRET_KEY_FALLBACKS[{index}] is weak: {weakness}; fallback keys"
+                        " still verify cookies, so remove it",
+                    )
+                )
+
+    if config.cookie_samesite == "None" and not config.cookie_secure:
+        findings.append(
+            (
+                "warning",
+                "SESSION_COOKIE_SAMESITE is 'None' without SESSION_COOKIE_SECURE: browsers"
+                " refuse such a cookie",
+            )
+        )
+    if not config.cookie_secure:
+        findings.append(
+            (
+                "note",
+                "SESSION_COOKIE_SECURE is off: the cookie also travels over plain HTTP;"
+                " fine for local development only",
+            )
+        )
+    if not config.cookie_httponly:
+        findings.append(
+            (
+                "warning",
+                "SESSION_COOKIE_HTTPONLY is off: scripts on the page (and XSS) can read the"
+                " session cookie",
+            )
+        )
+    if config.idle_timeout >= config.absolute_timeout:
+        findings.append(
+            (
+                "note",
+                f"the idle timeout ({_span(config.idle_timeout)}) is not shorter than"
+                f" SESSION_ABSOLUTE_TIMEOUT ({_span(config.absolute_timeout)}), so it never"
+                " ends a session: lower SESSION_IDLE_TIMEOUT (or PERMANENT_SESSION_LIFETIME)",
+            )
+        )
+
+    for level, message in findings:
+        click.echo(f"{level:<8} {message}")
+    warnings = sum(1 for level, _ in findings if level == "warning")
+    notes = sum(1 for level, _ in findings if level == "note")
+    errors = sum(1 for level, _ in findings if level == "error")
+    if errors or warnings:
+        parts = [_plural(n, word) for n, word in ((errors, "error"), (warnings, "warning")) if n]
+        click.echo(f"check: {', '.join(parts)}, {_plural(notes, 'note')}")
+    else:
+        click.echo(f"check: all good ({_plural(notes, 'note')})")
+    if unreachable:
+        raise click.exceptions.Exit(EXIT_UNAVAILABLE)
+    if missing_key:
+        raise click.exceptions.Exit(EXIT_CONFIG)
+    if warnings:
+        raise click.exceptions.Exit(EXIT_WARNINGS)
