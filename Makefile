@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 # Debian packages of the servers the store tests run against (started by the tests themselves).
-SERVER_PACKAGES := redis-server redis-tools postgresql mariadb-server memcached
+SERVER_PACKAGES := redis-server redis-tools postgresql mariadb-server memcached openssl chromium
 
 .PHONY: demo test lint typecheck bench clean servers
 
@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 # tests skip with a reason (and fail under CI=true).
 servers:
 	@missing=""; \
-	for bin in redis-server redis-cli memcached mariadbd; do \
+	for bin in redis-server redis-cli memcached mariadbd openssl chromium; do \
 		command -v $$bin >/dev/null 2>&1 || [ -x /usr/sbin/$$bin ] || missing="$$missing $$bin"; \
 	done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing initdb"; \

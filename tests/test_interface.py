@@ -173,3 +173,24 @@ def test_planted_pickle_is_reported_and_dropped(
 def test_store_contract_is_abstract() -> None:
     with pytest.raises(TypeError):
         Store()  # type: ignore[abstract]
+
+
+def test_current_session_is_typed_access_to_flask_session() -> None:
+    from flask_serversession import ServerSideSession, current_session
+
+    app = make_app(MemoryStore())
+
+    @app.get("/typed")
+    def typed() -> str:
+        current = current_session()
+        assert isinstance(current, ServerSideSession)
+        current.login("erin")
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/typed").text == "ok"
+    assert client.get("/whoami").json["user"] == "erin"  # type: ignore[index]
+    plain = Flask(__name__)
+    plain.secret_key = "k"
+    with plain.test_request_context("/"), pytest.raises(RuntimeError, match="server-side"):
+        current_session()

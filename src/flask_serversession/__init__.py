@@ -17,7 +17,7 @@ from .errors import (
 )
 from .extension import ServerSession
 from .manage import SessionInfo, SessionManager
-from .session import ServerSideSession
+from .session import ServerSideSession, current_session
 from .signals import session_created, session_destroyed, session_regenerated, session_rejected
 from .stores import Store, register_store, store_from_url
 
@@ -34,6 +34,7 @@ __all__ = [
     "SessionTooLarge",
     "Store",
     "UnsupportedOperation",
+    "current_session",
     "register_store",
     "session_created",
     "session_destroyed",

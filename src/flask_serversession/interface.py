@@ -146,9 +146,10 @@ class ServerSessionInterface(SessionInterface):
             if not session._data:
                 self._delete_cookie(response)
                 return
-        if session._ended:
+        if session._ended and session._login is None:
             logger.info("a change to a session that was ended meanwhile was dropped")
             return
+        # (An explicit login on an ended session is never a resurrection: it gets a new one.)
 
         if not session.is_loaded:
             # Assigned without reading: one patch, no load.

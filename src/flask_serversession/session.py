@@ -313,3 +313,22 @@ def client_info(record: Record | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def current_session() -> ServerSideSession:
+    """``flask.session`` typed as what it is here, for ``login()``, ``handle`` and friends.
+
+    Raises :class:`RuntimeError` if the app does not use Flask-ServerSession (or has no
+    ``SECRET_KEY``, when Flask gives a null session).
+
+    .. versionadded:: 0.1
+    """
+    from flask import session
+
+    current = session._get_current_object()  # type: ignore[attr-defined]
+    if not isinstance(current, ServerSideSession):
+        raise RuntimeError(
+            "flask.session is not a server-side session: is ServerSession(app) set up, and"
+            " SECRET_KEY set?"
+        )
+    return current

@@ -940,6 +940,18 @@ class StoreConformance:
         with pytest.raises(ValueError):
             manager.revoke("not a handle")
 
+    def test_app_login_after_revocation_starts_a_new_session(
+        self, client: FlaskClient, app: Flask
+    ) -> None:
+        """Right after its session was revoked, a browser that logs in again gets a new
+        session: an explicit login is never a resurrection."""
+        client.get("/login/dave")
+        handle = client.get("/whoami").json["handle"]  # type: ignore[index]
+        assert ServerSession.manager(app).revoke(handle)
+        client.get("/login/dave")  # within the in-flight grace: still a fresh session
+        who = client.get("/whoami").json
+        assert who is not None and who["user"] == "dave" and who["handle"] != handle
+
     def test_app_logged_in_session_without_values_stays(self, client: FlaskClient) -> None:
         """A session that holds only its user binding is not "empty": reading it keeps it."""
         client.get("/login/carol")
