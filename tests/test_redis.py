@@ -380,7 +380,7 @@ def test_key_prefix_from_config(redis_server: ServerProcess) -> None:
     assert isinstance(store, RedisStore) and store.prefix == "myapp:"
     sqlite_app = Flask(__name__)
     sqlite_app.config.update(SESSION_STORE="sqlite:///x.db", SESSION_KEY_PREFIX="myapp:")
-    with pytest.raises(ConfigurationError, match="take none of key_prefix"):
+    with pytest.raises(ConfigurationError, match="take none of SESSION_KEY_PREFIX"):
         ServerSession(sqlite_app)
 
 

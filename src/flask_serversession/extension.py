@@ -39,7 +39,8 @@ class ServerSession:
     :param store: a store URL (``"sqlite:///sessions.db"``, ``"memory://"``) or a
         :class:`~flask_serversession.stores.Store`; overrides ``SESSION_STORE``.
     :param options: configuration keys without the ``SESSION_`` prefix, lower case
-        (``idle_timeout=3600``); they override ``app.config``. See :data:`config.KEYS`.
+        (``idle_timeout=3600``); they override ``app.config``. See
+        :data:`flask_serversession.config.KEYS`.
 
     .. versionadded:: 0.1
     """

@@ -26,8 +26,8 @@ _IMMUTABLE = (str, int, float, bool, type(None), bytes)
 
 
 class ServerSideSession(SessionMixin):
-    """A server-side session. Use it as a dict; :meth:`regenerate` at login, :meth:`destroy`
-    at logout.
+    """A server-side session. Use it as a dict; :meth:`login` at login (or :meth:`regenerate`
+    if you keep users yourself), :meth:`logout` at logout.
 
     ``modified`` and ``accessed`` follow Flask's meaning. Setting ``modified = True`` is never
     needed: changes are found by comparing values.

@@ -104,8 +104,10 @@ def store_from_url(url: str, **options: Any) -> Store:
     except TypeError as exc:
         if "unexpected keyword argument" not in str(exc):
             raise
+        keys = {"key_prefix": "SESSION_KEY_PREFIX", "create_table": "SESSION_SQL_CREATE_TABLE"}
+        names = ", ".join(sorted(keys.get(name, name) for name in options))
         raise ConfigurationError(
-            f"SESSION_STORE: {scheme}:// stores take none of {', '.join(sorted(options))}"
+            f"SESSION_STORE: {scheme}:// stores take none of {names}"
         ) from None
 
 

@@ -1,4 +1,4 @@
-"""The store contract: what a session store does, in six methods.
+"""The store contract: what a session store does, in four methods, plus optional capabilities.
 
 A store moves text and times. It never sees cookies, session IDs (only their hashes, the
 ``key``), signatures or Python values. Each value is a JSON document (``str``) written by

@@ -16,10 +16,12 @@ app) nor ``ignore_exc`` (an outage must not read as an empty session), and sever
 
 Each session is one item under ``<prefix><store key>``, a compact JSON document::
 
-    {"v":{"user":"\\"alice\\""},"c":created,"s":last_seen,"e":expires,"a":absolute_expires,"u":"42"}
+    {"v":{"user":"\\"alice\\""},"c":created,"s":last_seen,"e":expires,"a":absolute_expires,"u":"42",
+     "i":"<client info>"}
     {"x":1,"e":until}                                   a tombstone (session ended on purpose)
 
-Values are the serialized text as given (never pickle); ``u`` is present only for a bound user.
+Values are the serialized text as given (never pickle); ``u`` is present only for a bound user,
+``i`` only when client metadata was kept at login.
 The item's Memcached expiry follows the session's: ``min(expires, absolute_expires)`` minus the
 caller's ``now``, so Memcached drops dead sessions itself and ``clear_expired`` does nothing. A
 relative TTL above 30 days would be read by Memcached as a Unix timestamp (i.e. in 1970, gone at

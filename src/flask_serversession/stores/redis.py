@@ -9,9 +9,11 @@ One hash per session, so a patch touches only the changed fields::
 
 The key's native TTL follows the session's expiry, so Redis removes dead sessions itself
 (``clear_expired`` does nothing). The ``{...}`` hash tag keeps every key one operation needs in
-one Cluster slot. Each operation is one round trip: a plain ``HGETALL`` to read, or one Lua
-script (loaded once, called by SHA, reloaded on ``NOSCRIPT`` after a restart or failover) for
-anything that writes, so a patch is atomic and never re-creates a session that is gone.
+one Cluster slot. A read is one round trip: one Lua script (loaded once, called by SHA,
+reloaded on ``NOSCRIPT`` after a restart or failover) reads the hash and refreshes its idle
+expiry when due; a patch is one script too, atomic, and never re-creates a session that is
+gone. Regenerating an ID takes two steps (the two keys live in different Cluster slots), and
+binding a user also writes the user's index set.
 
 URLs (``valkey://`` and ``valkeys://`` are accepted as synonyms)::
 
@@ -23,10 +25,11 @@ URLs (``valkey://`` and ``valkeys://`` are accepted as synonyms)::
 Options: ``prefix`` (key prefix, default ``session:``; ``SESSION_KEY_PREFIX`` sets it too),
 ``wait_replicas`` (after each write, wait until that many replicas have it, so a failover loses
 nothing acknowledged; default 0), ``wait_timeout`` (seconds, default 1), ``read_retries``
-(extra attempts for a failed read, default 1), and any redis-py connection option
-(``socket_timeout`` and ``socket_connect_timeout`` default to 5 seconds, ``max_connections``,
-``ssl_cert_reqs``, ...). Or pass a client you already have: ``RedisStore(redis.Redis(...))``,
-a ``RedisCluster``, a Sentinel ``master_for(...)`` client, or their valkey-py twins.
+(extra attempts for a failed read, default 1), and for ``redis://``/``rediss://`` any redis-py
+connection option (``socket_timeout`` and ``socket_connect_timeout`` default to 5 seconds,
+``max_connections``, ``ssl_ca_certs``, ...); Sentinel and Cluster URLs take the two timeouts.
+Or pass a client you already have: ``RedisStore(redis.Redis(...))``, a ``RedisCluster``, a
+Sentinel ``master_for(...)`` client, or their valkey-py twins.
 
 .. versionadded:: 0.1
 """
@@ -254,6 +257,8 @@ class RedisStore(Store):
                 pool.connection_class(**pool.connection_kwargs)
         except (ValueError, TypeError) as exc:
             raise ConfigurationError(f"SESSION_STORE: bad Redis URL {name!r}: {exc}") from None
+        except _driver_errors() as exc:  # a Cluster client connects as it is built
+            raise SessionStoreUnavailable(name, f"{type(exc).__name__}: {exc}") from exc
         return cls(client, name=name, **options)
 
     # -- plumbing ----------------------------------------------------------------------------------

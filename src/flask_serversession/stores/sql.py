@@ -55,6 +55,7 @@ The table (see :func:`session_table`)::
     user_id           VARCHAR(255) NULL, indexed
     ended             BOOLEAN   a tombstone: the session was ended on purpose
     version           INTEGER   bumped by every patch
+    info              TEXT NULL client metadata kept at login (JSON text, opaque here)
 
 Times are POSIX timestamps: absolute instants, the same in every time zone, compared exactly
 with the floats of the store contract, and free of MySQL's ``TIMESTAMP`` 2038 limit and of

@@ -2,7 +2,9 @@
 
 Safe for several processes (gunicorn workers) and threads: WAL journal, so readers never wait
 for writers, and a busy timeout, so concurrent writers wait their turn instead of failing.
-Every operation is one SQL statement in autocommit mode; a patch merges the changed values into
+Every operation is one SQL statement in autocommit mode (a load whose rate-limited touch is due
+adds an UPDATE; a regeneration moves the row and leaves a tombstone in one transaction); a
+patch merges the changed values into
 the stored JSON object with ``json_patch`` inside that statement, so two requests that change
 different keys at once both land.
 
