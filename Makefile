@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Debian packages of the servers the store tests run against (started by the tests themselves).
 SERVER_PACKAGES := redis-server redis-tools postgresql mariadb-server memcached openssl chromium
 
-.PHONY: demo test lint typecheck bench clean servers
+.PHONY: demo test lint typecheck bench clean servers docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(PY) examples/tutorial/app.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests examples benchmarks
-	$(VENV)/bin/ruff format --check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples benchmarks docs
+	$(VENV)/bin/ruff format --check src tests examples benchmarks docs
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -50,6 +50,9 @@ test: servers lint typecheck
 
 # The test-client run, then the HTTP run (gunicorn + wrk). wrk is installed with apt-get when it
 # is missing and we are root; otherwise http_bench.py reports the HTTP part as skipped.
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then \
