@@ -65,6 +65,7 @@ bench: $(STAMP)
 		fi; }
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/http_bench.py
+	$(PY) benchmarks/sql_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
