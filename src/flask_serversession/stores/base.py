@@ -62,6 +62,19 @@ class Record:
         absolute end."""
         return not self.ended and now < self.expires and now < self.absolute_expires
 
+    def apply(self, patch: Patch) -> None:
+        """Apply ``patch`` to this record in memory (except ``new_key``): for stores that read,
+        change and write back a whole record."""
+        self.values.update(patch.set)
+        for name in patch.delete:
+            self.values.pop(name, None)
+        self.last_seen = patch.now
+        self.expires = min(patch.expires, self.absolute_expires)
+        if patch.user_id is not None:
+            self.user_id = patch.user_id or None
+        if patch.info is not None:
+            self.info = patch.info
+
     @classmethod
     def tombstone(cls, until: float) -> Record:
         """The record a store keeps in place of a session ended on purpose."""

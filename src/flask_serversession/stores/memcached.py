@@ -364,7 +364,7 @@ class MemcachedStore(Store):
                 if placed:
                     self._call(client.delete, new_item, noreply=False)
                 return False
-            _apply(record, patch)
+            record.apply(patch)
             doc = _encode(record)
             expire = _exptime(record.expires, patch.now)
             if new_item is None:
@@ -412,18 +412,6 @@ class MemcachedStore(Store):
 
 class _TooLarge(Exception):
     """Memcached refused an item as too large."""
-
-
-def _apply(record: Record, patch: Patch) -> None:
-    record.values.update(patch.set)
-    for name in patch.delete:
-        record.values.pop(name, None)
-    record.last_seen = patch.now
-    record.expires = min(patch.expires, record.absolute_expires)
-    if patch.user_id is not None:
-        record.user_id = patch.user_id or None
-    if patch.info is not None:
-        record.info = patch.info
 
 
 def _exptime(end: float, now: float) -> int:

@@ -63,15 +63,7 @@ class MemoryStore(Store):
             if patch.new_key is not None:
                 self._records[key] = Record.tombstone(patch.tombstone_until)
                 self._records[patch.new_key] = record
-            record.values.update(patch.set)
-            for name in patch.delete:
-                record.values.pop(name, None)
-            record.last_seen = patch.now
-            record.expires = min(patch.expires, record.absolute_expires)
-            if patch.user_id is not None:
-                record.user_id = patch.user_id or None
-            if patch.info is not None:
-                record.info = patch.info
+            record.apply(patch)
             return True
 
     def delete(self, key: str, tombstone_until: float | None = None) -> None:

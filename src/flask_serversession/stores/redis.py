@@ -344,15 +344,7 @@ class RedisStore(Store):
         record = _record(_flat_pairs(flat))
         if record is None:
             return False
-        record.values.update(patch.set)
-        for name in patch.delete:
-            record.values.pop(name, None)
-        record.last_seen = patch.now
-        record.expires = min(patch.expires, record.absolute_expires)
-        if patch.user_id is not None:
-            record.user_id = patch.user_id or None
-        if patch.info is not None:
-            record.info = patch.info
+        record.apply(patch)
         if not self.create(patch.new_key, record):
             raise SessionStoreUnavailable(self.name, "the new session key already exists")
         return True
