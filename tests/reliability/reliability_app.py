@@ -1,0 +1,95 @@
+"""The app the reliability tests serve with gunicorn (``reliability_app:app``).
+
+Configured by environment variables: ``FSS_STORE`` (the store URL) and ``FSS_SYNC_DIR`` (a
+directory where overlapping requests meet). Requests in different worker processes cannot share
+a barrier, so they meet through files: each one creates its own file, then waits until its
+partner's exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from flask import Flask, Response, abort, request, session
+
+from flask_serversession import ServerSession, current_session
+
+#: Seconds a view waits for its partner before giving up with a 504.
+WAIT = 10.0
+
+app = Flask(__name__)
+app.secret_key = "reliability-test-secret-0123456789abcdef"
+ServerSession(app, store=os.environ["FSS_STORE"])
+SYNC_DIR = Path(os.environ["FSS_SYNC_DIR"])
+
+
+def arrive(name: str) -> None:
+    """Announce that this request reached point ``name``."""
+    (SYNC_DIR / name).touch()
+
+
+def wait_for(*names: str) -> None:
+    """Wait until every file in ``names`` exists (another request reached that point)."""
+    deadline = time.monotonic() + WAIT
+    while not all((SYNC_DIR / name).exists() for name in names):
+        if time.monotonic() > deadline:
+            abort(504, f"gave up waiting for {names}")
+        time.sleep(0.001)
+
+
+@app.get("/none")
+def untouched() -> str:
+    return "no session here"
+
+
+@app.get("/pid")
+def pid() -> str:
+    return str(os.getpid())
+
+
+@app.get("/seed")
+def seed() -> str:
+    session["trial"] = request.args["trial"]
+    return "seeded"
+
+
+@app.get("/race/<key>")
+def race(key: str) -> str:
+    """Load the session, meet the partner (both have loaded), then write ``key``."""
+    tag = request.args["tag"]
+    before = session.get(key)
+    arrive(f"{tag}-{key}")
+    wait_for(f"{tag}-a", f"{tag}-b")
+    session[key] = request.args["trial"]
+    return f"{key}: {before} -> {session[key]}"
+
+
+@app.get("/slow-put/<key>")
+def slow_put(key: str) -> str:
+    """Load the session, tell the test so, wait until it logged out, then write."""
+    tag = request.args["tag"]
+    session.get(key)
+    arrive(f"{tag}-loaded")
+    wait_for(f"{tag}-logged-out")
+    session[key] = "written after the logout"
+    return "written"
+
+
+@app.get("/put/<key>")
+def put(key: str) -> str:
+    session[key] = request.args["v"] * int(request.args.get("n", "1"))
+    return "stored"
+
+
+@app.get("/read")
+def read() -> Response:
+    return Response(json.dumps(dict(session), sort_keys=True), mimetype="application/json")
+
+
+@app.get("/logout")
+def logout() -> str:
+    current_session().logout()
+    return "logged out"
