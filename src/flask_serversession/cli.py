@@ -638,3 +638,63 @@ def check_command() -> None:
         raise click.exceptions.Exit(EXIT_CONFIG)
     if warnings:
         raise click.exceptions.Exit(EXIT_WARNINGS)
+
+
+@sessions.command("import")
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["flask-session"]),
+    required=True,
+    help="Where the sessions are now: Flask-Session's store, as SESSION_TYPE configures it.",
+)
+@_reports_errors
+def import_command(source: str) -> None:
+    """Move every Flask-Session session into this store ahead of time.
+
+    Reads the store Flask-Session used (SESSION_TYPE redis or sqlalchemy, with SESSION_REDIS or
+    SESSION_SQLALCHEMY and SESSION_KEY_PREFIX), writes each session into ours and deletes the
+    old record. A user's old cookie still finds their session: on its first use it gets a new
+    ID and the user our cookie. Pickled records are never unpickled: they are skipped.
+    Progress goes to stderr; the summary (moved, skipped, failed) to stdout. Exit code 1 if
+    any record failed.
+    """
+    from .migrate import import_sessions
+
+    state = _state()
+    config = state.config
+    legacy = config.flask_session.legacy
+    if legacy is None:
+        _fail(
+            "no Flask-Session store is configured: set SESSION_TYPE (redis or sqlalchemy) and"
+            " its client (SESSION_REDIS or SESSION_SQLALCHEMY) as Flask-Session had them",
+            EXIT_CONFIG,
+        )
+    stream = sys.stderr
+    tty = stream.isatty()
+    seen = 0
+
+    def progress(stats: Any) -> None:
+        nonlocal seen
+        seen += 1
+        line = (
+            f"{seen:,} read: {stats.moved:,} moved, {stats.skipped:,} skipped,"
+            f" {stats.failed:,} failed"
+        )
+        if tty:
+            click.echo(f"\rImporting from {legacy.name}: {line}", nl=False, file=stream)
+        elif seen % 1000 == 0:
+            click.echo(line, file=stream)
+
+    click.echo(f"Importing sessions from {legacy.name} into {state.store.name}", file=stream)
+    stats = import_sessions(
+        state.store, legacy, config.idle_timeout, config.absolute_timeout, progress
+    )
+    if tty and seen:
+        click.echo(file=stream)
+    click.echo(
+        f"Imported: {stats.moved:,} moved, {stats.skipped:,} skipped (pickled or expired),"
+        f" {stats.failed:,} failed."
+    )
+    if stats.failed:
+        raise click.exceptions.Exit(EXIT_ERROR)

@@ -10,16 +10,20 @@ each request, like Flask does, so they may be set after ``init_app``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 
 from .errors import ConfigurationError
+from .migrate import FlaskSessionSetup, flask_session_setup
 from .stores import Store
+
+logger = logging.getLogger("flask_serversession")
 
 _DAY = 24 * 3600
 
@@ -85,6 +89,75 @@ KEYS: tuple[Key, ...] = (
         "``False``",
         "At login, also keep the client's IP address and user agent (for a devices page).",
     ),
+    Key(
+        "SESSION_TYPE",
+        "none",
+        "Flask-Session's: ``redis``, ``memcached`` or ``sqlalchemy`` puts sessions in that store"
+        " (from SESSION_REDIS, SESSION_MEMCACHED, SESSION_SQLALCHEMY) and migrates Flask-Session's"
+        " sessions on first use; other types fail at start-up.",
+    ),
+    Key(
+        "SESSION_REDIS",
+        "none",
+        "Flask-Session's: the ``redis.Redis`` client of SESSION_TYPE redis.",
+    ),
+    Key(
+        "SESSION_MEMCACHED",
+        "none",
+        "Flask-Session's: the pymemcache client of SESSION_TYPE memcached.",
+    ),
+    Key(
+        "SESSION_SQLALCHEMY",
+        "none",
+        "Flask-Session's: the Flask-SQLAlchemy ``db`` of SESSION_TYPE sqlalchemy (our own table"
+        " goes in its database).",
+    ),
+    Key(
+        "SESSION_SQLALCHEMY_TABLE",
+        "``sessions``",
+        "Flask-Session's table, read when migrating (ours is ``serversession``).",
+    ),
+    Key(
+        "SESSION_SQLALCHEMY_SCHEMA",
+        "none",
+        "Flask-Session's: the schema of its table, and of ours.",
+    ),
+    Key(
+        "SESSION_SQLALCHEMY_BIND_KEY",
+        "none",
+        "Flask-Session's: the Flask-SQLAlchemy bind of its table, and of ours.",
+    ),
+    Key(
+        "SESSION_PERMANENT",
+        "``True`` with SESSION_TYPE, else ``False``",
+        "New sessions are permanent (their cookie outlives the browser session).",
+    ),
+    Key(
+        "SESSION_USE_SIGNER",
+        "``False``",
+        "Flask-Session's: its cookies were signed, so migration checks its signature. Ours are"
+        " always signed.",
+    ),
+    Key(
+        "SESSION_ID_LENGTH",
+        "ignored",
+        "Flask-Session's: accepted and ignored, our session IDs are always 256 bits.",
+    ),
+    Key(
+        "SESSION_CLEANUP_N_REQUESTS",
+        "ignored",
+        "Flask-Session's: accepted; expired sessions are removed every SESSION_CLEANUP_INTERVAL.",
+    ),
+    Key(
+        "SESSION_MIGRATE_FROM_FLASK_SESSION",
+        "``True`` with SESSION_TYPE",
+        "Move a Flask-Session session into ours on its first use (see Migrating).",
+    ),
+    Key(
+        "SESSION_MIGRATE_COOKIE_SESSIONS",
+        "``False``",
+        "Turn a valid Flask signed-cookie session into a server-side one on its first use.",
+    ),
     Key("SESSION_COOKIE_NAME", "``session``", "Flask's: the cookie's name."),
     Key("SESSION_COOKIE_DOMAIN", "none", "Flask's: the cookie's Domain attribute."),
     Key(
@@ -142,6 +215,10 @@ class Config:
     cookie_httponly: bool
     cookie_samesite: str | None
     cookie_partitioned: bool
+    #: New sessions are permanent (SESSION_PERMANENT).
+    permanent: bool = False
+    #: Flask-Session compatibility and migration (see :mod:`flask_serversession.migrate`).
+    flask_session: FlaskSessionSetup = field(default_factory=FlaskSessionSetup)
 
 
 def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | None) -> Config:
@@ -200,6 +277,20 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
             " a SameSite=None cookie that is not Secure"
         )
 
+    prefix = values.get("SESSION_KEY_PREFIX")
+    if prefix is not None and not isinstance(prefix, str):
+        raise ConfigurationError(f"SESSION_KEY_PREFIX must be a string, got {prefix!r}")
+    compat = flask_session_setup(app, values, prefix)
+    if store is None and values.get("SESSION_STORE") is None and compat.store is not None:
+        store = compat.store
+    n_requests = values.get("SESSION_CLEANUP_N_REQUESTS")
+    if n_requests is not None:
+        _int(values, "SESSION_CLEANUP_N_REQUESTS", 1)
+        logger.info(
+            "SESSION_CLEANUP_N_REQUESTS is ignored: expired sessions are removed every"
+            " SESSION_CLEANUP_INTERVAL seconds, after a response"
+        )
+
     return Config(
         store=_store(app, values, store),
         idle_timeout=idle,
@@ -216,6 +307,8 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         cookie_httponly=bool(values.get("SESSION_COOKIE_HTTPONLY", True)),
         cookie_samesite=samesite,
         cookie_partitioned=bool(values.get("SESSION_COOKIE_PARTITIONED", False)),
+        permanent=compat.permanent,
+        flask_session=compat,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, Request, Response, has_request_context, request
 from flask.sessions import SessionInterface
 
-from . import signals
+from . import migrate, signals
 from .config import Config
 from .errors import SessionDataCorrupt, SessionStoreUnavailable, SessionTooLarge
 from .ids import CookieSigner, new_session_id, store_key
@@ -62,9 +62,85 @@ class ServerSessionInterface(SessionInterface):
         if cookie:
             session_id, reason = signer.unsign(cookie)
             if reason is not None:
+                migrating = self._migrating_session(app, cookie)
+                if migrating is not None:
+                    return migrating
                 # Never reaches the store: the visitor gets a new, empty session.
                 signals.session_rejected.send(app, reason=reason)
         return ServerSideSession(self._loader(app), session_id, self.clock())
+
+    def _migrating_session(self, app: Flask, cookie: str) -> ServerSideSession | None:
+        """A session for a cookie that is not ours but Flask-Session's or Flask's own (see
+        :mod:`flask_serversession.migrate`); ``None`` if it is neither."""
+        setup = self.config.flask_session
+        keys = self._signer_keys
+        if setup.legacy is not None:
+            sid = migrate.flask_session_sid(cookie, setup, keys)
+            if sid is not None:
+                session = ServerSideSession(self._loader(app), None, self.clock())
+                session._loader = self._legacy_loader(app, sid)
+                session._migrating = True
+                return session
+        if setup.migrate_cookie_sessions:
+            max_age = migrate.lifetime_seconds(app.permanent_session_lifetime)
+            values, reason = migrate.flask_cookie_session(cookie, keys, max_age)
+            if values is None:
+                signals.session_rejected.send(app, reason=reason)
+                return ServerSideSession(self._loader(app), None, self.clock())
+            # A new session, pre-filled: stored with our cookie by the first request using it.
+            session = ServerSideSession(self._loader(app), None, self.clock())
+            session._data = values
+            logger.info("a Flask cookie session becomes a server-side one when first used")
+            return session
+        return None
+
+    def _legacy_loader(self, app: Flask, sid: str) -> Any:
+        def load(session: ServerSideSession) -> None:
+            self._load_legacy(session, sid)
+
+        return load
+
+    def _load_legacy(self, session: ServerSideSession, sid: str) -> None:
+        """Load a Flask-Session session into ours under a fresh ID: the one a bulk import left
+        for ``sid``, else the record in Flask-Session's store."""
+        config = self.config
+        setup = config.flask_session
+        assert setup.legacy is not None
+        now = self.clock()
+        imported_key = store_key(migrate.imported_id(sid))
+        record = self.store.load(imported_key)
+        if record is not None and record.is_live(now):
+            new_id = new_session_id()
+            patch = Patch(
+                {},
+                (),
+                now,
+                now + config.idle_timeout,
+                new_key=store_key(new_id),
+                tombstone_until=now + TOMBSTONE_SECONDS,
+            )
+            if self.store.patch(imported_key, patch):
+                setup.stats.count("moved")
+                values = {name: loads_value(text) for name, text in record.values.items()}
+                session._session_id = new_id
+                session._set_loaded(record, record.values, values)
+                return
+        moved = migrate.migrate_one(
+            self.store,
+            setup.legacy,
+            sid,
+            now,
+            config.idle_timeout,
+            config.absolute_timeout,
+            new_session_id,
+            setup.stats,
+        )
+        if moved is None:
+            session._set_loaded(None, {}, {})
+            return
+        new_id, record, values = moved
+        session._session_id = new_id
+        session._set_loaded(record, dict(record.values), values)
 
     def _get_signer(self, app: Flask) -> CookieSigner | None:
         if not app.secret_key:
@@ -122,7 +198,11 @@ class ServerSessionInterface(SessionInterface):
             return  # the load failed and the view got the error, or saved already
         session._saved = True
         try:
+            if session._migrating and not session.is_loaded:
+                session._load()  # a migrating session is moved before anything is written
             self._save(app, session, response)
+            if session._migrating:
+                self._send_new_cookie(app, session, response)
         except SessionStoreUnavailable as exc:
             self._respond_unavailable(app, exc, response)
         except SessionDataCorrupt as exc:
@@ -216,10 +296,21 @@ class ServerSessionInterface(SessionInterface):
             if store.patch(key, patch) and "_permanent" in changed:
                 self._set_cookie(app, session, response)  # the cookie's lifetime changed
 
+    def _send_new_cookie(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+        """After a migration, send our cookie unless the save sent (or deleted) one."""
+        name = self.config.cookie_name + "="
+        if session._session_id is None or session.record is None or session._ended:
+            return
+        if any(value.startswith(name) for value in response.headers.getlist("Set-Cookie")):
+            return
+        self._set_cookie(app, session, response)
+
     def _create(
         self, app: Flask, session: ServerSideSession, response: Response, now: float
     ) -> None:
         config = self.config
+        if config.permanent and "_permanent" not in session._data:
+            session._data["_permanent"] = True  # SESSION_PERMANENT: new sessions are permanent
         _, _, values = session._changes(dumps_value)
         self._check_size(values)
         login = session._login

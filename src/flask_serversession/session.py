@@ -69,6 +69,9 @@ class ServerSideSession(SessionMixin):
         #: Set once save_session ran, so the save is never attempted twice (Flask calls it
         #: again for the error response when the first attempt raised).
         self._saved = False
+        #: Opened from a Flask-Session cookie: loading moves it into our store under a new ID,
+        #: and the response carries our cookie (see migrate.py).
+        self._migrating = False
         self.modified = False
         self.accessed = False
         if session_id is None:

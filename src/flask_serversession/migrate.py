@@ -1,0 +1,578 @@
+"""Moving to Flask-ServerSession without logging anyone out: from Flask-Session, and from Flask's
+own signed-cookie session.
+
+Three ways in, all one-way and never executing pickle:
+
+**Flask-Session's configuration.** :func:`flask_session_setup` reads Flask-Session 0.8's keys
+(``SESSION_TYPE``, ``SESSION_REDIS``, ``SESSION_MEMCACHED``, ``SESSION_SQLALCHEMY`` and its
+``_TABLE``/``_SCHEMA``/``_BIND_KEY``, ``SESSION_PERMANENT``, ``SESSION_USE_SIGNER``,
+``SESSION_ID_LENGTH``, ``SESSION_CLEANUP_N_REQUESTS``): our sessions go to the same Redis, Memcached
+or database (our own key layout or table, beside theirs), and the old store is kept as the
+*legacy source* of a migration. Types we have no store for fail at start-up naming the closest.
+
+**Live migration (lazy, on first use).** When ``SESSION_TYPE`` is given, migration is on unless
+``SESSION_MIGRATE_FROM_FLASK_SESSION = False``. A request whose cookie is not ours but has the
+shape of a Flask-Session ID (with ``SESSION_USE_SIGNER``: signed by Flask-Session's signer, salt
+``flask-session``) gets a session whose loader, run only if the view touches the session:
+
+1. looks for a record the bulk import left for this old ID (below) and moves it to a fresh ID;
+2. otherwise reads ``SESSION_KEY_PREFIX + sid`` from the old store, decodes it (msgpack, then
+   JSON, as Flask-Session does, both with msgspec), writes it into ours under a fresh 256-bit ID,
+   deletes the old record, and the response carries our cookie.
+
+A pickled record (Flask-Session < 0.7 wrote pickle; 0.8 still reads it) is never unpickled: it is
+recognised by its first byte, skipped, counted in :attr:`MigrationStats.skipped` and logged; the
+visitor starts a new session. A record we cannot read either is counted in ``failed``.
+
+**Flask cookie sessions** (``SESSION_MIGRATE_COOKIE_SESSIONS = True``). A cookie that is not ours
+is checked as Flask's :class:`~flask.sessions.SecureCookieSessionInterface` would (the app's
+secret key and fallbacks, salt ``cookie-session``, max age ``PERMANENT_SESSION_LIFETIME``). A
+valid one pre-fills a new session, stored (with our cookie) by the first request that uses the
+session. A tampered or expired one is refused: a new empty session, and
+:data:`~flask_serversession.signals.session_rejected` with reason ``"bad-signature"`` or
+``"expired"``.
+
+**Bulk import** (``flask sessions import --from flask-session``, :func:`import_sessions`). The
+command cannot give browsers new cookies, and our IDs must be 256-bit random values the cookie
+signer will accept, so an imported session cannot simply become an ordinary session. Each old
+record is instead written into our store under ``store_key(imported_id(sid))``, where
+``imported_id(sid) = "flask-session:" + sid``: a key only the holder of the old cookie can
+derive (the store sees its SHA-256, never the old ID), which no cookie of ours can ever address
+(our cookie IDs are 43 URL-safe characters, with no colon). The old record is then deleted. The
+first request with the old cookie finds it (step 1 above) and moves it, atomically, to a fresh
+ID (the store's regeneration ``Patch``, leaving a tombstone), and sends our cookie: from then on
+it is an ordinary session. Unclaimed imported records expire as any session does.
+
+Limits: two requests sent in parallel with the same old cookie race; one migrates the session,
+the other sees none (an empty session; if it writes, it starts one of its own). Memcached cannot
+list its keys, so sessions there move only live.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import Flask
+
+from .errors import ConfigurationError, SessionDataError, SessionStoreUnavailable
+from .ids import store_key
+from .serialization import dumps_value
+from .stores import Record, Store
+
+logger = logging.getLogger("flask_serversession.migrate")
+
+#: The ID an imported Flask-Session record is keyed by: ``store_key(IMPORTED_PREFIX + sid)``.
+IMPORTED_PREFIX = "flask-session:"
+#: What a Flask-Session ID looks like (``secrets.token_urlsafe``), prefix excluded.
+_SID_SHAPE = re.compile(r"[A-Za-z0-9_-]{8,256}\Z")
+
+#: SESSION_TYPE values we cannot serve, and what to use instead.
+UNSUPPORTED_TYPES = {
+    "filesystem": "filesystem: use the default SQLite store (leave SESSION_STORE unset, or"
+    " SESSION_STORE = 'sqlite:///path/to/sessions.db'), which is one file shared by every process",
+    "cachelib": "cachelib: use Redis (SESSION_TYPE = 'redis' with SESSION_REDIS, or SESSION_STORE"
+    " = 'redis://host:6379/0'), or the default SQLite store for one machine",
+    "mongodb": "mongodb: there is no MongoDB store; the closest is the SQL store (SESSION_TYPE ="
+    " 'sqlalchemy', or SESSION_STORE = 'postgresql://...'), or Redis",
+    "dynamodb": "dynamodb: there is no DynamoDB store; the closest is Redis (e.g. ElastiCache:"
+    " SESSION_STORE = 'rediss://...'), or the SQL store on PostgreSQL",
+}
+
+
+def imported_id(sid: str) -> str:
+    """The ID a session bulk-imported from Flask-Session waits under until its first use."""
+    return IMPORTED_PREFIX + sid
+
+
+# -- decoding Flask-Session records ----------------------------------------------------------------
+
+
+class Unmigratable(Exception):
+    """An old record that cannot be moved. ``kind`` is ``"skipped"`` (pickle, expired) or
+    ``"failed"`` (unreadable, a value we cannot keep)."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def decode_record(data: bytes) -> dict[str, Any]:
+    """Decode a Flask-Session 0.8 record (msgpack, or JSON): the session's values.
+
+    Never unpickles: a record that is neither and starts with pickle's PROTO opcode raises
+    :class:`Unmigratable` ``("skipped", ...)``; anything else unreadable ``("failed", ...)``.
+    """
+    decoded: Any = None
+    try:
+        import msgspec
+    except ImportError:
+        raise Unmigratable(
+            "failed",
+            "msgspec is not installed (pip install 'flask-serversession[migrate]'):"
+            " cannot read the record",
+        ) from None
+    for decode in (msgspec.msgpack.decode, msgspec.json.decode):
+        try:
+            decoded = decode(data)
+            break
+        except msgspec.DecodeError:
+            continue
+    else:
+        if data[:1] == b"\x80":
+            raise Unmigratable(
+                "skipped", "pickled record (written by Flask-Session < 0.7): never unpickled"
+            )
+        raise Unmigratable("failed", "neither msgpack nor JSON")
+    if not isinstance(decoded, dict) or not all(isinstance(key, str) for key in decoded):
+        raise Unmigratable("failed", f"not a mapping with str keys ({type(decoded).__name__})")
+    return decoded
+
+
+def to_record(
+    values: Mapping[str, Any], now: float, idle: float, absolute: float, expires: float | None
+) -> Record:
+    """Our record for ``values``: serialized now (raising :class:`Unmigratable` for a value we
+    cannot keep), idle expiry capped by the old record's own ``expires`` if known."""
+    serialized: dict[str, str] = {}
+    for name, value in values.items():
+        try:
+            serialized[name] = dumps_value(name, value)
+        except SessionDataError as exc:
+            raise Unmigratable("failed", str(exc)) from None
+    end = now + idle if expires is None else min(now + idle, expires)
+    return Record(serialized, now, now, end, now + absolute)
+
+
+# -- the old stores ------------------------------------------------------------------------------
+
+
+class LegacyStore:
+    """Read access to a Flask-Session store: records keyed ``prefix + sid``."""
+
+    name = "flask-session"
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def get(self, sid: str) -> tuple[bytes, float | None] | None:
+        """The record of ``sid`` and when it expires (POSIX time, if known); ``None`` if
+        absent or expired."""
+        raise NotImplementedError
+
+    def delete(self, sid: str) -> None:
+        raise NotImplementedError
+
+    def scan(self) -> Iterator[tuple[str, bytes, float | None]]:
+        """Every record: ``(sid, data, expires)``."""
+        raise ConfigurationError(
+            f"{self.name} cannot list its sessions: they move to Flask-ServerSession live, on"
+            " first use"
+        )
+
+    def _failed(self, exc: Exception) -> SessionStoreUnavailable:
+        return SessionStoreUnavailable(self.name, f"{type(exc).__name__}: {exc}")
+
+
+class RedisLegacy(LegacyStore):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(prefix)
+        self.client = client
+        self.name = f"Flask-Session redis ({type(client).__name__})"
+
+    def get(self, sid: str) -> tuple[bytes, float | None] | None:
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(self.prefix + sid)
+            pipe.pttl(self.prefix + sid)
+            data, ttl = pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        if isinstance(data, Exception):  # WRONGTYPE: one of ours, never a Flask-Session record
+            return None
+        if data is None:
+            return None
+        expires = time.time() + ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None
+        return bytes(data), expires
+
+    def delete(self, sid: str) -> None:
+        try:
+            self.client.delete(self.prefix + sid)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def scan(self) -> Iterator[tuple[str, bytes, float | None]]:
+        pattern = re.sub(r"([\\*?\[\]])", r"\\\1", self.prefix) + "*"
+        start = len(self.prefix)
+        for raw in self.client.scan_iter(match=pattern, count=500):
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+            sid = key[start:]
+            if _SID_SHAPE.match(sid) is None:
+                continue  # ours (``prefix{...}``) or someone else's
+            found = self.get(sid)
+            if found is not None:
+                yield sid, found[0], found[1]
+
+
+class MemcachedLegacy(LegacyStore):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(prefix)
+        self.client = client
+        self.name = f"Flask-Session memcached ({type(client).__name__})"
+
+    def get(self, sid: str) -> tuple[bytes, float | None] | None:
+        try:
+            data = self.client.get(self.prefix + sid)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        if not isinstance(data, (bytes, bytearray)):
+            return None
+        return bytes(data), None
+
+    def delete(self, sid: str) -> None:
+        try:
+            self.client.delete(self.prefix + sid)
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+
+class SQLAlchemyLegacy(LegacyStore):
+    """Flask-Session's table (``sessions``: ``session_id``, ``data``, ``expiry`` naive UTC)."""
+
+    def __init__(self, engine: Any, prefix: str, table: str, schema: str | None) -> None:
+        from sqlalchemy import Column, DateTime, LargeBinary, MetaData, String, Table
+
+        super().__init__(prefix)
+        self.engine = engine
+        self.table = Table(
+            table,
+            MetaData(),
+            Column("session_id", String(255)),
+            Column("data", LargeBinary),
+            Column("expiry", DateTime),
+            schema=schema,
+        )
+        self.name = f"Flask-Session table {table!r}"
+
+    @staticmethod
+    def _expires(expiry: datetime | None) -> float | None:
+        if expiry is None:
+            return None
+        return expiry.replace(tzinfo=timezone.utc).timestamp()
+
+    def get(self, sid: str) -> tuple[bytes, float | None] | None:
+        from sqlalchemy import select
+
+        t = self.table
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(t.c.data, t.c.expiry).where(t.c.session_id == self.prefix + sid)
+                ).first()
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        if row is None or row[0] is None:
+            return None
+        expires = self._expires(row[1])
+        if expires is not None and expires <= time.time():
+            return None
+        return bytes(row[0]), expires
+
+    def delete(self, sid: str) -> None:
+        from sqlalchemy import delete
+
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(self.table).where(self.table.c.session_id == self.prefix + sid))
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def scan(self, page: int = 500) -> Iterator[tuple[str, bytes, float | None]]:
+        from sqlalchemy import select
+
+        t = self.table
+        after = ""
+        while True:  # pages in session_id order, so no read stays open while rows are deleted
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(t.c.session_id, t.c.data, t.c.expiry)
+                    .where(t.c.session_id.startswith(self.prefix, autoescape=True))
+                    .where(t.c.session_id > after)
+                    .order_by(t.c.session_id)
+                    .limit(page)
+                ).all()
+            for session_id, data, expiry in rows:
+                sid = session_id[len(self.prefix) :]
+                if data is not None and _SID_SHAPE.match(sid):
+                    yield sid, bytes(data), self._expires(expiry)
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MigrationStats:
+    """Counts of what moved since start-up (live) or in one import."""
+
+    moved: int = 0
+    skipped: int = 0
+    failed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+
+@dataclass
+class FlaskSessionSetup:
+    """What Flask-Session's keys say: our store (``None``: not implied), the old store to
+    migrate from, and cookie and permanence rules."""
+
+    store: Store | None = None
+    legacy: LegacyStore | None = None
+    use_signer: bool = False
+    permanent: bool = False
+    migrate_cookie_sessions: bool = False
+    stats: MigrationStats = field(default_factory=MigrationStats)
+
+
+def flask_session_setup(
+    app: Flask, values: Mapping[str, Any], key_prefix: str | None
+) -> FlaskSessionSetup:
+    """Read Flask-Session's configuration keys; raise ConfigurationError at start-up."""
+    setup = FlaskSessionSetup()
+    raw_type = values.get("SESSION_TYPE")
+    kind = str(raw_type).lower() if raw_type is not None else None
+    if kind == "null":
+        kind = None
+    if kind in UNSUPPORTED_TYPES:
+        raise ConfigurationError(f"SESSION_TYPE {UNSUPPORTED_TYPES[kind]}")
+    prefix = key_prefix if key_prefix is not None else "session:"
+    if kind == "redis":
+        client = values.get("SESSION_REDIS")
+        if client is None:
+            raise ConfigurationError(
+                "SESSION_TYPE 'redis' needs SESSION_REDIS (a redis.Redis client); there is no"
+                " default host"
+            )
+        from .stores.redis import RedisStore
+
+        setup.store = RedisStore(client, prefix=prefix)
+        setup.legacy = RedisLegacy(client, prefix)
+    elif kind == "memcached":
+        client = values.get("SESSION_MEMCACHED")
+        if client is None:
+            raise ConfigurationError(
+                "SESSION_TYPE 'memcached' needs SESSION_MEMCACHED (a pymemcache client)"
+            )
+        from .stores.memcached import MemcachedStore
+
+        setup.store = MemcachedStore(client, prefix=prefix)
+        setup.legacy = MemcachedLegacy(client, prefix)
+    elif kind == "sqlalchemy":
+        setup.store, setup.legacy = _sqlalchemy(app, values, prefix)
+    elif kind is not None:
+        raise ConfigurationError(
+            f"SESSION_TYPE {raw_type!r} is not one of redis, memcached, sqlalchemy (or"
+            f" Flask-Session's filesystem, cachelib, mongodb, dynamodb)"
+        )
+
+    migrate = values.get("SESSION_MIGRATE_FROM_FLASK_SESSION")
+    if migrate is None:
+        migrate = kind is not None
+    if migrate and setup.legacy is None:
+        raise ConfigurationError(
+            "SESSION_MIGRATE_FROM_FLASK_SESSION needs SESSION_TYPE (and its client) to know"
+            " where Flask-Session kept its sessions"
+        )
+    if not migrate:
+        setup.legacy = None
+    setup.use_signer = bool(values.get("SESSION_USE_SIGNER", False))
+    permanent = values.get("SESSION_PERMANENT")
+    setup.permanent = bool(permanent) if permanent is not None else kind is not None
+    length = values.get("SESSION_ID_LENGTH")
+    if length is not None:
+        logger.info(
+            "SESSION_ID_LENGTH=%r is ignored: session IDs are always 256 random bits", length
+        )
+    setup.migrate_cookie_sessions = bool(values.get("SESSION_MIGRATE_COOKIE_SESSIONS", False))
+    return setup
+
+
+def _sqlalchemy(
+    app: Flask, values: Mapping[str, Any], prefix: str
+) -> tuple[Store, SQLAlchemyLegacy]:
+    db = values.get("SESSION_SQLALCHEMY")
+    if db is None:
+        raise ConfigurationError(
+            "SESSION_TYPE 'sqlalchemy' needs SESSION_SQLALCHEMY (your Flask-SQLAlchemy db,"
+            " initialised on the app first)"
+        )
+    bind_key = values.get("SESSION_SQLALCHEMY_BIND_KEY")
+    schema = values.get("SESSION_SQLALCHEMY_SCHEMA")
+    table = values.get("SESSION_SQLALCHEMY_TABLE") or "sessions"
+    try:
+        with app.app_context():
+            engine = db.engines[bind_key]
+    except (KeyError, RuntimeError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"SESSION_SQLALCHEMY: no engine for bind key {bind_key!r} ({exc}); call"
+            " db.init_app(app) before ServerSession(app)"
+        ) from None
+    legacy = SQLAlchemyLegacy(engine, prefix, table, schema)
+    store: Store
+    if engine.dialect.name == "sqlite":
+        from .stores.sqlite import SQLiteStore
+
+        store = SQLiteStore(engine.url.database or "")
+    else:
+        from .stores.sql import SQLStore
+
+        store = SQLStore.from_flask_sqlalchemy(db, bind_key, app=app, schema=schema)
+    return store, legacy
+
+
+# -- live migration --------------------------------------------------------------------------------
+
+
+def flask_session_sid(cookie: str, setup: FlaskSessionSetup, keys: tuple[Any, ...]) -> str | None:
+    """The Flask-Session ID in ``cookie``, or ``None`` if it is not one."""
+    sid: str | None = cookie
+    if setup.use_signer:
+        from itsdangerous import BadSignature, Signer
+
+        signer = Signer(list(reversed(keys)), salt="flask-session", key_derivation="hmac")
+        try:
+            sid = signer.unsign(cookie).decode("ascii", "replace")
+        except BadSignature:
+            return None
+    if sid is None or _SID_SHAPE.match(sid) is None:
+        return None
+    return sid
+
+
+def flask_cookie_session(
+    cookie: str, keys: tuple[Any, ...], max_age: float
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Flask's signed-cookie session in ``cookie``: ``(values, None)``, or ``(None, reason)``
+    with reason ``"bad-signature"`` or ``"expired"``."""
+    from flask.sessions import SecureCookieSessionInterface
+    from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+    flask_interface = SecureCookieSessionInterface()
+    serializer = URLSafeTimedSerializer(
+        list(reversed(keys)),
+        salt=flask_interface.salt,
+        serializer=flask_interface.serializer,
+        signer_kwargs={
+            "key_derivation": flask_interface.key_derivation,
+            "digest_method": flask_interface.digest_method,
+        },
+    )
+    try:
+        data = serializer.loads(cookie, max_age=int(max_age))
+    except SignatureExpired:
+        return None, "expired"
+    except (BadSignature, ValueError, TypeError):
+        return None, "bad-signature"
+    if not isinstance(data, dict):
+        return None, "malformed"
+    return data, None
+
+
+def migrate_one(
+    store: Store,
+    legacy: LegacyStore,
+    sid: str,
+    now: float,
+    idle: float,
+    absolute: float,
+    new_id: Callable[[], str],
+    stats: MigrationStats,
+) -> tuple[str, Record, dict[str, Any]] | None:
+    """Move the Flask-Session record of ``sid`` into ``store`` under a new ID.
+
+    Returns ``(new_id, record, values)``, or ``None`` if there is nothing to move (absent, or
+    skipped/failed: counted and logged).
+    """
+    found = legacy.get(sid)
+    if found is None:
+        return None
+    data, expires = found
+    try:
+        values = decode_record(data)
+        record = to_record(values, now, idle, absolute, expires)
+    except Unmigratable as exc:
+        stats.count(exc.kind)
+        logger.warning("a Flask-Session record was %s: %s", exc.kind, exc.reason)
+        return None
+    for _attempt in range(3):
+        session_id = new_id()
+        if store.create(store_key(session_id), record):
+            break
+    else:
+        raise RuntimeError("could not create a session with a unique ID")
+    legacy.delete(sid)
+    stats.count("moved")
+    logger.info("moved a Flask-Session session to Flask-ServerSession")
+    return session_id, record, values
+
+
+# -- bulk import -----------------------------------------------------------------------------------
+
+
+def import_sessions(
+    store: Store,
+    legacy: LegacyStore,
+    idle: float,
+    absolute: float,
+    progress: Callable[[MigrationStats], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> MigrationStats:
+    """Copy every Flask-Session record into ``store`` under ``store_key(imported_id(sid))``
+    and delete it from the old store; see the module docstring."""
+    stats = MigrationStats()
+    for sid, data, expires in legacy.scan():
+        now = clock()
+        try:
+            if expires is not None and expires <= now:
+                raise Unmigratable("skipped", "expired")
+            record = to_record(decode_record(data), now, idle, absolute, expires)
+            if not store.create(store_key(imported_id(sid)), record):
+                raise Unmigratable("failed", "already imported")
+            legacy.delete(sid)
+            stats.count("moved")
+        except Unmigratable as exc:
+            stats.count(exc.kind)
+            logger.warning("a Flask-Session record was %s: %s", exc.kind, exc.reason)
+        except SessionStoreUnavailable:
+            raise
+        except Exception as exc:  # one bad record never stops the import
+            stats.count("failed")
+            logger.error("importing a Flask-Session record failed: %s", exc)
+        if progress is not None:
+            progress(stats)
+    return stats
+
+
+def summary(stats: MigrationStats) -> str:
+    return json.dumps({"moved": stats.moved, "skipped": stats.skipped, "failed": stats.failed})
+
+
+def lifetime_seconds(value: Any) -> float:
+    """``PERMANENT_SESSION_LIFETIME`` in seconds."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)

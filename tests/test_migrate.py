@@ -1,0 +1,443 @@
+"""Moving from Flask-Session 0.8 and from Flask's cookie session without logging anyone out.
+
+Apps run under the real Flask-Session against a real redis-server and SQLAlchemy-on-SQLite,
+make sessions with their test client, then switch to us (same configuration, changed import):
+every session is still logged in, with our cookie, and the old record is gone. Pickled records
+are planted as raw bytes and never unpickled.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import flask_session  # type: ignore[import-untyped]
+import pytest
+import redis
+from flask import Flask, session
+from flask_sqlalchemy import SQLAlchemy
+from itsdangerous import TimestampSigner
+from servers import ServerProcess
+from sqlalchemy import text
+
+from flask_serversession import ConfigurationError, Session, session_rejected
+from flask_serversession.cli import sessions
+from flask_serversession.extension import _State
+from flask_serversession.ids import store_key
+from flask_serversession.migrate import SQLAlchemyLegacy, decode_record, imported_id
+
+#: pickle.dumps({"user": "eve"}, protocol=4), as bytes: written, never loaded.
+PICKLED = b"\x80\x04\x95\x11\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x04user\x94\x8c\x03eve\x94s."
+USERS = ["alice", "bob", "carol"]
+_counter = itertools.count()
+
+
+def _prefix() -> str:
+    return f"fsmig{next(_counter)}:"
+
+
+def _views(app: Flask) -> Flask:
+    app.secret_key = "migration-secret"
+    app.testing = True
+
+    @app.get("/login/<name>")
+    def login(name: str) -> str:
+        session["user"] = name
+        session["cart"] = [1, 2, name]
+        return "ok"
+
+    @app.get("/whoami")
+    def whoami() -> str:
+        return f"{session.get('user')}|{session.get('cart')}"
+
+    @app.get("/none")
+    def none() -> str:
+        return "none"
+
+    return app
+
+
+def _flask_session_app(
+    config: dict[str, Any], setup: Callable[[Flask], None] | None = None
+) -> Flask:
+    app = _views(Flask(__name__))
+    app.config.update(config)
+    if setup is not None:
+        setup(app)
+    with warnings.catch_warnings():  # SESSION_USE_SIGNER is deprecated in Flask-Session
+        warnings.simplefilter("ignore", DeprecationWarning)
+        flask_session.Session(app)
+    return app
+
+
+def _our_app(config: dict[str, Any], setup: Callable[[Flask], None] | None = None) -> Flask:
+    app = _views(Flask(__name__))
+    app.config.update(config)
+    app.config["SESSION_CLEANUP_INTERVAL"] = 0
+    if setup is not None:
+        setup(app)
+    Session(app)  # the only change: the import
+    return app
+
+
+def _log_in_everyone(app: Flask) -> dict[str, str]:
+    """Log each user in under Flask-Session; their cookie values."""
+    cookies = {}
+    for name in USERS:
+        client = app.test_client()
+        assert client.get(f"/login/{name}").status_code == 200
+        cookie = client.get_cookie("session")
+        assert cookie is not None
+        cookies[name] = cookie.value
+        assert client.get("/whoami").text == f"{name}|[1, 2, '{name}']"
+    return cookies
+
+
+def _check_still_logged_in(app: Flask, cookies: dict[str, str]) -> dict[str, str]:
+    """Each old cookie finds its user's session and is replaced by ours; the new one works."""
+    ours = {}
+    for name, value in cookies.items():
+        client = app.test_client()
+        client.set_cookie("session", value)
+        assert client.get("/none").headers.get("Set-Cookie") is None  # untouched: nothing moves
+        response = client.get("/whoami")
+        assert response.text == f"{name}|[1, 2, '{name}']"
+        new = client.get_cookie("session")
+        assert new is not None and new.value != value and len(new.value) == 87
+        assert new.expires is not None  # SESSION_PERMANENT (Flask-Session's default) kept
+        ours[name] = new.value
+        again = app.test_client()
+        again.set_cookie("session", new.value)
+        assert again.get("/whoami").text == f"{name}|[1, 2, '{name}']"
+        # The old cookie finds nothing any more: the old record was deleted.
+        stale = app.test_client()
+        stale.set_cookie("session", value)
+        assert stale.get("/whoami").text == "None|None"
+    return ours
+
+
+def _stats(app: Flask) -> Any:
+    state: _State = app.extensions["serversession"]
+    return state.config.flask_session.stats
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_client(redis_server: ServerProcess) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=redis_server.port)
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_redis_sessions_move_on_first_use(redis_client: redis.Redis, signed: bool) -> None:
+    prefix = _prefix()
+    config = {
+        "SESSION_TYPE": "redis",
+        "SESSION_REDIS": redis_client,
+        "SESSION_KEY_PREFIX": prefix,
+        "SESSION_USE_SIGNER": signed,
+    }
+    cookies = _log_in_everyone(_flask_session_app(config))
+    old_keys = {
+        prefix + (value.rsplit(".", 1)[0] if signed else value) for value in cookies.values()
+    }
+    assert all(redis_client.exists(key) for key in old_keys)
+
+    app = _our_app(config)
+    _check_still_logged_in(app, cookies)
+    assert not any(redis_client.exists(key) for key in old_keys)
+    assert _stats(app).moved == len(USERS)
+
+
+def test_redis_pickled_record_is_skipped_never_unpickled(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    prefix = _prefix()
+    config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
+    sid = "p" * 43
+    redis_client.set(prefix + sid, PICKLED, ex=600)
+    app = _our_app(config)
+    client = app.test_client()
+    client.set_cookie("session", sid)
+    with caplog.at_level(logging.WARNING, "flask_serversession.migrate"):
+        assert client.get("/whoami").text == "None|None"
+    assert _stats(app).skipped == 1 and _stats(app).moved == 0
+    assert "pickled record" in caplog.text and "never unpickled" in caplog.text
+    assert redis_client.get(prefix + sid) == PICKLED  # left alone, never loaded
+
+
+def test_decode_record_formats() -> None:
+    import msgspec
+
+    assert decode_record(msgspec.msgpack.encode({"a": [1, "x"]})) == {"a": [1, "x"]}
+    assert decode_record(b'{"a": true}') == {"a": True}
+    with pytest.raises(Exception, match="never unpickled"):
+        decode_record(PICKLED)
+    with pytest.raises(Exception, match="neither msgpack nor JSON"):
+        decode_record(b"\x00garbage\xff\xfe")
+
+
+def test_bad_signed_cookie_is_not_migrated(redis_client: redis.Redis) -> None:
+    prefix = _prefix()
+    config = {
+        "SESSION_TYPE": "redis",
+        "SESSION_REDIS": redis_client,
+        "SESSION_KEY_PREFIX": prefix,
+        "SESSION_USE_SIGNER": True,
+    }
+    cookies = _log_in_everyone(_flask_session_app(config))
+    app = _our_app(config)
+    client = app.test_client()
+    sid = cookies["alice"].rsplit(".", 1)[0]
+    client.set_cookie("session", sid + ".forged")
+    assert client.get("/whoami").text == "None|None"
+    assert redis_client.exists(prefix + sid)  # a forged signature reached no store
+
+
+# -- SQLAlchemy on SQLite ------------------------------------------------------------------------
+
+
+def _sqlalchemy_config(path: Path, db: SQLAlchemy) -> dict[str, Any]:
+    return {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+        "SESSION_TYPE": "sqlalchemy",
+        "SESSION_SQLALCHEMY": db,
+    }
+
+
+def test_sqlalchemy_sessions_move_on_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    old_db = SQLAlchemy()
+    old = _flask_session_app(_sqlalchemy_config(path, old_db), old_db.init_app)
+    cookies = _log_in_everyone(old)
+
+    db = SQLAlchemy()  # a new process would have its own
+    app = _our_app(_sqlalchemy_config(path, db), db.init_app)
+    _check_still_logged_in(app, cookies)
+    with app.app_context():
+        count = db.session.execute(text("SELECT count(*) FROM sessions")).scalar()
+        ours = db.session.execute(text("SELECT count(*) FROM serversession")).scalar()
+    assert count == 0 and ours == len(USERS)
+
+
+# -- bulk import ---------------------------------------------------------------------------------
+
+
+def test_import_command_redis(redis_client: redis.Redis) -> None:
+    prefix = _prefix()
+    config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
+    cookies = _log_in_everyone(_flask_session_app(config))
+    redis_client.set(prefix + "p" * 43, PICKLED, ex=600)
+    redis_client.set(prefix + "u" * 43, b"\x00not a session\xff", ex=600)
+
+    app = _our_app(config)
+    result = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
+    assert "Imported: 3 moved, 1 skipped (pickled or expired), 1 failed." in result.stdout
+    assert result.exit_code == 1  # one failed
+    for value in cookies.values():
+        assert not redis_client.exists(prefix + value)
+    store = app.extensions["serversession"].store
+    assert store.load(store_key(imported_id(cookies["alice"]))) is not None
+    _check_still_logged_in(app, cookies)
+    # Claimed: the imported record moved to a fresh ID, leaving a tombstone.
+    record = store.load(store_key(imported_id(cookies["alice"])))
+    assert record is None or record.ended
+    # A second run finds nothing more to move than the records it could not.
+    again = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
+    assert "Imported: 0 moved, 1 skipped (pickled or expired), 1 failed." in again.stdout
+
+
+def test_import_command_sqlalchemy(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    old_db = SQLAlchemy()
+    cookies = _log_in_everyone(
+        _flask_session_app(_sqlalchemy_config(path, old_db), old_db.init_app)
+    )
+    db = SQLAlchemy()
+    app = _our_app(_sqlalchemy_config(path, db), db.init_app)
+    legacy = app.extensions["serversession"].config.flask_session.legacy
+    assert isinstance(legacy, SQLAlchemyLegacy)
+    assert sorted(sid for sid, _, _ in legacy.scan(page=2)) == sorted(cookies.values())
+    result = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
+    assert result.exit_code == 0, result.output
+    assert "Imported: 3 moved, 0 skipped (pickled or expired), 0 failed." in result.stdout
+    with app.app_context():
+        assert db.session.execute(text("SELECT count(*) FROM sessions")).scalar() == 0
+    _check_still_logged_in(app, cookies)
+
+
+def test_import_needs_a_flask_session_store() -> None:
+    app = _our_app({"SESSION_STORE": "memory://"})
+    result = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
+    assert result.exit_code == 5 and "no Flask-Session store is configured" in result.stderr
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "closest"),
+    [
+        ("filesystem", "use the default SQLite store"),
+        ("cachelib", "use Redis"),
+        ("mongodb", "closest is the SQL store"),
+        ("dynamodb", "closest is Redis"),
+    ],
+)
+def test_unsupported_types_fail_at_start_up(kind: str, closest: str) -> None:
+    app = Flask(__name__)
+    app.config["SESSION_TYPE"] = kind
+    with pytest.raises(ConfigurationError, match=f"SESSION_TYPE {kind}: .*{closest}"):
+        Session(app)
+
+
+def test_flask_session_keys_accepted(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        SESSION_TYPE="redis",
+        SESSION_REDIS=redis_client,
+        SESSION_KEY_PREFIX=_prefix(),
+        SESSION_PERMANENT=False,
+        SESSION_USE_SIGNER=True,
+        SESSION_ID_LENGTH=16,
+        SESSION_CLEANUP_N_REQUESTS=100,
+        SESSION_SERIALIZATION_FORMAT="json",
+    )
+    with caplog.at_level(logging.INFO):
+        Session(app)
+    assert "SESSION_ID_LENGTH=16 is ignored" in caplog.text
+    state: _State = app.extensions["serversession"]
+    assert state.config.permanent is False
+    assert type(state.store).__name__ == "RedisStore"
+    with pytest.raises(ConfigurationError, match="needs SESSION_REDIS"):
+        Session(_redis_less())
+
+
+def _redis_less() -> Flask:
+    app = Flask(__name__)
+    app.config["SESSION_TYPE"] = "redis"
+    return app
+
+
+def test_migrate_without_type_is_refused() -> None:
+    app = Flask(__name__)
+    app.config.update(SESSION_STORE="memory://", SESSION_MIGRATE_FROM_FLASK_SESSION=True)
+    with pytest.raises(ConfigurationError, match="needs SESSION_TYPE"):
+        Session(app)
+
+
+# -- Flask cookie sessions -----------------------------------------------------------------------
+
+
+def _cookie_app() -> Flask:
+    app = _views(Flask(__name__))  # Flask's own signed-cookie session
+    return app
+
+
+def _upgraded_app() -> Flask:
+    return _our_app(
+        {
+            "SESSION_STORE": "memory://",
+            "SESSION_MIGRATE_COOKIE_SESSIONS": True,
+            "PERMANENT_SESSION_LIFETIME": timedelta(minutes=10),
+        }
+    )
+
+
+def _rejections(app: Flask) -> list[str]:
+    reasons: list[str] = []
+
+    def record(sender: Flask, reason: str, **extra: Any) -> None:
+        reasons.append(reason)
+
+    session_rejected.connect(record, app, weak=False)
+    return reasons
+
+
+def test_cookie_session_becomes_server_side() -> None:
+    old = _cookie_app()
+    client = old.test_client()
+    client.get("/login/dora")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    app = _upgraded_app()
+    new = app.test_client()
+    new.set_cookie("session", cookie.value)
+    assert new.get("/none").headers.get("Set-Cookie") is None
+    assert new.get("/whoami").text == "dora|[1, 2, 'dora']"
+    ours = new.get_cookie("session")
+    assert ours is not None and ours.value != cookie.value and len(ours.value) == 87
+    assert app.extensions["serversession"].manager.count() == 1
+    assert new.get("/whoami").text == "dora|[1, 2, 'dora']"
+
+
+def test_cookie_session_tampered_is_refused() -> None:
+    client = _cookie_app().test_client()
+    client.get("/login/mallory")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    payload, rest = cookie.value.split(".", 1)
+    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + rest
+    app = _upgraded_app()
+    reasons = _rejections(app)
+    new = app.test_client()
+    new.set_cookie("session", forged)
+    assert new.get("/whoami").text == "None|None"
+    assert reasons == ["bad-signature"]
+    assert app.extensions["serversession"].manager.count() == 0
+
+
+def test_cookie_session_expired_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    client = _cookie_app().test_client()
+    with monkeypatch.context() as patch:  # signed an hour ago; the lifetime is 10 minutes
+        real = TimestampSigner.get_timestamp
+        patch.setattr(TimestampSigner, "get_timestamp", lambda self: real(self) - 3600)
+        client.get("/login/olga")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    app = _upgraded_app()
+    reasons = _rejections(app)
+    new = app.test_client()
+    new.set_cookie("session", cookie.value)
+    assert new.get("/whoami").text == "None|None"
+    assert reasons == ["expired"]
+
+
+def test_session_permanent_makes_new_sessions_permanent() -> None:
+    for permanent in (True, False):
+        app = _our_app({"SESSION_STORE": "memory://", "SESSION_PERMANENT": permanent})
+        client = app.test_client()
+        client.get("/login/pat")
+        cookie = client.get_cookie("session")
+        assert cookie is not None and (cookie.expires is not None) is permanent
+
+
+def test_memcached_sessions_move_on_first_use(memcached_server: ServerProcess) -> None:
+    from pymemcache.client.base import Client  # type: ignore[import-untyped]
+
+    client = Client(("127.0.0.1", memcached_server.port), default_noreply=False, timeout=5)
+    prefix = _prefix()
+    config = {
+        "SESSION_TYPE": "memcached",
+        "SESSION_MEMCACHED": client,
+        "SESSION_KEY_PREFIX": prefix,
+    }
+    cookies = _log_in_everyone(_flask_session_app(config))
+    assert all(client.get(prefix + value) is not None for value in cookies.values())
+    app = _our_app(config)
+    _check_still_logged_in(app, cookies)
+    assert all(client.get(prefix + value) is None for value in cookies.values())
+    # Memcached cannot list its keys: the bulk import says so.
+    result = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
+    assert result.exit_code == 5 and "cannot list its sessions" in result.stderr
+    client.close()
