@@ -1,8 +1,10 @@
-"""Server processes for the benchmarks: redis-server and gunicorn, on 127.0.0.1 and a free port.
+"""Server processes for the benchmarks: redis-server and gunicorn here, PostgreSQL and MariaDB in
+sql_bench.py on the same :class:`ServerProcess`, all on 127.0.0.1 and a free port.
 
 Adapted from tests/servers.py and tests/redis_servers.py (the benchmarks import nothing from
 tests/): each process runs in its own session, in a temporary directory, and is stopped by its
-PID (SIGTERM, then SIGKILL if it lingers), also when the run fails or is interrupted.
+PID (SIGTERM or the server's own stop signal, then SIGKILL if it lingers), also when the run
+fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -39,20 +41,37 @@ def port_open(port: int) -> bool:
         return sock.connect_ex((HOST, port)) == 0
 
 
-def find_binary(name: str, *extra_dirs: str) -> str | None:
-    """The path of ``name`` on PATH or in one of ``extra_dirs``, or None."""
-    found = shutil.which(name)
-    if found:
+def find_binary(name: str, *extra_dirs: str, path_first: bool = True) -> str | None:
+    """The path of ``name`` on PATH or in one of ``extra_dirs`` (PATH first unless
+    ``path_first`` is false), or None."""
+    if path_first and (found := shutil.which(name)):
         return found
     for directory in extra_dirs:
         candidate = Path(directory) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    return None
+    return None if path_first else shutil.which(name)
+
+
+def require_binary(name: str, package: str, *extra_dirs: str) -> str:
+    """The path of ``name`` in one of ``extra_dirs`` or else on PATH; :class:`Unavailable`
+    naming the Debian ``package`` when there is none."""
+    path = find_binary(name, *extra_dirs, path_first=False)
+    if path is None:
+        raise Unavailable(f"{name} not installed (Debian package {package})")
+    return path
 
 
 class ServerProcess:
-    """One server process. ``argv`` must make it listen on 127.0.0.1:``port`` only."""
+    """One server process, in a session of its own, stopped by its PID. ``argv`` must make it
+    listen on 127.0.0.1:``port`` only."""
+
+    #: The signal that shuts the server down.
+    stop_signal = signal.SIGTERM
+    #: What a failed start raises.
+    start_error: type[Exception] = RuntimeError
+    start_timeout = 30.0
+    stop_timeout = 20.0
 
     def __init__(
         self,
@@ -63,6 +82,7 @@ class ServerProcess:
         *,
         ready: Callable[[], bool] | None = None,
         env: dict[str, str] | None = None,
+        user: str | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -70,10 +90,12 @@ class ServerProcess:
         self.workdir = workdir
         self.ready = ready or (lambda: port_open(port))
         self.env = env
+        self.user = user
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{name}.log"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        timeout = self.start_timeout if timeout is None else timeout
         assert self.process is None or self.process.poll() is not None, "already running"
         self.workdir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -83,15 +105,16 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
+                user=self.user,
                 start_new_session=True,  # our signals only, never the terminal's
             )
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+                raise self.start_error(f"{self.name} exited at start:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"{self.name} not ready in {timeout} s:\n{self.log_tail()}")
+                raise self.start_error(f"{self.name} not ready in {timeout} s:\n{self.log_tail()}")
             time.sleep(0.05)
 
     @property
@@ -99,12 +122,13 @@ class ServerProcess:
         assert self.process is not None
         return self.process.pid
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM by PID, then SIGKILL if it lingers."""
+    def stop(self, timeout: float | None = None) -> None:
+        """The stop signal by PID, then SIGKILL if it lingers."""
+        timeout = self.stop_timeout if timeout is None else timeout
         process = self.process
         if process is None or process.poll() is not None:
             return
-        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, self.stop_signal)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
-import json
 import re
 import shlex
 import statistics
@@ -39,18 +38,18 @@ from bench_servers import (
     redis_process,
     stopped_at_exit,
 )
-from run import (
+from harness import (
     BASELINE,
-    RESULTS_DIR,
     USER,
-    VARIANTS_BY_NAME,
     BenchmarkError,
-    _load,
-    _write_atomically,
-    exit_on_sigterm,
-    machine_info,
+    fmt_ratio,
+    load_average,
+    reproduce_lines,
     rotated,
+    run_main,
+    write_results,
 )
+from run import VARIANTS_BY_NAME, machine_info
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
 HTTP_ENDPOINTS = ("get", "set")
@@ -279,10 +278,6 @@ def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return comparisons
 
 
-def _x(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}x"
-
-
 def render_markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     packages = machine["packages"]
@@ -317,7 +312,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             spread = "n/a" if rr is None else f"{min(rr):.2f}-{max(rr):.2f}x"
             lines.append(
                 f"| {name} | /{endpoint} | {e['median_rps']:,.0f}"
-                f" | {e['min_rps']:,.0f}-{e['max_rps']:,.0f} | {_x(e['ratio_to_cookie'])}"
+                f" | {e['min_rps']:,.0f}-{e['max_rps']:,.0f} | {fmt_ratio(e['ratio_to_cookie'])}"
                 f" | {spread} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['p99_ms_max']:.2f} |"
             )
     if report["skipped"]:
@@ -328,19 +323,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Ours against Flask-Session", ""]
         for c in report["comparisons"]:
             lines.append(
-                f"- /{c['endpoint']}: {c['ours']} serves {_x(c['rps_ratio'])} the requests per"
-                f" second of {c['peer']}, at {_x(c['p99_ratio'])} its p99 latency"
+                f"- /{c['endpoint']}: {c['ours']} serves {fmt_ratio(c['rps_ratio'])} the"
+                f" requests per second of {c['peer']}, at {fmt_ratio(c['p99_ratio'])} its p99"
+                " latency"
             )
-    lines += [
-        "",
-        "## Reproduce",
-        "",
-        "```sh",
-        *(["make bench"] if report["command"] == "python benchmarks/http_bench.py" else []),
-        report["command"],
-        "```",
-        "",
-    ]
+    lines += reproduce_lines(report["command"], "python benchmarks/http_bench.py")
     return "\n".join(lines)
 
 
@@ -399,7 +386,7 @@ def main(argv: Sequence[str]) -> int:
 
     load = Load(args.threads, args.connections, args.duration)
     started = dt.datetime.now(dt.timezone.utc).astimezone()
-    load_before = _load()
+    load_before = load_average()
     clock = time.perf_counter()
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp_name, ExitStack() as stack:
@@ -442,7 +429,7 @@ def main(argv: Sequence[str]) -> int:
         },
         "skipped": skipped,
         "load_average_before": load_before,
-        "load_average_after": _load(),
+        "load_average_after": load_average(),
         "duration_seconds": round(duration, 1),
         "order": order,
         "raw": raw,
@@ -457,18 +444,9 @@ def main(argv: Sequence[str]) -> int:
         stem = f"{report['date']}-http"
         if args.only:
             stem += "-only-" + "+".join(args.variants)
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        _write_atomically(RESULTS_DIR / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-        _write_atomically(RESULTS_DIR / f"{stem}.md", markdown)
-        print(f"wrote {RESULTS_DIR / stem}.json and .md", file=sys.stderr)
+        write_results(stem, report, markdown)
     return 0
 
 
 if __name__ == "__main__":
-    exit_on_sigterm()
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchmarkError as exc:
-        sys.exit(f"HTTP benchmark failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted (the servers this run started are stopped)")
+    run_main(main, "HTTP benchmark failed")

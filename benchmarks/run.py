@@ -18,19 +18,12 @@ and measures the memory one stored session takes (``MEMORY USAGE``). See benchma
 from __future__ import annotations
 
 import argparse
-import cProfile
 import datetime as dt
-import functools
 import gc
-import io
-import itertools
 import json
-import math
 import os
 import platform
-import pstats
 import shlex
-import signal
 import sqlite3
 import statistics
 import sys
@@ -40,22 +33,43 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 from bench_servers import HOST, Unavailable, redis_process, stopped_at_exit
-from flask import Flask, session
+from flask import Flask
 from flask.testing import FlaskClient
+from harness import (
+    BASELINE,
+    CART,
+    USER,
+    BenchmarkError,
+    calibrate_endpoints,
+    calibrated,
+    check_session,
+    closed_on_error,
+    create_app,
+    fmt_counts,
+    fmt_ratio,
+    goal_status,
+    load_average,
+    logged_in_client,
+    package_versions,
+    profile_heading,
+    profile_report,
+    profile_requests,
+    reproduce_lines,
+    request_text,
+    rotated,
+    run_main,
+    summarize,
+    time_requests,
+    write_results,
+)
 
 ENDPOINTS = ("none", "get", "set")
 #: Request kinds whose store commands are counted; ``/rw`` reads, then writes.
 ROUND_TRIP_ENDPOINTS = ("none", "get", "set", "rw")
-BASELINE = "cookie"
-USER = "alice"
-CART = [1, 2, 3]
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Key prefixes of the two Redis variants: equally long, so that MEMORY USAGE (which counts the
 #: key) compares the stored sessions, not the prefixes.
 OURS_REDIS_PREFIX = "bench:our:"
@@ -75,57 +89,8 @@ PACKAGES = (
     "gunicorn",
 )
 
-_T = TypeVar("_T")
-
-
-class BenchmarkError(Exception):
-    """A variant answered wrongly; its numbers would be meaningless."""
-
 
 # -- the app -------------------------------------------------------------------------------------
-
-
-def create_app(configure: Callable[[Flask], None]) -> Flask:
-    """The one app every variant serves; ``configure`` installs the session implementation."""
-    app = Flask(__name__)
-    app.secret_key = "benchmark-secret-key-not-for-production"
-    configure(app)
-    counter = itertools.count(1)
-
-    @app.get("/login")
-    def login() -> str:
-        session["user"] = USER
-        session["cart"] = list(CART)
-        return "ok"
-
-    @app.get("/none")
-    def none() -> str:
-        return "none"
-
-    @app.get("/get")
-    def get() -> str:
-        return str(session.get("user"))
-
-    @app.get("/set")
-    def set_() -> str:
-        # A new value each time, so no implementation can skip the write as unchanged.
-        n = next(counter)
-        session["n"] = n
-        return str(n)
-
-    @app.get("/rw")
-    def read_write() -> str:
-        # Reads, then writes: the round-trip count of a request that does both.
-        user = session.get("user")
-        n = next(counter)
-        session["n"] = n
-        return f"{user} {n}"
-
-    @app.get("/n")
-    def read_n() -> str:
-        return str(session.get("n"))
-
-    return app
 
 
 # -- variants ------------------------------------------------------------------------------------
@@ -396,27 +361,6 @@ class RawGet:
     batch: int = 0
 
 
-def _request(client: FlaskClient, path: str) -> str:
-    # buffered=True consumes the body and closes the response, as a WSGI server does, so
-    # call_on_close work (Flask-ServerSession's cleanup) runs as it would in production.
-    response = client.get(path, buffered=True)
-    if response.status_code != 200:
-        raise BenchmarkError(f"GET {path} answered {response.status}")
-    return response.get_data(as_text=True)
-
-
-def _time_requests(client: FlaskClient, path: str, count: int) -> float:
-    """Seconds for ``count`` requests, each checked for status 200."""
-    get = client.get
-    # Collect garbage left by the previous batch now, so it is not charged to this variant.
-    gc.collect()
-    start = time.perf_counter()
-    for _ in range(count):
-        if get(path, buffered=True).status_code != 200:
-            raise BenchmarkError(f"GET {path} failed during timing")
-    return time.perf_counter() - start
-
-
 def _time_raw_gets(client: Any, count: int) -> float:
     """Seconds for ``count`` redis-py GETs of the run's sample value, each checked."""
     get = client.get
@@ -430,73 +374,27 @@ def _time_raw_gets(client: Any, count: int) -> float:
 
 def verify(running: Running) -> None:
     """Fail unless the variant really keeps the session: a broken session must not look fast."""
-    name = running.variant.name
-    client = running.client
-    got = _request(client, "/get")
-    if got != USER:
-        raise BenchmarkError(f"{name}: /get returned {got!r}, expected {USER!r}")
-    written = _request(client, "/set")
-    read_back = _request(client, "/n")
-    if read_back != written:
-        raise BenchmarkError(f"{name}: /set wrote {written!r} but /n read back {read_back!r}")
-    both = _request(client, "/rw")
-    user, _, n = both.partition(" ")
-    if user != USER or _request(client, "/n") != n:
-        raise BenchmarkError(f"{name}: /rw answered {both!r}, /n did not read back its write")
-    if _request(client, "/none") != "none":
-        raise BenchmarkError(f"{name}: /none answered wrongly")
-    if running.built.stored_sessions is not None and running.built.stored_sessions() < 1:
-        raise BenchmarkError(f"{name}: the session is not in the store")
+    check_session(running.variant.name, running.client, running.built.stored_sessions)
 
 
 def start(variant: Variant, ctx: Context) -> Running:
     built = variant.build(ctx)
-    try:
-        client = built.app.test_client()
-        if _request(client, "/login") != "ok":
-            raise BenchmarkError(f"{variant.name}: /login failed")
-        running = Running(variant, built, client)
+    with closed_on_error(built.close):
+        running = Running(variant, built, logged_in_client(built.app, variant.name))
         verify(running)
-    except BaseException:
-        built.close()
-        raise
     return running
-
-
-def _calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
-    """The batch size that takes about ``seconds``, from a doubling probe."""
-    count = 8
-    while True:
-        elapsed = time_batch(count)
-        if elapsed >= min(0.05, seconds / 2) or count >= 1 << 20:
-            break
-        count *= 2
-    return max(1, math.ceil(count * seconds / elapsed))
 
 
 def calibrate(running: Running, seconds: float, warmup: float) -> None:
     """Warm up each endpoint, then pick the batch size that takes about ``seconds``."""
-    for endpoint in ENDPOINTS:
-        path = "/" + endpoint
-        deadline = time.perf_counter() + warmup
-        while time.perf_counter() < deadline:
-            _request(running.client, path)
-        running.batch[endpoint] = _calibrated(
-            functools.partial(_time_requests, running.client, path), seconds
-        )
+    calibrate_endpoints(running.client, ENDPOINTS, running.batch, seconds, warmup)
 
 
 def calibrate_raw_get(probe: RawGet, seconds: float, warmup: float) -> None:
     deadline = time.perf_counter() + warmup
     while time.perf_counter() < deadline:
         probe.client.get(RAW_GET_KEY)
-    probe.batch = _calibrated(lambda count: _time_raw_gets(probe.client, count), seconds)
-
-
-def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
-    # Rotating instead of shuffling: every variant takes every position, reproducibly.
-    shift = round_index % len(items)
-    return [*items[shift:], *items[:shift]]
+    probe.batch = calibrated(lambda count: _time_raw_gets(probe.client, count), seconds)
 
 
 # -- counting what reaches Redis -----------------------------------------------------------------
@@ -547,10 +445,10 @@ def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
 
             for endpoint in ROUND_TRIP_ENDPOINTS:
                 path = "/" + endpoint
-                _request(running.client, path)  # connections made, scripts loaded: not counted
+                request_text(running.client, path)  # connections made, scripts loaded: not counted
                 seen_until(f"bench-before-{endpoint}")
                 before = _command_calls(admin)
-                _request(running.client, path)
+                request_text(running.client, path)
                 sent, in_scripts = seen_until(f"bench-after-{endpoint}")
                 after = _command_calls(admin)
                 executed = {
@@ -582,7 +480,7 @@ def measure_memory(running: Running, port: int) -> dict[str, Any]:
     with _redis_admin(port) as admin:
         before = set(admin.scan_iter(match=prefix + "*", count=1000))
         client = running.built.app.test_client()
-        _request(client, "/login")
+        request_text(client, "/login")
         new = set(admin.scan_iter(match=prefix + "*", count=1000)) - before
         if len(new) != 1:
             raise BenchmarkError(f"{running.variant.name}: a login stored {len(new)} keys")
@@ -662,7 +560,7 @@ def run(
                     continue
                 for endpoint in ENDPOINTS:
                     count = item.batch[endpoint]
-                    elapsed = _time_requests(item.client, "/" + endpoint, count)
+                    elapsed = time_requests(item.client, "/" + endpoint, count)
                     raw[item.variant.name][endpoint].append(count / elapsed)
             print(f"round {round_index + 1}/{rounds} done", file=sys.stderr, flush=True)
         # Timing must not have broken anything either.
@@ -707,33 +605,6 @@ def redis_for(variants: Sequence[Variant], tmp: Path) -> Iterator[Context]:
 
 
 # -- reporting -----------------------------------------------------------------------------------
-
-
-def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
-    base = raw.get(BASELINE)
-    for name, by_endpoint in raw.items():
-        summary[name] = {}
-        for endpoint, rates in by_endpoint.items():
-            entry: dict[str, Any] = {
-                "median": statistics.median(rates),
-                "min": min(rates),
-                "max": max(rates),
-                "ratio_to_cookie": None,
-                "extra_us_per_request": None,
-                "round_ratios": None,
-            }
-            if base is not None:
-                base_rates = base[endpoint]
-                base_median = statistics.median(base_rates)
-                entry["ratio_to_cookie"] = entry["median"] / base_median
-                # The test client's own cost is in every variant and pulls ratios toward 1;
-                # the difference in time per request is the session's cost on its own.
-                entry["extra_us_per_request"] = 1e6 / entry["median"] - 1e6 / base_median
-                # Same-round ratios show how far noise moved the comparison between rounds.
-                entry["round_ratios"] = [r / b for r, b in zip(rates, base_rates, strict=True)]
-            summary[name][endpoint] = entry
-    return summary
 
 
 def summarize_raw_get(
@@ -786,7 +657,7 @@ def evaluate_goals(
                 "against": goal.against,
                 "target_ratio": goal.target,
                 "ratio": ratio,
-                "status": _status(ratio is not None and ratio >= goal.target, ratio),
+                "status": goal_status(ratio is not None and ratio >= goal.target, ratio),
                 "not_measured_because": _why_missing(missing, skipped) if ratio is None else None,
             }
         )
@@ -802,7 +673,7 @@ def evaluate_goals(
             "against": "flask-session-redis",
             "target_ratio": MEMORY_GOAL,
             "ratio": memory_ratio,
-            "status": _status(
+            "status": goal_status(
                 memory_ratio is not None and memory_ratio <= MEMORY_GOAL, memory_ratio
             ),
             "not_measured_because": _why_missing(missing, skipped)
@@ -811,12 +682,6 @@ def evaluate_goals(
         }
     )
     return goals
-
-
-def _status(met: bool, measured: float | None) -> str:
-    if measured is None:
-        return "NOT MEASURED"
-    return "MET" if met else "MISSED"
 
 
 def _why_missing(names: list[str], skipped: dict[str, str]) -> str:
@@ -851,12 +716,7 @@ def compare_to_peers(summary: dict[str, dict[str, dict[str, Any]]]) -> list[dict
 
 
 def machine_info(redis_port: int | None = None) -> dict[str, Any]:
-    packages: dict[str, str | None] = {}
-    for package in PACKAGES:
-        try:
-            packages[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            packages[package] = None
+    packages = package_versions(PACKAGES)
     return {
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
@@ -870,23 +730,8 @@ def machine_info(redis_port: int | None = None) -> dict[str, Any]:
     }
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def _x(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}x"
-
-
 def _us(delta: float | None) -> str:
     return "n/a" if delta is None else f"{delta:+.0f}"
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "-"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -927,7 +772,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
             lines.append(
                 f"| {name} | /{endpoint} | {entry['median']:,.0f} | {entry['min']:,.0f}"
-                f" | {entry['max']:,.0f} | {_x(entry['ratio_to_cookie'])} | {spread}"
+                f" | {entry['max']:,.0f} | {fmt_ratio(entry['ratio_to_cookie'])} | {spread}"
                 f" | {_us(entry['extra_us_per_request'])} |"
             )
     if report["skipped"]:
@@ -936,7 +781,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"- **{name}** skipped: {reason}")
     lines += ["", "## Goals", ""]
     for goal in report["goals"]:
-        measured = f"measured {_x(goal['ratio'])}"
+        measured = f"measured {fmt_ratio(goal['ratio'])}"
         if goal["not_measured_because"]:
             measured += f"; {goal['not_measured_because']}"
         lines.append(f"- **{goal['status']}**: {goal['goal']} ({measured})")
@@ -977,8 +822,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             reference = item["reference_peer_ratio_to_cookie"]
             lines.append(
                 f"| {item['ours']} | {item['peer']} | /{item['endpoint']}"
-                f" | {_x(item['ours_over_peer'])} | {_x(item['peer_ratio_to_cookie'])}"
-                f" | {_x(reference)} |"
+                f" | {fmt_ratio(item['ours_over_peer'])}"
+                f" | {fmt_ratio(item['peer_ratio_to_cookie'])}"
+                f" | {fmt_ratio(reference)} |"
             )
 
     if report["round_trips"]:
@@ -1003,8 +849,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                     expected_text += " ok" if item["round_trips"] == expected else " **MISSED**"
                 lines.append(
                     f"| {name} | /{endpoint} | {item['round_trips']} | {expected_text}"
-                    f" | {_counts(item['sent'])} | {_counts(item['in_scripts'])}"
-                    f" | {_counts(item['commandstats'])} |"
+                    f" | {fmt_counts(item['sent'])} | {fmt_counts(item['in_scripts'])}"
+                    f" | {fmt_counts(item['commandstats'])} |"
                 )
 
     if report["memory"]:
@@ -1026,24 +872,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f" | {item['shape']} |"
             )
 
-    lines += [
-        "",
-        "## Reproduce",
-        "",
-        "```sh",
-        *(["make bench"] if report["command"] == "python benchmarks/run.py" else []),
-        report["command"],
-        "```",
-        "",
-    ]
+    lines += reproduce_lines(report["command"], "python benchmarks/run.py")
     return "\n".join(lines)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A run interrupted while writing must not leave a half file that looks like a result.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # -- profiling -----------------------------------------------------------------------------------
@@ -1060,31 +890,15 @@ def profile(variant: Variant, endpoint: str, seconds: float, warmup: float, top:
         try:
             calibrate(running, seconds, warmup)
             count = running.batch[endpoint]
-            profiler = cProfile.Profile()
-            profiler.enable()
-            elapsed = _time_requests(running.client, "/" + endpoint, count)
-            profiler.disable()
-            # The same batch again without the profiler: its overhead is not the library's.
-            plain = _time_requests(running.client, "/" + endpoint, count)
+            profiler, elapsed, plain = profile_requests(running.client, endpoint, count)
         finally:
             running.built.close()
-    out = io.StringIO()
-    out.write(
-        f"cProfile of {count} requests to {variant.name} /{endpoint}: {elapsed / count * 1e6:.1f}"
-        f" µs/request under the profiler, {plain / count * 1e6:.1f} µs/request without\n"
-    )
-    stats = pstats.Stats(profiler, stream=out)
     # The library's own functions first: in a full listing they drown in Werkzeug's test client.
-    out.write("\n== Flask-ServerSession functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats("flask_serversession", top)
+    sections = [("Flask-ServerSession functions", "flask_serversession")]
     if variant.needs_redis:
-        out.write("\n== redis-py functions, by cumulative time ==\n")
-        stats.sort_stats("cumulative").print_stats("site-packages/redis/", top)
-    out.write("\n== All functions, by own time ==\n")
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    out.write("\n== All functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()
+        sections.append(("redis-py functions", "site-packages/redis/"))
+    heading = profile_heading(count, variant.name, endpoint, elapsed, plain)
+    return profile_report(profiler, heading, sections, top)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -1138,7 +952,7 @@ def main(argv: Sequence[str]) -> int:
         return 0
 
     started = dt.datetime.now(dt.timezone.utc).astimezone()
-    load_before = _load()
+    load_before = load_average()
     clock = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         with redis_for(args.variants, Path(tmp)) as ctx:
@@ -1176,7 +990,7 @@ def main(argv: Sequence[str]) -> int:
         },
         "skipped": skipped,
         "load_average_before": load_before,
-        "load_average_after": _load(),
+        "load_average_after": load_average(),
         "duration_seconds": round(duration, 1),
         "order": results.order,
         "raw_requests_per_second": results.raw,
@@ -1198,28 +1012,9 @@ def main(argv: Sequence[str]) -> int:
         if args.only:
             # A partial run must not overwrite the day's full results.
             stem += "-only-" + "+".join(v.name for v in args.variants)
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        _write_atomically(RESULTS_DIR / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-        _write_atomically(RESULTS_DIR / f"{stem}.md", markdown)
-        print(f"wrote {RESULTS_DIR / stem}.json and .md", file=sys.stderr)
+        write_results(stem, report, markdown)
     return 0
 
 
-def exit_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C does: through every ``finally``, so the servers the run
-    started are stopped by PID, not left behind."""
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-
-
 if __name__ == "__main__":
-    exit_on_sigterm()
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchmarkError as exc:
-        sys.exit(f"benchmark failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted (the servers this run started are stopped)")
+    run_main(main)

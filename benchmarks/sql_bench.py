@@ -28,25 +28,20 @@ from __future__ import annotations
 
 import argparse
 import base64
-import cProfile
 import datetime as dt
 import functools
 import gc
 import hashlib
-import io
-import itertools
 import json
 import math
 import os
 import platform
-import pstats
 import pwd
 import random
 import re
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,14 +52,47 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
-from flask import Flask, session
+from bench_servers import (
+    HOST,
+    ServerProcess,
+    Unavailable,
+    free_port,
+    port_open,
+    require_binary,
+)
+from flask import Flask
 from flask.testing import FlaskClient
+from harness import (
+    BASELINE,
+    SECRET_KEY,
+    USER,
+    BenchmarkError,
+    calibrate_endpoints,
+    calibrated,
+    check_session,
+    closed_on_error,
+    create_app,
+    fmt_counts,
+    fmt_ratio,
+    goal_status,
+    load_average,
+    logged_in_client,
+    package_versions,
+    profile_heading,
+    profile_report,
+    profile_requests,
+    reproduce_lines,
+    request_text,
+    rotated,
+    run_main,
+    summarize,
+    time_requests,
+    write_results,
+)
 from psycopg import sql
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -75,7 +103,6 @@ from flask_serversession.serialization import dumps_value, loads_value
 from flask_serversession.stores import Record, Touch
 from flask_serversession.stores.sql import SQLStore
 
-HOST = "127.0.0.1"
 DATABASE = "bench"
 MARIADB_USER = "bench"
 MARIADB_PASSWORD = "bench-Pa55word"
@@ -87,17 +114,12 @@ MARIADB = "mariadb"
 ENDPOINTS = ("none", "get", "set")
 #: Request kinds whose statements are counted; ``/rw`` reads, then writes.
 COUNT_ENDPOINTS = ("none", "get", "set", "rw")
-BASELINE = "cookie"
 OURS_PG = "ours-postgresql"
 FLASK_SESSION_PG = "flask-session-sqlalchemy-postgresql"
 OURS_MARIADB = "ours-mariadb"
-USER = "alice"
-CART = [1, 2, 3]
-SECRET_KEY = "benchmark-secret-key-not-for-production"
 OURS_TABLE = "serversession"
 #: Flask-Session's default table (SESSION_SQLALCHEMY_TABLE).
 FLASK_SESSION_TABLE = "sessions"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 DAY = 24 * 3600.0
 #: Flask-ServerSession's defaults: idle timeout = PERMANENT_SESSION_LIFETIME (31 days), absolute
@@ -143,117 +165,23 @@ PACKAGES = (
     "pymysql",
 )
 
-_T = TypeVar("_T")
 #: One sessions-table row, in COPY_COLUMNS order.
 Row = tuple[str, str, float, float, float, float, str | None, bool, int]
-
-
-class BenchmarkError(Exception):
-    """Something answered wrongly; its numbers would be meaningless."""
-
-
-class Unavailable(Exception):
-    """A server cannot run here; what needs it is reported as skipped, with the reason."""
 
 
 # -- server processes (adapted from tests/servers.py and tests/sql_servers.py) --------------------
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+class SQLServerProcess(ServerProcess):
+    """A database server: a minute to start, half a minute to stop, and a failed start makes what
+    needs it skipped, not the run fail."""
+
+    start_error = Unavailable
+    start_timeout = 60.0
+    stop_timeout = 30.0
 
 
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((HOST, port)) == 0
-
-
-def find_binary(name: str, *extra_dirs: str) -> str | None:
-    """The path of ``name`` in one of ``extra_dirs`` or on PATH, or None."""
-    for directory in extra_dirs:
-        candidate = Path(directory) / name
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which(name)
-
-
-def require_binary(name: str, package: str, *extra_dirs: str) -> str:
-    path = find_binary(name, *extra_dirs)
-    if path is None:
-        raise Unavailable(f"{name} not installed (Debian package {package})")
-    return path
-
-
-class ServerProcess:
-    """One server process, in a session of its own, stopped by its PID."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        port: int,
-        workdir: Path,
-        *,
-        ready: Callable[[], bool],
-        user: str | None = None,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.port = port
-        self.workdir = workdir
-        self.ready = ready
-        self.user = user
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / f"{name}.log"
-
-    def start(self, timeout: float = 60.0) -> None:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.argv,
-                cwd=self.workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                user=self.user,
-                start_new_session=True,  # our signals only, never the terminal's
-            )
-        deadline = time.monotonic() + timeout
-        while not self.ready():
-            if self.process.poll() is not None:
-                raise Unavailable(f"{self.name} exited at start:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise Unavailable(f"{self.name} not ready in {timeout} s:\n{self.log_tail()}")
-            time.sleep(0.05)
-
-    #: The signal that shuts the server down without waiting for its clients.
-    stop_signal = signal.SIGTERM
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """The stop signal by PID, then SIGKILL if it lingers."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, self.stop_signal)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=timeout)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-class PostgresProcess(ServerProcess):
+class PostgresProcess(SQLServerProcess):
     # SIGINT is PostgreSQL's "fast" shutdown; its SIGTERM ("smart") waits for every client to
     # disconnect, and a connection pool never does.
     stop_signal = signal.SIGINT
@@ -472,7 +400,7 @@ def mariadb_server() -> Iterator[SQLServer]:
             f"--pid-file={root / 'mariadb.pid'}",
             "--skip-networking=0",
         ]
-        process = ServerProcess(
+        process = SQLServerProcess(
             f"mariadb-{port}", argv, port, root, ready=lambda: _mariadb_ready(port)
         )
         try:
@@ -539,48 +467,6 @@ def servers_for(kinds: Iterable[str]) -> Iterator[Context]:
 
 
 # -- the app (the same shape as run.py's) -------------------------------------------------------
-
-
-def create_app(configure: Callable[[Flask], None]) -> Flask:
-    """The one app every variant serves; ``configure`` installs the session implementation."""
-    app = Flask(__name__)
-    app.secret_key = SECRET_KEY
-    configure(app)
-    counter = itertools.count(1)
-
-    @app.get("/login")
-    def login() -> str:
-        session["user"] = USER
-        session["cart"] = list(CART)
-        return "ok"
-
-    @app.get("/none")
-    def none() -> str:
-        return "none"
-
-    @app.get("/get")
-    def get() -> str:
-        return str(session.get("user"))
-
-    @app.get("/set")
-    def set_() -> str:
-        # A new value each time, so no implementation can skip the write as unchanged.
-        n = next(counter)
-        session["n"] = n
-        return str(n)
-
-    @app.get("/rw")
-    def read_write() -> str:
-        user = session.get("user")
-        n = next(counter)
-        session["n"] = n
-        return f"{user} {n}"
-
-    @app.get("/n")
-    def read_n() -> str:
-        return str(session.get("n"))
-
-    return app
 
 
 # -- variants ------------------------------------------------------------------------------------
@@ -723,86 +609,23 @@ class Running:
     batch: dict[str, int] = field(default_factory=dict)
 
 
-def _request(client: FlaskClient, path: str) -> str:
-    # buffered=True consumes the body and closes the response, as a WSGI server does.
-    response = client.get(path, buffered=True)
-    if response.status_code != 200:
-        raise BenchmarkError(f"GET {path} answered {response.status}")
-    return response.get_data(as_text=True)
-
-
-def _time_requests(client: FlaskClient, path: str, count: int) -> float:
-    """Seconds for ``count`` requests, each checked for status 200."""
-    get = client.get
-    gc.collect()  # garbage of the previous batch is not charged to this one
-    start = time.perf_counter()
-    for _ in range(count):
-        if get(path, buffered=True).status_code != 200:
-            raise BenchmarkError(f"GET {path} failed during timing")
-    return time.perf_counter() - start
-
-
 def verify(running: Running) -> None:
     """Fail unless the variant really keeps the session: a broken session must not look fast."""
-    name = running.variant.name
-    client = running.client
-    got = _request(client, "/get")
-    if got != USER:
-        raise BenchmarkError(f"{name}: /get returned {got!r}, expected {USER!r}")
-    written = _request(client, "/set")
-    read_back = _request(client, "/n")
-    if read_back != written:
-        raise BenchmarkError(f"{name}: /set wrote {written!r} but /n read back {read_back!r}")
-    both = _request(client, "/rw")
-    user, _, n = both.partition(" ")
-    if user != USER or _request(client, "/n") != n:
-        raise BenchmarkError(f"{name}: /rw answered {both!r}, /n did not read back its write")
-    if _request(client, "/none") != "none":
-        raise BenchmarkError(f"{name}: /none answered wrongly")
-    if running.built.stored_sessions is not None and running.built.stored_sessions() < 1:
-        raise BenchmarkError(f"{name}: the session is not in the store's table")
+    check_session(
+        running.variant.name, running.client, running.built.stored_sessions, "the store's table"
+    )
 
 
 def start(variant: Variant, ctx: Context) -> Running:
     built = variant.build(ctx)
-    try:
-        client = built.app.test_client()
-        if _request(client, "/login") != "ok":
-            raise BenchmarkError(f"{variant.name}: /login failed")
-        running = Running(variant, built, client)
+    with closed_on_error(built.close):
+        running = Running(variant, built, logged_in_client(built.app, variant.name))
         verify(running)
-    except BaseException:
-        built.close()
-        raise
     return running
 
 
-def _calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
-    """The batch size that takes about ``seconds``, from a doubling probe."""
-    count = 8
-    while True:
-        elapsed = time_batch(count)
-        if elapsed >= min(0.05, seconds / 2) or count >= 1 << 20:
-            break
-        count *= 2
-    return max(1, math.ceil(count * seconds / elapsed))
-
-
 def calibrate(running: Running, seconds: float, warmup: float) -> None:
-    for endpoint in ENDPOINTS:
-        path = "/" + endpoint
-        deadline = time.perf_counter() + warmup
-        while time.perf_counter() < deadline:
-            _request(running.client, path)
-        running.batch[endpoint] = _calibrated(
-            functools.partial(_time_requests, running.client, path), seconds
-        )
-
-
-def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
-    # Rotating instead of shuffling: every item takes every position, reproducibly.
-    shift = round_index % len(items)
-    return [*items[shift:], *items[:shift]]
+    calibrate_endpoints(running.client, ENDPOINTS, running.batch, seconds, warmup)
 
 
 @dataclass
@@ -852,7 +675,7 @@ def build_probes(running: Running, server: SQLServer) -> list[Probe]:
 
     event.listen(engine, "before_cursor_execute", capture)
     try:
-        _request(running.client, "/get")
+        request_text(running.client, "/get")
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     if len(captured) != 1:
@@ -932,7 +755,7 @@ class InstrumentedGet:
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
         try:
-            elapsed = _time_requests(self.running.client, "/get", count)
+            elapsed = time_requests(self.running.client, "/get", count)
         finally:
             event.remove(engine, "after_cursor_execute", self._after)
             event.remove(engine, "before_cursor_execute", self._before)
@@ -979,7 +802,7 @@ def ours_memory_probe() -> Probe:
         ServerSession(app, store="memory://")
 
     client = create_app(configure).test_client()
-    if _request(client, "/login") != "ok" or _request(client, "/get") != USER:
+    if request_text(client, "/login") != "ok" or request_text(client, "/get") != USER:
         raise BenchmarkError("ours with memory:// does not keep the session")
 
     def get() -> bool:
@@ -1012,7 +835,7 @@ def run_client(
         deadline = time.perf_counter() + warmup
         while time.perf_counter() < deadline:
             probe.call()
-        probe.batch = _calibrated(functools.partial(_time_calls, probe), seconds)
+        probe.batch = calibrated(functools.partial(_time_calls, probe), seconds)
     raw: dict[str, dict[str, list[float]]] = {
         r.variant.name: {e: [] for e in ENDPOINTS} for r in runnings
     }
@@ -1037,7 +860,7 @@ def run_client(
                 continue
             for endpoint in ENDPOINTS:
                 count = item.batch[endpoint]
-                elapsed = _time_requests(item.client, "/" + endpoint, count)
+                elapsed = time_requests(item.client, "/" + endpoint, count)
                 raw[item.variant.name][endpoint].append(count / elapsed)
         print(f"test client: round {round_index + 1}/{rounds} done", file=sys.stderr, flush=True)
     for running in runnings:
@@ -1099,36 +922,6 @@ def summarize_breakdown(
     return breakdown
 
 
-def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
-    base = raw.get(BASELINE)
-    for name, by_endpoint in raw.items():
-        summary[name] = {}
-        for endpoint, rates in by_endpoint.items():
-            entry: dict[str, Any] = {
-                "median": statistics.median(rates),
-                "min": min(rates),
-                "max": max(rates),
-                "ratio_to_cookie": None,
-                "extra_us_per_request": None,
-                "round_ratios": None,
-            }
-            if base is not None:
-                base_rates = base[endpoint]
-                base_median = statistics.median(base_rates)
-                entry["ratio_to_cookie"] = entry["median"] / base_median
-                entry["extra_us_per_request"] = 1e6 / entry["median"] - 1e6 / base_median
-                entry["round_ratios"] = [r / b for r, b in zip(rates, base_rates, strict=True)]
-            summary[name][endpoint] = entry
-    return summary
-
-
-def _status(met: bool, measured: float | None) -> str:
-    if measured is None:
-        return "NOT MEASURED"
-    return "MET" if met else "MISSED"
-
-
 def evaluate_client_goals(
     summary: dict[str, dict[str, dict[str, Any]]], raw: dict[str, dict[str, list[float]]]
 ) -> list[dict[str, Any]]:
@@ -1152,7 +945,7 @@ def evaluate_client_goals(
                 "target_ratio": goal.target,
                 "ratio": ratio,
                 "round_ratios": round_ratios,
-                "status": _status(ratio is not None and ratio >= goal.target, ratio),
+                "status": goal_status(ratio is not None and ratio >= goal.target, ratio),
             }
         )
     return goals
@@ -1303,9 +1096,9 @@ def count_statements(running: Running, ctx: Context) -> dict[str, dict[str, Any]
         with view:
             for endpoint in COUNT_ENDPOINTS:
                 path = "/" + endpoint
-                _request(running.client, path)  # connections made, statements prepared
+                request_text(running.client, path)  # connections made, statements prepared
                 sent.clear()
-                ran = view.around(functools.partial(_request, running.client, path))
+                ran = view.around(functools.partial(request_text, running.client, path))
                 sqlalchemy_kinds = list(sent)
                 ran_other = [k for k in ran if k not in _TRANSACTION_CONTROL]
                 if kind == PG and sorted(ran_other) != sorted(sqlalchemy_kinds):
@@ -1840,7 +1633,7 @@ def evaluate_scale_goals(scale: dict[str, dict[str, Any]]) -> list[dict[str, Any
                     "target_ratio": SCALE_GOAL,
                     "ratio": ratio,
                     "round_ratios": entry["round_ratios"],
-                    "status": _status(ratio <= SCALE_GOAL, ratio),
+                    "status": goal_status(ratio <= SCALE_GOAL, ratio),
                 }
             )
     return goals
@@ -1850,12 +1643,7 @@ def evaluate_scale_goals(scale: dict[str, dict[str, Any]]) -> list[dict[str, Any
 
 
 def machine_info(ctx: Context) -> dict[str, Any]:
-    packages: dict[str, str | None] = {}
-    for package in PACKAGES:
-        try:
-            packages[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            packages[package] = None
+    packages = package_versions(PACKAGES)
     cpu = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1881,27 +1669,12 @@ def machine_info(ctx: Context) -> dict[str, Any]:
     }
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def _x(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}x"
-
-
 def _range(values: Sequence[float] | None) -> str:
     return "n/a" if not values else f"{min(values):.2f}-{max(values):.2f}x"
 
 
 def _mb(size: int | None) -> str:
     return "n/a" if size is None else f"{size / 2**20:,.1f} MiB"
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "-"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -1956,7 +1729,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 extra = entry["extra_us_per_request"]
                 lines.append(
                     f"| {name} | /{endpoint} | {entry['median']:,.0f} | {entry['min']:,.0f}"
-                    f" | {entry['max']:,.0f} | {_x(entry['ratio_to_cookie'])}"
+                    f" | {entry['max']:,.0f} | {fmt_ratio(entry['ratio_to_cookie'])}"
                     f" | {_range(entry['round_ratios'])}"
                     f" | {'n/a' if extra is None else f'{extra:+.0f}'} |"
                 )
@@ -1970,8 +1743,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             for item in client["comparisons"]:
                 lines.append(
                     f"| {item['ours']} | {item['peer']} | /{item['endpoint']}"
-                    f" | {_x(item['ours_over_peer'])} | {_range(item['round_ratios'])}"
-                    f" | {_x(item['peer_ratio_to_cookie'])} |"
+                    f" | {fmt_ratio(item['ours_over_peer'])} | {_range(item['round_ratios'])}"
+                    f" | {fmt_ratio(item['peer_ratio_to_cookie'])} |"
                 )
 
         breakdown = client["read_breakdown"]
@@ -2022,7 +1795,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Goals", ""]
     for goal in report["goals"]:
         lines.append(
-            f"- **{goal['status']}**: {goal['goal']} (measured {_x(goal['ratio'])},"
+            f"- **{goal['status']}**: {goal['goal']} (measured {fmt_ratio(goal['ratio'])},"
             f" per round {_range(goal['round_ratios'])})"
         )
 
@@ -2050,8 +1823,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                     expected_text += " ok" if item["statements"] == expected else " **MISSED**"
                 lines.append(
                     f"| {name} | /{endpoint} | {item['statements']} | {expected_text}"
-                    f" | {_counts(item['sqlalchemy'])} | {item['server_total']}"
-                    f" | {_counts(item['server'])} |"
+                    f" | {fmt_counts(item['sqlalchemy'])} | {item['server_total']}"
+                    f" | {fmt_counts(item['server'])} |"
                 )
 
     for kind, result in report["scale"].items():
@@ -2094,7 +1867,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 lines.append(
                     f"| {mode} | {size:,} | {entry['median_us']:.0f} | {entry['p90_us']:.0f}"
                     f" | {entry['p99_us']:.0f} | {entry['round_median_min_us']:.0f}-"
-                    f"{entry['round_median_max_us']:.0f} | {_x(entry['ratio_to_smallest'])}"
+                    f"{entry['round_median_max_us']:.0f} | {fmt_ratio(entry['ratio_to_smallest'])}"
                     f" | {_range(entry['round_ratios'])} | {log:,.0f} |"
                 )
         lines += [
@@ -2129,14 +1902,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 " sessions left, as before.",
             ]
 
-    lines += ["", "## Reproduce", "", "```sh", report["command"], "```", ""]
+    lines += reproduce_lines(report["command"])
     return "\n".join(lines)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # -- profiling -----------------------------------------------------------------------------------
@@ -2148,28 +1915,15 @@ def profile(variant: Variant, endpoint: str, seconds: float, warmup: float, top:
         try:
             calibrate(running, seconds, warmup)
             count = running.batch[endpoint]
-            profiler = cProfile.Profile()
-            profiler.enable()
-            elapsed = _time_requests(running.client, "/" + endpoint, count)
-            profiler.disable()
-            plain = _time_requests(running.client, "/" + endpoint, count)
+            profiler, elapsed, plain = profile_requests(running.client, endpoint, count)
         finally:
             running.built.close()
-    out = io.StringIO()
-    out.write(
-        f"cProfile of {count} requests to {variant.name} /{endpoint}: {elapsed / count * 1e6:.1f}"
-        f" µs/request under the profiler, {plain / count * 1e6:.1f} µs/request without\n"
-    )
-    stats = pstats.Stats(profiler, stream=out)
-    out.write("\n== Flask-ServerSession functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats("flask_serversession", top)
-    out.write("\n== SQLAlchemy and driver functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats("sqlalchemy|psycopg|pymysql", top)
-    out.write("\n== All functions, by own time ==\n")
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    out.write("\n== All functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()
+    sections = [
+        ("Flask-ServerSession functions", "flask_serversession"),
+        ("SQLAlchemy and driver functions", "sqlalchemy|psycopg|pymysql"),
+    ]
+    heading = profile_heading(count, variant.name, endpoint, elapsed, plain)
+    return profile_report(profiler, heading, sections, top)
 
 
 # -- command line --------------------------------------------------------------------------------
@@ -2245,7 +1999,7 @@ def main(argv: Sequence[str]) -> int:
 
     check_row_format()
     started = dt.datetime.now(dt.timezone.utc).astimezone()
-    load_before = _load()
+    load_before = load_average()
     clock = time.perf_counter()
     kinds = [PG] if args.no_mariadb else [PG, MARIADB]
     skipped: dict[str, str] = {}
@@ -2332,7 +2086,7 @@ def main(argv: Sequence[str]) -> int:
         },
         "skipped": skipped,
         "load_average_before": load_before,
-        "load_average_after": _load(),
+        "load_average_after": load_average(),
         "duration_seconds": round(duration, 1),
         "testclient": {
             "order": client_results.order,
@@ -2360,28 +2114,9 @@ def main(argv: Sequence[str]) -> int:
         or args.part_list != list(PARTS)
     ):
         stem += "-partial"  # never overwrites the day's full run
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    _write_atomically(RESULTS_DIR / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    _write_atomically(RESULTS_DIR / f"{stem}.md", markdown)
-    print(f"wrote {RESULTS_DIR / stem}.json and .md", file=sys.stderr)
+    write_results(stem, report, markdown)
     return 0
 
 
-def exit_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C: through every ``finally``, so the servers the run
-    started are stopped by PID, not left behind."""
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-
-
 if __name__ == "__main__":
-    exit_on_sigterm()
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchmarkError as exc:
-        sys.exit(f"benchmark failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted (the servers this run started are stopped)")
+    run_main(main)
