@@ -66,6 +66,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/http_bench.py
 	$(PY) benchmarks/sql_bench.py
+	$(PY) benchmarks/scale_bench.py
+	$(PY) benchmarks/plot.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
