@@ -1,0 +1,237 @@
+"""Many new sessions and many requests: the store holds only the live sessions, and the process
+memory stays flat.
+
+Sessions arrive in waves; each new session gets one write that creates it, then three more
+requests (a read, a read-and-write, a read). Between waves time moves on, so old sessions pass
+their idle timeout. On the memory and SQLite stores the app's clock is simulated and expired
+sessions are removed by ``clear_expired``; on Redis time is real and the store's own expiry
+removes them.
+
+The full size (50,000 sessions, 200,000 requests) is a soak run of about a minute, skipped
+unless ``FSS_SOAK=1`` is set (``make soak``); the small size runs with every ``make test``.
+Figures are printed (run with ``-s`` to see them).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+from servers import ServerProcess
+
+from flask_serversession import Store, store_from_url
+from flask_serversession.interface import ServerSessionInterface
+from flask_serversession.stores.memory import MemoryStore
+from flask_serversession.stores.sqlite import SQLiteStore
+from flask_serversession.testing import make_app
+
+SOAK = os.environ.get("FSS_SOAK") == "1"
+soak = pytest.mark.skipif(not SOAK, reason="soak run: set FSS_SOAK=1 (make soak)")
+
+REQUESTS_PER_SESSION = 4
+#: Simulated seconds between waves, and the idle timeout: at most IDLE // STEP waves live.
+STEP = 10.0
+IDLE = 35.0
+#: Allowed growth of the resident set between the end of the warm-up and the end of the run.
+RSS_BOUND_MB = 50.0
+
+
+def rss_mb() -> float:
+    """This process's resident set size (VmRSS), in MB."""
+    gc.collect()
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+class SimClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Figures:
+    sessions: int = 0
+    requests: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    max_size: int = 0
+    max_bound: int = 0
+    rss_before: float = 0.0
+    rss_after: float = 0.0
+
+    def count(self, status: int) -> None:
+        self.requests += 1
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def report(self, name: str, final_size: int) -> str:
+        return (
+            f"\n{name}: {self.sessions:,} sessions, {self.requests:,} requests,"
+            f" statuses {self.statuses}; store size at most {self.max_size:,}"
+            f" (bound {self.max_bound:,} live), {final_size:,} at the end;"
+            f" RSS {self.rss_before:.1f} MB after warm-up -> {self.rss_after:.1f} MB"
+            f" (+{self.rss_after - self.rss_before:.1f} MB)"
+        )
+
+
+def run_wave(client: FlaskClient, first: int, size: int, figures: Figures) -> None:
+    """``size`` new sessions, each created by a write and then used by three more requests."""
+    cookies: list[str] = []
+    for n in range(first, first + size):
+        response = client.get(f"/set/user/u{n}")
+        figures.count(response.status_code)
+        value = response.headers["Set-Cookie"].split(";", 1)[0]  # "session=<id>.<sig>"
+        cookies.append(value)
+    for i, cookie in enumerate(cookies):
+        headers = {"Cookie": cookie}
+        for path in ("/get/user", f"/rw/n/{i}", "/get/n"):
+            response = client.get(path, headers=headers)
+            figures.count(response.status_code)
+        assert response.text == repr(str(i))
+    figures.sessions += size
+
+
+def load(
+    store: Store,
+    sessions: int,
+    wave: int,
+    size_of: Callable[[], int],
+    *,
+    clock: SimClock | None,
+    idle: float,
+    live_bound: Callable[[], int],
+) -> Figures:
+    """Run ``sessions`` new sessions in waves; after each wave remove the expired ones (simulated
+    clock) and check the store size against ``live_bound()``. RSS is taken after a warm-up of
+    a fifth of the waves (at least until the store is full)."""
+    app = make_app(store, idle_timeout=idle, absolute_timeout=24 * 3600.0)
+    interface = app.session_interface
+    assert isinstance(interface, ServerSessionInterface)
+    if clock is not None:
+        interface.clock = clock
+    client = app.test_client(use_cookies=False)
+    figures = Figures()
+    waves = sessions // wave
+    warm_up = max(waves // 5, int(IDLE // STEP) + 2)
+    assert waves > warm_up, "too few waves to measure after the warm-up"
+    for w in range(waves):
+        if w == warm_up:
+            figures.rss_before = rss_mb()
+        run_wave(client, w * wave, wave, figures)
+        if clock is not None:
+            clock.now += STEP
+            store.clear_expired(clock())
+        size, bound = size_of(), live_bound()
+        assert size <= bound, f"wave {w}: {size} records in the store, at most {bound} live"
+        figures.max_size = max(figures.max_size, size)
+        figures.max_bound = max(figures.max_bound, bound)
+    figures.rss_after = rss_mb()
+    assert figures.requests == sessions * REQUESTS_PER_SESSION
+    assert figures.statuses == {200: figures.requests}
+    assert figures.rss_after - figures.rss_before < RSS_BOUND_MB
+    return figures
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def embedded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    store: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+    yield store
+    store.close()
+
+
+def rows(store: Store) -> int:
+    """Every record the store holds, live or not."""
+    if isinstance(store, MemoryStore):
+        return len(store._records)
+    assert isinstance(store, SQLiteStore)
+    connection = sqlite3.connect(store.path)  # a separate reader, as another process would be
+    try:
+        (count,) = connection.execute(f"SELECT COUNT(*) FROM {store.table}").fetchone()
+    finally:
+        connection.close()
+    return int(count)
+
+
+def embedded_load(store: Store, sessions: int, wave: int) -> None:
+    """Simulated time: after each wave and ``clear_expired``, only the waves of the last IDLE
+    seconds may remain."""
+    clock = SimClock()
+    live_waves = int(IDLE // STEP)  # the waves of the last IDLE seconds, after the advance
+    figures = load(
+        store,
+        sessions,
+        wave,
+        lambda: rows(store),
+        clock=clock,
+        idle=IDLE,
+        live_bound=lambda: live_waves * wave,
+    )
+    assert figures.max_size >= wave  # the store was really used
+    clock.now += IDLE + 1
+    store.clear_expired(clock())
+    final = rows(store)
+    print(figures.report(store.name, final))
+    assert final == 0
+
+
+def test_load_small(embedded: Store) -> None:
+    """5,000 new sessions, 20,000 requests: the same assertions as the soak run."""
+    embedded_load(embedded, sessions=5_000, wave=250)
+
+
+@soak
+def test_load_soak(embedded: Store) -> None:
+    """50,000 new sessions, 200,000 requests."""
+    embedded_load(embedded, sessions=50_000, wave=1_000)
+
+
+def redis_load(server: ServerProcess, sessions: int, wave: int, idle: float) -> None:
+    """Real time, the store's own expiry: the keys under the test's prefix never outnumber the
+    sessions written within the idle timeout, and none remain once it has passed. ``idle`` (real
+    seconds) must exceed the time one wave takes, or a wave's first sessions expire before their
+    last requests."""
+    prefix = f"load{uuid.uuid4().hex[:12]}:"
+    store = store_from_url(f"redis://127.0.0.1:{server.port}?prefix={prefix}")
+    direct = redis.Redis(port=server.port)
+    ended: list[float] = []  # when each wave's last request was answered
+
+    def keys() -> int:
+        return sum(1 for _ in direct.scan_iter(match=f"{prefix}*", count=1000))
+
+    def bound() -> int:
+        now = time.time()
+        ended.append(now)
+        return wave * sum(1 for t in ended if t + idle + 0.1 > now)
+
+    try:
+        figures = load(store, sessions, wave, keys, clock=None, idle=idle, live_bound=bound)
+        time.sleep(idle + 0.2)
+        final = keys()
+        print(figures.report(f"redis (prefix {prefix})", final))
+        assert figures.max_size >= wave
+        assert final == 0
+    finally:
+        direct.close()
+        store.close()
+
+
+def test_load_small_redis(redis_server: ServerProcess) -> None:
+    redis_load(redis_server, sessions=2_000, wave=200, idle=1.0)
+
+
+@soak
+def test_load_soak_redis(redis_server: ServerProcess) -> None:
+    redis_load(redis_server, sessions=50_000, wave=1_000, idle=10.0)
