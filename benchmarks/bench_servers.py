@@ -199,6 +199,28 @@ def redis_process(workdir: Path) -> ServerProcess:
     return ServerProcess(f"redis-{port}", argv, port, workdir, ready=lambda: _ping(port))
 
 
+# -- memcached -----------------------------------------------------------------------------------
+
+
+def memcached_process(workdir: Path) -> ServerProcess:
+    """One memcached on 127.0.0.1 and a free port, TCP only, 64 MB, not started yet."""
+    binary = find_binary("memcached", "/usr/bin", "/usr/local/bin")
+    if binary is None:
+        raise Unavailable(
+            "memcached not installed (Debian package memcached; make servers installs it as root)"
+        )
+    try:
+        import pymemcache  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError:
+        raise Unavailable("pymemcache not installed: pip install -e '.[bench]'") from None
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [binary, "-l", HOST, "-p", str(port), "-U", "0", "-m", "64"]
+    if os.geteuid() == 0:  # memcached refuses to run as root without -u
+        argv += ["-u", "nobody"]
+    return ServerProcess(f"memcached-{port}", argv, port, workdir)
+
+
 # -- gunicorn ------------------------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_servers import HOST, Unavailable, redis_process, stopped_at_exit
+from bench_servers import HOST, Unavailable, memcached_process, redis_process, stopped_at_exit
 from flask import Flask
 from flask.testing import FlaskClient
 from harness import (
@@ -104,11 +104,27 @@ class Context:
     redis_port: int | None = None
     #: Why there is no redis-server, when there is none.
     redis_missing: str | None = None
+    memcached_port: int | None = None
+    #: Why there is no memcached, when there is none.
+    memcached_missing: str | None = None
 
     def require_redis(self) -> int:
         if self.redis_port is None:
             raise BenchmarkError(f"no redis-server: {self.redis_missing or 'not started'}")
         return self.redis_port
+
+    def require_memcached(self) -> int:
+        if self.memcached_port is None:
+            raise BenchmarkError(f"no memcached: {self.memcached_missing or 'not started'}")
+        return self.memcached_port
+
+    def missing(self, variant: Variant) -> str | None:
+        """Why ``variant`` cannot run in this context, or ``None`` if it can."""
+        if variant.needs_redis and self.redis_port is None:
+            return str(self.redis_missing)
+        if variant.needs_memcached and self.memcached_port is None:
+            return str(self.memcached_missing)
+        return None
 
 
 @dataclass
@@ -130,6 +146,7 @@ class Variant:
     description: str
     build: Callable[[Context], Built]
     needs_redis: bool = False
+    needs_memcached: bool = False
 
 
 def _count_rows(path: Path, table: str) -> Callable[[], int]:
@@ -198,6 +215,14 @@ def _build_ours_redis(ctx: Context) -> Built:
         close=ServerSession.store_of(app).close,
         redis_prefix=OURS_REDIS_PREFIX,
     )
+
+
+def _build_ours_memcached(ctx: Context) -> Built:
+    from flask_serversession import ServerSession
+
+    port = ctx.require_memcached()
+    app = create_app(_build_ours(f"memcached://{HOST}:{port}?prefix={OURS_REDIS_PREFIX}"))
+    return Built(app, close=ServerSession.store_of(app).close)
 
 
 def _import_flask_session(variant: str) -> Any:
@@ -277,6 +302,12 @@ VARIANTS: tuple[Variant, ...] = (
         f'Flask-ServerSession, store="redis://{HOST}:PORT/0?prefix={OURS_REDIS_PREFIX}"',
         _build_ours_redis,
         needs_redis=True,
+    ),
+    Variant(
+        "ours-memcached",
+        f'Flask-ServerSession, store="memcached://{HOST}:PORT"',
+        _build_ours_memcached,
+        needs_memcached=True,
     ),
     Variant(
         "flask-session-sqlalchemy",
@@ -601,6 +632,14 @@ def redis_for(variants: Sequence[Variant], tmp: Path) -> Iterator[Context]:
             else:
                 stack.enter_context(stopped_at_exit(server))
                 ctx.redis_port = server.port
+        if any(variant.needs_memcached for variant in variants):
+            try:
+                cache = memcached_process(tmp / "memcached")
+            except Unavailable as exc:
+                ctx.memcached_missing = str(exc)
+            else:
+                stack.enter_context(stopped_at_exit(cache))
+                ctx.memcached_port = cache.port
         yield ctx
 
 
@@ -884,8 +923,9 @@ def profile(variant: Variant, endpoint: str, seconds: float, warmup: float, top:
         tempfile.TemporaryDirectory(prefix="bench-") as tmp,
         redis_for([variant], Path(tmp)) as ctx,
     ):
-        if variant.needs_redis and ctx.redis_port is None:
-            raise BenchmarkError(f"{variant.name} skipped: {ctx.redis_missing}")
+        reason = ctx.missing(variant)
+        if reason is not None:
+            raise BenchmarkError(f"{variant.name} skipped: {reason}")
         running = start(variant, ctx)
         try:
             calibrate(running, seconds, warmup)
@@ -957,11 +997,9 @@ def main(argv: Sequence[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         with redis_for(args.variants, Path(tmp)) as ctx:
             skipped = {
-                v.name: str(ctx.redis_missing)
-                for v in args.variants
-                if v.needs_redis and ctx.redis_port is None
+                v.name: reason for v in args.variants if (reason := ctx.missing(v)) is not None
             }
-            if skipped:
+            if ctx.redis_port is None and any(v.needs_redis for v in args.variants):
                 skipped[RAW_GET] = str(ctx.redis_missing)
             for name, reason in skipped.items():
                 print(f"{name} skipped: {reason}", file=sys.stderr)
