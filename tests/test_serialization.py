@@ -133,3 +133,10 @@ def test_dates_are_not_datetimes() -> None:
     loaded = loads_value(dumps_value("d", date(2026, 1, 1)))
     assert type(loaded) is date
     assert type(loads_value(dumps_value("u", uuid.UUID(int=1)))) is uuid.UUID
+
+
+@pytest.mark.parametrize("name", ["nul\x00key", "lone\ud800surrogate"])
+def test_key_names_every_store_can_hold(name: str) -> None:
+    with pytest.raises(SessionDataError) as info:
+        dumps_value(name, 1)
+    assert info.value.key == name

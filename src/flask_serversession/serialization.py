@@ -164,11 +164,27 @@ _serializer = _SessionJSON()
 
 
 def dumps_value(key: str, value: Any) -> str:
-    """Serialize the value of ``session[key]``; :class:`SessionDataError` names the key."""
+    """Serialize the value of ``session[key]``; :class:`SessionDataError` names the key.
+
+    The key itself must be text every store can hold: a string without NUL characters or lone
+    surrogates (which no UTF-8 store can encode).
+    """
+    if not isinstance(key, str):
+        raise SessionDataError(repr(key), f"session keys must be str, not {type(key).__name__}")
+    if "\x00" in key or not _encodable(key):
+        raise SessionDataError(key, "the key name holds a NUL character or a lone surrogate")
     try:
         return _serializer.dumps(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise SessionDataError(key, f"{type(value).__name__} value: {exc}") from None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def loads_value(text: str | bytes) -> Any:

@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gunicorn_server import get, gunicorn, parent_pid
+import pytest
+from gunicorn_server import SHARED_STORES, get, gunicorn, parent_pid, shared_store_url
 from redis_servers import redis_process
 
+from flask_serversession import store_from_url
+from flask_serversession.ids import CookieSigner, store_key
 from flask_serversession.serialization import loads_value
-from flask_serversession.stores.sqlite import SQLiteStore
 
 #: The store must answer again within this many seconds of its return.
 RECOVERY = 2.0
@@ -121,18 +123,24 @@ def value_of(path: str) -> str:
     return path.split("v=", 1)[1]
 
 
+#: ``reliability_app``'s secret key (that module needs its environment to be imported).
+APP_SECRET = "reliability-test-secret-0123456789abcdef"
 WRITERS = 4
 WORKER_KILLS = 4
 KEYS = 16
 REPEAT = 1000
 
 
-def test_worker_killed_in_the_middle_of_writes(tmp_path: Path) -> None:
-    """SQLite store: writers run while gunicorn workers are killed with SIGKILL (gunicorn starts
-    new ones). Afterwards the file passes ``PRAGMA integrity_check``, every stored value
-    decodes, every session reads back, and every acknowledged write is there, exactly."""
-    db = tmp_path / "sessions.db"
-    with gunicorn(tmp_path / "gunicorn", f"sqlite:///{db}") as app:
+@pytest.mark.parametrize("store_name", SHARED_STORES)
+def test_worker_killed_in_the_middle_of_writes(
+    request: pytest.FixtureRequest, store_name: str, tmp_path: Path
+) -> None:
+    """Every store two workers can share (memory is per process): writers run while gunicorn
+    workers are killed with SIGKILL (gunicorn starts new ones). Afterwards every session reads
+    back over HTTP and straight from the store, every stored value decodes, every acknowledged
+    write is there, exactly; an SQLite file also passes ``PRAGMA integrity_check``."""
+    url = shared_store_url(request, store_name, tmp_path / "store")
+    with gunicorn(tmp_path / "gunicorn", url) as app:
         port = app.port
         cookies = []
         for writer in range(WRITERS):
@@ -185,39 +193,62 @@ def test_worker_killed_in_the_middle_of_writes(tmp_path: Path) -> None:
             if reply.status != 200:
                 unreadable += 1
                 continue
-            data = json.loads(reply.text)
-            for key, acked in acknowledged[writer].items():
-                # The value of that write, or of a later one (a write can land although its
-                # worker died before answering), never an older one and never a mix.
-                stored = data.get(key, "")
-                unit = stored[: len(stored) // REPEAT]
-                _, _, number = unit.rstrip("-").partition("-")
-                exact = stored == unit * REPEAT and unit.startswith(f"{writer}-")
-                if not exact or int(number) < acked:
-                    lost += 1
+            lost += count_lost(json.loads(reply.text), writer, acknowledged[writer])
 
-    with sqlite3.connect(db) as conn:
-        integrity = conn.execute("PRAGMA integrity_check").fetchall()
-    conn.close()
-    store = SQLiteStore(db)
+    # Straight from the store, as the app's next process would find it.
+    signer = CookieSigner([APP_SECRET])
+    store = store_from_url(url)
     try:
-        records = list(store.scan(time.time()))
-        corrupt = 0
-        for _key, record in records:
-            for text in record.values.values():
+        missing = corrupt = values = 0
+        for writer, cookie in enumerate(cookies):
+            session_id, reason = signer.unsign(cookie)
+            assert session_id is not None, reason
+            record = store.load(store_key(session_id))
+            if record is None or not record.is_live(time.time()):
+                missing += 1
+                continue
+            decoded = {}
+            for key, text in record.values.items():
+                values += 1
                 try:
-                    loads_value(text)
+                    decoded[key] = loads_value(text)
                 except Exception:
                     corrupt += 1
+            lost += count_lost(decoded, writer, acknowledged[writer])
+        scanned = len(list(store.scan(time.time()))) if store.capabilities.scan else None
     finally:
         store.close()
+    integrity = None
+    if store_name == "sqlite":
+        with sqlite3.connect(tmp_path / "store" / "sessions.db") as conn:
+            integrity = conn.execute("PRAGMA integrity_check").fetchall()
+        conn.close()
     print(
-        f"\n[sqlite] {WORKER_KILLS} workers SIGKILLed under {WRITERS} writers:"
-        f" {sum(acks)} writes acknowledged, {sum(failed)} interrupted,"
-        f" {lost} lost, {unreadable} sessions unreadable, {corrupt} corrupt values,"
-        f" integrity_check {integrity}"
+        f"\n[{store_name}] {WORKER_KILLS} workers SIGKILLed under {WRITERS} writers:"
+        f" {sum(acks)} writes acknowledged, {sum(failed)} interrupted, {lost} lost,"
+        f" {unreadable} sessions unreadable over HTTP, {missing} missing from the store,"
+        f" {values} stored values read, {corrupt} corrupt"
+        + (f", integrity_check {integrity}" if integrity is not None else "")
     )
-    assert integrity == [("ok",)]
-    assert len(records) == WRITERS
-    assert corrupt == 0 and unreadable == 0 and lost == 0
+    if integrity is not None:
+        assert integrity == [("ok",)]
+    assert scanned is None or scanned == WRITERS, scanned
+    assert corrupt == 0 and unreadable == 0 and missing == 0 and lost == 0
+    assert values >= WRITERS * KEYS
     assert sum(failed) >= 1, "no write was interrupted: the kills landed between requests"
+
+
+def count_lost(data: dict[str, object], writer: int, acknowledged: dict[str, int]) -> int:
+    """How many of ``writer``'s acknowledged writes ``data`` (one session's values) lacks. A key
+    must hold the value of its last acknowledged write, or of a later one (a write can land
+    although its worker died before answering), never an older one and never a mix."""
+    lost = 0
+    for key, acked in acknowledged.items():
+        stored = data.get(key, "")
+        assert isinstance(stored, str), (key, stored)
+        unit = stored[: len(stored) // REPEAT]
+        _, _, number = unit.rstrip("-").partition("-")
+        exact = stored == unit * REPEAT and unit.startswith(f"{writer}-")
+        if not exact or int(number) < acked:
+            lost += 1
+    return lost
