@@ -28,7 +28,7 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 from servers import ServerProcess
-from sql_servers import SQLServer
+from store_urls import fresh_store_url
 
 from flask_serversession import ServerSession, Store, store_from_url
 from flask_serversession.cli import (
@@ -70,13 +70,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         opened = MemoryStore()
     elif request.param == "sqlite":
         opened = SQLiteStore(tmp_path / "s.db")
-    elif request.param == "redis":
-        server: ServerProcess = request.getfixturevalue("redis_server")
-        opened = store_from_url(f"redis://127.0.0.1:{server.port}?prefix={_fresh()}:")
     else:
-        fixture = "pg_server" if request.param == "postgresql" else "mariadb_server"
-        sql: SQLServer = request.getfixturevalue(fixture)
-        opened = store_from_url(f"{sql.url}?table={_fresh()}")
+        opened = store_from_url(fresh_store_url(request, request.param, tmp_path))
     yield opened
     if isinstance(opened, SQLStore):
         opened.table.drop(opened.engine, checkfirst=True)

@@ -11,7 +11,6 @@ import json
 import random
 import string
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -21,8 +20,7 @@ from typing import Any
 import pytest
 from flask import Flask, Response, request, session
 from http_server import Browser, InThread, in_parallel, serve
-from servers import ServerProcess
-from sql_servers import SQLServer
+from store_urls import STORE_KINDS, fresh_store_url
 
 from flask_serversession import ServerSession, ServerSideSession, Store, store_from_url
 from flask_serversession.ids import CookieSigner, new_session_id, store_key
@@ -38,21 +36,9 @@ WAIT = 10.0
 # -- fixtures and helpers ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "memcached", "postgresql", "mariadb"])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    fresh = f"http{uuid.uuid4().hex[:12]}"  # an empty store on a shared server
-    if request.param in ("redis", "memcached"):
-        server: ServerProcess = request.getfixturevalue(f"{request.param}_server")
-        url = f"{request.param}://127.0.0.1:{server.port}?prefix={fresh}:"
-    elif request.param in ("postgresql", "mariadb"):
-        fixture = "pg_server" if request.param == "postgresql" else "mariadb_server"
-        sql: SQLServer = request.getfixturevalue(fixture)
-        url = f"{sql.url}?table={fresh}"
-    elif request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sessions.db'}"
-    else:
-        url = "memory://"
-    opened = store_from_url(url)
+    opened = store_from_url(fresh_store_url(request, request.param, tmp_path))
     yield opened
     opened.close()
 

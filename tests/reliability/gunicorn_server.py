@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from servers import ServerProcess, free_port
-from sql_servers import SQLServer
+from store_urls import fresh_store_url
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "session"
@@ -57,19 +56,9 @@ def get(port: int, path: str, cookie: str | None = None, timeout: float = TIMEOU
 
 
 def shared_store_url(request: pytest.FixtureRequest, name: str, workdir: Path) -> str:
-    """The URL of a fresh, empty store of kind ``name``: a new key prefix on the run's redis or
-    memcached server, a new table on its PostgreSQL or MariaDB, a new file for SQLite."""
-    fresh = f"rel{uuid.uuid4().hex[:12]}"
-    if name in ("redis", "memcached"):
-        server: ServerProcess = request.getfixturevalue(f"{name}_server")
-        return f"{name}://127.0.0.1:{server.port}?prefix={fresh}:"
-    if name in ("postgresql", "mariadb"):
-        sql: SQLServer = request.getfixturevalue("pg_server" if name == "postgresql" else
-                                                 "mariadb_server")  # fmt: skip
-        return f"{sql.url}?table={fresh}"
-    assert name == "sqlite", name
-    workdir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{workdir / 'sessions.db'}"
+    """The URL of a fresh, empty store of kind ``name`` that two workers can share."""
+    assert name != "memory", "a memory store cannot be shared by two workers"
+    return fresh_store_url(request, name, workdir)
 
 
 def _answers(port: int) -> bool:

@@ -23,15 +23,14 @@ from http_server import Browser, serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
-from servers import ServerProcess
-from sql_servers import SQLServer
+from store_urls import STORE_KINDS, fresh_store_url
 
 from flask_serversession import ServerSession, Store, store_from_url
 
 #: Examples per store: enough to cover every type and nesting, small enough that the whole
 #: file (six stores) runs in well under 30 seconds.
 EXAMPLES = 40
-STORES = ["memory", "sqlite", "redis", "memcached", "postgresql", "mariadb"]
+STORES = STORE_KINDS
 
 offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
 scalars = st.one_of(
@@ -94,20 +93,8 @@ def same(a: Any, b: Any) -> bool:
 
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """A fresh, empty store of each kind (as in tests/test_http.py)."""
-    fresh = f"fuzz{uuid.uuid4().hex[:12]}"
-    if request.param in ("redis", "memcached"):
-        server: ServerProcess = request.getfixturevalue(f"{request.param}_server")
-        url = f"{request.param}://127.0.0.1:{server.port}?prefix={fresh}:"
-    elif request.param in ("postgresql", "mariadb"):
-        fixture = "pg_server" if request.param == "postgresql" else "mariadb_server"
-        sql: SQLServer = request.getfixturevalue(fixture)
-        url = f"{sql.url}?table={fresh}"
-    elif request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sessions.db'}"
-    else:
-        url = "memory://"
-    opened = store_from_url(url)
+    """A fresh, empty store of each kind."""
+    opened = store_from_url(fresh_store_url(request, request.param, tmp_path))
     yield opened
     opened.close()
 
