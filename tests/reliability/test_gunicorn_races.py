@@ -2,6 +2,9 @@
 processes can share: SQLite, Redis, memcached, PostgreSQL and MariaDB. (Not memory: it lives in
 one process, so the two workers would each have their own.)
 
+Cases: writers on different keys; a slow reader overlapping a writer; a request in flight while
+the session is ended by logout, regeneration or revocation from another device.
+
 The requests really overlap: each race view loads the session, then waits (through files, since
 the two requests may run in different worker processes) until its partner has loaded too, and
 only then writes.
@@ -88,35 +91,120 @@ def test_overlapping_writers_on_different_keys(app: ServerProcess, store_name: s
     assert not lost, f"{len(lost)} of {TRIALS} trials lost an update, e.g. {lost[:3]}"
 
 
-def test_request_in_flight_during_logout(app: ServerProcess, store_name: str) -> None:
-    """A request loads the session, the user logs out, then that request writes. The write
-    must not bring the session back, and its response must not send a cookie that would undo
-    the logout's deletion in the browser."""
-    port = app.port
-    sync = app.workdir / "sync"
-    resurrected = clobbered = 0
-    for trial in range(LOGOUT_TRIALS):
-        cookie = new_session(port, trial)
-        tag = f"logout{trial}"
-        with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(get, port, f"/slow-put/late?tag={tag}", cookie)
-            deadline_wait(sync / f"{tag}-loaded", slow.done)
-            logout = get(port, "/logout", cookie)
-            (sync / f"{tag}-logged-out").touch()
-            late = slow.result()
-        assert logout.status == 200 and logout.cookie() == "", logout  # cookie deleted
-        assert late.status == 200, late.text
-        if late.cookie() is not None:
-            clobbered += 1
-        if read(port, cookie) != {}:
-            resurrected += 1
+ENDINGS = ["logout", "regenerate", "revoke"]
+#: What the request in flight does: loads and changes the session; only assigns (no load); only
+#: reads a permanent session whose idle expiry is refreshed on every load.
+IN_FLIGHT = ["read-modify", "assign-only", "read-only"]
+
+
+@pytest.fixture
+def touching_app(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServerProcess]:
+    """The app with a tiny SESSION_TOUCH_INTERVAL: every load refreshes the idle expiry, so a
+    read-only request writes too (the case where a stale refresh could revive a session)."""
+    monkeypatch.setenv("FSS_TOUCH_INTERVAL", "1e-6")
+    with gunicorn(tmp_path / "gunicorn", store_url) as server:
+        yield server
+
+
+@pytest.mark.parametrize("ending", ENDINGS)
+def test_request_in_flight_when_the_session_ends(
+    touching_app: ServerProcess, store_name: str, ending: str
+) -> None:
+    """A request S starts with the session's cookie (and loads it, except assign-only); then,
+    on another connection, the user logs out, logs in again (a new ID), or another device
+    revokes the session by its handle; then S finishes. S must not bring the old session back
+    under the old ID, and must send no cookie: one would restore the deleted cookie (logout) or
+    overwrite the browser's new one (regenerate)."""
+    port = touching_app.port
+    sync = touching_app.workdir / "sync"
+    resurrected = clobbered = trials = 0
+    for kind in IN_FLIGHT:
+        for trial in range(LOGOUT_TRIALS):
+            trials += 1
+            seeded = get(port, f"/seed-cart?permanent={int(kind == 'read-only')}")
+            cookie = seeded.cookie()
+            assert seeded.status == 200 and cookie, seeded
+            tag = f"{ending}-{kind}-{trial}"
+            handle = get(port, "/handle", cookie).text
+            with ThreadPoolExecutor(1) as pool:
+                slow = pool.submit(get, port, f"/in-flight/{kind}?tag={tag}", cookie)
+                deadline_wait(sync / f"{tag}-loaded", slow.done)
+                ended = end_session(port, ending, cookie, handle)
+                (sync / f"{tag}-ended").touch()
+                late = slow.result()
+            assert late.status == 200, late.text
+            if late.cookie() is not None:
+                clobbered += 1
+            if read(port, cookie) != {}:
+                resurrected += 1
+            if ending == "regenerate":  # the data moved to the new ID, untouched by S
+                assert ended is not None
+                data = read(port, ended)
+                assert data["Username"] == "Admin" and data["cart"] == [1, 2, 3], data
     print(
-        f"\n[{store_name}] gunicorn 2x2, request in flight during logout: {LOGOUT_TRIALS} trials,"
-        f" {LOGOUT_TRIALS} logouts acknowledged, {resurrected} revived,"
+        f"\n[{store_name}] gunicorn 2x2, request in flight during {ending}: {trials} trials"
+        f" ({', '.join(IN_FLIGHT)}), {trials} {ending}s acknowledged, {resurrected} revived,"
         f" {clobbered} cookies clobbered"
     )
     assert resurrected == 0
     assert clobbered == 0
+
+
+def end_session(port: int, ending: str, cookie: str, handle: str) -> str | None:
+    """End the session as ``ending`` does; return the new cookie after a regeneration."""
+    if ending == "revoke":  # from another device: no cookie of this session
+        reply = get(port, f"/revoke/{handle}")
+        assert reply.status == 200 and reply.text == "revoked", reply
+        assert reply.cookie() is None
+        return None
+    reply = get(port, f"/{ending}", cookie)
+    assert reply.status == 200, reply
+    if ending == "logout":
+        assert reply.cookie() == "", reply  # the cookie is deleted
+        return None
+    new = reply.cookie()
+    assert new and new != cookie, reply
+    return new
+
+
+SLOW_READ_TRIALS = 50
+
+
+def test_slow_reader_overlapping_a_writer(app: ServerProcess, store_name: str) -> None:
+    """A read-only request loads the session and, while it is still running, another request
+    writes (a flat value; with ``nested``, also appends to a list in place). The reader ends
+    after the write: it must not undo it, and sends no cookie."""
+    port = app.port
+    sync = app.workdir / "sync"
+    undone: list[str] = []
+    trials = 0
+    for nested in (0, 1):
+        for trial in range(SLOW_READ_TRIALS):
+            trials += 1
+            seeded = get(port, "/seed-cart")
+            cookie = seeded.cookie()
+            assert seeded.status == 200 and cookie, seeded
+            tag = f"read-{nested}-{trial}"
+            with ThreadPoolExecutor(1) as pool:
+                reader = pool.submit(get, port, f"/slow-read?tag={tag}&nested={nested}", cookie)
+                deadline_wait(sync / f"{tag}-loaded", reader.done)
+                written = get(port, f"/write?nested={nested}", cookie)
+                (sync / f"{tag}-written").touch()
+                seen = reader.result()
+            assert written.status == 200 and written.cookie() is None, written
+            assert seen.status == 200 and seen.text == f"old {6 * nested}", seen.text
+            assert seen.cookie() is None, seen
+            data = read(port, cookie)
+            expected = [1, 2, 3, 4] if nested else [1, 2, 3]
+            if data.get("x") != "new" or data.get("cart") != expected:
+                undone.append(f"nested={nested} trial {trial}: {data}")
+    print(
+        f"\n[{store_name}] gunicorn 2x2, slow reader overlapping a writer: {trials} trials"
+        f" (flat and nested), {trials} writes acknowledged, {len(undone)} undone"
+    )
+    assert not undone, f"{len(undone)} of {trials} writes undone, e.g. {undone[:3]}"
 
 
 def deadline_wait(path: Path, failed: Callable[[], bool], timeout: float = 15.0) -> None:
