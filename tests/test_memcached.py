@@ -490,7 +490,8 @@ def test_ttl_over_thirty_days(memcached: ServerProcess) -> None:
     assert client.get("/get/user").text == "'bob'"
 
     now = time.time()
-    assert _exptime(now + RELATIVE_TTL_LIMIT, now) == RELATIVE_TTL_LIMIT  # still relative
+    assert _exptime(now + RELATIVE_TTL_LIMIT - 1, now) == RELATIVE_TTL_LIMIT  # still relative
+    assert _exptime(now + 0.2, now) == 2  # a whole tick more than asked
     assert abs(_exptime(now + 60 * DAY, now) - (time.time() + 60 * DAY)) < 3  # absolute
     assert _exptime(now + 100 * 365 * DAY, now) == 2**31 - 1  # memcached's 32-bit limit
     assert _exptime(now - 5, now) == 1

@@ -3,12 +3,13 @@ memory stays flat.
 
 Sessions arrive in waves; each new session gets one write that creates it, then three more
 requests (a read, a read-and-write, a read). Between waves time moves on, so old sessions pass
-their idle timeout. On the memory and SQLite stores the app's clock is simulated and expired
-sessions are removed by ``clear_expired``; on Redis time is real and the store's own expiry
-removes them.
+their idle timeout. On the memory, SQLite, PostgreSQL and MariaDB stores the app's clock is
+simulated and expired sessions are removed by ``clear_expired``; on Redis and Memcached time is
+real and the store's own expiry removes them.
 
-The full size (50,000 sessions, 200,000 requests) is a soak run of about a minute, skipped
-unless ``FSS_SOAK=1`` is set (``make soak``); the small size runs with every ``make test``.
+The full size (50,000 sessions, 200,000 requests, on every store) is a soak run of several
+minutes, skipped unless ``FSS_SOAK=1`` is set (``make soak``); a small size runs with every
+``make test``.
 Figures are printed (run with ``-s`` to see them).
 """
 
@@ -26,11 +27,16 @@ from pathlib import Path
 import pytest
 import redis
 from flask.testing import FlaskClient
+from memcached_servers import running
+from pymemcache.client.base import Client as MemcacheClient
 from servers import ServerProcess
+from sqlalchemy import func, select
+from store_urls import fresh_store_url
 
 from flask_serversession import Store, store_from_url
 from flask_serversession.interface import ServerSessionInterface
 from flask_serversession.stores.memory import MemoryStore
+from flask_serversession.stores.sql import SQLStore
 from flask_serversession.stores.sqlite import SQLiteStore
 from flask_serversession.testing import make_app
 
@@ -145,19 +151,31 @@ def load(
     return figures
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def embedded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    store: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
+#: The stores whose expired sessions ``clear_expired`` removes, so the test can drive their
+#: time, and how many sessions the small run (``make test``) creates on each: fewer on the
+#: servers, whose requests are slower.
+CLOCKED = {"memory": 5_000, "sqlite": 5_000, "postgresql": 2_000, "mariadb": 2_000}
+
+
+@pytest.fixture(params=list(CLOCKED))
+def clocked(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """An empty store of each kind whose expiry the test's simulated clock drives."""
+    store = store_from_url(fresh_store_url(request, request.param, tmp_path))
     yield store
     store.close()
 
 
 def rows(store: Store) -> int:
-    """Every record the store holds, live or not."""
+    """Every record the store holds, live or not, counted on a separate connection as another
+    process would see them."""
     if isinstance(store, MemoryStore):
         return len(store._records)
+    if isinstance(store, SQLStore):
+        with store.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(store.table)).scalar_one()
+        return int(count)
     assert isinstance(store, SQLiteStore)
-    connection = sqlite3.connect(store.path)  # a separate reader, as another process would be
+    connection = sqlite3.connect(store.path)
     try:
         (count,) = connection.execute(f"SELECT COUNT(*) FROM {store.table}").fetchone()
     finally:
@@ -165,7 +183,7 @@ def rows(store: Store) -> int:
     return int(count)
 
 
-def embedded_load(store: Store, sessions: int, wave: int) -> None:
+def clocked_load(store: Store, sessions: int, wave: int) -> None:
     """Simulated time: after each wave and ``clear_expired``, only the waves of the last IDLE
     seconds may remain."""
     clock = SimClock()
@@ -187,41 +205,51 @@ def embedded_load(store: Store, sessions: int, wave: int) -> None:
     assert final == 0
 
 
-def test_load_small(embedded: Store) -> None:
-    """5,000 new sessions, 20,000 requests: the same assertions as the soak run."""
-    embedded_load(embedded, sessions=5_000, wave=250)
+def test_load_small(clocked: Store, request: pytest.FixtureRequest) -> None:
+    """2,000-5,000 new sessions, four requests each: the same assertions as the soak run."""
+    kind = request.node.callspec.params["clocked"]
+    clocked_load(clocked, sessions=CLOCKED[kind], wave=250)
 
 
 @soak
-def test_load_soak(embedded: Store) -> None:
+def test_load_soak(clocked: Store) -> None:
     """50,000 new sessions, 200,000 requests."""
-    embedded_load(embedded, sessions=50_000, wave=1_000)
+    clocked_load(clocked, sessions=50_000, wave=1_000)
 
 
-def redis_load(server: ServerProcess, sessions: int, wave: int, idle: float) -> None:
-    """Real time, the store's own expiry: the keys under the test's prefix never outnumber the
-    sessions written within the idle timeout, and none remain once it has passed. ``idle`` (real
-    seconds) must exceed the time one wave takes, or a wave's first sessions expire before their
-    last requests."""
-    prefix = f"load{uuid.uuid4().hex[:12]}:"
-    store = store_from_url(f"redis://127.0.0.1:{server.port}?prefix={prefix}")
-    direct = redis.Redis(port=server.port)
+def realtime_load(
+    store: Store, count: Callable[[], int], sessions: int, wave: int, idle: float, slack: float
+) -> Figures:
+    """Real time, the store's own expiry: the records never outnumber the sessions written
+    within the idle timeout (plus ``slack`` seconds of the store's expiry granularity), and
+    none remain once it has passed. ``idle`` (real seconds) must exceed the time one wave takes,
+    or a wave's first sessions expire before their last requests."""
     ended: list[float] = []  # when each wave's last request was answered
-
-    def keys() -> int:
-        return sum(1 for _ in direct.scan_iter(match=f"{prefix}*", count=1000))
 
     def bound() -> int:
         now = time.time()
         ended.append(now)
-        return wave * sum(1 for t in ended if t + idle + 0.1 > now)
+        return wave * sum(1 for t in ended if t + idle + slack > now)
+
+    figures = load(store, sessions, wave, count, clock=None, idle=idle, live_bound=bound)
+    assert figures.max_size >= wave
+    time.sleep(idle + slack)
+    return figures
+
+
+def redis_load(server: ServerProcess, sessions: int, wave: int, idle: float) -> None:
+    """On the run's Redis, the keys under a fresh prefix."""
+    prefix = f"load{uuid.uuid4().hex[:12]}:"
+    store = store_from_url(f"redis://127.0.0.1:{server.port}?prefix={prefix}")
+    direct = redis.Redis(port=server.port)
+
+    def keys() -> int:
+        return sum(1 for _ in direct.scan_iter(match=f"{prefix}*", count=1000))
 
     try:
-        figures = load(store, sessions, wave, keys, clock=None, idle=idle, live_bound=bound)
-        time.sleep(idle + 0.2)
+        figures = realtime_load(store, keys, sessions, wave, idle, slack=0.1)
         final = keys()
         print(figures.report(f"redis (prefix {prefix})", final))
-        assert figures.max_size >= wave
         assert final == 0
     finally:
         direct.close()
@@ -235,3 +263,34 @@ def test_load_small_redis(redis_server: ServerProcess) -> None:
 @soak
 def test_load_soak_redis(redis_server: ServerProcess) -> None:
     redis_load(redis_server, sessions=50_000, wave=1_000, idle=10.0)
+
+
+def memcached_load(workdir: Path, sessions: int, wave: int, idle: float) -> None:
+    """On a memcached of its own, whose item count is then ours alone. Memcached's expiry is
+    in whole seconds (and our TTLs are rounded up), hence 2 s of slack; its LRU crawler is
+    asked to reclaim expired items before each count."""
+    with running(workdir) as (server,):
+        store = store_from_url(f"memcached://127.0.0.1:{server.port}")
+        direct = MemcacheClient(("127.0.0.1", server.port))
+
+        def items() -> int:
+            direct.raw_command(b"lru_crawler crawl all", b"\r\n")
+            return int(direct.stats()[b"curr_items"])
+
+        try:
+            figures = realtime_load(store, items, sessions, wave, idle, slack=2.1)
+            final = items()
+            print(figures.report(f"memcached (port {server.port})", final))
+            assert final == 0
+        finally:
+            direct.close()
+            store.close()
+
+
+def test_load_small_memcached(tmp_path: Path) -> None:
+    memcached_load(tmp_path, sessions=2_000, wave=200, idle=1.0)
+
+
+@soak
+def test_load_soak_memcached(tmp_path: Path) -> None:
+    memcached_load(tmp_path, sessions=50_000, wave=1_000, idle=10.0)

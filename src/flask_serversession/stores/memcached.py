@@ -418,11 +418,14 @@ def _exptime(end: float, now: float) -> int:
     """Memcached's expiry for an item that must live until ``end``, ``now`` being the caller's
     time: seconds from now, or past 30 days an absolute Unix time, as Memcached reads them."""
     ttl = end - now
-    if ttl <= 1:
+    if ttl <= 0:
         return 1  # already over: kept a moment, the reader enforces the expiry anyway
-    if ttl > RELATIVE_TTL_LIMIT:
-        return int(min(time.time() + ttl + 1, _MAX_EXPTIME))
-    return math.ceil(ttl)
+    # Memcached's clock ticks in whole seconds, so an item stored late in a tick expires up to a
+    # second early: one more second keeps it until ``end`` (the reader enforces the exact end).
+    seconds = math.ceil(ttl) + 1
+    if seconds > RELATIVE_TTL_LIMIT:
+        return int(min(time.time() + seconds, _MAX_EXPTIME))
+    return seconds
 
 
 def _encode(record: Record) -> bytes:
