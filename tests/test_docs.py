@@ -223,3 +223,32 @@ def test_a_broken_sample_fails(sandbox: Path) -> None:
     with pytest.raises(AssertionError, match=r"broken\.md:13 failed") as info:
         run_page(page, "docs_broken_sample")
     assert "the sample is wrong" in str(info.value.__cause__)
+
+
+CITED_TEST = re.compile(r"`(tests/[\w/]+\.py)::([\w:]+)`")
+
+
+def test_every_test_the_docs_cite_exists() -> None:
+    """Pages that cite tests as evidence (security.md's tables, for one) name tests that
+    pytest collects: a renamed or deleted test must not leave a claim without its proof."""
+    cited = {
+        (path, name)
+        for page in PAGES
+        for path, name in CITED_TEST.findall((DOCS / page).read_text(encoding="utf-8"))
+    }
+    assert len(cited) > 20, "the citation pattern no longer matches the docs"
+    files = sorted({path for path, _ in cited})
+    missing_files = [path for path in files if not (ROOT / path).is_file()]
+    assert not missing_files, f"the docs cite test files that do not exist: {missing_files}"
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
+    ids = {line.split("[", 1)[0] for line in collected.stdout.splitlines() if "::" in line}
+    missing = sorted(f"{path}::{name}" for path, name in cited if f"{path}::{name}" not in ids)
+    assert not missing, f"the docs cite tests that pytest does not collect: {missing}"
