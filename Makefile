@@ -48,15 +48,17 @@ servers:
 test: servers lint typecheck
 	$(VENV)/bin/pytest
 
-# The test-client run, then the HTTP run (gunicorn + wrk). wrk is installed with apt-get when it
-# is missing and we are root; otherwise http_bench.py reports the HTTP part as skipped.
-# The full-size load test: 50,000 sessions and 200,000 requests per store, RSS reported.
+# The full-size load test: 50,000 sessions and 200,000 requests on each of the six stores, with
+# the store size and RSS reported.
 soak: servers $(STAMP)
 	FSS_SOAK=1 $(VENV)/bin/pytest tests/reliability/test_load.py -s
 
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
+# The test-client run, the HTTP run (gunicorn + wrk), the SQL and scale runs, then the plots.
+# wrk is installed with apt-get when it is missing and we are root; otherwise http_bench.py
+# reports the HTTP part as skipped.
 bench: $(STAMP)
 	@command -v wrk >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then \
