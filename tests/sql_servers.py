@@ -17,7 +17,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,55 @@ class PostgresProcess(ServerProcess):
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=timeout)
 
+    def kill(self) -> None:
+        """A crash of the whole server: SIGKILL, by PID, the postmaster and every process it
+        forked. Killing the postmaster alone would leave its backends running (each one is a
+        session leader of its own, so not in our process group) and serving their clients, and
+        holding the shared memory that makes a new postmaster refuse to start. The postmaster is
+        stopped first, so that it forks nothing while its children are listed, and cannot reap
+        them: their PIDs stay theirs until they are killed."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, signal.SIGSTOP)
+        children = _children(process.pid)
+        for child in children:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=20)
+        deadline = time.monotonic() + 20
+        while any(_running(child) for child in children):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: backends still running after SIGKILL")
+            time.sleep(0.01)
+
+
+def _children(pid: int) -> list[int]:
+    """The PIDs of the processes whose parent is ``pid`` (from /proc/*/stat)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, dead and unreaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
 
 # -- PostgreSQL -----------------------------------------------------------------------------------
 
@@ -122,8 +172,11 @@ def _pg_ready(port: int) -> bool:
 
 
 @contextmanager
-def postgresql() -> Iterator[SQLServer]:
-    """A PostgreSQL server with a ``serversession_test`` database; trust auth on 127.0.0.1."""
+def postgresql(settings: Mapping[str, str] | None = None) -> Iterator[SQLServer]:
+    """A PostgreSQL server with a ``serversession_test`` database; trust auth on 127.0.0.1.
+
+    ``settings`` (``{"synchronous_commit": "on"}``) are passed as ``-c name=value`` after the
+    defaults below, which they override."""
     initdb = require_binary("initdb", "postgresql-15", *PG_BIN_DIRS)
     postgres = require_binary("postgres", "postgresql-15", *PG_BIN_DIRS)
     user = _pg_user()
@@ -168,6 +221,8 @@ def postgresql() -> Iterator[SQLServer]:
             "-c",
             "log_min_messages=warning",
         ]
+        for name, value in (settings or {}).items():
+            argv += ["-c", f"{name}={value}"]
         process = PostgresProcess(
             f"postgres-{port}", argv, port, root, ready=lambda: _pg_ready(port), user=user
         )
@@ -197,8 +252,11 @@ def _mariadb_ready(port: int) -> bool:
 
 
 @contextmanager
-def mariadb() -> Iterator[SQLServer]:
-    """A MariaDB server with a ``serversession_test`` database and a user with a password."""
+def mariadb(options: Sequence[str] = ()) -> Iterator[SQLServer]:
+    """A MariaDB server with a ``serversession_test`` database and a user with a password.
+
+    ``options`` (``["--innodb-doublewrite=1"]``) are given to mariadbd after the defaults below,
+    which they override."""
     install = require_binary("mariadb-install-db", "mariadb-server", *MARIADB_DIRS)
     mariadbd = require_binary("mariadbd", "mariadb-server", *MARIADB_DIRS)
     as_root = ["--user=root"] if os.geteuid() == 0 else []
@@ -239,6 +297,7 @@ def mariadb() -> Iterator[SQLServer]:
             "--skip-networking=0",
             "--max-connections=80",
             "--performance-schema=0",
+            *options,
         ]
         process = ServerProcess(
             f"mariadb-{port}", argv, port, root, ready=lambda: _mariadb_ready(port)

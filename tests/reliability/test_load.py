@@ -28,7 +28,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 from memcached_servers import running
-from pymemcache.client.base import Client as MemcacheClient
+from pymemcache.client.base import Client as MemcacheClient  # type: ignore[import-untyped]
 from servers import ServerProcess
 from sqlalchemy import func, select
 from store_urls import fresh_store_url
