@@ -27,12 +27,14 @@ import pytest
 from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
+from redis_servers import standalone
 from servers import ServerProcess
 from store_urls import fresh_store_url
 
 from flask_serversession import ServerSession, Store, store_from_url
 from flask_serversession.cli import (
     EXIT_CONFIG,
+    EXIT_ERROR,
     EXIT_NOT_FOUND,
     EXIT_UNAVAILABLE,
     EXIT_UNSUPPORTED,
@@ -44,10 +46,11 @@ from flask_serversession.cli import (
 )
 from flask_serversession.ids import new_session_id, store_key
 from flask_serversession.interface import ServerSessionInterface
+from flask_serversession.stores import Record
 from flask_serversession.stores.memory import MemoryStore
 from flask_serversession.stores.sql import SQLStore
 from flask_serversession.stores.sqlite import SQLiteStore
-from flask_serversession.testing import Clock, make_app
+from flask_serversession.testing import Clock, CountingStore, make_app
 
 #: A strong key (make_app's own is short, so ``check`` would warn about it).
 STRONG_KEY = secrets.token_hex(32)
@@ -357,6 +360,127 @@ def test_revoke_all_needs_yes(store: Store) -> None:
         assert device.whoami()["user"] is None and device.value() == "None"
 
 
+def _fill(store: Store, count: int) -> list[str]:
+    """``count`` live anonymous sessions written straight into ``store``; their handles."""
+    now = time.time()
+    handles = []
+    for n in range(count):
+        handle = store_key(new_session_id())
+        assert store.create(handle, Record({"n": str(n)}, now, now, now + 3600, now + 86400))
+        handles.append(handle)
+    return handles
+
+
+def test_revoke_all_shows_progress(store: Store) -> None:
+    """More sessions than a page of the store's scan (500): progress per batch on stderr, the
+    count on stdout, and every session over, seen from the API and from the devices."""
+    app = _app(store, cleanup_batch_size=500)
+    devices = [_device(app, user) for user in ("alice", "bob", None)]
+    handles = _fill(store, 1197) + [device.handle for device in devices]
+    assert _count(app) == 1200
+
+    result = _run(app, "revoke-all", "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "Revoked 1,200 sessions.\n"
+    assert result.stderr.splitlines() == [
+        "batch 1: revoked 500 (500 so far)",
+        "batch 2: revoked 500 (1,000 so far)",
+        "batch 3: revoked 200 (1,200 so far)",
+    ]
+    assert _count(app) == 0
+    for device in devices:
+        assert device.whoami() == {"user": None, "handle": None, "auth": None}
+        assert device.value() == "None"
+    manager = ServerSession.manager(app)
+    assert all(manager.get(handle) is None for handle in handles)
+
+    result = _run(app, "revoke-all", "--yes")
+    assert result.exit_code == 0 and result.stdout == "Revoked 0 sessions.\n"
+    assert result.stderr == ""
+
+
+class _KillsItsServer(CountingStore):
+    """A real store whose server is killed (SIGKILL) right after the ``after``-th delete: the
+    next call meets a real connection error."""
+
+    def __init__(self, inner: Store, server: ServerProcess, after: int) -> None:
+        super().__init__(inner)
+        self.server = server
+        self.after = after
+
+    def delete(self, key: str, tombstone_until: float | None = None) -> None:
+        super().delete(key, tombstone_until)
+        if self.calls["delete"] == self.after:
+            self.server.kill()
+
+
+def test_revoke_all_reports_how_far_it_got_when_the_store_fails(tmp_path: Path) -> None:
+    with standalone(tmp_path / "redis") as server:
+        inner = store_from_url(f"redis://127.0.0.1:{server.port}/0?socket_timeout=2")
+        try:
+            _fill(inner, 1200)
+            app = _app(_KillsItsServer(inner, server, after=700), cleanup_batch_size=500)
+            result = _run(app, "revoke-all", "--yes")
+        finally:
+            inner.close()
+    assert result.exit_code == EXIT_UNAVAILABLE, result.output
+    assert result.stdout == ""
+    *progress, error = result.stderr.splitlines()
+    assert progress == ["batch 1: revoked 500 (500 so far)", "batch 2: revoked 200 (700 so far)"]
+    assert error.startswith(
+        "Error: revoke-all stopped after revoking 700 sessions (the others may still be live;"
+        f" run it again to end them): session store redis://127.0.0.1:{server.port}/0 is"
+        " unavailable: "
+    )
+
+
+class _Interrupted(CountingStore):
+    """Ctrl-C after the ``after``-th delete."""
+
+    def __init__(self, inner: Store, after: int) -> None:
+        super().__init__(inner)
+        self.after = after
+
+    def delete(self, key: str, tombstone_until: float | None = None) -> None:
+        if self.calls["delete"] == self.after:
+            raise KeyboardInterrupt
+        super().delete(key, tombstone_until)
+
+
+def test_revoke_all_interrupted(local_store: Store) -> None:
+    handles = _fill(local_store, 30)
+    app = _app(_Interrupted(local_store, after=25), cleanup_batch_size=10)
+    result = _run(app, "revoke-all", "--yes")
+    assert result.exit_code == EXIT_ERROR, result.output
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "batch 1: revoked 10 (10 so far)",
+        "batch 2: revoked 10 (20 so far)",
+        "batch 3: revoked 5 (25 so far)",
+        "Error: interrupted; revoke-all stopped after revoking 25 sessions (the others may"
+        " still be live; run it again to end them)",
+    ]
+    # The 25 it reported are over, the other 5 untouched: running it again finishes the job.
+    records = [local_store.load(handle) for handle in handles]
+    assert sum(1 for record in records if record is not None and record.ended) == 25
+    assert _count(_app(local_store)) == 5
+    result = _run(_app(local_store), "revoke-all", "--yes")
+    assert result.exit_code == 0 and result.stdout == "Revoked 5 sessions.\n"
+
+
+def test_revoke_all_store_down_from_the_start() -> None:
+    app = Flask(__name__)
+    app.secret_key = STRONG_KEY
+    ServerSession(app, store="redis://127.0.0.1:1/0?socket_connect_timeout=0.2")
+    result = _run(app, "revoke-all", "--yes")
+    assert result.exit_code == EXIT_UNAVAILABLE
+    assert result.stderr.startswith(
+        "Error: revoke-all stopped before revoking any session: session store"
+        " redis://127.0.0.1:1/0 is unavailable: "
+    )
+    assert len(result.stderr.splitlines()) == 1
+
+
 # -- stats, clear-expired ------------------------------------------------------------------------
 
 
@@ -426,6 +550,15 @@ def test_progress_on_a_terminal() -> None:
         "\rRemoving expired sessions: 1,000"
         "\rRemoving expired sessions: 2,000"
         "\rRemoving expired sessions: 2,007\n"
+    )
+
+    terminal = Terminal()
+    progress = _Progress(terminal, doing="Revoking sessions", done="revoked")
+    for revoked in (500, 500, 200):
+        progress(revoked)
+    progress.finish()
+    assert terminal.getvalue() == (
+        "\rRevoking sessions: 500\rRevoking sessions: 1,000\rRevoking sessions: 1,200\n"
     )
 
 

@@ -20,9 +20,11 @@ code  meaning
 ====  ==========================================================================================
 0     done (``check``: nothing to warn about; notes are allowed)
 1     not found: no live session with that handle (``show``, ``revoke``, ``revoke-user --keep``);
-      ``check``: there are warnings; any other error of the store (an unreadable record)
+      ``check``: there are warnings; any other error of the store (an unreadable record);
+      ``revoke-all`` interrupted (Ctrl-C; the message says how many it had revoked)
 2     usage: an unknown option, a malformed handle, ``revoke-all`` without ``--yes``
-3     the session store cannot be reached
+3     the session store cannot be reached (midway through ``revoke-all``, the message says how
+      many sessions it had revoked)
 4     the store cannot do this: it keeps no index of sessions (Memcached) for listing,
       statistics, ``revoke-user`` and ``revoke-all``
 5     configuration: Flask-ServerSession is not set up on the app, its configuration is invalid,
@@ -153,6 +155,18 @@ def _fail(message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
+def _describe(exc: ServerSessionError) -> tuple[str, int]:
+    """The one-line message and the exit code for one of the library's errors."""
+    if isinstance(exc, SessionStoreUnavailable):
+        return str(exc), EXIT_UNAVAILABLE
+    if isinstance(exc, UnsupportedOperation):
+        why = _WHY_UNSUPPORTED.get(exc.capability, f"do this: it lacks {exc.capability!r}")
+        return f"this store ({exc.store}) cannot {why}", EXIT_UNSUPPORTED
+    if isinstance(exc, ConfigurationError):
+        return str(exc), EXIT_CONFIG
+    return str(exc), EXIT_ERROR
+
+
 def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn the library's errors into a one-line message and an exit code."""
 
@@ -160,15 +174,8 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return command(*args, **kwargs)
-        except SessionStoreUnavailable as exc:
-            _fail(str(exc), EXIT_UNAVAILABLE)
-        except UnsupportedOperation as exc:
-            why = _WHY_UNSUPPORTED.get(exc.capability, f"do this: it lacks {exc.capability!r}")
-            _fail(f"this store ({exc.store}) cannot {why}", EXIT_UNSUPPORTED)
-        except ConfigurationError as exc:
-            _fail(str(exc), EXIT_CONFIG)
         except ServerSessionError as exc:
-            _fail(str(exc), EXIT_ERROR)
+            _fail(*_describe(exc))
 
     return wrapper
 
@@ -273,23 +280,31 @@ def _closing(found: Iterator[SessionInfo]) -> None:
 
 
 class _Progress:
-    """Counts what ``clear-expired`` removes, batch by batch, on stderr: one line rewritten in
-    place on a terminal, one line per batch otherwise (a cron job's log)."""
+    """Counts what ``clear-expired`` removes (or ``revoke-all`` revokes), batch by batch, on
+    stderr: one line rewritten in place on a terminal, one line per batch otherwise (a cron
+    job's log)."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        doing: str = "Removing expired sessions",
+        done: str = "removed",
+    ) -> None:
         self.stream: IO[str] = sys.stderr if stream is None else stream
         self.tty = self.stream.isatty()
+        self.doing = doing
+        self.done = done
         self.total = 0
         self.batches = 0
 
-    def __call__(self, removed: int) -> None:
-        self.total += removed
+    def __call__(self, count: int) -> None:
+        self.total += count
         self.batches += 1
         if self.tty:
-            click.echo(f"\rRemoving expired sessions: {self.total:,}", nl=False, file=self.stream)
-        elif removed:
+            click.echo(f"\r{self.doing}: {self.total:,}", nl=False, file=self.stream)
+        elif count:
             click.echo(
-                f"batch {self.batches}: removed {removed:,} ({self.total:,} so far)",
+                f"batch {self.batches}: {self.done} {count:,} ({self.total:,} so far)",
                 file=self.stream,
             )
 
@@ -451,7 +466,13 @@ def revoke_user_command(user_id: str, keep: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Confirm: everyone is logged out.")
 @_reports_errors
 def revoke_all_command(yes: bool) -> None:
-    """End every live session: everyone is logged out. Needs --yes."""
+    """End every live session: everyone is logged out. Needs --yes.
+
+    Revokes while it reads through the store, showing progress on stderr every
+    SESSION_CLEANUP_BATCH_SIZE sessions. If the store fails or Ctrl-C stops it midway, it
+    says how many sessions were revoked before that (the others may still be live: run it
+    again to finish) and exits with 3 if the store cannot be reached, 1 otherwise.
+    """
     if not yes:
         _fail(
             "revoke-all ends every live session and logs everyone out; run it again with"
@@ -460,8 +481,28 @@ def revoke_all_command(yes: bool) -> None:
         )
     state = _state()
     _needs(state.store, "scan")
-    ended = state.manager.revoke_all()
+    progress = _Progress(doing="Revoking sessions", done="revoked")
+    try:
+        ended = state.manager.revoke_all(progress=progress)
+    except ServerSessionError as exc:
+        progress.finish()
+        message, code = _describe(exc)
+        _fail(f"{_stopped(progress.total)}: {message}", code)
+    except KeyboardInterrupt:
+        progress.finish()
+        _fail(f"interrupted; {_stopped(progress.total)}", EXIT_ERROR)
+    progress.finish()
     click.echo(f"Revoked {_plural(ended, 'session')}.")
+
+
+def _stopped(revoked: int) -> str:
+    """What a ``revoke-all`` stopped midway did, and what is left to do."""
+    if not revoked:
+        return "revoke-all stopped before revoking any session"
+    return (
+        f"revoke-all stopped after revoking {_plural(revoked, 'session')} (the others may"
+        " still be live; run it again to end them)"
+    )
 
 
 @sessions.command("clear-expired")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +28,9 @@ from .session import client_info
 from .stores import Record, Store
 
 _HANDLE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
+#: How many of the keys it last revoked ``revoke_all`` remembers, to skip one a scan lists
+#: twice: at least a page of every store's scan (500).
+_RESCAN_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -142,13 +146,66 @@ class SessionManager:
         for key, record in self.store.scan(self.now()):
             yield session_info(key, record)
 
-    def revoke_all(self) -> int:
-        """End every live session; return how many."""
-        now = self.now()
-        keys = [key for key, _ in self.store.scan(now)]
-        for key in keys:
-            self.store.delete(key, tombstone_until=now + TOMBSTONE_SECONDS)
-        return len(keys)
+    def revoke_all(self, progress: Callable[[int], None] | None = None) -> int:
+        """End every live session; return how many.
+
+        Streams: each session the store's :meth:`~flask_serversession.stores.Store.scan`
+        lists is revoked (a tombstone, as :meth:`revoke` leaves) before the scan reads on, so
+        memory stays bounded by one page of the scan however many sessions there are (but for
+        ``memory://``, whose scan copies what it already holds). Calls
+        ``progress(revoked_in_batch)`` after each ``SESSION_CLEANUP_BATCH_SIZE`` sessions and
+        once for the last, partial batch.
+
+        Every session live from the start to the end of the call is revoked, and counted
+        once; sessions created while it runs (a login, a regenerated ID) may or may not be.
+
+        If the store fails midway (:class:`~flask_serversession.errors.SessionStoreUnavailable`)
+        or the call is interrupted, the error propagates after ``progress`` was told about the
+        sessions revoked before it, so the sum of the ``progress`` calls is always how many
+        were revoked (not counting the one whose revocation failed: it may or may not have
+        landed). The sessions not reached are left as they were; calling it again finishes
+        the job.
+        """
+        batch = self.config.cleanup_batch_size
+        found = self.store.scan(self.now())
+        # A scan may list a key twice (Redis SCAN does while its hash table is resized). A key
+        # revoked before the scan reads its page again is a tombstone by then, not listed; one
+        # listed twice within the page the scan read at once is caught here, remembering the
+        # last keys revoked (a bounded window: memory does not grow with the store).
+        recent: deque[str] = deque()
+        seen: set[str] = set()
+        window = max(batch, _RESCAN_WINDOW)
+        total = pending = 0
+        try:
+            for key, _ in found:
+                if key in seen:
+                    continue
+                # The tombstone runs from when this session ends, not from when the run began:
+                # a request that was in flight at that moment is told it ended meanwhile.
+                self.store.delete(key, tombstone_until=self.now() + TOMBSTONE_SECONDS)
+                total += 1
+                pending += 1
+                recent.append(key)
+                seen.add(key)
+                if len(recent) > window:
+                    seen.discard(recent.popleft())
+                if pending == batch:
+                    pending = 0
+                    if progress is not None:
+                        progress(batch)
+        except BaseException:
+            # The partial batch is reported before the error goes on: the caller can say how
+            # many were revoked. (pending is reset before each call, so never counted twice.)
+            if pending and progress is not None:
+                progress(pending)
+            raise
+        finally:
+            close = getattr(found, "close", None)
+            if close is not None:
+                close()  # a scan left part-read frees its cursor now
+        if pending and progress is not None:
+            progress(pending)
+        return total
 
     def count(self) -> int:
         """How many sessions are live."""
