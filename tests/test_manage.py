@@ -169,33 +169,6 @@ def test_revoke_all_while_sessions_come_and_go(store: Store) -> None:
         assert record is not None and record.ended
 
 
-class Relisting(CountingStore):
-    """A store whose scan hands out each session twice within a page, as Redis SCAN may while
-    its hash table is resized: wraps a real store."""
-
-    def scan(self, now: float) -> Iterator[tuple[str, Record]]:
-        page: list[tuple[str, Record]] = []
-        for item in self.inner.scan(now):
-            page.append(item)
-            if len(page) == 50:
-                yield from page
-                yield from reversed(page)
-                page = []
-        yield from page
-        yield from page
-
-
-def test_revoke_all_counts_a_session_listed_twice_once(any_store: Store) -> None:
-    relisting = Relisting(any_store)
-    app = make_app(relisting, cleanup_batch_size=BATCH)
-    handles = fill(any_store, 230)
-    reported: list[int] = []
-    assert manager_of(app).revoke_all(progress=reported.append) == 230
-    assert sum(reported) == 230
-    deleted = [key for method, key in relisting.log if method == "delete"]
-    assert sorted(deleted) == sorted(handles)
-
-
 class KillsItsServer(CountingStore):
     """A real Redis store whose server is killed (SIGKILL) right after the ``after``-th delete:
     the next call meets a real connection error."""

@@ -434,3 +434,42 @@ def test_user_index_expires_and_is_repaired_when_read(redis_server: ServerProces
     assert [key for key, _ in store.sessions_of("u1", now)] == [keys[2]]
     assert admin.smembers(user_key) == {keys[2].encode()}
     store.close()
+
+
+class RepeatingScan(redis.Redis):
+    """A real client whose SCAN hands out every key twice, once at once and once after the
+    next few keys, as Redis' SCAN may while its hash table is resized ("a given element may
+    be returned multiple times")."""
+
+    def scan_iter(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        held: list[Any] = []
+        for key in super().scan_iter(*args, **kwargs):
+            yield key
+            yield key
+            held.append(key)
+            if len(held) == 7:
+                yield from held
+                held = []
+        yield from held
+
+
+def test_scan_lists_a_key_scan_repeats_once(redis_server: ServerProcess) -> None:
+    """Within a page a repeated key is listed once; in a later page it is read again, so a
+    session the caller ended meanwhile (as revoke-all does) is not listed again."""
+    client = RepeatingScan(port=redis_server.port)
+    store = RedisStore(client, prefix=_prefix())
+    try:
+        now = time.time()
+        keys = sorted(uuid.uuid4().hex * 2 for _ in range(60))
+        for key in keys:
+            record = Record({"a": "1"}, now, now, now + 600, now + 3600)
+            assert store.create(key, record)
+        assert sorted(key for key, _ in store.scan(now, page=10)) != keys  # repeats seen...
+        listed = []
+        for key, _ in store.scan(now, page=10):
+            listed.append(key)
+            store.delete(key, tombstone_until=now + 600)  # ...but not once ended
+        assert sorted(listed) == keys
+        assert list(store.scan(now, page=10)) == []  # all ended
+    finally:
+        store.close()

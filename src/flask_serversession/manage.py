@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,9 +27,6 @@ from .session import client_info
 from .stores import Record, Store
 
 _HANDLE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
-#: How many of the keys it last revoked ``revoke_all`` remembers, to skip one a scan lists
-#: twice: at least a page of every store's scan (500).
-_RESCAN_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -167,28 +163,17 @@ class SessionManager:
         the job.
         """
         batch = self.config.cleanup_batch_size
+        # Each session is revoked before the scan reads on; a store's scan never lists again a
+        # session ended while it runs (see Store.scan), so none is revoked or counted twice.
         found = self.store.scan(self.now())
-        # A scan may list a key twice (Redis SCAN does while its hash table is resized). A key
-        # revoked before the scan reads its page again is a tombstone by then, not listed; one
-        # listed twice within the page the scan read at once is caught here, remembering the
-        # last keys revoked (a bounded window: memory does not grow with the store).
-        recent: deque[str] = deque()
-        seen: set[str] = set()
-        window = max(batch, _RESCAN_WINDOW)
         total = pending = 0
         try:
             for key, _ in found:
-                if key in seen:
-                    continue
                 # The tombstone runs from when this session ends, not from when the run began:
                 # a request that was in flight at that moment is told it ended meanwhile.
                 self.store.delete(key, tombstone_until=self.now() + TOMBSTONE_SECONDS)
                 total += 1
                 pending += 1
-                recent.append(key)
-                seen.add(key)
-                if len(recent) > window:
-                    seen.discard(recent.popleft())
                 if pending == batch:
                     pending = 0
                     if progress is not None:

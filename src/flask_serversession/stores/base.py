@@ -178,6 +178,12 @@ class Store(ABC):
         """Every live session, as ``(key, record)`` pairs, a page at a time; sessions created
         or ended while it runs may or may not be seen.
 
+        A session live for the whole scan is listed; one the caller ends while the scan runs
+        (e.g. revokes as it is listed) is not listed again. A store whose listing can repeat a
+        key (Redis' ``SCAN``) keeps each key once per page and reads each page's records when
+        it lists them. Counting what is listed may still count a repeated key twice on such a
+        store: listing is for administration, not exact accounting.
+
         Needs ``capabilities.scan``; a store without it raises
         :class:`~flask_serversession.errors.UnsupportedOperation`.
         """

@@ -398,14 +398,17 @@ class RedisStore(Store):
     def scan(self, now: float, page: int = 500) -> Iterator[tuple[str, Record]]:
         pattern = _glob_escape(self.prefix) + "{*"
         start = len(self.prefix) + 1
-        batch: list[str] = []
+        # SCAN may return a key more than once (while Redis resizes its hash table): a page
+        # holds each key once, and a key seen again in a later page has been read afresh, so a
+        # session the caller ended meanwhile is no longer live and not listed again.
+        batch: dict[str, None] = {}
         keys = self.client.scan_iter(match=pattern, count=page)  # lazily, node by node
         while (raw := self._run(lambda: next(keys, None))) is not None:
-            batch.append(_text(raw)[start:-1])
+            batch[_text(raw)[start:-1]] = None
             if len(batch) == page:
-                yield from self._live(batch, now)
-                batch = []
-        yield from self._live(batch, now)
+                yield from self._live(list(batch), now)
+                batch = {}
+        yield from self._live(list(batch), now)
 
     def _live(self, keys: list[str], now: float) -> Iterator[tuple[str, Record]]:
         if not keys:
