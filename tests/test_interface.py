@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import pickle
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,16 @@ from flask import Flask, session
 
 from flask_serversession import (
     ServerSession,
+    ServerSideSession,
     SessionStoreUnavailable,
+    SessionTooLarge,
     session_created,
     session_destroyed,
     session_regenerated,
     session_rejected,
 )
 from flask_serversession.ids import store_key
-from flask_serversession.stores import Patch, Store
+from flask_serversession.stores import Patch, Record, Store, Touch, values_size
 from flask_serversession.stores.memory import MemoryStore
 from flask_serversession.stores.sqlite import SQLiteStore
 from flask_serversession.testing import make_app
@@ -35,6 +38,34 @@ class OutageStore(MemoryStore):
     def patch(self, key: str, patch: Patch) -> bool:
         if self.writes_fail:
             raise SessionStoreUnavailable(self.name, "connection refused")
+        return super().patch(key, patch)
+
+
+class RacingStore(MemoryStore):
+    """A memory store on which other requests act at chosen moments: ``refusals`` patches with
+    a size limit are refused as another writer's growth would (then shrunk again before the
+    caller looks), and ``after_load`` runs once after the next load."""
+
+    refusals = 0
+    after_load: Callable[[], None] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def load(self, key: str, touch: Touch | None = None) -> Record | None:
+        self.calls.append("load")
+        record = super().load(key, touch)
+        hook, self.after_load = self.after_load, None
+        if hook is not None:
+            hook()
+        return record
+
+    def patch(self, key: str, patch: Patch) -> bool:
+        self.calls.append("patch")
+        if patch.max_size is not None and self.refusals:
+            self.refusals -= 1
+            return False
         return super().patch(key, patch)
 
 
@@ -102,6 +133,75 @@ def test_app_handler_for_outage_is_used_at_save() -> None:
     store.writes_fail = True
     response = client.get("/set/user/bob")
     assert response.status_code == 500 and response.text == "custom: connection refused"
+
+
+def test_size_refusal_of_a_session_within_the_limit_is_retried() -> None:
+    """The store refused an assign-only patch as too large, but the session read then fits (a
+    request that overlapped shrank it meanwhile): the patch is tried again and lands."""
+    store = RacingStore()
+    client = make_app(store, max_size=1000).test_client()
+    client.get("/set/a/1")
+    store.calls.clear()
+    store.refusals = 1
+    assert client.get("/set/b/2").status_code == 200
+    assert store.calls == ["patch", "load", "patch"]
+    assert client.get("/dump").json == {"a": "'1'", "b": "'2'"}
+
+
+def test_size_refusals_that_never_settle_are_a_503(caplog: pytest.LogCaptureFixture) -> None:
+    """Refused as too large every time yet within the limit every time it is read: after three
+    tries the change is dropped and the client told to retry, as for an outage."""
+    store = RacingStore()
+    app = make_app(store, max_size=1000)
+    app.testing = False
+    client = app.test_client()
+    client.get("/set/a/1")
+    store.calls.clear()
+    store.refusals = 100
+    with caplog.at_level(logging.WARNING, "flask_serversession"):
+        response = client.get("/set/b/2")
+    assert response.status_code == 503 and "Set-Cookie" not in response.headers
+    assert store.calls == ["patch", "load"] * 3
+    assert "refused as too large 3 times" in caplog.text
+    store.refusals = 0
+    assert client.get("/dump").json == {"a": "'1'"}
+
+
+def test_login_that_would_take_a_grown_session_over_the_limit_moves_nothing() -> None:
+    """A request read the session, another one grew it meanwhile, then the first one sets a
+    value and logs in (a new ID): the move is refused as too large, SessionTooLarge names the
+    largest key, and the session stays under its old ID, as the other request left it."""
+    store = RacingStore()
+    app = make_app(store, max_size=1000)
+
+    @app.get("/checkout")
+    def checkout() -> str:
+        session.get("a")  # loaded; then the other request writes
+        session["order"] = "o" * 300
+        assert isinstance(session, ServerSideSession)
+        session.login("alice")
+        return "ok"
+
+    client = app.test_client()
+    client.get("/set/a/" + "x" * 300)
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    key = store_key(cookie.value.split(".")[0])
+
+    def other_request() -> None:
+        now = time.time()
+        grow = Patch({"cart": '"' + "c" * 500 + '"'}, (), now, now + 3600)
+        assert MemoryStore.patch(store, key, grow)
+
+    store.after_load = other_request
+    with pytest.raises(SessionTooLarge) as info:
+        client.get("/checkout")
+    assert info.value.largest[0][0] == "cart"
+    after = client.get_cookie("session")
+    assert after is not None and after.value == cookie.value
+    record = store.load(key)
+    assert record is not None and record.is_live(time.time()) and record.user_id is None
+    assert sorted(record.values) == ["a", "cart"] and values_size(record.values) <= 1000
 
 
 def test_without_secret_key_writes_fail_clearly() -> None:

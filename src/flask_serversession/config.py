@@ -72,7 +72,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "SESSION_MAX_SIZE",
         "1 MiB",
-        "Largest serialized session in bytes; a larger one raises SessionTooLarge at save.",
+        "Largest session, in UTF-8 bytes of its key names and serialized values, enforced on"
+        " every save, assign-only ones too; a larger one raises SessionTooLarge.",
     ),
     Key(
         "SESSION_CLEANUP_INTERVAL",

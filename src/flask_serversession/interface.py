@@ -24,6 +24,7 @@ from .ids import CookieSigner, new_session_id, store_key
 from .serialization import dumps_value, loads_value
 from .session import ServerSideSession
 from .stores import Patch, Record, Touch
+from .stores.base import value_size
 
 logger = logging.getLogger("flask_serversession")
 
@@ -37,6 +38,8 @@ TOMBSTONE_SECONDS = 600.0
 TOMBSTONE_GRACE = 5.0
 #: Browsers cap cookie lifetimes at 400 days.
 MAX_COOKIE_AGE = 400 * 24 * 3600.0
+#: Tries of a patch the store refused as too large while it was within the limit when read.
+_PATCH_ATTEMPTS = 3
 
 
 class ServerSessionInterface(SessionInterface):
@@ -232,17 +235,20 @@ class ServerSessionInterface(SessionInterface):
         # (An explicit login on an ended session is never a resurrection: it gets a new one.)
 
         if not session.is_loaded:
-            # Assigned without reading: one patch, no load.
+            # Assigned without reading: one patch, no load. The store checks the size of the
+            # whole session as the patch leaves it (the assigned values alone are checked here
+            # first, without a round trip).
             assert session._session_id is not None
             key = store_key(session._session_id)
             changed, _, serialized = session._changes(dumps_value)
             self._check_size(serialized)
-            if store.patch(key, Patch(changed, (), now, now + config.idle_timeout)):
+            patch = Patch(changed, (), now, now + config.idle_timeout, max_size=config.max_size)
+            applied, record = self._patch(key, patch)
+            if applied:
                 return
             # Not live. Ended meanwhile (a tombstone): write nothing, send no cookie, so a
             # logout or a regeneration is never undone. Otherwise it expired or never was: the
             # values go into a new session.
-            record = store.load(key)
             session._set_loaded(None, {}, {}, ended=self._ended_meanwhile(session, record))
             if session._ended:
                 logger.info("a change to a session that was ended meanwhile was dropped")
@@ -266,8 +272,13 @@ class ServerSessionInterface(SessionInterface):
             return
 
         changed, deleted, serialized = session._changes(dumps_value)
+        # A change that sets values is checked here and again by the store, against the session
+        # as stored when the patch applies: requests that overlap, each within the limit, cannot
+        # together take it over. A change that only deletes is never refused.
+        max_size = None
         if changed:
             self._check_size(serialized)
+            max_size = config.max_size
         if session._regenerate:
             new_id = new_session_id()
             login = session._login
@@ -280,8 +291,9 @@ class ServerSessionInterface(SessionInterface):
                 tombstone_until=tombstone_until,
                 user_id=login,
                 info=None if login is None else self._client_info(now),
+                max_size=max_size,
             )
-            if store.patch(key, patch):
+            if self._patch(key, patch)[0]:
                 session._session_id = new_id
                 session._regenerate = False
                 session._login = None
@@ -292,9 +304,39 @@ class ServerSessionInterface(SessionInterface):
                 signals.session_regenerated.send(app, session=session)
             return
         if changed or deleted:
-            patch = Patch(changed, deleted, now, now + config.idle_timeout)
-            if store.patch(key, patch) and "_permanent" in changed:
+            patch = Patch(changed, deleted, now, now + config.idle_timeout, max_size=max_size)
+            if self._patch(key, patch)[0] and "_permanent" in changed:
                 self._set_cookie(app, session, response)  # the cookie's lifetime changed
+
+    def _patch(self, key: str, patch: Patch) -> tuple[bool, Record | None]:
+        """Apply ``patch``: ``(True, None)``, or ``(False, record)`` when there is no live
+        session under ``key`` (``record`` as loaded then, to tell ended from expired; ``None``
+        when the patch had no ``max_size`` and nothing was loaded).
+
+        The store refuses a patch with ``max_size`` both when the session is not live and when
+        it would be too large: the record, loaded to tell which, raises
+        :class:`~flask_serversession.errors.SessionTooLarge` (naming the largest keys) if the
+        patch would take it over the limit. If it would not (a request that overlapped shrank
+        the session meanwhile), the patch is tried again, a bounded number of times.
+        """
+        store = self.store
+        record: Record | None = None
+        for _attempt in range(_PATCH_ATTEMPTS):
+            if store.patch(key, patch):
+                return True, None
+            if patch.max_size is None:
+                return False, None
+            record = store.load(key)
+            if record is None or not record.is_live(patch.now):
+                return False, record
+            self._check_size(patch.applied_to(record.values))  # raises if over the limit
+        # Refused as too large each time, yet within the limit each time it was read: writers
+        # racing on one session, like a lost compare-and-swap. The change is not saved.
+        raise SessionStoreUnavailable(
+            store.name,
+            f"a patch within SESSION_MAX_SIZE was refused as too large {_PATCH_ATTEMPTS} times"
+            " in a row (concurrent writers on one session)",
+        )
 
     def _send_new_cookie(self, app: Flask, session: ServerSideSession, response: Response) -> None:
         """After a migration, send our cookie unless the save sent (or deleted) one."""
@@ -346,13 +388,12 @@ class ServerSessionInterface(SessionInterface):
         return json.dumps(info, separators=(",", ":"))
 
     def _check_size(self, serialized: dict[str, str]) -> None:
-        size = sum(len(name) + len(text) for name, text in serialized.items())
+        """Raise :class:`SessionTooLarge` if ``serialized`` (name -> serialized value) is over
+        ``SESSION_MAX_SIZE``, counted as stores count it (UTF-8 bytes of names and values)."""
+        sizes = [(name, value_size(name, text)) for name, text in serialized.items()]
+        size = sum(n for _, n in sizes)
         if size > self.config.max_size:
-            largest = sorted(
-                ((name, len(name) + len(text)) for name, text in serialized.items()),
-                key=lambda item: item[1],
-                reverse=True,
-            )[:3]
+            largest = sorted(sizes, key=lambda item: item[1], reverse=True)[:3]
             raise SessionTooLarge(size, self.config.max_size, largest)
 
     # -- cookies -----------------------------------------------------------------------------------

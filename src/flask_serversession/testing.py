@@ -21,6 +21,7 @@ with it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections import Counter
@@ -39,7 +40,7 @@ from .ids import new_session_id, store_key
 from .interface import ServerSessionInterface
 from .serialization import dumps_value, loads_value
 from .session import ServerSideSession
-from .stores import Patch, Record, Store, Touch
+from .stores import Patch, Record, Store, Touch, values_size
 
 __all__ = ["CountingStore", "StoreConformance", "make_app"]
 
@@ -361,6 +362,71 @@ class StoreConformance:
         assert store.patch(key, Patch({}, (), T0, T0 + HOUR, user_id=""))
         loaded = store.load(key)
         assert loaded is not None and loaded.user_id is None
+
+    def test_store_patch_max_size_refuses_too_large(self, store: Store) -> None:
+        """A patch that would leave more than ``max_size`` bytes of values changes nothing."""
+        key = _key()
+        record = _record({"a": dumps_value("a", "x" * 96), "b": "1"}, user_id="u1")
+        store.create(key, record)
+        assert values_size(record.values) == 1 + 98 + 1 + 1
+        later = T0 + 10
+        too_large = Patch({"c": "12"}, (), later, later + HOUR, info='{"x":1}', max_size=103)
+        assert not store.patch(key, too_large)  # 101 + 3 bytes
+        assert store.load(key) == record  # not a value, not the expiry, not the info
+        moved = _key()
+        move = Patch({"c": "12"}, (), later, later + HOUR, new_key=moved, max_size=103)
+        assert not store.patch(key, dataclasses.replace(move, tombstone_until=later + 60))
+        assert store.load(key) == record  # still live under its key
+        assert store.load(moved) is None
+
+    def test_store_patch_max_size_applies_at_the_limit(self, store: Store) -> None:
+        key = _key()
+        store.create(key, _record({"a": '"xyz"'}))  # 1 + 5 bytes
+        # A value replaced counts once, as it is after the patch.
+        assert store.patch(key, Patch({"a": '"wxyz"'}, (), T0 + 1, T0 + HOUR, max_size=7))
+        assert not store.patch(key, Patch({"b": "1"}, (), T0 + 2, T0 + HOUR, max_size=8))
+        assert store.patch(key, Patch({"b": "1"}, (), T0 + 3, T0 + HOUR, max_size=9))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {"a": '"wxyz"', "b": "1"}
+        assert loaded.last_seen == T0 + 3
+        assert store.patch(key, Patch({}, (), T0 + 4, T0 + HOUR, max_size=9))
+        assert not store.patch(key, Patch({}, (), T0 + 5, T0 + HOUR, max_size=8))
+        moved = _key()
+        move = Patch({"c": "1"}, (), T0 + 6, T0 + HOUR, new_key=moved, tombstone_until=T0 + 60)
+        assert store.patch(key, dataclasses.replace(move, max_size=11))
+        assert _ended(store, key)
+        loaded = store.load(moved)
+        assert loaded is not None and values_size(loaded.values) == 11
+
+    def test_store_patch_max_size_counts_deletes(self, store: Store) -> None:
+        """The size is the record's after the deletes too: a patch that frees enough room
+        applies even to a record that is over the limit (one lowered since it was written)."""
+        key = _key()
+        store.create(key, _record({"big": dumps_value("big", "x" * 50), "small": "1"}))
+        shrink = Patch({"new": "12"}, ["big", "missing"], T0 + 1, T0 + HOUR, max_size=11)
+        assert store.patch(key, shrink)  # 6 + 5 bytes left
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {"small": "1", "new": "12"}
+        assert not store.patch(key, Patch({"x": "123"}, ["small"], T0 + 2, T0 + HOUR, max_size=8))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {"small": "1", "new": "12"}
+        assert store.patch(key, Patch({"x": "12"}, ["small"], T0 + 3, T0 + HOUR, max_size=8))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {"new": "12", "x": "12"}
+
+    def test_store_patch_max_size_counts_utf8_bytes(self, store: Store) -> None:
+        """Names count in UTF-8 bytes, not characters, both set by the patch and stored."""
+        key = _key()
+        store.create(key, _record({}))
+        name = "żółw🐢"  # 5 characters, 2 + 2 + 2 + 1 + 4 = 11 bytes
+        value = dumps_value(name, "ł")  # ASCII JSON: '"\u0142"', 8 bytes
+        assert not store.patch(key, Patch({name: value}, (), T0 + 1, T0 + HOUR, max_size=18))
+        assert store.patch(key, Patch({name: value}, (), T0 + 2, T0 + HOUR, max_size=19))
+        assert not store.patch(key, Patch({"ą": "1"}, (), T0 + 3, T0 + HOUR, max_size=21))
+        assert store.patch(key, Patch({"ą": "1"}, (), T0 + 4, T0 + HOUR, max_size=22))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {name: value, "ą": "1"}
+        assert values_size(loaded.values) == 22
 
     def test_store_touch_when_due(self, store: Store) -> None:
         key = _key()
@@ -827,6 +893,112 @@ class StoreConformance:
         with pytest.raises(SessionTooLarge) as info:
             app.test_client().get("/huge")
         assert info.value.largest[0][0] == "large" and "'large'" in str(info.value)
+
+    def test_app_max_size_caps_assign_only_growth(self, store: Store, clock: Clock) -> None:
+        """SESSION_MAX_SIZE holds for the whole session when views only assign, each save one
+        patch without a load: the store checks the session as the patch leaves it."""
+        app = make_app(store, max_size=1000)
+        _interface(app).clock = clock
+
+        @app.get("/put/<k>/<int:n>")
+        def put(k: str, n: int) -> str:
+            session[k] = "x" * n  # assigned, never read
+            return "stored"
+
+        client = app.test_client()
+        for path in ("/put/a/300", "/put/b/400"):  # 1 + 302, then 1 + 402 bytes
+            assert client.get(path).status_code == 200
+        cookie = _cookie(client)
+        assert cookie is not None
+        key = store_key(cookie.split(".")[0])
+        with pytest.raises(SessionTooLarge) as info:
+            client.get("/put/c/350")  # 1 + 352 more: 1,059 bytes
+        assert (info.value.size, info.value.limit) == (1059, 1000)
+        assert [name for name, _ in info.value.largest] == ["b", "c", "a"]
+        assert "'b'" in str(info.value)
+        record = store.load(key)
+        assert record is not None and sorted(record.values) == ["a", "b"]
+        assert values_size(record.values) == 706
+        assert client.get("/put/b/690").status_code == 200  # replaced: 303 + 693 bytes fit
+        with pytest.raises(SessionTooLarge):
+            client.get("/put/d/2")
+        record = store.load(key)
+        assert record is not None and values_size(record.values) == 996
+        assert client.get("/dump").json == {"a": repr("x" * 300), "b": repr("x" * 690)}
+
+    def test_app_assign_only_save_checks_size_in_one_store_call(
+        self, store: Store, clock: Clock
+    ) -> None:
+        """The size check of an assign-only save rides on its patch: one store call, and a
+        second one (a load, to name the largest keys) only when it is refused."""
+        counting = CountingStore(store)
+        app = make_app(counting, max_size=1000)
+        _interface(app).clock = clock
+        client = app.test_client()
+        client.get("/set/a/" + "x" * 900)
+        counting.calls.clear()
+        assert client.get("/set/b/" + "y" * 80).status_code == 200
+        assert counting.calls == {"patch": 1}
+        counting.calls.clear()
+        with pytest.raises(SessionTooLarge) as info:
+            client.get("/set/c/" + "z" * 80)
+        assert counting.calls == {"patch": 1, "load": 1}
+        assert info.value.largest[0][0] == "a"
+
+    def test_app_max_size_holds_for_overlapping_writers(self, store: Store, clock: Clock) -> None:
+        """Two requests read the session, then each adds a value that fits with what it read
+        but not with the other's: one lands, the other raises SessionTooLarge."""
+        app = make_app(store, max_size=1000)
+        _interface(app).clock = clock
+        gate = threading.Barrier(2)
+
+        @app.get("/grow/<k>")
+        def grow(k: str) -> str:
+            session.get("a")  # load first, like a real view
+            gate.wait(timeout=10)  # both requests have loaded before either saves
+            session[k] = "y" * 400
+            return "ok"
+
+        client = app.test_client()
+        client.get("/set/a/" + "x" * 300)
+        cookie = _cookie(client)
+        assert cookie is not None
+        outcomes: list[Any] = []
+
+        def request(path: str) -> None:
+            other = app.test_client()
+            other.set_cookie("session", cookie)
+            try:
+                outcomes.append(other.get(path).status_code)
+            except SessionTooLarge as exc:
+                outcomes.append(exc)
+
+        threads = [
+            threading.Thread(target=request, args=(path,)) for path in ("/grow/b", "/grow/c")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(outcomes) == 2 and 200 in outcomes
+        assert any(isinstance(outcome, SessionTooLarge) for outcome in outcomes)
+        stored = client.get("/dump").json
+        assert stored is not None and sorted(stored) in (["a", "b"], ["a", "c"])
+        record = store.load(store_key(cookie.split(".")[0]))
+        assert record is not None and values_size(record.values) == 706
+
+    def test_app_max_size_never_refuses_a_change_that_only_deletes(self, store: Store) -> None:
+        """A session over a SESSION_MAX_SIZE lowered since it was written can still shrink."""
+        before, after = make_app(store), make_app(store, max_size=100)  # the same SECRET_KEY
+        client = before.test_client()
+        client.get("/set/a/" + "x" * 200)
+        client.get("/set/b/1")
+        cookie = _cookie(client)
+        assert cookie is not None
+        client = after.test_client()
+        client.set_cookie("session", cookie)
+        assert client.get("/pop/a").text == repr("x" * 200)
+        assert client.get("/dump").json == {"b": "'1'"}
 
     def test_app_concurrent_requests_different_keys(self, app: Flask) -> None:
         """Two requests that read, then write different keys, interleaved: both land."""

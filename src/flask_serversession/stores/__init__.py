@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from ..errors import ConfigurationError
-from .base import Capabilities, Patch, Record, Store, Touch
+from .base import Capabilities, Patch, Record, Store, Touch, values_size
 
 __all__ = [
     "Capabilities",
@@ -22,6 +22,7 @@ __all__ = [
     "Touch",
     "register_store",
     "store_from_url",
+    "values_size",
 ]
 
 

@@ -19,6 +19,8 @@ Rules every method keeps:
 * ``expires`` passed in may exceed the record's ``absolute_expires``; the store keeps the smaller.
 * Each method is one atomic step, ideally one round trip. Concurrent patches of different
   value names must both land.
+* A patch with ``max_size`` applies only if the record it leaves holds at most that many bytes
+  of values (:func:`values_size`), decided in the same atomic step as the change.
 * Driver errors become :class:`~flask_serversession.errors.SessionStoreUnavailable`, raised
   ``from`` the driver's exception. Nothing is swallowed.
 
@@ -33,6 +35,19 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import UnsupportedOperation
+
+
+def value_size(name: str, text: str) -> int:
+    """The bytes one value counts for against ``SESSION_MAX_SIZE`` and :attr:`Patch.max_size`:
+    its name and its serialized text, both in UTF-8 (the text is ASCII JSON: one byte a
+    character)."""
+    size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return size + (len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass")))
+
+
+def values_size(values: Mapping[str, str]) -> int:
+    """The size of a session's serialized values: the sum of :func:`value_size` over them."""
+    return sum(value_size(name, text) for name, text in values.items())
 
 
 @dataclass
@@ -63,8 +78,8 @@ class Record:
         return not self.ended and now < self.expires and now < self.absolute_expires
 
     def apply(self, patch: Patch) -> None:
-        """Apply ``patch`` to this record in memory (except ``new_key``): for stores that read,
-        change and write back a whole record."""
+        """Apply ``patch`` to this record in memory (except ``new_key`` and ``max_size``, see
+        :meth:`Patch.fits`): for stores that read, change and write back a whole record."""
         self.values.update(patch.set)
         for name in patch.delete:
             self.values.pop(name, None)
@@ -114,6 +129,24 @@ class Patch:
     user_id: str | None = None
     #: When not ``None``, the record's ``info`` becomes this.
     info: str | None = None
+    #: When not ``None``, the patch applies only if the record it leaves holds at most this
+    #: many bytes of values, counted by :func:`values_size` (UTF-8 bytes of each name plus its
+    #: serialized text); otherwise nothing changes and :meth:`Store.patch` returns ``False``.
+    #: The session interface sets it to ``SESSION_MAX_SIZE`` on every patch that sets values.
+    max_size: int | None = None
+
+    def applied_to(self, values: Mapping[str, str]) -> dict[str, str]:
+        """``values`` as this patch leaves them: ``set`` merged in, then ``delete`` removed."""
+        result = dict(values)
+        result.update(self.set)
+        for name in self.delete:
+            result.pop(name, None)
+        return result
+
+    def fits(self, values: Mapping[str, str]) -> bool:
+        """Whether ``values`` (a live record's), changed by this patch, stay within
+        ``max_size``; always ``True`` without one. For stores that check in Python."""
+        return self.max_size is None or values_size(self.applied_to(values)) <= self.max_size
 
 
 @dataclass(frozen=True)
@@ -156,7 +189,13 @@ class Store(ABC):
 
     @abstractmethod
     def patch(self, key: str, patch: Patch) -> bool:
-        """Apply ``patch`` to the live record under ``key``; ``False`` if there is none."""
+        """Apply ``patch`` to the live record under ``key``; ``False`` if there is none.
+
+        With ``patch.max_size``, also ``False`` (and no change at all, not even to the expiry)
+        when the record after the patch would hold more than ``max_size`` bytes of values
+        (:func:`values_size`): checked and applied in one atomic step, so that concurrent
+        patches cannot together grow a session past the limit.
+        """
 
     @abstractmethod
     def delete(self, key: str, tombstone_until: float | None = None) -> None:

@@ -350,6 +350,9 @@ class MemcachedStore(Store):
         own); after the swap the old ID is ended. A client never sees the session live under
         both IDs, and an ended session is never revived: if the old item is found ended or gone,
         the copy under the new key is deleted and the patch refused.
+
+        ``patch.max_size`` is checked on the record each ``gets`` read, so the ``cas`` that
+        writes is the one that was checked.
         """
         client = self.client
         item = self._key(key)
@@ -360,7 +363,7 @@ class MemcachedStore(Store):
                 self._conflict(attempt)
             data, cas = self._call(client.gets, item)
             record = None if data is None else _decode(data)
-            if record is None or not record.is_live(patch.now):
+            if record is None or not record.is_live(patch.now) or not patch.fits(record.values):
                 if placed:
                     self._call(client.delete, new_item, noreply=False)
                 return False

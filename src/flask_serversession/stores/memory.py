@@ -58,7 +58,7 @@ class MemoryStore(Store):
     def patch(self, key: str, patch: Patch) -> bool:
         with self._lock:
             record = self._records.get(key)
-            if record is None or not record.is_live(patch.now):
+            if record is None or not record.is_live(patch.now) or not patch.fits(record.values):
                 return False
             if patch.new_key is not None:
                 self._records[key] = Record.tombstone(patch.tombstone_until)

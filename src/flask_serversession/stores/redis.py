@@ -12,8 +12,10 @@ The key's native TTL follows the session's expiry, so Redis removes dead session
 one Cluster slot. A read is one round trip: one Lua script (loaded once, called by SHA,
 reloaded on ``NOSCRIPT`` after a restart or failover) reads the hash and refreshes its idle
 expiry when due; a patch is one script too, atomic, and never re-creates a session that is
-gone. Regenerating an ID takes two steps (the two keys live in different Cluster slots), and
-binding a user also writes the user's index set.
+gone; with a size limit it sums the lengths of the value fields (``HSTRLEN``, never reading
+the values) as the patch would leave them, before writing anything. Regenerating an ID takes
+two steps (the two keys live in different Cluster slots), and binding a user also writes the
+user's index set.
 
 URLs (``valkey://`` and ``valkeys://`` are accepted as synonyms)::
 
@@ -72,6 +74,24 @@ end
 local function expire(key, until_, now)
   redis.call('PEXPIRE', key, math.max(1, tonumber(until_) - now))
 end
+-- Whether the values of the hash, after setting the field/value pairs items[first..last_set]
+-- and deleting the fields items[last_set + 1..last], hold at most max bytes: every name (its
+-- field without the ':') plus its value, in bytes. Reads lengths only, never the values.
+local function fits(key, max, items, first, last_set, last)
+  local sizes = {}
+  local fields = redis.call('HKEYS', key)
+  for i = 1, #fields do
+    local field = fields[i]
+    if string.byte(field, 1) == 58 then
+      sizes[field] = #field - 1 + redis.call('HSTRLEN', key, field)
+    end
+  end
+  for i = first, last_set, 2 do sizes[items[i]] = #items[i] - 1 + #items[i + 1] end
+  for i = last_set + 1, last do sizes[items[i]] = nil end
+  local total = 0
+  for _, size in pairs(sizes) do total = total + size end
+  return total <= max
+end
 """
 
 # KEYS[1]; ARGV: now, new expires, if_seen_before. Returns HGETALL as read.
@@ -105,19 +125,22 @@ return 1
 """
 
 # KEYS[1]; ARGV: now, expires, user ("-" unchanged, "" clear, else set), info ("" unchanged,
-# else set), n_set, n_set name/value pairs, names to delete. The absolute expiry if applied,
-# 0 if no live session.
+# else set), max size ("" none), n_set, n_set name/value pairs, names to delete. The absolute
+# expiry if applied, 0 if no live session or the result would be over the max size.
 _PATCH = (
     _CHUNKED_HSET
     + """
 local now = tonumber(ARGV[1])
 local m = live(KEYS[1], now)
 if not m then return 0 end
+local last_set = 6 + 2 * tonumber(ARGV[6])
+if ARGV[5] ~= '' and not fits(KEYS[1], tonumber(ARGV[5]), ARGV, 7, last_set, #ARGV) then
+  return 0
+end
 local e = ARGV[2]
 if tonumber(e) > tonumber(m[2]) then e = m[2] end
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
-local last_set = 5 + 2 * tonumber(ARGV[5])
-if last_set >= 6 then hset_all(KEYS[1], ARGV, 6, last_set) end
+if last_set >= 7 then hset_all(KEYS[1], ARGV, 7, last_set) end
 if #ARGV > last_set then hdel_all(KEYS[1], ARGV, last_set + 1, #ARGV) end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'u')
 elseif ARGV[3] ~= '-' then redis.call('HSET', KEYS[1], 'u', ARGV[3]) end
@@ -127,13 +150,19 @@ return m[2]
 """
 )
 
-# KEYS[1]; ARGV: now, tombstone until. Replaces a live session by a tombstone and returns what
-# it held (empty if there was no live session): the first step of moving it to a new key.
+# KEYS[1]; ARGV: now, tombstone until, max size ("" none), n_set, n_set name/value pairs, names
+# to delete (the changes the caller will make: only their size is checked here). Replaces a
+# live session by a tombstone and returns what it held (empty if there was no live session, or
+# the changes would take it over the max size): the first step of moving it to a new key.
 _TAKE = (
     _CHUNKED_HSET
     + """
 local now = tonumber(ARGV[1])
 if not live(KEYS[1], now) then return {} end
+if ARGV[3] ~= '' then
+  local last_set = 4 + 2 * tonumber(ARGV[4])
+  if not fits(KEYS[1], tonumber(ARGV[3]), ARGV, 5, last_set, #ARGV) then return {} end
+end
 local data = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'x', '1', 'e', ARGV[2])
@@ -318,10 +347,7 @@ class RedisStore(Store):
             return self._move(key, patch)
         user = "-" if patch.user_id is None else patch.user_id
         info = "" if patch.info is None else patch.info
-        args = [_ms(patch.now), _ms(patch.expires), user, info, str(len(patch.set))]
-        for name, text in patch.set.items():
-            args += (":" + name, text)
-        args += (":" + name for name in patch.delete)
+        args = [_ms(patch.now), _ms(patch.expires), user, info, *_changes(patch)]
         redis_key = self._key(key)
         if patch.user_id:
             # Indexed before it is bound, so a crash leaves at worst a stale index entry
@@ -339,7 +365,11 @@ class RedisStore(Store):
         so this is two steps; a crash between them loses the session, never revives it."""
         assert patch.new_key is not None
         old = self._key(key)
-        args = (_ms(patch.now), _ms(patch.tombstone_until))
+        args = [_ms(patch.now), _ms(patch.tombstone_until)]
+        if patch.max_size is not None:
+            args += _changes(patch)  # checked before the old key is taken
+        else:
+            args.append("")
         flat = self._run(lambda: self._take(keys=[old], args=args))
         record = _record(_flat_pairs(flat))
         if record is None:
@@ -419,6 +449,16 @@ class RedisStore(Store):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _changes(patch: Patch) -> list[str]:
+    """The scripts' arguments for a patch's changes: the max size ("" for none), how many
+    values are set, the ``:name``/value pairs set, then the ``:name`` fields deleted."""
+    args = ["" if patch.max_size is None else str(patch.max_size), str(len(patch.set))]
+    for name, text in patch.set.items():
+        args += (":" + name, text)
+    args += (":" + name for name in patch.delete)
+    return args
 
 
 def _glob_escape(text: str) -> str:

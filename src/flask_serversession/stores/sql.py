@@ -75,7 +75,10 @@ rate-limited touch, as an ``UPDATE`` in a ``WITH`` clause that writes nothing un
 due; on MySQL the touch, when due, is a second statement); ``patch`` is one ``UPDATE`` that merges
 only the changed names into the stored object (``(data || changes) - deleted`` on PostgreSQL,
 ``JSON_MERGE_PATCH`` on MySQL), so concurrent patches of different names all land, and it matches
-only a live record, so nothing ended or expired is ever re-created. Moving a session to a new ID
+only a live record, so nothing ended or expired is ever re-created. A patch with a size limit
+also matches only if the merged object fits it: a subquery in the ``WHERE`` sums the byte lengths
+of its names and values (``jsonb_each_text`` on PostgreSQL; ``JSON_TABLE`` over ``JSON_KEYS`` and
+over ``JSON_EXTRACT(..., '$.*')`` on MySQL). Moving a session to a new ID
 is one transaction: the ``UPDATE`` and the tombstone left under the old key. ``clear_expired``
 deletes in batches, each its own short transaction.
 
@@ -99,6 +102,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ColumnElement,
@@ -117,6 +121,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    literal_column,
     select,
     text,
     type_coerce,
@@ -623,9 +628,9 @@ class SQLStore(Store):
         return (c.expires > now, c.absolute_expires > now, c.ended.is_(False))
 
     def _patch_statement(
-        self, sets: bool, deletes: bool, user: bool, move: bool, info: bool
+        self, sets: bool, deletes: bool, user: bool, move: bool, info: bool, limit: bool
     ) -> Update:
-        shape = (sets, deletes, user, move, info)
+        shape = (sets, deletes, user, move, info, limit)
         statement = self._patches.get(shape)
         if statement is not None:
             return statement
@@ -635,6 +640,10 @@ class SQLStore(Store):
             "expires": func.least(bindparam("p_expires", type_=Double()), c.absolute_expires),
             "version": c.version + 1,
         }
+        conditions: list[ColumnElement[bool] | TextClause] = [
+            c.key == bindparam("p_key"),
+            *self._live(),
+        ]
         if self._pg:
             merged: ColumnElement[Any] = c.data
             if sets:
@@ -647,21 +656,64 @@ class SQLStore(Store):
                 merged = merged.op("-", return_type=postgresql.JSONB)(names)
             if sets or deletes:
                 values["data"] = merged
-        elif sets or deletes:
-            # RFC 7396 merge: a string replaces, null removes. Values are JSON text kept as
-            # JSON strings, so a stored None is the string "null", never a removal.
-            values["data"] = func.json_merge_patch(c.data, bindparam("p_set", type_=Text()))
+            if limit:
+                # (JSONB is stored parsed: listing its members costs less than printing it, so
+                # there is no cheaper first test here, unlike MySQL's.)
+                limit_param = bindparam("p_max_size", type_=BigInteger())
+                conditions.append(self._pg_size(merged) <= limit_param)
+        else:
+            if sets or deletes:
+                # RFC 7396 merge: a string replaces, null removes. Values are JSON text kept as
+                # JSON strings, so a stored None is the string "null", never a removal.
+                values["data"] = func.json_merge_patch(c.data, bindparam("p_set", type_=Text()))
+            if limit:
+                conditions.append(self._mysql_size_fits(sets or deletes))
         if user:
             values["user_id"] = bindparam("p_user_id", type_=String())
         if move:
             values["key"] = bindparam("p_new_key")
         if info:
             values["info"] = bindparam("p_info", type_=Text())
-        statement = (
-            update(self.table).where(c.key == bindparam("p_key"), *self._live()).values(values)
-        )
+        statement = update(self.table).where(*conditions).values(values)
         self._patches[shape] = statement
         return statement
+
+    @staticmethod
+    def _pg_size(merged: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The size of the JSONB object ``merged``, as :func:`~.base.values_size` counts it:
+        UTF-8 bytes of every name and (unescaped) value."""
+        each = func.jsonb_each_text(merged).table_valued("key", "value").alias()
+        total = func.sum(func.octet_length(each.c.key) + func.octet_length(each.c.value))
+        return select(func.coalesce(total, literal_column("0"))).select_from(each).scalar_subquery()
+
+    def _mysql_size_fits(self, merge: bool) -> TextClause:
+        """Whether the data, merged with ``p_set`` if ``merge``, holds at most ``p_max_size``
+        bytes as :func:`~.base.values_size` counts them. MySQL has no function listing an
+        object's members, so two JSON_TABLEs list the names (``JSON_KEYS``) and the values
+        (``JSON_EXTRACT(doc, '$.*')``), unescaped into utf8mb4 columns whatever the connection's
+        or server's character set, and their byte lengths are summed apart."""
+        t = self.table
+        preparer = self.engine.dialect.identifier_preparer
+        doc = f"{preparer.format_table(t)}.{preparer.quote(t.c.data.name)}"
+        if merge:
+            doc = f"JSON_MERGE_PATCH({doc}, :p_set)"
+        column = "LONGTEXT CHARACTER SET utf8mb4 PATH '$'"
+        names = (
+            f"SELECT COALESCE(SUM(LENGTH(fss_names.n)), 0) FROM JSON_TABLE(JSON_KEYS({doc}),"
+            f" '$[*]' COLUMNS (n {column})) AS fss_names"
+        )
+        texts = (
+            f"SELECT COALESCE(SUM(LENGTH(fss_values.v)), 0) FROM"
+            f" JSON_TABLE(JSON_EXTRACT({doc}, '$.*'), '$[*]' COLUMNS (v {column})) AS fss_values"
+        )
+        # The JSON text is never smaller than the names and values it holds (they are quoted,
+        # escaped, punctuated): a text within the limit settles it before the two scans.
+        whole = f"LENGTH(CONVERT({doc} USING utf8mb4))"
+        condition = text(f"({whole} <= :p_max_size OR ({names}) + ({texts}) <= :p_max_size)")
+        params: list[BindParameter[Any]] = [bindparam("p_max_size", type_=BigInteger())]
+        if merge:
+            params.append(bindparam("p_set", type_=Text()))
+        return condition.bindparams(*params)
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -736,8 +788,11 @@ class SQLStore(Store):
             params["p_new_key"] = patch.new_key
         if patch.info is not None:
             params["p_info"] = patch.info
+        limit = patch.max_size is not None
+        if limit:
+            params["p_max_size"] = patch.max_size
         statement = self._patch_statement(
-            sets, deletes, patch.user_id is not None, move, patch.info is not None
+            sets, deletes, patch.user_id is not None, move, patch.info is not None, limit
         )
         if not move:
             return self._run(lambda conn: conn.execute(statement, params).rowcount == 1)

@@ -6,7 +6,8 @@ Every operation is one SQL statement in autocommit mode (a load whose rate-limit
 adds an UPDATE; a regeneration moves the row and leaves a tombstone in one transaction); a
 patch merges the changed values into
 the stored JSON object with ``json_patch`` inside that statement, so two requests that change
-different keys at once both land.
+different keys at once both land. A patch with ``max_size`` checks the merged object's size in
+the same statement's ``WHERE`` (``json_each`` over it, byte lengths of names and values).
 
 URL: ``sqlite:///relative.db`` (relative to the working directory) or
 ``sqlite:////absolute/path.db``, with optional query parameters ``table`` (default
@@ -221,13 +222,15 @@ class SQLiteStore(Store):
     def patch(self, key: str, patch: Patch) -> bool:
         assignments = ["last_seen = ?", "expires = MIN(?, absolute_expires)"]
         params: list[Any] = [patch.now, patch.expires]
+        merge = None
         if patch.set or patch.delete:
             # RFC 7396 merge: a string replaces, null removes. Values are JSON text kept as
             # strings, so a stored None is the string "null", never a removal.
             changes: dict[str, str | None] = dict.fromkeys(patch.delete)
             changes.update(patch.set)
+            merge = json.dumps(changes)
             assignments.append("data = json_patch(data, ?)")
-            params.append(json.dumps(changes))
+            params.append(merge)
         if patch.user_id is not None:
             assignments.append("user_id = ?")
             params.append(patch.user_id or None)
@@ -242,6 +245,21 @@ class SQLiteStore(Store):
             f"UPDATE {self.table} SET {', '.join(assignments)}"
             f" WHERE key = ? AND expires > ? AND absolute_expires > ? AND NOT ended"
         )
+        if patch.max_size is not None:
+            # The size of the data as the patch leaves it, in UTF-8 bytes of names and values,
+            # decided in the same statement: json_each yields them unescaped. The whole JSON
+            # text is never smaller (names and values quoted, escaped, punctuated), so a text
+            # within the limit settles it before the exact count, which costs far more.
+            merged = f"{self.table}.data"
+            if merge is not None:
+                merged = f"json_patch({merged}, ?)"
+            sql += (
+                f" AND (length(CAST({merged} AS BLOB)) <= ?"
+                " OR (SELECT COALESCE(SUM(length(CAST(j.key AS BLOB))"
+                f" + length(CAST(j.value AS BLOB))), 0) FROM json_each({merged}) AS j) <= ?)"
+            )
+            prefix = [] if merge is None else [merge]
+            params += [*prefix, patch.max_size, *prefix, patch.max_size]
         if patch.new_key is None:
             return self._run(lambda conn: conn.execute(sql, params).rowcount == 1)
         until = patch.tombstone_until
