@@ -10,9 +10,11 @@ from memcached_servers import running
 from redis_servers import standalone
 from servers import ServerProcess
 from sql_servers import SQLServer, mariadb, postgresql
+from store_urls import fresh_store_url
 
-from flask_serversession.stores import Store
+from flask_serversession.stores import Store, store_from_url
 from flask_serversession.stores.memory import MemoryStore
+from flask_serversession.stores.sql import SQLStore
 from flask_serversession.stores.sqlite import SQLiteStore
 
 
@@ -21,6 +23,18 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
     """Each embedded store, fresh and empty."""
     store: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.db")
     yield store
+    store.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql", "mariadb"])
+def listing_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh, empty store of each kind that can list sessions (``capabilities.scan``: all but
+    Memcached); an SQL store's table is dropped afterwards."""
+    store = store_from_url(fresh_store_url(request, request.param, tmp_path))
+    assert store.capabilities.scan
+    yield store
+    if isinstance(store, SQLStore):
+        store.table.drop(store.engine, checkfirst=True)
     store.close()
 
 

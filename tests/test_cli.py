@@ -29,7 +29,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis_servers import standalone
 from servers import ServerProcess
-from store_urls import fresh_store_url
 
 from flask_serversession import ServerSession, Store, store_from_url
 from flask_serversession.cli import (
@@ -48,8 +47,6 @@ from flask_serversession.ids import new_session_id, store_key
 from flask_serversession.interface import ServerSessionInterface
 from flask_serversession.stores import Record
 from flask_serversession.stores.memory import MemoryStore
-from flask_serversession.stores.sql import SQLStore
-from flask_serversession.stores.sqlite import SQLiteStore
 from flask_serversession.testing import Clock, CountingStore, make_app
 
 #: A strong key (make_app's own is short, so ``check`` would warn about it).
@@ -65,20 +62,10 @@ def _fresh() -> str:
     return f"cli{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgresql", "mariadb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+@pytest.fixture
+def store(listing_store: Store) -> Store:
     """A fresh, empty store of each kind that can list sessions."""
-    opened: Store
-    if request.param == "memory":
-        opened = MemoryStore()
-    elif request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "s.db")
-    else:
-        opened = store_from_url(fresh_store_url(request, request.param, tmp_path))
-    yield opened
-    if isinstance(opened, SQLStore):
-        opened.table.drop(opened.engine, checkfirst=True)
-    opened.close()
+    return listing_store
 
 
 @pytest.fixture
