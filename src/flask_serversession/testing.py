@@ -34,7 +34,7 @@ from flask import Flask, session
 from flask.testing import FlaskClient
 from markupsafe import Markup
 
-from .errors import SessionDataError, SessionTooLarge, UnsupportedOperation
+from .errors import ServerSessionError, SessionDataError, SessionTooLarge, UnsupportedOperation
 from .extension import ServerSession
 from .ids import new_session_id, store_key
 from .interface import ServerSessionInterface
@@ -215,6 +215,28 @@ def _interface(app: Flask) -> ServerSessionInterface:
 def _cookie(client: FlaskClient) -> str | None:
     cookie = client.get_cookie("session")
     return None if cookie is None else cookie.value
+
+
+def _in_parallel(app: Flask, cookie: str, *paths: str) -> list[Any]:
+    """GET each of ``paths`` with the session ``cookie``, each from its own client and thread,
+    all at once; the status codes (or the library error a request raised) in the order the
+    requests ended."""
+    outcomes: list[Any] = []
+
+    def request(path: str) -> None:
+        client = app.test_client()
+        client.set_cookie("session", cookie)
+        try:
+            outcomes.append(client.get(path).status_code)
+        except ServerSessionError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=request, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
 
 
 def _record(
@@ -963,23 +985,7 @@ class StoreConformance:
         client.get("/set/a/" + "x" * 300)
         cookie = _cookie(client)
         assert cookie is not None
-        outcomes: list[Any] = []
-
-        def request(path: str) -> None:
-            other = app.test_client()
-            other.set_cookie("session", cookie)
-            try:
-                outcomes.append(other.get(path).status_code)
-            except SessionTooLarge as exc:
-                outcomes.append(exc)
-
-        threads = [
-            threading.Thread(target=request, args=(path,)) for path in ("/grow/b", "/grow/c")
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        outcomes = _in_parallel(app, cookie, "/grow/b", "/grow/c")
         assert len(outcomes) == 2 and 200 in outcomes
         assert any(isinstance(outcome, SessionTooLarge) for outcome in outcomes)
         stored = client.get("/dump").json
@@ -1015,21 +1021,7 @@ class StoreConformance:
         client.get("/set/user/alice")
         cookie = _cookie(client)
         assert cookie is not None
-        results: list[int] = []
-
-        def request(path: str) -> None:
-            other = app.test_client()
-            other.set_cookie("session", cookie)
-            results.append(other.get(path).status_code)
-
-        threads = [
-            threading.Thread(target=request, args=(path,)) for path in ("/slow/a/1", "/slow/b/2")
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
-        assert results == [200, 200]
+        assert _in_parallel(app, cookie, "/slow/a/1", "/slow/b/2") == [200, 200]
         assert client.get("/dump").json == {"user": "'alice'", "a": "'1'", "b": "'2'"}
 
     def test_app_no_resurrection_after_destroy(self, app: Flask, store: Store) -> None:
