@@ -23,7 +23,9 @@ from flask import Flask, session
 from flask_sqlalchemy import SQLAlchemy
 from itsdangerous import TimestampSigner
 from servers import ServerProcess
-from sqlalchemy import text
+from sql_servers import SQLServer
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from flask_serversession import ConfigurationError, Session, session_rejected
 from flask_serversession.cli import sessions
@@ -202,25 +204,54 @@ def test_bad_signed_cookie_is_not_migrated(redis_client: redis.Redis) -> None:
     assert redis_client.exists(prefix + sid)  # a forged signature reached no store
 
 
-# -- SQLAlchemy on SQLite ------------------------------------------------------------------------
+# -- SQLAlchemy on SQLite, PostgreSQL and MariaDB ----------------------------------------------
 
 
-def _sqlalchemy_config(path: Path, db: SQLAlchemy) -> dict[str, Any]:
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The app's SQLALCHEMY_DATABASE_URI, as Flask-SQLAlchemy users have it: a file, or the
+    run's PostgreSQL or MariaDB (whose session tables are dropped afterwards)."""
+    kind: str = request.param
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'app.db'}"
+        return
+    server: SQLServer = request.getfixturevalue(
+        "pg_server" if kind == "postgresql" else "mariadb_server"
+    )
+    yield server.url
+    engine = create_engine(server.url)
+    try:
+        with engine.begin() as conn:
+            for table in ("sessions", "serversession"):
+                conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def flask_sqlalchemy() -> Callable[[], SQLAlchemy]:
+    """Makes Flask-SQLAlchemy extensions (one per app, as one per process would be) whose
+    connections close when returned: the test's apps end with no connection left open."""
+    return lambda: SQLAlchemy(engine_options={"poolclass": NullPool})
+
+
+def _sqlalchemy_config(uri: str, db: SQLAlchemy) -> dict[str, Any]:
     return {
-        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+        "SQLALCHEMY_DATABASE_URI": uri,
         "SESSION_TYPE": "sqlalchemy",
         "SESSION_SQLALCHEMY": db,
     }
 
 
-def test_sqlalchemy_sessions_move_on_first_use(tmp_path: Path) -> None:
-    path = tmp_path / "app.db"
-    old_db = SQLAlchemy()
-    old = _flask_session_app(_sqlalchemy_config(path, old_db), old_db.init_app)
+def test_sqlalchemy_sessions_move_on_first_use(
+    database_uri: str, flask_sqlalchemy: Callable[[], SQLAlchemy]
+) -> None:
+    old_db = flask_sqlalchemy()
+    old = _flask_session_app(_sqlalchemy_config(database_uri, old_db), old_db.init_app)
     cookies = _log_in_everyone(old)
 
-    db = SQLAlchemy()  # a new process would have its own
-    app = _our_app(_sqlalchemy_config(path, db), db.init_app)
+    db = flask_sqlalchemy()  # a new process would have its own
+    app = _our_app(_sqlalchemy_config(database_uri, db), db.init_app)
     _check_still_logged_in(app, cookies)
     with app.app_context():
         count = db.session.execute(text("SELECT count(*) FROM sessions")).scalar()
@@ -255,14 +286,15 @@ def test_import_command_redis(redis_client: redis.Redis) -> None:
     assert "Imported: 0 moved, 1 skipped (pickled or expired), 1 failed." in again.stdout
 
 
-def test_import_command_sqlalchemy(tmp_path: Path) -> None:
-    path = tmp_path / "app.db"
-    old_db = SQLAlchemy()
+def test_import_command_sqlalchemy(
+    database_uri: str, flask_sqlalchemy: Callable[[], SQLAlchemy]
+) -> None:
+    old_db = flask_sqlalchemy()
     cookies = _log_in_everyone(
-        _flask_session_app(_sqlalchemy_config(path, old_db), old_db.init_app)
+        _flask_session_app(_sqlalchemy_config(database_uri, old_db), old_db.init_app)
     )
-    db = SQLAlchemy()
-    app = _our_app(_sqlalchemy_config(path, db), db.init_app)
+    db = flask_sqlalchemy()
+    app = _our_app(_sqlalchemy_config(database_uri, db), db.init_app)
     legacy = app.extensions["serversession"].config.flask_session.legacy
     assert isinstance(legacy, SQLAlchemyLegacy)
     assert sorted(sid for sid, _, _ in legacy.scan(page=2)) == sorted(cookies.values())
