@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import pytest
 import redis
 from flask import Flask, session
 from flask_sqlalchemy import SQLAlchemy
+from http_server import in_parallel, request, serve
 from itsdangerous import TimestampSigner
 from servers import ServerProcess
 from sql_servers import SQLServer
@@ -30,8 +34,18 @@ from sqlalchemy.pool import NullPool
 from flask_serversession import ConfigurationError, Session, session_rejected
 from flask_serversession.cli import sessions
 from flask_serversession.extension import _State
-from flask_serversession.ids import store_key
-from flask_serversession.migrate import SQLAlchemyLegacy, decode_record, imported_id
+from flask_serversession.ids import new_session_id, store_key
+from flask_serversession.interface import ServerSessionInterface
+from flask_serversession.migrate import (
+    MOVE_GRACE,
+    SQLAlchemyLegacy,
+    decode_record,
+    forward_record,
+    imported_id,
+    moved_id,
+    open_forward,
+    seal_forward,
+)
 
 #: pickle.dumps({"user": "eve"}, protocol=4), as bytes: written, never loaded.
 PICKLED = b"\x80\x04\x95\x11\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x04user\x94\x8c\x03eve\x94s."
@@ -116,10 +130,27 @@ def _check_still_logged_in(app: Flask, cookies: dict[str, str]) -> dict[str, str
         again = app.test_client()
         again.set_cookie("session", new.value)
         assert again.get("/whoami").text == f"{name}|[1, 2, '{name}']"
-        # The old cookie finds nothing any more: the old record was deleted.
-        stale = app.test_client()
-        stale.set_cookie("session", value)
-        assert stale.get("/whoami").text == "None|None"
+        # A request sent at the same time with the old cookie (a page load's others) ends in
+        # the same session: the move left its new ID for them, for MOVE_GRACE seconds.
+        overlapping = app.test_client()
+        overlapping.set_cookie("session", value)
+        assert overlapping.get("/whoami").text == f"{name}|[1, 2, '{name}']"
+        joined = overlapping.get_cookie("session")
+        assert joined is not None and joined.value == new.value
+    # After the grace, the old cookie finds nothing any more: the old record was deleted.
+    interface = app.session_interface
+    assert isinstance(interface, ServerSessionInterface)
+    later = time.time() + MOVE_GRACE + 1
+    interface.clock = lambda: later
+    try:
+        for value in cookies.values():
+            stale = app.test_client()
+            stale.set_cookie("session", value)
+            response = stale.get("/whoami")
+            assert response.text == "None|None"
+            assert response.headers.get("Set-Cookie") is None  # read only: nothing stored
+    finally:
+        interface.clock = time.time
     return ours
 
 
@@ -204,6 +235,86 @@ def test_bad_signed_cookie_is_not_migrated(redis_client: redis.Redis) -> None:
     assert redis_client.exists(prefix + sid)  # a forged signature reached no store
 
 
+#: Requests a browser sends at once with the old cookie, right after the switch (a page load).
+PARALLEL = 6
+
+
+def test_parallel_first_requests_end_in_one_session(redis_client: redis.Redis) -> None:
+    """Through a real threaded server: each user's first PARALLEL requests with the old cookie
+    arrive together, each loads the session and waits for the others, then writes its own key.
+    All of them find the user, all send the same new cookie, and every write lands in that one
+    session: none started an empty session of its own."""
+    prefix = _prefix()
+    config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
+    cookies = _log_in_everyone(_flask_session_app(config))
+    app = _our_app(config)
+    gate = threading.Barrier(PARALLEL)
+
+    @app.get("/add/<key>")
+    def add(key: str) -> str:
+        user = session.get("user")  # loads: moves the session, or joins the move
+        gate.wait(timeout=10)  # every request has loaded before any writes
+        session[key] = user
+        return str(user)
+
+    @app.get("/keys")
+    def keys() -> str:
+        return ",".join(sorted(session))
+
+    with serve(app) as url:
+        for name, old in cookies.items():
+            sent = [
+                partial(request, url, f"/add/k{i}", cookie_header=f"session={old}")
+                for i in range(PARALLEL)
+            ]
+            replies = in_parallel(*sent)
+            assert [reply.status for reply in replies] == [200] * PARALLEL
+            assert [reply.text for reply in replies] == [name] * PARALLEL
+            new = {cookie.value for reply in replies for cookie in reply.set_cookies("session")}
+            assert len(new) == 1, f"{len(new)} sessions for one browser"
+            (value,) = new
+            stored = request(url, "/keys", cookie_header=f"session={value}").text
+            assert stored == ",".join(
+                sorted(["_permanent", "cart", "user"] + [f"k{i}" for i in range(PARALLEL)])
+            )
+            assert not redis_client.exists(prefix + old)
+
+
+def test_a_request_that_loses_the_claim_joins_the_winner(redis_client: redis.Redis) -> None:
+    """Another request claimed the move (its forwarding record is there) but has not moved the
+    session yet: this one moves it to the winner's ID, so both end in the same session."""
+    prefix = _prefix()
+    config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
+    cookies = _log_in_everyone(_flask_session_app(config))
+    app = _our_app(config)
+    state: _State = app.extensions["serversession"]
+    sid = cookies["alice"]  # unsigned: the cookie is the sid
+    winner = new_session_id()
+    assert app.secret_key is not None
+    forward = forward_record(winner, sid, app.secret_key, time.time())
+    assert state.store.create(store_key(moved_id(sid)), forward)
+    client = app.test_client()
+    client.set_cookie("session", sid)
+    assert client.get("/whoami").text == "alice|[1, 2, 'alice']"
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.value.split(".")[0] == winner
+    assert state.store.load(store_key(winner)) is not None
+
+
+def test_forwarding_is_sealed() -> None:
+    """The forwarding record holds the new ID only sealed under the secret key and the old ID:
+    a dump of the store reveals no ID; the wrong key or old ID opens nothing."""
+    new_id, sid = new_session_id(), "old-session-id-1234"
+    sealed = seal_forward(new_id, sid, "secret")
+    assert new_id not in sealed and new_id.encode().hex() not in sealed
+    assert open_forward(sealed, sid, "secret") == new_id
+    assert open_forward(sealed, sid, b"secret") == new_id
+    assert open_forward(sealed, sid, "other secret") is None
+    assert open_forward(sealed, sid + "x", "secret") is None
+    assert open_forward("zz", sid, "secret") is None
+    assert open_forward("00" * 100, sid, "secret") is None
+
+
 # -- SQLAlchemy on SQLite, PostgreSQL and MariaDB ----------------------------------------------
 
 
@@ -256,7 +367,7 @@ def test_sqlalchemy_sessions_move_on_first_use(
     with app.app_context():
         count = db.session.execute(text("SELECT count(*) FROM sessions")).scalar()
         ours = db.session.execute(text("SELECT count(*) FROM serversession")).scalar()
-    assert count == 0 and ours == len(USERS)
+    assert count == 0 and ours == 2 * len(USERS)  # each session and, for MOVE_GRACE, its forwarding
 
 
 # -- bulk import ---------------------------------------------------------------------------------

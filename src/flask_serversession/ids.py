@@ -29,6 +29,11 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(ID_BYTES)
 
 
+def is_session_id(value: str) -> bool:
+    """Whether ``value`` has the shape of one of our IDs (43 URL-safe base64 characters)."""
+    return _ID_SHAPE.match(value) is not None
+
+
 def store_key(session_id: str) -> str:
     """The key under which the store keeps a session: SHA-256 of the ID, URL-safe base64."""
     digest = hashlib.sha256(session_id.encode("ascii")).digest()
@@ -67,7 +72,7 @@ class CookieSigner:
         except BadSignature:
             return None, "bad-signature"
         session_id = raw.decode("ascii")
-        if _ID_SHAPE.match(session_id) is None:
+        if not is_session_id(session_id):
             # Signed by a key we hold but not an ID we could have made: never reaches the store.
             return None, "malformed"
         return session_id, None

@@ -105,45 +105,68 @@ class ServerSessionInterface(SessionInterface):
 
     def _load_legacy(self, session: ServerSideSession, sid: str) -> None:
         """Load a Flask-Session session into ours under a fresh ID: the one a bulk import left
-        for ``sid``, else the record in Flask-Session's store."""
+        for ``sid``, else the record in Flask-Session's store; or, if a request that overlapped
+        this one moved it already, the session it moved it to."""
+        moved = self._move_legacy(sid)
+        if moved is None:
+            session._set_loaded(None, {}, {})
+            return
+        new_id, record = moved
+        values = {name: loads_value(text) for name, text in record.values.items()}
+        session._session_id = new_id
+        session._set_loaded(record, dict(record.values), values)
+
+    def _move_legacy(self, sid: str) -> tuple[str, Record] | None:
         config = self.config
         setup = config.flask_session
         assert setup.legacy is not None
+        store = self.store
+        secret = self._signer_keys[0]
         now = self.clock()
         imported_key = store_key(migrate.imported_id(sid))
-        record = self.store.load(imported_key)
-        if record is not None and record.is_live(now):
-            new_id = new_session_id()
+        imported = store.load(imported_key)
+        source = imported if imported is not None and imported.is_live(now) else None
+        if source is None:
+            source = migrate.read_legacy(
+                setup.legacy, sid, now, config.idle_timeout, config.absolute_timeout, setup.stats
+            )
+        forward_key = store_key(migrate.moved_id(sid))
+        if source is None:
+            # Nothing (left) to move: a request that overlapped this one may have moved it.
+            forward = store.load(forward_key)
+            new_id = migrate.forwarded_id(forward, sid, secret, now)
+            return None if new_id is None else self._join_moved(new_id, now)
+        # Claim the move: the first request to leave the forwarding record names the new ID;
+        # every request that overlapped it moves the session there or finds it moved.
+        new_id = new_session_id()
+        if not store.create(forward_key, migrate.forward_record(new_id, sid, secret, now)):
+            forward = store.load(forward_key)
+            new_id = migrate.forwarded_id(forward, sid, secret, now) or new_id
+        new_key = store_key(new_id)
+        if source is imported:
             patch = Patch(
                 {},
                 (),
                 now,
                 now + config.idle_timeout,
-                new_key=store_key(new_id),
+                new_key=new_key,
                 tombstone_until=now + TOMBSTONE_SECONDS,
             )
-            if self.store.patch(imported_key, patch):
+            if store.patch(imported_key, patch):
                 setup.stats.count("moved")
-                values = {name: loads_value(text) for name, text in record.values.items()}
-                session._session_id = new_id
-                session._set_loaded(record, record.values, values)
-                return
-        moved = migrate.migrate_one(
-            self.store,
-            setup.legacy,
-            sid,
-            now,
-            config.idle_timeout,
-            config.absolute_timeout,
-            new_session_id,
-            setup.stats,
-        )
-        if moved is None:
-            session._set_loaded(None, {}, {})
-            return
-        new_id, record, values = moved
-        session._session_id = new_id
-        session._set_loaded(record, dict(record.values), values)
+                return new_id, source
+        else:
+            created = store.create(new_key, source)
+            setup.legacy.delete(sid)
+            if created:
+                setup.stats.count("moved")
+                logger.info("moved a Flask-Session session to Flask-ServerSession")
+                return new_id, source
+        return self._join_moved(new_id, now)  # an overlapping request moved it first
+
+    def _join_moved(self, new_id: str, now: float) -> tuple[str, Record] | None:
+        record = self.store.load(store_key(new_id))
+        return (new_id, record) if record is not None and record.is_live(now) else None
 
     def _get_signer(self, app: Flask) -> CookieSigner | None:
         if not app.secret_key:

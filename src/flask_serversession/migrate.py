@@ -43,13 +43,24 @@ first request with the old cookie finds it (step 1 above) and moves it, atomical
 ID (the store's regeneration ``Patch``, leaving a tombstone), and sends our cookie: from then on
 it is an ordinary session. Unclaimed imported records expire as any session does.
 
-Limits: two requests sent in parallel with the same old cookie race; one migrates the session,
-the other sees none (an empty session; if it writes, it starts one of its own). Memcached cannot
-list its keys, so sessions there move only live.
+**Requests in parallel with the same old cookie** (a page load's many requests, right after the
+switch) all end in the same new session. The first to move it claims the move by creating, for
+:data:`MOVE_GRACE` seconds, a forwarding record under ``store_key(moved_id(sid))`` that holds the
+new ID sealed with a one-time pad derived from the app's secret key and the old ID
+(:func:`seal_forward`): a dump of the store alone reveals no ID. A request that finds the old
+record gone, or loses the claim, reads the new ID there and joins that session (whichever of
+them gets to write the session first does; the others find it written). After the grace the old
+cookie is worthless, as a cookie of a logged-out session is.
+
+Limits: Memcached cannot list its keys, so sessions there move only live. Parallel first
+requests with a Flask *cookie* session each start their own session from its values (nothing is
+lost, but the last cookie the browser receives wins).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -63,7 +74,7 @@ from typing import Any
 from flask import Flask
 
 from .errors import ConfigurationError, SessionDataError, SessionStoreUnavailable
-from .ids import store_key
+from .ids import is_session_id, store_key
 from .serialization import dumps_value
 from .stores import Record, Store
 
@@ -90,6 +101,64 @@ UNSUPPORTED_TYPES = {
 def imported_id(sid: str) -> str:
     """The ID a session bulk-imported from Flask-Session waits under until its first use."""
     return IMPORTED_PREFIX + sid
+
+
+#: The ID under which the request that moves a Flask-Session session leaves its new ID, sealed,
+#: for requests that overlapped it: ``store_key(MOVED_PREFIX + sid)``.
+MOVED_PREFIX = "flask-session-moved:"
+#: Seconds that forwarding lasts: the parallel requests of one page load come well within.
+MOVE_GRACE = 10.0
+_FORWARD_VALUE = "to"
+
+
+def moved_id(sid: str) -> str:
+    """The ID of the forwarding record of the session moved from Flask-Session's ``sid``."""
+    return MOVED_PREFIX + sid
+
+
+def _pad(secret: str | bytes, sid: str, size: int) -> bytes:
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    digest = hmac.new(key, b"flask-serversession moved\0" + sid.encode("utf-8"), hashlib.sha512)
+    return digest.digest()[:size]
+
+
+def seal_forward(new_id: str, sid: str, secret: str | bytes) -> str:
+    """``new_id`` sealed for the forwarding record of ``sid``: XORed with a pad that is an
+    HMAC-SHA512 of the old ID under the app's secret key (used once: one move per old ID)."""
+    raw = new_id.encode("ascii")
+    return bytes(a ^ b for a, b in zip(raw, _pad(secret, sid, len(raw)), strict=True)).hex()
+
+
+def open_forward(sealed: str, sid: str, secret: str | bytes) -> str | None:
+    """The new ID :func:`seal_forward` sealed, or ``None`` if ``sealed`` is not one of ours."""
+    try:
+        raw = bytes.fromhex(sealed)
+        if len(raw) > 64:
+            return None
+        opened = bytes(a ^ b for a, b in zip(raw, _pad(secret, sid, len(raw)), strict=True))
+        new_id = opened.decode("ascii")
+    except ValueError:
+        return None
+    return new_id if is_session_id(new_id) else None
+
+
+def forward_record(new_id: str, sid: str, secret: str | bytes, now: float) -> Record:
+    """The forwarding record: live for :data:`MOVE_GRACE` seconds, holding the sealed ID."""
+    sealed = json.dumps(seal_forward(new_id, sid, secret))
+    end = now + MOVE_GRACE
+    return Record({_FORWARD_VALUE: sealed}, now, now, end, end)
+
+
+def forwarded_id(record: Record | None, sid: str, secret: str | bytes, now: float) -> str | None:
+    """The new ID a live forwarding record points to, else ``None``."""
+    if record is None or not record.is_live(now):
+        return None
+    sealed = record.values.get(_FORWARD_VALUE)
+    try:
+        text = json.loads(sealed) if sealed is not None else None
+    except ValueError:
+        return None
+    return open_forward(text, sid, secret) if isinstance(text, str) else None
 
 
 # -- decoding Flask-Session records ----------------------------------------------------------------
@@ -492,42 +561,21 @@ def flask_cookie_session(
     return data, None
 
 
-def migrate_one(
-    store: Store,
-    legacy: LegacyStore,
-    sid: str,
-    now: float,
-    idle: float,
-    absolute: float,
-    new_id: Callable[[], str],
-    stats: MigrationStats,
-) -> tuple[str, Record, dict[str, Any]] | None:
-    """Move the Flask-Session record of ``sid`` into ``store`` under a new ID.
-
-    Returns ``(new_id, record, values)``, or ``None`` if there is nothing to move (absent, or
-    skipped/failed: counted and logged).
-    """
+def read_legacy(
+    legacy: LegacyStore, sid: str, now: float, idle: float, absolute: float, stats: MigrationStats
+) -> Record | None:
+    """The Flask-Session record of ``sid`` as one of ours, or ``None`` if there is nothing to
+    move (absent, or skipped/failed: counted and logged)."""
     found = legacy.get(sid)
     if found is None:
         return None
     data, expires = found
     try:
-        values = decode_record(data)
-        record = to_record(values, now, idle, absolute, expires)
+        return to_record(decode_record(data), now, idle, absolute, expires)
     except Unmigratable as exc:
         stats.count(exc.kind)
         logger.warning("a Flask-Session record was %s: %s", exc.kind, exc.reason)
         return None
-    for _attempt in range(3):
-        session_id = new_id()
-        if store.create(store_key(session_id), record):
-            break
-    else:
-        raise RuntimeError("could not create a session with a unique ID")
-    legacy.delete(sid)
-    stats.count("moved")
-    logger.info("moved a Flask-Session session to Flask-ServerSession")
-    return session_id, record, values
 
 
 # -- bulk import -----------------------------------------------------------------------------------
