@@ -56,7 +56,8 @@ soak: servers $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
-# The test-client run, the HTTP run (gunicorn + wrk), the SQL and scale runs, then the plots.
+# The test-client run, the HTTP run (gunicorn + wrk), the SQL, scale and size-check runs, then
+# the plots.
 # wrk is installed with apt-get when it is missing and we are root; otherwise http_bench.py
 # reports the HTTP part as skipped.
 bench: $(STAMP)
@@ -73,6 +74,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/http_bench.py
 	$(PY) benchmarks/sql_bench.py
 	$(PY) benchmarks/scale_bench.py
+	$(PY) benchmarks/patch_bench.py
 	$(PY) benchmarks/plot.py
 
 clean:

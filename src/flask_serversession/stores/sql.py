@@ -694,9 +694,8 @@ class SQLStore(Store):
         or server's character set, and their byte lengths are summed apart."""
         t = self.table
         preparer = self.engine.dialect.identifier_preparer
-        doc = f"{preparer.format_table(t)}.{preparer.quote(t.c.data.name)}"
-        if merge:
-            doc = f"JSON_MERGE_PATCH({doc}, :p_set)"
+        stored = f"{preparer.format_table(t)}.{preparer.quote(t.c.data.name)}"
+        doc = f"JSON_MERGE_PATCH({stored}, :p_set)" if merge else stored
         column = "LONGTEXT CHARACTER SET utf8mb4 PATH '$'"
         names = (
             f"SELECT COALESCE(SUM(LENGTH(fss_names.n)), 0) FROM JSON_TABLE(JSON_KEYS({doc}),"
@@ -706,11 +705,15 @@ class SQLStore(Store):
             f"SELECT COALESCE(SUM(LENGTH(fss_values.v)), 0) FROM"
             f" JSON_TABLE(JSON_EXTRACT({doc}, '$.*'), '$[*]' COLUMNS (v {column})) AS fss_values"
         )
-        # The JSON text is never smaller than the names and values it holds (they are quoted,
-        # escaped, punctuated): a text within the limit settles it before the two scans.
-        whole = f"LENGTH(CONVERT({doc} USING utf8mb4))"
-        condition = text(f"({whole} <= :p_max_size OR ({names}) + ({texts}) <= :p_max_size)")
-        params: list[BindParameter[Any]] = [bindparam("p_max_size", type_=BigInteger())]
+        # Every name and value of the merged object comes from the stored JSON text or the
+        # patch's, where it stands quoted and escaped, never shorter: when those two texts
+        # together fit, so does the result, and neither the merge nor the scans are run.
+        bound = f"LENGTH(CONVERT({stored} USING utf8mb4)) + :p_set_bytes"
+        condition = text(f"({bound} <= :p_max_size OR ({names}) + ({texts}) <= :p_max_size)")
+        params: list[BindParameter[Any]] = [
+            bindparam("p_max_size", type_=BigInteger()),
+            bindparam("p_set_bytes", type_=BigInteger()),
+        ]
         if merge:
             params.append(bindparam("p_set", type_=Text()))
         return condition.bindparams(*params)
@@ -791,6 +794,7 @@ class SQLStore(Store):
         limit = patch.max_size is not None
         if limit:
             params["p_max_size"] = patch.max_size
+            params["p_set_bytes"] = len(params.get("p_set", "").encode("utf-8"))
         statement = self._patch_statement(
             sets, deletes, patch.user_id is not None, move, patch.info is not None, limit
         )

@@ -247,19 +247,20 @@ class SQLiteStore(Store):
         )
         if patch.max_size is not None:
             # The size of the data as the patch leaves it, in UTF-8 bytes of names and values,
-            # decided in the same statement: json_each yields them unescaped. The whole JSON
-            # text is never smaller (names and values quoted, escaped, punctuated), so a text
-            # within the limit settles it before the exact count, which costs far more.
-            merged = f"{self.table}.data"
-            if merge is not None:
-                merged = f"json_patch({merged}, ?)"
+            # decided in the same statement: json_each yields them unescaped. Every name and
+            # value of the result comes from the stored JSON text or the patch's, where it stands
+            # quoted and escaped, never shorter: when those two texts together fit, so does the
+            # result, and the merge and the count (which cost far more) are not run.
+            stored = f"{self.table}.data"
+            merged = stored if merge is None else f"json_patch({stored}, ?)"
             sql += (
-                f" AND (length(CAST({merged} AS BLOB)) <= ?"
+                f" AND (length(CAST({stored} AS BLOB)) + ? <= ?"
                 " OR (SELECT COALESCE(SUM(length(CAST(j.key AS BLOB))"
                 f" + length(CAST(j.value AS BLOB))), 0) FROM json_each({merged}) AS j) <= ?)"
             )
-            prefix = [] if merge is None else [merge]
-            params += [*prefix, patch.max_size, *prefix, patch.max_size]
+            patch_bytes = 0 if merge is None else len(merge.encode("utf-8"))
+            params += [patch_bytes, patch.max_size]
+            params += [patch.max_size] if merge is None else [merge, patch.max_size]
         if patch.new_key is None:
             return self._run(lambda conn: conn.execute(sql, params).rowcount == 1)
         until = patch.tombstone_until
