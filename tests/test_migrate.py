@@ -368,6 +368,11 @@ def test_sqlalchemy_sessions_move_on_first_use(
         count = db.session.execute(text("SELECT count(*) FROM sessions")).scalar()
         ours = db.session.execute(text("SELECT count(*) FROM serversession")).scalar()
     assert count == 0 and ours == 2 * len(USERS)  # each session and, for MOVE_GRACE, its forwarding
+    # The forwarding records are no sessions: the management API leaves them out.
+    state: _State = app.extensions["serversession"]
+    assert state.manager.count() == len(USERS)
+    assert len(list(state.manager.all())) == len(USERS)
+    assert state.manager.stats()["count"] == len(USERS)
 
 
 # -- bulk import ---------------------------------------------------------------------------------

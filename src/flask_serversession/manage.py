@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from . import migrate
 from .config import Config
 from .interface import TOMBSTONE_SECONDS, ServerSessionInterface
 from .session import client_info
@@ -139,8 +140,21 @@ class SessionManager:
         if user_id is not None:
             yield from self.sessions_of(user_id)
             return
-        for key, record in self.store.scan(self.now()):
+        for key, record in self._scan(self.now()):
             yield session_info(key, record)
+
+    def _scan(self, now: float) -> Generator[tuple[str, Record], None, None]:
+        """The store's scan without the records a migration leaves for a few seconds (see
+        :mod:`flask_serversession.migrate`): they are not sessions."""
+        found = self.store.scan(now)
+        try:
+            for key, record in found:
+                if not migrate.is_forwarding(record):
+                    yield key, record
+        finally:
+            close = getattr(found, "close", None)
+            if close is not None:
+                close()  # a scan left part-read frees its cursor now
 
     def revoke_all(self, progress: Callable[[int], None] | None = None) -> int:
         """End every live session; return how many.
@@ -165,7 +179,7 @@ class SessionManager:
         batch = self.config.cleanup_batch_size
         # Each session is revoked before the scan reads on; a store's scan never lists again a
         # session ended while it runs (see Store.scan), so none is revoked or counted twice.
-        found = self.store.scan(self.now())
+        found = self._scan(self.now())
         total = pending = 0
         try:
             for key, _ in found:
@@ -185,16 +199,14 @@ class SessionManager:
                 progress(pending)
             raise
         finally:
-            close = getattr(found, "close", None)
-            if close is not None:
-                close()  # a scan left part-read frees its cursor now
+            found.close()  # a scan left part-read frees its cursor now
         if pending and progress is not None:
             progress(pending)
         return total
 
     def count(self) -> int:
         """How many sessions are live."""
-        return sum(1 for _ in self.store.scan(self.now()))
+        return sum(1 for _ in self._scan(self.now()))
 
     def clear_expired(self, progress: Callable[[int], None] | None = None) -> int:
         """Remove expired sessions and tombstones in batches (``SESSION_CLEANUP_BATCH_SIZE``),
@@ -220,7 +232,7 @@ class SessionManager:
         sizes: list[int] = []
         users: set[str] = set()
         anonymous = 0
-        for _, record in self.store.scan(now):
+        for _, record in self._scan(now):
             age = now - record.created
             bucket = (
                 "under 1 hour"

@@ -142,11 +142,20 @@ def open_forward(sealed: str, sid: str, secret: str | bytes) -> str | None:
     return new_id if is_session_id(new_id) else None
 
 
+#: The ``info`` of a forwarding record, which the management API leaves out of its listings.
+_FORWARD_INFO = '{"forwarding":true}'
+
+
 def forward_record(new_id: str, sid: str, secret: str | bytes, now: float) -> Record:
     """The forwarding record: live for :data:`MOVE_GRACE` seconds, holding the sealed ID."""
     sealed = json.dumps(seal_forward(new_id, sid, secret))
     end = now + MOVE_GRACE
-    return Record({_FORWARD_VALUE: sealed}, now, now, end, end)
+    return Record({_FORWARD_VALUE: sealed}, now, now, end, end, info=_FORWARD_INFO)
+
+
+def is_forwarding(record: Record) -> bool:
+    """Whether ``record`` is a forwarding record, not a session."""
+    return record.info == _FORWARD_INFO
 
 
 def forwarded_id(record: Record | None, sid: str, secret: str | bytes, now: float) -> str | None:
