@@ -506,6 +506,20 @@ def test_large_value_round_trips(store: Store, size: int) -> None:
         assert got.text == value
 
 
+def test_max_size_holds_for_views_that_only_assign(store: Store) -> None:
+    """SESSION_MAX_SIZE over HTTP: POST /put only assigns (one patch, no load). The third value
+    would take the session past the limit: that request fails (500: the app's error, as for any
+    value that cannot be stored), the session keeps what it had, and it still works."""
+    with serve(make_app(store, SESSION_MAX_SIZE=1000)) as url:
+        browser = Browser(url)
+        statuses = [browser.post(f"/put/{key}", b"x" * 400).status for key in "abc"]
+        assert statuses == [200, 200, 500]
+        assert sorted(read(browser)) == ["a", "b"]
+        assert browser.post("/put/a", b"y" * 10).status == 200  # shrinking is fine
+        assert browser.post("/put/c", b"x" * 400).status == 200  # and now it fits
+        assert sorted(read(browser)) == ["a", "b", "c"]
+
+
 # -- 8. headers for visitors who store nothing ---------------------------------------------------
 
 
