@@ -240,14 +240,21 @@ PARALLEL = 6
 
 
 def test_parallel_first_requests_end_in_one_session(redis_client: redis.Redis) -> None:
-    """Through a real threaded server: each user's first PARALLEL requests with the old cookie
-    arrive together, each loads the session and waits for the others, then writes its own key.
-    All of them find the user, all send the same new cookie, and every write lands in that one
-    session: none started an empty session of its own."""
+    """Through a real threaded server: each user's first PARALLEL requests with the old
+    Flask-Session cookie end in one new session, and every write lands there."""
     prefix = _prefix()
     config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
     cookies = _log_in_everyone(_flask_session_app(config))
-    app = _our_app(config)
+    _check_parallel_first_requests(_our_app(config), cookies)
+    for old in cookies.values():
+        assert not redis_client.exists(prefix + old)
+
+
+def _check_parallel_first_requests(app: Flask, cookies: dict[str, str]) -> None:
+    """Each user's first PARALLEL requests with the old cookie arrive together, each loads the
+    session and waits for the others, then writes its own key. All of them find the user, all
+    send the same new cookie, and every write lands in that one session: none started a
+    session of its own."""
     gate = threading.Barrier(PARALLEL)
 
     @app.get("/add/<key>")
@@ -270,14 +277,15 @@ def test_parallel_first_requests_end_in_one_session(redis_client: redis.Redis) -
             replies = in_parallel(*sent)
             assert [reply.status for reply in replies] == [200] * PARALLEL
             assert [reply.text for reply in replies] == [name] * PARALLEL
-            new = {cookie.value for reply in replies for cookie in reply.set_cookies("session")}
+            sent_cookies = [cookie for reply in replies for cookie in reply.set_cookies("session")]
+            new = {cookie.value for cookie in sent_cookies}
             assert len(new) == 1, f"{len(new)} sessions for one browser"
+            lasting = {cookie.has("expires") for cookie in sent_cookies}
+            assert len(lasting) == 1, "the cookies sent for one session differ in lifetime"
             (value,) = new
             stored = request(url, "/keys", cookie_header=f"session={value}").text
-            assert stored == ",".join(
-                sorted(["_permanent", "cart", "user"] + [f"k{i}" for i in range(PARALLEL)])
-            )
-            assert not redis_client.exists(prefix + old)
+            written = [f"k{i}" for i in range(PARALLEL)]
+            assert stored == ",".join(sorted(["_permanent", "cart", "user", *written]))
 
 
 def test_a_request_that_loses_the_claim_joins_the_winner(redis_client: redis.Redis) -> None:
@@ -492,12 +500,13 @@ def _cookie_app() -> Flask:
     return app
 
 
-def _upgraded_app() -> Flask:
+def _upgraded_app(**config: Any) -> Flask:
     return _our_app(
         {
             "SESSION_STORE": "memory://",
             "SESSION_MIGRATE_COOKIE_SESSIONS": True,
             "PERMANENT_SESSION_LIFETIME": timedelta(minutes=10),
+            **config,
         }
     )
 
@@ -527,6 +536,31 @@ def test_cookie_session_becomes_server_side() -> None:
     assert ours is not None and ours.value != cookie.value and len(ours.value) == 87
     assert app.extensions["serversession"].manager.count() == 1
     assert new.get("/whoami").text == "dora|[1, 2, 'dora']"
+
+
+@pytest.mark.parametrize(
+    "permanent", [True, False, None], ids=["permanent", "browser-session", "made-permanent"]
+)
+def test_cookie_session_parallel_first_requests_end_in_one_session(permanent: bool | None) -> None:
+    """A page load's requests all carry the same Flask cookie session: the first to save
+    creates the server-side session under the ID its forwarding record names, and the others
+    join it with just their own changes (through a real threaded server). made-permanent: the
+    cookie says nothing, SESSION_PERMANENT makes the new session permanent, and every request
+    of the page sends the lasting cookie."""
+    old = _cookie_app()
+    cookies = {}
+    for name in USERS:
+        client = old.test_client()
+        client.get(f"/login/{name}")
+        if permanent is not None:
+            with client.session_transaction() as cookie_session:
+                cookie_session.permanent = permanent
+        cookie = client.get_cookie("session")
+        assert cookie is not None
+        cookies[name] = cookie.value
+    app = _upgraded_app(SESSION_PERMANENT=permanent is None)
+    _check_parallel_first_requests(app, cookies)
+    assert app.extensions["serversession"].manager.count() == len(USERS)
 
 
 def test_cookie_session_tampered_is_refused() -> None:

@@ -90,9 +90,12 @@ class ServerSessionInterface(SessionInterface):
             if values is None:
                 signals.session_rejected.send(app, reason=reason)
                 return ServerSideSession(self._loader(app), None, self.clock())
-            # A new session, pre-filled: stored with our cookie by the first request using it.
+            # A new session, pre-filled: stored with our cookie by the first request using it
+            # (or, for requests sent with the same cookie at once, joined: see _save).
             session = ServerSideSession(self._loader(app), None, self.clock())
             session._data = values
+            session._cookie_origin = migrate.cookie_origin(cookie)
+            session._stored = {name: dumps_value(name, value) for name, value in values.items()}
             logger.info("a Flask cookie session becomes a server-side one when first used")
             return session
         return None
@@ -281,9 +284,15 @@ class ServerSessionInterface(SessionInterface):
 
         record = session.record
         if record is None or session._session_id is None:
-            if session._data or session._login is not None:
+            if not session._data and session._login is None:
+                return
+            if session._cookie_origin is None or session._login is not None:
                 self._create(app, session, response, now)
-            return
+                return
+            record = self._create_or_join(app, session, response, now)
+            if record is None:
+                return  # created
+            assert session._session_id is not None  # joined: saved below as a loaded session
 
         key = store_key(session._session_id)
         if not session._data and session._login is None and record.user_id is None:
@@ -370,9 +379,47 @@ class ServerSessionInterface(SessionInterface):
             return
         self._set_cookie(app, session, response)
 
-    def _create(
+    def _create_or_join(
         self, app: Flask, session: ServerSideSession, response: Response, now: float
-    ) -> None:
+    ) -> Record | None:
+        """For a session made from a Flask cookie session: the first of the requests sent at
+        once with that cookie names the new ID (a forwarding record, as a Flask-Session move
+        does) and the session is created under it; a request that finds it created joins it
+        and returns its record, ``session`` then reading as loaded from the cookie's values, so
+        that only what this request changed is saved (and the cookie sent)."""
+        origin = session._cookie_origin
+        assert origin is not None
+        store = self.store
+        secret = self._signer_keys[0]
+        forward_key = store_key(migrate.moved_id(origin))
+        new_id = new_session_id()
+        if not store.create(forward_key, migrate.forward_record(new_id, origin, secret, now)):
+            forward = store.load(forward_key)
+            new_id = migrate.forwarded_id(forward, origin, secret, now) or new_id
+        if self._create(app, session, response, now, session_id=new_id):
+            return None
+        record = store.load(store_key(new_id))
+        if record is None or not record.is_live(now):
+            self._create(app, session, response, now)  # ended meanwhile: a session of its own
+            return None
+        session._session_id = new_id
+        session.record = record
+        session._originals = {}  # compare every value with the cookie's (in _stored)
+        # (The attempt to create made it permanent if SESSION_PERMANENT asks, as it did the
+        # session joined: this request's cookie lasts as long as the others'.)
+        session._migrating = True  # the response carries the cookie (save_session)
+        return record
+
+    def _create(
+        self,
+        app: Flask,
+        session: ServerSideSession,
+        response: Response,
+        now: float,
+        session_id: str | None = None,
+    ) -> bool:
+        """Store ``session`` as a new session and send its cookie. With ``session_id``, under
+        that ID or not at all (``False``: a session exists under it)."""
         config = self.config
         if config.permanent and "_permanent" not in session._data:
             session._data["_permanent"] = True  # SESSION_PERMANENT: new sessions are permanent
@@ -388,18 +435,23 @@ class ServerSessionInterface(SessionInterface):
             user_id=login,
             info=None if login is None else self._client_info(now),
         )
-        for _attempt in range(3):  # a collision of 256-bit IDs means a broken RNG; stop soon
-            session_id = new_session_id()
-            if self.store.create(store_key(session_id), record):
-                break
+        if session_id is not None:
+            if not self.store.create(store_key(session_id), record):
+                return False
         else:
-            raise RuntimeError("could not create a session with a unique ID")
+            for _attempt in range(3):  # a collision of 256-bit IDs means a broken RNG
+                session_id = new_session_id()
+                if self.store.create(store_key(session_id), record):
+                    break
+            else:
+                raise RuntimeError("could not create a session with a unique ID")
         session._session_id = session_id
         session.record = record
         session._regenerate = False
         session._login = None
         self._set_cookie(app, session, response)
         signals.session_created.send(app, session=session)
+        return True
 
     def _client_info(self, now: float) -> str:
         """What is kept about the client at login: the time, and with SESSION_RECORD_CLIENT

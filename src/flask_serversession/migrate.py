@@ -52,9 +52,13 @@ record gone, or loses the claim, reads the new ID there and joins that session (
 them gets to write the session first does; the others find it written). After the grace the old
 cookie is worthless, as a cookie of a logged-out session is.
 
-Limits: Memcached cannot list its keys, so sessions there move only live. Parallel first
-requests with a Flask *cookie* session each start their own session from its values (nothing is
-lost, but the last cookie the browser receives wins).
+Sessions made from a Flask *cookie* session are claimed the same way, keyed by a digest of the
+cookie (:func:`cookie_origin`): the first of the requests sent at once with it to save creates
+the session under the forwarding's ID, and the others join it, each saving only what it changed.
+A Flask cookie stays valid until it expires, so one replayed after the grace starts a session of
+its own from the values it carries, as it would have under Flask.
+
+Limits: Memcached cannot list its keys, so sessions there move only live.
 """
 
 from __future__ import annotations
@@ -114,6 +118,12 @@ _FORWARD_VALUE = "to"
 def moved_id(sid: str) -> str:
     """The ID of the forwarding record of the session moved from Flask-Session's ``sid``."""
     return MOVED_PREFIX + sid
+
+
+def cookie_origin(cookie: str) -> str:
+    """What the forwarding of a session made from a Flask cookie session is keyed by: a digest
+    of the cookie (never a Flask-Session ID, which has no colon)."""
+    return "cookie:" + hashlib.sha256(cookie.encode("utf-8")).hexdigest()
 
 
 def _pad(secret: str | bytes, sid: str, size: int) -> bytes:

@@ -72,6 +72,9 @@ class ServerSideSession(SessionMixin):
         #: Opened from a Flask-Session cookie: loading moves it into our store under a new ID,
         #: and the response carries our cookie (see migrate.py).
         self._migrating = False
+        #: Made from a Flask cookie session: what tells apart the requests sent with that
+        #: cookie (see migrate.cookie_origin); ``_stored`` then holds its values serialized.
+        self._cookie_origin: str | None = None
         self.modified = False
         self.accessed = False
         if session_id is None:
