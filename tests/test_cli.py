@@ -386,6 +386,21 @@ def test_revoke_all_shows_progress(store: Store) -> None:
     assert result.stderr == ""
 
 
+def test_stats_shows_progress(store: Store) -> None:
+    """Reading more sessions than a batch: progress per batch on stderr, the figures on
+    stdout."""
+    app = _app(store, cleanup_batch_size=500)
+    _fill(store, 1200)
+    result = _run(app, "stats", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["count"] == 1200
+    assert result.stderr.splitlines() == [
+        "batch 1: read 500 (500 so far)",
+        "batch 2: read 500 (1,000 so far)",
+        "batch 3: read 200 (1,200 so far)",
+    ]
+
+
 class _KillsItsServer(CountingStore):
     """A real store whose server is killed (SIGKILL) right after the ``after``-th delete: the
     next call meets a real connection error."""

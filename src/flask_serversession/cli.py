@@ -530,10 +530,17 @@ def clear_expired_command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 @_reports_errors
 def stats_command(as_json: bool) -> None:
-    """Count live sessions: by user binding, by age, and their sizes."""
+    """Count live sessions: by user binding, by age, and their sizes.
+
+    Reads every live session, showing progress on stderr every SESSION_CLEANUP_BATCH_SIZE.
+    """
     state = _state()
     _needs(state.store, "scan")
-    stats = state.manager.stats()
+    progress = _Progress(doing="Reading sessions", done="read")
+    try:
+        stats = state.manager.stats(progress=progress)
+    finally:
+        progress.finish()
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return

@@ -25,7 +25,7 @@ from . import migrate
 from .config import Config
 from .interface import TOMBSTONE_SECONDS, ServerSessionInterface
 from .session import client_info
-from .stores import Record, Store
+from .stores import Record, Store, values_size
 
 _HANDLE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
 
@@ -225,9 +225,12 @@ class SessionManager:
             if removed < batch:
                 return total
 
-    def stats(self) -> dict[str, Any]:
-        """Counts by age and user binding, and serialized sizes, of the live sessions."""
+    def stats(self, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Counts by age and user binding, and serialized sizes (as ``SESSION_MAX_SIZE`` counts
+        them), of the live sessions. Calls ``progress(read_in_batch)`` after each
+        ``SESSION_CLEANUP_BATCH_SIZE`` sessions read and once for the last, partial batch."""
         now = self.now()
+        batch = self.config.cleanup_batch_size
         ages = {"under 1 hour": 0, "1 hour to 1 day": 0, "1 to 7 days": 0, "over 7 days": 0}
         sizes: list[int] = []
         users: set[str] = set()
@@ -244,11 +247,15 @@ class SessionManager:
                 else "over 7 days"
             )
             ages[bucket] += 1
-            sizes.append(sum(len(n) + len(t) for n, t in record.values.items()))
+            sizes.append(values_size(record.values))
             if record.user_id is None:
                 anonymous += 1
             else:
                 users.add(record.user_id)
+            if progress is not None and len(sizes) % batch == 0:
+                progress(batch)
+        if progress is not None and len(sizes) % batch:
+            progress(len(sizes) % batch)
         return {
             "count": len(sizes),
             "users": len(users),
