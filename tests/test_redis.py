@@ -23,7 +23,7 @@ from flask_serversession import (
     SessionStoreUnavailable,
     store_from_url,
 )
-from flask_serversession.ids import store_key
+from flask_serversession.ids import new_session_id, store_key
 from flask_serversession.stores import Patch, Record, Store
 from flask_serversession.stores.redis import RedisStore
 from flask_serversession.testing import StoreConformance, make_app
@@ -327,6 +327,27 @@ def test_cluster_spreads_sessions_over_all_masters(redis_cluster: list[ServerPro
     assert all(count > 10 for count in per_master), per_master
     client.get("/regenerate")  # moves a session across slots
     assert client.get("/get/user").text == "'u119'"
+    store.close()
+
+
+def test_cluster_lists_and_revokes_across_all_masters(redis_cluster: list[ServerProcess]) -> None:
+    """The management API on a Cluster: the scan walks every master, and revoke_all ends every
+    session, counted once, in more than one page."""
+    prefix = _prefix()
+    hosts = ",".join(f"127.0.0.1:{node.port}" for node in redis_cluster)
+    store = _url_store(f"redis+cluster://{hosts}?prefix={prefix}")
+    app = make_app(store, cleanup_batch_size=100)
+    now = time.time()
+    keys = {store_key(new_session_id()) for _ in range(600)}
+    for key in keys:
+        assert store.create(key, Record({"a": "1"}, now, now, now + 600, now + 3600))
+    manager = ServerSession.manager(app)
+    assert manager.count() == 600
+    reported: list[int] = []
+    assert manager.revoke_all(progress=reported.append) == 600
+    assert reported == [100] * 6
+    assert manager.count() == 0
+    assert all(not (record := store.load(key)) or record.ended for key in keys)
     store.close()
 
 
