@@ -60,6 +60,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class ServerProcess:
     """One server process. ``argv`` must make it listen on 127.0.0.1:``port`` only."""
 
+    #: The signal that shuts the server down cleanly.
+    stop_signal = signal.SIGTERM
+
     def __init__(
         self,
         name: str,
@@ -109,11 +112,11 @@ class ServerProcess:
         return self.process.pid
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM by PID, then SIGKILL if it lingers."""
+        """``stop_signal`` by PID, then SIGKILL if it lingers."""
         process = self.process
         if process is None or process.poll() is not None:
             return
-        os.kill(process.pid, signal.SIGTERM)
+        os.kill(process.pid, self.stop_signal)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

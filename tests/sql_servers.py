@@ -81,16 +81,7 @@ class PostgresProcess(ServerProcess):
     """PostgreSQL stops on SIGINT ("fast"): its SIGTERM ("smart") waits for every client to
     disconnect, and a connection pool never does."""
 
-    def stop(self, timeout: float = 20.0) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=timeout)
+    stop_signal = signal.SIGINT
 
     def kill(self) -> None:
         """A crash of the whole server: SIGKILL, by PID, the postmaster and every process it
