@@ -25,9 +25,6 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
-import functools
-import gc
-import hashlib
 import itertools
 import json
 import platform
@@ -65,10 +62,11 @@ from harness import (
     time_requests,
     write_results,
 )
+from scaling import percentile, session_id_of, time_interleaved, user_of, verify_sample
 
 from flask_serversession import ServerSession
 from flask_serversession.ids import CookieSigner, store_key
-from flask_serversession.stores import Record, Store, Touch
+from flask_serversession.stores import Store, Touch
 
 PARTS = ("scale", "size")
 STORES = ("sqlite", "redis")
@@ -103,16 +101,6 @@ PACKAGES = ("flask", "werkzeug", "flask-serversession", "redis", "matplotlib")
 
 
 # -- stored sessions -----------------------------------------------------------------------------
-
-
-def session_id_of(tag: str, index: int) -> str:
-    """A reproducible session ID (43 URL-safe characters, like a real one) for ``index``."""
-    digest = hashlib.sha256(f"scale-bench:{tag}:{index}".encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def user_of(index: int) -> str:
-    return f"user{index}"
 
 
 @dataclass(frozen=True)
@@ -278,99 +266,8 @@ def build_redis_target(size: int, port: int, db: int, now: float, seed: int) -> 
     return ScaleTarget("redis", size, tag, store, client, seconds, details)
 
 
-def _cookie_header(session_id: str) -> dict[str, str]:
-    return {"Cookie": f"session={CookieSigner([SECRET_KEY]).sign(session_id)}"}
-
-
 def _not_due(now: float) -> Touch:
     return Touch(now, now + IDLE_TIMEOUT, now - TOUCH_INTERVAL)
-
-
-def verify_target(target: ScaleTarget, rng: random.Random) -> None:
-    """Sampled sessions read back, directly and through the app."""
-    now = time.time()
-    for index in [0, target.size - 1, *(rng.randrange(target.size) for _ in range(20))]:
-        session_id = session_id_of(target.tag, index)
-        record = target.store.load(store_key(session_id))
-        if record is None or not record.is_live(now):
-            raise BenchmarkError(f"{target.label}: session {index} is not live")
-        if record.values.get("user") != json.dumps(user_of(index)):
-            raise BenchmarkError(f"{target.label}: session {index} holds {record.values!r}")
-        response = target.client.get("/get", headers=_cookie_header(session_id), buffered=True)
-        if response.status_code != 200 or response.get_data(as_text=True) != user_of(index):
-            raise BenchmarkError(f"{target.label}: /get of session {index} failed")
-
-
-def prepare_calls(
-    target: ScaleTarget, mode: str, indices: Sequence[int]
-) -> tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]:
-    """The calls of one measurement, made before any clock runs, and the check of their
-    answers (run after the clocks stopped)."""
-    if mode == "testclient-get":
-        get = target.client.get
-        calls: list[Callable[[], Any]] = [
-            functools.partial(
-                get,
-                "/get",
-                headers=_cookie_header(session_id_of(target.tag, i)),
-                buffered=True,
-            )
-            for i in indices
-        ]
-
-        def check_responses(answers: list[Any]) -> None:
-            for index, response in zip(indices, answers, strict=True):
-                if response.status_code != 200 or response.get_data(as_text=True) != user_of(index):
-                    raise BenchmarkError(f"{target.label}: /get answered {response.status}")
-
-        return calls, check_responses
-
-    now = time.time()
-    touch = _not_due(now)
-    load = target.store.load
-    calls = [
-        functools.partial(load, store_key(session_id_of(target.tag, i)), touch) for i in indices
-    ]
-
-    def check_records(records: list[Any]) -> None:
-        for index, record in zip(indices, records, strict=True):
-            if not isinstance(record, Record) or not record.is_live(now):
-                raise BenchmarkError(f"{target.label}: load of {index} found no live session")
-            if record.values["user"] != json.dumps(user_of(index)):
-                raise BenchmarkError(f"{target.label}: load of {index} read {record.values!r}")
-
-    return calls, check_records
-
-
-def time_interleaved(
-    targets: Sequence[ScaleTarget], mode: str, calls: int, rng: random.Random, shift: int
-) -> dict[int, list[float]]:
-    """``calls`` calls per store size, interleaved call by call (the order rotated at each
-    step), each timed: whatever disturbs the machine hits every size alike. µs per call."""
-    prepared = {
-        t.size: prepare_calls(t, mode, [rng.randrange(t.size) for _ in range(calls)])
-        for t in targets
-    }
-    times: dict[int, list[float]] = {t.size: [] for t in targets}
-    answers: dict[int, list[Any]] = {t.size: [] for t in targets}
-    sizes = [t.size for t in targets]
-    clock = time.perf_counter
-    gc.collect()
-    for step in range(calls):
-        for size in rotated(sizes, step + shift):
-            call = prepared[size][0][step]
-            started = clock()
-            answer = call()
-            times[size].append(clock() - started)
-            answers[size].append(answer)
-    for size, (_, check) in prepared.items():
-        check(answers[size])
-    return {size: [t * 1e6 for t in values] for size, values in times.items()}
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def summarize_scale(
@@ -388,8 +285,8 @@ def summarize_scale(
             median = statistics.median(every)
             summary[str(size)][mode] = {
                 "median_us": median,
-                "p90_us": _percentile(every, 0.9),
-                "p99_us": _percentile(every, 0.99),
+                "p90_us": percentile(every, 0.9),
+                "p99_us": percentile(every, 0.99),
                 "round_median_min_us": min(medians),
                 "round_median_max_us": max(medians),
                 "ratio_to_smallest": median / smallest,
@@ -402,17 +299,19 @@ def run_scale_store(
 ) -> dict[str, Any]:
     rng = random.Random(f"{seed}:measure")
     for target in targets:
-        verify_target(target, rng)
+        verify_sample(target, rng)
     sizes = [t.size for t in targets]
     per_round: dict[str, dict[int, list[list[float]]]] = {
         mode: {size: [] for size in sizes} for mode in SCALE_MODES
     }
     # Warm-up: caches and connections, untimed.
     for mode in SCALE_MODES:
-        time_interleaved(targets, mode, min(200, calls), rng, 0)
+        time_interleaved(targets, mode, min(200, calls), rng, 0, _not_due)
     for round_index in range(rounds):
         for mode in rotated(SCALE_MODES, round_index):
-            for size, values in time_interleaved(targets, mode, calls, rng, round_index).items():
+            for size, values in time_interleaved(
+                targets, mode, calls, rng, round_index, _not_due
+            ).items():
                 per_round[mode][size].append(values)
     return {
         "sizes": sizes,

@@ -27,11 +27,9 @@ system user. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import functools
 import gc
-import hashlib
 import json
 import math
 import os
@@ -94,12 +92,20 @@ from harness import (
     write_results,
 )
 from psycopg import sql
+from scaling import (
+    percentile,
+    prepare_calls,
+    session_id_of,
+    time_interleaved,
+    user_of,
+    verify_sample,
+)
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from flask_serversession import ServerSession
 from flask_serversession.ids import CookieSigner, store_key
-from flask_serversession.serialization import dumps_value, loads_value
+from flask_serversession.serialization import dumps_value
 from flask_serversession.stores import Record, Touch
 from flask_serversession.stores.sql import SQLStore
 
@@ -1127,16 +1133,6 @@ def count_statements(running: Running, ctx: Context) -> dict[str, dict[str, Any]
 # -- the scale part ------------------------------------------------------------------------------
 
 
-def session_id_of(tag: str, index: int) -> str:
-    """A reproducible session ID (43 URL-safe characters, like a real one) for row ``index``."""
-    digest = hashlib.sha256(f"sql-bench:{tag}:{index}".encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def user_of(index: int) -> str:
-    return f"user{index}"
-
-
 def live_rows(tag: str, count: int, now: float, seed: int) -> Iterator[Row]:
     """Live sessions as the store writes them: the key is the hash of the session ID, the data
     an object of serialized values (user, cart, a CSRF token, half of them permanent), created
@@ -1259,9 +1255,9 @@ class ScaleTarget:
     insert_seconds: float = 0.0
     sizes: dict[str, Any] = field(default_factory=dict)
 
-
-def _signer() -> CookieSigner:
-    return CookieSigner([SECRET_KEY])
+    @property
+    def label(self) -> str:
+        return self.table
 
 
 def build_scale_target(
@@ -1321,23 +1317,7 @@ def verify_scale_target(target: ScaleTarget, rng: random.Random) -> None:
     rows = target.server.count(target.table)
     if rows != target.size:
         raise BenchmarkError(f"{target.table}: {rows} rows, expected {target.size}")
-    signer = _signer()
-    now = time.time()
-    for index in [0, target.size - 1, *(rng.randrange(target.size) for _ in range(20))]:
-        session_id = session_id_of(target.tag, index)
-        record = target.store.load(store_key(session_id))
-        if record is None or not record.is_live(now):
-            raise BenchmarkError(f"{target.table}: row {index} is not a live session")
-        if loads_value(record.values["user"]) != user_of(index):
-            raise BenchmarkError(f"{target.table}: row {index} holds {record.values!r}")
-        response = target.client.get(
-            "/get", headers={"Cookie": f"session={signer.sign(session_id)}"}, buffered=True
-        )
-        if response.status_code != 200 or response.get_data(as_text=True) != user_of(index):
-            raise BenchmarkError(
-                f"{target.table}: /get for row {index} answered {response.status}"
-                f" {response.get_data(as_text=True)!r}"
-            )
+    verify_sample(target, rng)
 
 
 def _touch(mode: str, now: float) -> Touch:
@@ -1346,83 +1326,10 @@ def _touch(mode: str, now: float) -> Touch:
     return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
 
 
-def prepare_calls(
-    target: ScaleTarget, mode: str, indices: Sequence[int]
-) -> tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]:
-    """The calls of one measurement, made ready before any clock runs, and the check of their
-    answers (run after the clocks stopped)."""
-    if mode == "testclient-get":
-        signer = _signer()
-        get = target.client.get
-        calls: list[Callable[[], Any]] = [
-            functools.partial(
-                get,
-                "/get",
-                headers={"Cookie": f"session={signer.sign(session_id_of(target.tag, i))}"},
-                buffered=True,
-            )
-            for i in indices
-        ]
-
-        def check_responses(answers: list[Any]) -> None:
-            for index, response in zip(indices, answers, strict=True):
-                body = response.get_data(as_text=True)
-                if response.status_code != 200 or body != user_of(index):
-                    raise BenchmarkError(
-                        f"{target.table}: /get answered {response.status} {body!r}"
-                    )
-
-        return calls, check_responses
-
-    now = time.time()
-    touch = _touch(mode, now)
-    load = target.store.load
-    calls = [
-        functools.partial(load, store_key(session_id_of(target.tag, i)), touch) for i in indices
-    ]
-
-    def check_records(records: list[Any]) -> None:
-        for index, record in zip(indices, records, strict=True):
-            if not isinstance(record, Record) or not record.is_live(now):
-                raise BenchmarkError(f"{target.table}: load of row {index} found no live session")
-            if record.values["user"] != json.dumps(user_of(index)):
-                raise BenchmarkError(f"{target.table}: load of row {index} read {record.values!r}")
-
-    return calls, check_records
-
-
-def time_interleaved(
-    targets: Sequence[ScaleTarget], mode: str, calls: int, rng: random.Random, shift: int
-) -> dict[str, list[float]]:
-    """``calls`` calls per table, interleaved call by call (the order of the tables rotated at
-    each step), each timed: whatever disturbs the machine hits every table size alike. Each
-    call is on a session drawn at random from its whole table. µs per call, per table size."""
-    prepared = {
-        t.size: prepare_calls(t, mode, [rng.randrange(t.size) for _ in range(calls)])
-        for t in targets
-    }
-    times: dict[int, list[float]] = {t.size: [] for t in targets}
-    answers: dict[int, list[Any]] = {t.size: [] for t in targets}
-    sizes = [t.size for t in targets]
-    clock = time.perf_counter
-    gc.collect()
-    for step in range(calls):
-        for size in rotated(sizes, step + shift):
-            call = prepared[size][0][step]
-            started = clock()
-            answer = call()
-            times[size].append(clock() - started)
-            answers[size].append(answer)
-    for size, (_, check) in prepared.items():
-        check(answers[size])
-    return {str(size): [t * 1e6 for t in values] for size, values in times.items()}
-
-
 def log_bytes_per_call(target: ScaleTarget, mode: str, calls: int, rng: random.Random) -> float:
     """Write-ahead log bytes the server wrote per call, in a pass of its own (not timed)."""
-    prepared, check = prepare_calls(
-        target, mode, [rng.randrange(target.size) for _ in range(calls)]
-    )
+    indices = [rng.randrange(target.size) for _ in range(calls)]
+    prepared, check = prepare_calls(target, mode, indices, functools.partial(_touch, mode))
     before = log_position(target.server)
     answers = [call() for call in prepared]
     written = log_position(target.server) - before
@@ -1436,11 +1343,6 @@ def log_position(server: SQLServer) -> int:
         return int(server.query("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")[0][0])
     rows = server.query("SHOW GLOBAL STATUS LIKE 'Innodb_lsn_current'")
     return int(rows[0][1])
-
-
-def _percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _pg_scans(server: SQLServer, tables: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -1472,7 +1374,7 @@ def run_scale(
         for target in targets:
             verify_scale_target(target, rng)
         for mode in SCALE_MODES:  # pools filled, statements prepared
-            time_interleaved(targets, mode, 200, rng, 0)
+            time_interleaved(targets, mode, 200, rng, 0, functools.partial(_touch, mode))
         # Statistics before and after, from fresh connections: a sequential scan of a sessions
         # table during the measurement would be the scaling failure itself.
         for target in targets:
@@ -1480,7 +1382,7 @@ def run_scale(
         tables = [t.table for t in targets]
         scans_before = _pg_scans(server, tables) if server.kind == PG else {}
         for mode in SCALE_MODES:  # connected again, statements prepared again
-            time_interleaved(targets, mode, 50, rng, 0)
+            time_interleaved(targets, mode, 50, rng, 0, functools.partial(_touch, mode))
         raw: dict[str, dict[str, list[list[float]]]] = {
             str(t.size): {mode: [] for mode in SCALE_MODES} for t in targets
         }
@@ -1489,9 +1391,10 @@ def run_scale(
             modes = rotated(SCALE_MODES, round_index)
             order.append(list(modes))
             for mode in modes:
-                timed = time_interleaved(targets, mode, calls, rng, round_index)
-                for size_key, values in timed.items():
-                    raw[size_key][mode].append(values)
+                touch = functools.partial(_touch, mode)
+                timed = time_interleaved(targets, mode, calls, rng, round_index, touch)
+                for size, values in timed.items():
+                    raw[str(size)][mode].append(values)
             print(
                 f"{server.kind} scale: round {round_index + 1}/{rounds} done",
                 file=sys.stderr,
@@ -1561,8 +1464,8 @@ def summarize_scale(
             base_median = statistics.median([t for r in base_rounds for t in r])
             summary[size][mode] = {
                 "median_us": statistics.median(pooled),
-                "p90_us": _percentile(pooled, 0.9),
-                "p99_us": _percentile(pooled, 0.99),
+                "p90_us": percentile(pooled, 0.9),
+                "p99_us": percentile(pooled, 0.99),
                 "round_median_min_us": min(round_medians),
                 "round_median_max_us": max(round_medians),
                 "ratio_to_smallest": statistics.median(pooled) / base_median,
