@@ -124,7 +124,6 @@ class ServerSessionInterface(SessionInterface):
         setup = config.flask_session
         assert setup.legacy is not None
         store = self.store
-        secret = self._signer_keys[0]
         now = self.clock()
         imported_key = store_key(migrate.imported_id(sid))
         imported = store.load(imported_key)
@@ -133,18 +132,11 @@ class ServerSessionInterface(SessionInterface):
             source = migrate.read_legacy(
                 setup.legacy, sid, now, config.idle_timeout, config.absolute_timeout, setup.stats
             )
-        forward_key = store_key(migrate.moved_id(sid))
         if source is None:
             # Nothing (left) to move: a request that overlapped this one may have moved it.
-            forward = store.load(forward_key)
-            new_id = migrate.forwarded_id(forward, sid, secret, now)
-            return None if new_id is None else self._join_moved(new_id, now)
-        # Claim the move: the first request to leave the forwarding record names the new ID;
-        # every request that overlapped it moves the session there or finds it moved.
-        new_id = new_session_id()
-        if not store.create(forward_key, migrate.forward_record(new_id, sid, secret, now)):
-            forward = store.load(forward_key)
-            new_id = migrate.forwarded_id(forward, sid, secret, now) or new_id
+            moved_to = self._forwarded(sid, now)
+            return None if moved_to is None else self._join_moved(moved_to, now)
+        new_id = self._claim_move(sid, now)
         new_key = store_key(new_id)
         if source is imported:
             patch = Patch(
@@ -166,6 +158,21 @@ class ServerSessionInterface(SessionInterface):
                 logger.info("moved a Flask-Session session to Flask-ServerSession")
                 return new_id, source
         return self._join_moved(new_id, now)  # an overlapping request moved it first
+
+    def _claim_move(self, origin: str, now: float) -> str:
+        """The ID a session moved from ``origin`` (see :mod:`~flask_serversession.migrate`) goes
+        to: the first request to leave the forwarding record names it, every request that
+        overlapped it reads it there."""
+        new_id = new_session_id()
+        record = migrate.forward_record(new_id, origin, self._signer_keys[0], now)
+        if self.store.create(store_key(migrate.moved_id(origin)), record):
+            return new_id
+        return self._forwarded(origin, now) or new_id
+
+    def _forwarded(self, origin: str, now: float) -> str | None:
+        """The ID the session moved from ``origin`` went to, while its forwarding lasts."""
+        record = self.store.load(store_key(migrate.moved_id(origin)))
+        return migrate.forwarded_id(record, origin, self._signer_keys[0], now)
 
     def _join_moved(self, new_id: str, now: float) -> tuple[str, Record] | None:
         record = self.store.load(store_key(new_id))
@@ -389,19 +396,14 @@ class ServerSessionInterface(SessionInterface):
         that only what this request changed is saved (and the cookie sent)."""
         origin = session._cookie_origin
         assert origin is not None
-        store = self.store
-        secret = self._signer_keys[0]
-        forward_key = store_key(migrate.moved_id(origin))
-        new_id = new_session_id()
-        if not store.create(forward_key, migrate.forward_record(new_id, origin, secret, now)):
-            forward = store.load(forward_key)
-            new_id = migrate.forwarded_id(forward, origin, secret, now) or new_id
+        new_id = self._claim_move(origin, now)
         if self._create(app, session, response, now, session_id=new_id):
             return None
-        record = store.load(store_key(new_id))
-        if record is None or not record.is_live(now):
+        joined = self._join_moved(new_id, now)
+        if joined is None:
             self._create(app, session, response, now)  # ended meanwhile: a session of its own
             return None
+        record = joined[1]
         session._session_id = new_id
         session.record = record
         session._originals = {}  # compare every value with the cookie's (in _stored)
