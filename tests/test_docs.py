@@ -22,6 +22,7 @@ import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servers import IN_CI
@@ -188,8 +189,21 @@ def test_store_example_passes_the_conformance_suite(sandbox: Path) -> None:
         [*command, "test_dict_store.py"], capture_output=True, text=True, timeout=300, env=env
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    expected = len([name for name in dir(StoreConformance) if name.startswith("test_")])
+    expected = sum(
+        _cases(getattr(StoreConformance, name))
+        for name in dir(StoreConformance)
+        if name.startswith("test_")
+    )
     assert f"{expected} passed" in result.stdout, result.stdout
+
+
+def _cases(test: Any) -> int:
+    """How many tests pytest makes of ``test``: one per combination of its parameters."""
+    cases = 1
+    for mark in getattr(test, "pytestmark", []):
+        if mark.name == "parametrize":
+            cases *= len(mark.args[1])
+    return cases
 
 
 def test_a_broken_sample_fails(sandbox: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .errors import (
     ConfigurationError,
+    InvalidUserId,
     ServerSessionError,
     SessionDataCorrupt,
     SessionDataError,
@@ -27,6 +28,7 @@ Session = ServerSession
 
 __all__ = [
     "ConfigurationError",
+    "InvalidUserId",
     "ServerSession",
     "ServerSessionError",
     "ServerSideSession",

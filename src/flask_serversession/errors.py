@@ -7,6 +7,7 @@
      +-- SessionStoreUnavailable     the store cannot be reached: HTTP 503 unless handled
      +-- SessionDataError            a value cannot be stored
      |    +-- SessionTooLarge        the serialized session exceeds SESSION_MAX_SIZE
+     |    +-- InvalidUserId          session.login() got a user id no store can index
      +-- SessionDataCorrupt          a stored record is not one we wrote (logged, then dropped)
      +-- UnsupportedOperation        the store lacks a capability (listing, user index, ...)
 
@@ -80,6 +81,20 @@ class SessionTooLarge(SessionDataError):
         self.limit = limit
         #: ``(key, size)`` pairs, largest first.
         self.largest = list(largest)
+
+
+class InvalidUserId(SessionDataError):
+    """``session.login(user_id)`` got a user id that not every store can index: it must be 1
+    to :data:`~flask_serversession.ids.MAX_USER_ID_LENGTH` characters, with no control
+    character and no lone surrogate. Raised by ``login()`` itself, before anything is written.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, reason: str) -> None:
+        ServerSessionError.__init__(self, f"session.login(): the user id {reason}")
+        self.key = ""
+        self.reason = reason
 
 
 class SessionDataCorrupt(ServerSessionError, ValueError):

@@ -11,9 +11,12 @@ import base64
 import hashlib
 import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 
 from itsdangerous import BadSignature, Signer
+
+from .errors import InvalidUserId
 
 #: Bytes of randomness in an ID: 256 bits.
 ID_BYTES = 32
@@ -22,6 +25,9 @@ _ID_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
 #: Longer cookie values are rejected before any HMAC work. A valid one is 87 characters.
 MAX_COOKIE_LENGTH = 128
 _SALT = "flask-serversession"
+#: The longest user id :meth:`ServerSideSession.login` accepts, in characters: what the SQL
+#: stores' indexed ``user_id`` column holds (``VARCHAR(255)``, utf8mb4 on MySQL).
+MAX_USER_ID_LENGTH = 255
 
 
 def new_session_id() -> str:
@@ -38,6 +44,29 @@ def store_key(session_id: str) -> str:
     """The key under which the store keeps a session: SHA-256 of the ID, URL-safe base64."""
     digest = hashlib.sha256(session_id.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def check_user_id(user_id: str) -> str:
+    """``user_id`` if every store can index it, else raise
+    :class:`~flask_serversession.errors.InvalidUserId` naming the rule it breaks.
+
+    The rule is the common ground of the stores: PostgreSQL refuses NUL, the SQL columns hold
+    255 characters, and no driver can send a lone surrogate; control characters have no place
+    in a name shown on a "your devices" page or a terminal.
+    """
+    if not user_id:
+        raise InvalidUserId("is empty")
+    if len(user_id) > MAX_USER_ID_LENGTH:
+        raise InvalidUserId(
+            f"is {len(user_id):,} characters long; at most {MAX_USER_ID_LENGTH} characters"
+        )
+    for char in user_id:
+        category = unicodedata.category(char)
+        if category == "Cc":
+            raise InvalidUserId(f"holds the control character {char!r}; none is allowed")
+        if category == "Cs":
+            raise InvalidUserId("holds a lone surrogate (not valid UTF-8); none is allowed")
+    return user_id
 
 
 class CookieSigner:

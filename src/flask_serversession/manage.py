@@ -23,6 +23,7 @@ from typing import Any
 
 from . import migrate
 from .config import Config
+from .ids import check_user_id
 from .interface import TOMBSTONE_SECONDS, ServerSessionInterface
 from .session import client_info
 from .stores import Record, Store, values_size
@@ -102,7 +103,7 @@ class SessionManager:
 
     def sessions_of(self, user_id: str | int) -> list[SessionInfo]:
         """The live sessions of a user, the most recently used first."""
-        found = self.store.sessions_of(str(user_id), self.now())
+        found = self.store.sessions_of(check_user_id(str(user_id)), self.now())
         infos = [session_info(key, record) for key, record in found]
         return sorted(infos, key=lambda info: info.last_seen, reverse=True)
 
@@ -125,11 +126,12 @@ class SessionManager:
     def revoke_user(self, user_id: str | int, keep: str | None = None) -> int:
         """End every session of a user except ``keep`` (a handle, e.g. ``session.handle`` to
         "log out everywhere else"); return how many were ended."""
+        user = check_user_id(str(user_id))
         if keep is not None:
             check_handle(keep)
         now = self.now()
         ended = 0
-        for key, _ in self.store.sessions_of(str(user_id), now):
+        for key, _ in self.store.sessions_of(user, now):
             if key != keep:
                 self.store.delete(key, tombstone_until=now + TOMBSTONE_SECONDS)
                 ended += 1

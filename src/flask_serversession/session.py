@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionMixin
 
-from .ids import store_key
+from .ids import check_user_id, store_key
 
 if TYPE_CHECKING:
     from .stores import Record
@@ -239,11 +239,13 @@ class ServerSideSession(SessionMixin):
         :meth:`regenerate`), the user recorded for "your devices" and "log out everywhere",
         and the time of authentication (:attr:`authenticated_at`). The data is kept.
 
+        ``user_id`` (``str(user_id)`` for an ``int``) must be 1 to 255 characters with no
+        control character: any other raises :class:`~flask_serversession.errors.InvalidUserId`
+        here, before anything is written.
+
         .. versionadded:: 0.1
         """
-        user = str(user_id)
-        if not user:
-            raise ValueError("user_id must not be empty")
+        user = check_user_id(str(user_id))
         self._read()
         self.modified = True
         self._regenerate = True

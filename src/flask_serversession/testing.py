@@ -34,7 +34,13 @@ from flask import Flask, session
 from flask.testing import FlaskClient
 from markupsafe import Markup
 
-from .errors import ServerSessionError, SessionDataError, SessionTooLarge, UnsupportedOperation
+from .errors import (
+    InvalidUserId,
+    ServerSessionError,
+    SessionDataError,
+    SessionTooLarge,
+    UnsupportedOperation,
+)
 from .extension import ServerSession
 from .ids import new_session_id, store_key
 from .interface import ServerSessionInterface
@@ -1131,3 +1137,61 @@ class StoreConformance:
         session_id = value.split(".")[0]
         assert store.load(session_id) is None
         assert store.load(store_key(session_id)) is not None
+
+    @pytest.mark.parametrize(
+        ("user_id", "rule"),
+        [
+            ("", "empty"),
+            ("a\x00b", "control character"),
+            ("line\nbreak", "control character"),
+            ("x" * 256, "255 characters"),
+            ("\ud800", "surrogate"),
+        ],
+    )
+    def test_app_login_refuses_a_user_id_no_store_can_keep(
+        self, app: Flask, store: Store, user_id: str, rule: str
+    ) -> None:
+        """A user id every store can index is 1 to 255 characters with no control character
+        and no lone surrogate; any other is refused by ``login()`` itself, naming the rule,
+        before anything is written (not a 503 from the store at the end of the request)."""
+        counting = CountingStore(store)
+        _interface(app).store = counting
+
+        @app.get("/login-as")
+        def login_as() -> tuple[str, int]:
+            assert isinstance(session, ServerSideSession)
+            try:
+                session.login(user_id)
+            except SessionDataError as exc:
+                return str(exc), 400
+            return "logged in", 200
+
+        response = app.test_client().get("/login-as")
+        assert response.status_code == 400, response.text
+        assert rule in response.text
+        assert "Set-Cookie" not in response.headers
+        manager = ServerSession.manager(app)
+        manager.store = counting
+        for look_up in (manager.sessions_of, manager.revoke_user):
+            with pytest.raises(InvalidUserId, match=rule):
+                look_up(user_id)
+        assert sum(counting.calls.values()) == 0
+
+    @pytest.mark.parametrize("user_id", ["x" * 255, "ü" * 255, "🙂" * 255, "user@example.com"])
+    def test_app_login_keeps_every_valid_user_id(
+        self, client: FlaskClient, app: Flask, user_id: str
+    ) -> None:
+        """The longest and widest user ids the rule allows are bound and listed on every
+        store, byte for byte."""
+
+        @app.get("/login-as")
+        def login_as() -> str:
+            assert isinstance(session, ServerSideSession)
+            session.login(user_id)
+            return "logged in"
+
+        assert client.get("/login-as").status_code == 200
+        assert client.get("/whoami").json["user"] == user_id  # type: ignore[index]
+        manager = ServerSession.manager(app)
+        if manager.store.capabilities.by_user:
+            assert [info.user_id for info in manager.sessions_of(user_id)] == [user_id]
