@@ -736,7 +736,12 @@ def import_command(source: str) -> None:
 
     click.echo(f"Importing sessions from {legacy.name} into {state.store.name}", file=stream)
     stats = import_sessions(
-        state.store, legacy, config.idle_timeout, config.absolute_timeout, progress
+        state.store,
+        legacy,
+        config.idle_timeout,
+        config.absolute_timeout,
+        config.max_size,
+        progress,
     )
     if tty and seen:
         click.echo(file=stream)

@@ -65,14 +65,16 @@ class ServerSessionInterface(SessionInterface):
         if cookie:
             session_id, reason = signer.unsign(cookie)
             if reason is not None:
-                migrating = self._migrating_session(app, cookie)
+                migrating = self._migrating_session(app, request, cookie)
                 if migrating is not None:
                     return migrating
                 # Never reaches the store: the visitor gets a new, empty session.
                 signals.session_rejected.send(app, reason=reason)
         return ServerSideSession(self._loader(app), session_id, self.clock())
 
-    def _migrating_session(self, app: Flask, cookie: str) -> ServerSideSession | None:
+    def _migrating_session(
+        self, app: Flask, request: Request, cookie: str
+    ) -> ServerSideSession | None:
         """A session for a cookie that is not ours but Flask-Session's or Flask's own (see
         :mod:`flask_serversession.migrate`); ``None`` if it is neither."""
         setup = self.config.flask_session
@@ -87,30 +89,40 @@ class ServerSessionInterface(SessionInterface):
         if setup.migrate_cookie_sessions:
             max_age = migrate.lifetime_seconds(app.permanent_session_lifetime)
             values, reason = migrate.flask_cookie_session(cookie, keys, max_age)
-            if values is None:
-                signals.session_rejected.send(app, reason=reason)
+            try:
+                if values is None:
+                    raise migrate.Unmigratable("failed", "refused", rejection=str(reason))
+                stored = migrate.serialize_values(values, self.config.max_size)
+            except migrate.Unmigratable as exc:
+                signals.session_rejected.send(app, reason=exc.rejection)
                 return ServerSideSession(self._loader(app), None, self.clock())
             # A new session, pre-filled: stored with our cookie by the first request using it
-            # (or, for requests sent with the same cookie at once, joined: see _save).
+            # (or, for requests of the same client sent with the same cookie at once, joined:
+            # see _save).
             session = ServerSideSession(self._loader(app), None, self.clock())
             session._data = values
-            session._cookie_origin = migrate.cookie_origin(cookie)
-            session._stored = {name: dumps_value(name, value) for name, value in values.items()}
+            session._cookie_origin = migrate.cookie_origin(cookie, request)
+            session._stored = stored
             logger.info("a Flask cookie session becomes a server-side one when first used")
             return session
         return None
 
     def _legacy_loader(self, app: Flask, sid: str) -> Any:
         def load(session: ServerSideSession) -> None:
-            self._load_legacy(session, sid)
+            self._load_legacy(app, session, sid)
 
         return load
 
-    def _load_legacy(self, session: ServerSideSession, sid: str) -> None:
+    def _load_legacy(self, app: Flask, session: ServerSideSession, sid: str) -> None:
         """Load a Flask-Session session into ours under a fresh ID: the one a bulk import left
         for ``sid``, else the record in Flask-Session's store; or, if a request that overlapped
-        this one moved it already, the session it moved it to."""
-        moved = self._move_legacy(sid)
+        this one moved it already, the session it moved it to. An old record that cannot be
+        moved is reported, and the visitor gets a new session."""
+        try:
+            moved = self._move_legacy(sid)
+        except migrate.Unmigratable as exc:
+            signals.session_rejected.send(app, reason=exc.rejection)
+            moved = None
         if moved is None:
             session._set_loaded(None, {}, {})
             return
@@ -130,7 +142,13 @@ class ServerSessionInterface(SessionInterface):
         source = imported if imported is not None and imported.is_live(now) else None
         if source is None:
             source = migrate.read_legacy(
-                setup.legacy, sid, now, config.idle_timeout, config.absolute_timeout, setup.stats
+                setup.legacy,
+                sid,
+                now,
+                config.idle_timeout,
+                config.absolute_timeout,
+                config.max_size,
+                setup.stats,
             )
         if source is None:
             # Nothing (left) to move: a request that overlapped this one may have moved it.

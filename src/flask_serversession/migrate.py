@@ -46,8 +46,9 @@ it is an ordinary session. Unclaimed imported records expire as any session does
 **Requests in parallel with the same old cookie** (a page load's many requests, right after the
 switch) all end in the same new session. The first to move it claims the move by creating, for
 :data:`MOVE_GRACE` seconds, a forwarding record under ``store_key(moved_id(sid))`` that holds the
-new ID sealed with a one-time pad derived from the app's secret key and the old ID
-(:func:`seal_forward`): a dump of the store alone reveals no ID. A request that finds the old
+new ID sealed under the app's secret key (:func:`seal_forward`: a pad derived from the key, the
+old ID and a random nonce, so that no two records share one, and a tag that authenticates it):
+a dump of the store alone reveals no ID. A request that finds the old
 record gone, or loses the claim, reads the new ID there and joins that session (whichever of
 them gets to write the session first does; the others find it written). After the grace the old
 cookie is worthless, as a cookie of a logged-out session is.
@@ -68,6 +69,7 @@ import hmac
 import json
 import logging
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -75,12 +77,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Request
 
 from .errors import ConfigurationError, SessionDataError, SessionStoreUnavailable
 from .ids import is_session_id, store_key
 from .serialization import dumps_value
-from .stores import Record, Store
+from .stores import Record, Store, values_size
 
 logger = logging.getLogger("flask_serversession.migrate")
 
@@ -120,32 +122,80 @@ def moved_id(sid: str) -> str:
     return MOVED_PREFIX + sid
 
 
-def cookie_origin(cookie: str) -> str:
+def cookie_origin(cookie: str, request: Request) -> str:
     """What the forwarding of a session made from a Flask cookie session is keyed by: a digest
-    of the cookie (never a Flask-Session ID, which has no colon)."""
-    return "cookie:" + hashlib.sha256(cookie.encode("utf-8")).hexdigest()
+    of the cookie and of what tells one client from another (never a Flask-Session ID, which
+    has no colon).
+
+    Flask cookies are deterministic: two users whose sessions hold the same values, signed in
+    the same second, send byte-identical cookies. Keyed by the cookie alone, the second would
+    join the first's new session. The requests a join is for, one browser's parallel first
+    requests, also share the client's address, the proxies' ``X-Forwarded-For`` chain, its
+    ``User-Agent`` and its whole ``Cookie`` header; requests that differ in any of them are
+    never joined (each starts a session of its own).
+    """
+    client = "\0".join(
+        (
+            cookie,
+            request.remote_addr or "",
+            request.headers.get("X-Forwarded-For", ""),
+            request.headers.get("User-Agent", ""),
+            request.headers.get("Cookie", ""),
+        )
+    )
+    return "cookie:" + hashlib.sha256(client.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _pad(secret: str | bytes, sid: str, size: int) -> bytes:
+#: Bytes of the random nonce that makes each seal's pad its own, and of the tag that
+#: authenticates a seal.
+_NONCE_BYTES = 16
+_TAG_BYTES = 16
+
+
+def _keys(secret: str | bytes, origin: str, nonce: bytes) -> tuple[bytes, bytes]:
+    """The pad key and the tag key of one seal: HMAC-SHA512 of the origin and a fresh nonce
+    under the app's secret key, so that no two seals share a pad, even for one origin."""
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
-    digest = hmac.new(key, b"flask-serversession moved\0" + sid.encode("utf-8"), hashlib.sha512)
-    return digest.digest()[:size]
+    message = b"flask-serversession moved\0" + nonce + b"\0" + origin.encode("utf-8")
+    digest = hmac.new(key, message, hashlib.sha512).digest()
+    return digest[:32], digest[32:]
 
 
-def seal_forward(new_id: str, sid: str, secret: str | bytes) -> str:
-    """``new_id`` sealed for the forwarding record of ``sid``: XORed with a pad that is an
-    HMAC-SHA512 of the old ID under the app's secret key (used once: one move per old ID)."""
+def _pad(pad_key: bytes, size: int) -> bytes:
+    return hmac.new(pad_key, b"pad", hashlib.sha512).digest()[:size]
+
+
+def _tag(tag_key: bytes, nonce: bytes, sealed: bytes) -> bytes:
+    return hmac.new(tag_key, nonce + sealed, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
+def seal_forward(new_id: str, origin: str, secret: str | bytes) -> str:
+    """``new_id`` sealed for the forwarding record of ``origin``, as hex: a random nonce, the
+    ID XORed with a pad derived from the secret key, the origin and that nonce (so a pad is
+    never used twice, even when one origin moves twice), and a tag over both (so a changed
+    seal opens to nothing)."""
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    pad_key, tag_key = _keys(secret, origin, nonce)
     raw = new_id.encode("ascii")
-    return bytes(a ^ b for a, b in zip(raw, _pad(secret, sid, len(raw)), strict=True)).hex()
+    sealed = bytes(a ^ b for a, b in zip(raw, _pad(pad_key, len(raw)), strict=True))
+    return (nonce + sealed + _tag(tag_key, nonce, sealed)).hex()
 
 
-def open_forward(sealed: str, sid: str, secret: str | bytes) -> str | None:
-    """The new ID :func:`seal_forward` sealed, or ``None`` if ``sealed`` is not one of ours."""
+def open_forward(sealed: str, origin: str, secret: str | bytes) -> str | None:
+    """The new ID :func:`seal_forward` sealed, or ``None`` if ``sealed`` is not a seal of ours
+    for ``origin`` (another key, another origin, or changed)."""
     try:
         raw = bytes.fromhex(sealed)
-        if len(raw) > 64:
-            return None
-        opened = bytes(a ^ b for a, b in zip(raw, _pad(secret, sid, len(raw)), strict=True))
+    except ValueError:
+        return None
+    if not _NONCE_BYTES + _TAG_BYTES < len(raw) <= _NONCE_BYTES + 64 + _TAG_BYTES:
+        return None
+    nonce, body, tag = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:-_TAG_BYTES], raw[-_TAG_BYTES:]
+    pad_key, tag_key = _keys(secret, origin, nonce)
+    if not hmac.compare_digest(tag, _tag(tag_key, nonce, body)):
+        return None
+    opened = bytes(a ^ b for a, b in zip(body, _pad(pad_key, len(body)), strict=True))
+    try:
         new_id = opened.decode("ascii")
     except ValueError:
         return None
@@ -184,20 +234,25 @@ def forwarded_id(record: Record | None, sid: str, secret: str | bytes, now: floa
 
 
 class Unmigratable(Exception):
-    """An old record that cannot be moved. ``kind`` is ``"skipped"`` (pickle, expired) or
-    ``"failed"`` (unreadable, a value we cannot keep)."""
+    """An old record or cookie session that cannot be moved. ``kind`` is ``"skipped"``
+    (pickle, expired) or ``"failed"`` (unreadable, a value we cannot keep, too large), as
+    :class:`MigrationStats` counts them; ``rejection`` is the reason
+    :data:`~flask_serversession.signals.session_rejected` gives when a visitor's cookie led to
+    it (``"corrupt"``, or ``"too-large"`` over ``SESSION_MAX_SIZE``)."""
 
-    def __init__(self, kind: str, reason: str) -> None:
+    def __init__(self, kind: str, reason: str, rejection: str = "corrupt") -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+        self.rejection = rejection
 
 
 def decode_record(data: bytes) -> dict[str, Any]:
     """Decode a Flask-Session 0.8 record (msgpack, or JSON): the session's values.
 
     Never unpickles: a record that is neither and starts with pickle's PROTO opcode raises
-    :class:`Unmigratable` ``("skipped", ...)``; anything else unreadable ``("failed", ...)``.
+    :class:`Unmigratable` ``("skipped", ...)``; anything else unreadable ``("failed", ...)``,
+    a record nested too deep for the decoder included.
     """
     decoded: Any = None
     try:
@@ -212,30 +267,50 @@ def decode_record(data: bytes) -> dict[str, Any]:
         try:
             decoded = decode(data)
             break
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError, MemoryError):
             continue
     else:
         if data[:1] == b"\x80":
             raise Unmigratable(
                 "skipped", "pickled record (written by Flask-Session < 0.7): never unpickled"
             )
-        raise Unmigratable("failed", "neither msgpack nor JSON")
+        raise Unmigratable("failed", "neither msgpack nor JSON (or nested too deep)")
     if not isinstance(decoded, dict) or not all(isinstance(key, str) for key in decoded):
         raise Unmigratable("failed", f"not a mapping with str keys ({type(decoded).__name__})")
     return decoded
 
 
-def to_record(
-    values: Mapping[str, Any], now: float, idle: float, absolute: float, expires: float | None
-) -> Record:
-    """Our record for ``values``: serialized now (raising :class:`Unmigratable` for a value we
-    cannot keep), idle expiry capped by the old record's own ``expires`` if known."""
+def serialize_values(values: Mapping[str, Any], max_size: int) -> dict[str, str]:
+    """``values`` serialized as ours are, held to the limit every session of ours is held to:
+    :class:`Unmigratable` ``("failed", ...)`` for a value we cannot keep, or with rejection
+    ``"too-large"`` over ``max_size`` (``SESSION_MAX_SIZE``)."""
     serialized: dict[str, str] = {}
     for name, value in values.items():
         try:
             serialized[name] = dumps_value(name, value)
-        except SessionDataError as exc:
+        except (SessionDataError, RecursionError) as exc:
             raise Unmigratable("failed", str(exc)) from None
+    size = values_size(serialized)
+    if size > max_size:
+        raise Unmigratable(
+            "failed",
+            f"{size:,} bytes serialized, over SESSION_MAX_SIZE of {max_size:,} bytes",
+            rejection="too-large",
+        )
+    return serialized
+
+
+def to_record(
+    values: Mapping[str, Any],
+    now: float,
+    idle: float,
+    absolute: float,
+    expires: float | None,
+    max_size: int,
+) -> Record:
+    """Our record for ``values`` (see :func:`serialize_values`), idle expiry capped by the old
+    record's own ``expires`` if known."""
+    serialized = serialize_values(values, max_size)
     end = now + idle if expires is None else min(now + idle, expires)
     return Record(serialized, now, now, end, now + absolute)
 
@@ -557,7 +632,7 @@ def flask_cookie_session(
     """Flask's signed-cookie session in ``cookie``: ``(values, None)``, or ``(None, reason)``
     with reason ``"bad-signature"`` or ``"expired"``."""
     from flask.sessions import SecureCookieSessionInterface
-    from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+    from itsdangerous import BadData, BadSignature, SignatureExpired, URLSafeTimedSerializer
 
     flask_interface = SecureCookieSessionInterface()
     serializer = URLSafeTimedSerializer(
@@ -573,28 +648,43 @@ def flask_cookie_session(
         data = serializer.loads(cookie, max_age=int(max_age))
     except SignatureExpired:
         return None, "expired"
-    except (BadSignature, ValueError, TypeError):
+    except BadSignature:
         return None, "bad-signature"
+    except (BadData, ValueError, TypeError, RecursionError):
+        return None, "corrupt"  # signed by our key, yet unreadable (nested too deep, say)
     if not isinstance(data, dict):
         return None, "malformed"
     return data, None
 
 
 def read_legacy(
-    legacy: LegacyStore, sid: str, now: float, idle: float, absolute: float, stats: MigrationStats
+    legacy: LegacyStore,
+    sid: str,
+    now: float,
+    idle: float,
+    absolute: float,
+    max_size: int,
+    stats: MigrationStats,
 ) -> Record | None:
-    """The Flask-Session record of ``sid`` as one of ours, or ``None`` if there is nothing to
-    move (absent, or skipped/failed: counted and logged)."""
+    """The Flask-Session record of ``sid`` as one of ours, or ``None`` if there is none.
+
+    A record that cannot be moved raises :class:`Unmigratable` for the caller to report,
+    once counted and logged. One that failed (unreadable, too large) is deleted from the old
+    store, so that no later request pays for it again; a pickled one is left there, for a
+    rollback to Flask-Session.
+    """
     found = legacy.get(sid)
     if found is None:
         return None
     data, expires = found
     try:
-        return to_record(decode_record(data), now, idle, absolute, expires)
+        return to_record(decode_record(data), now, idle, absolute, expires, max_size)
     except Unmigratable as exc:
         stats.count(exc.kind)
         logger.warning("a Flask-Session record was %s: %s", exc.kind, exc.reason)
-        return None
+        if exc.kind == "failed":
+            legacy.delete(sid)
+        raise
 
 
 # -- bulk import -----------------------------------------------------------------------------------
@@ -605,6 +695,7 @@ def import_sessions(
     legacy: LegacyStore,
     idle: float,
     absolute: float,
+    max_size: int,
     progress: Callable[[MigrationStats], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> MigrationStats:
@@ -616,7 +707,7 @@ def import_sessions(
         try:
             if expires is not None and expires <= now:
                 raise Unmigratable("skipped", "expired")
-            record = to_record(decode_record(data), now, idle, absolute, expires)
+            record = to_record(decode_record(data), now, idle, absolute, expires, max_size)
             if not store.create(store_key(imported_id(sid)), record):
                 raise Unmigratable("failed", "already imported")
             legacy.delete(sid)

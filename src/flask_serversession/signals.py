@@ -10,9 +10,18 @@ Each is sent with the app as sender. None carries a session ID.
     A session was deleted from the store (:meth:`ServerSideSession.destroy`, or emptied).
     Keyword: ``session``.
 ``session_rejected``
-    A request carried a session cookie that was refused, or a stored session was unreadable.
-    Keyword: ``reason``, one of ``"bad-signature"`` (forged, or signed by an unknown key),
-    ``"malformed"``, ``"too-long"``, ``"corrupt"``.
+    A request carried a session cookie that was refused, or a stored session was unreadable;
+    the visitor gets a new, empty session. Keyword: ``reason``, one of:
+
+    * ``"bad-signature"``: forged, or signed by a key not among ``SECRET_KEY`` and its
+      fallbacks (ours, or with ``SESSION_MIGRATE_COOKIE_SESSIONS`` a Flask cookie session's);
+    * ``"malformed"``: signed by our key but not a session ID, or not a Flask session;
+    * ``"too-long"``: longer than any cookie we issue (refused before any HMAC work);
+    * ``"expired"``: a Flask cookie session older than ``PERMANENT_SESSION_LIFETIME``;
+    * ``"corrupt"``: a stored session, an old Flask-Session record or a signed Flask cookie
+      session that cannot be read (not one we wrote, pickled, nested too deep);
+    * ``"too-large"``: an old Flask-Session record or Flask cookie session over
+      ``SESSION_MAX_SIZE``, which is not copied in.
 """
 
 from __future__ import annotations
