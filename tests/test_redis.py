@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +16,7 @@ from flask import Flask, session
 from flask.testing import FlaskClient
 from redis_servers import SentinelSetup, cluster, redis_process, tls_standalone
 from servers import ServerProcess
+from stepped_redis import SteppedRedisStore
 
 from flask_serversession import (
     ConfigurationError,
@@ -56,7 +57,14 @@ def _url_store(url: str) -> RedisStore:
     return store
 
 
-class TestRedisStandalone(StoreConformance):
+class SteppedConformance(StoreConformance):
+    def stepped(self, store: Store, at: Callable[[str], None]) -> Store:
+        # Pauses between the index write and the session write, and inside a listing.
+        assert isinstance(store, RedisStore)
+        return SteppedRedisStore(store, at)
+
+
+class TestRedisStandalone(SteppedConformance):
     @pytest.fixture
     def store(self, redis_server: ServerProcess) -> Iterator[Store]:
         store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={_prefix()}")
@@ -64,7 +72,7 @@ class TestRedisStandalone(StoreConformance):
         store.close()
 
 
-class TestRedisCluster(StoreConformance):
+class TestRedisCluster(SteppedConformance):
     @pytest.fixture
     def store(self, redis_cluster: list[ServerProcess]) -> Iterator[Store]:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in redis_cluster)
@@ -73,7 +81,7 @@ class TestRedisCluster(StoreConformance):
         store.close()
 
 
-class TestRedisSentinel(StoreConformance):
+class TestRedisSentinel(SteppedConformance):
     @pytest.fixture
     def store(self, redis_sentinel: SentinelSetup) -> Iterator[Store]:
         store = _url_store(f"{redis_sentinel.url}?prefix={_prefix()}")
