@@ -453,21 +453,26 @@ def test_valkey_client(redis_server: ServerProcess) -> None:
 
 
 def test_user_index_expires_and_is_repaired_when_read(redis_server: ServerProcess) -> None:
-    """The per-user set lives as long as its longest session can, and entries left by an
-    ended, unbound or expired session are removed the next time the user's sessions are read."""
+    """The per-user index lives as long as its longest session can; an entry left by an ended,
+    unbound or expired session is removed when the user's sessions are read once the expiry
+    it was indexed with has passed (before that, it may be a login still being written)."""
     store = RedisStore(redis.Redis(port=redis_server.port), prefix=_prefix())
     admin = redis.Redis(port=redis_server.port)
     now = time.time()
-    keys = [store_key(f"id-{n}") for n in range(3)]
-    for key in keys:
-        store.create(key, Record({}, now, now, now + 3600, now + 7200, user_id="u1"))
+    keys = [store_key(f"id-{n}") for n in range(4)]
+    for n, key in enumerate(keys):
+        idle = 600 if n < 3 else 3600
+        store.create(key, Record({}, now, now, now + idle, now + 7200, user_id="u1"))
     user_key = store._user_key("u1")
-    assert admin.scard(user_key) == 3
+    assert admin.zcard(user_key) == 4
     assert 7100_000 < admin.pttl(user_key) <= 7200_000
-    store.delete(keys[0], tombstone_until=now + 600)
-    assert store.patch(keys[1], Patch({}, (), now, now + 3600, user_id=""))
-    assert [key for key, _ in store.sessions_of("u1", now)] == [keys[2]]
-    assert admin.smembers(user_key) == {keys[2].encode()}
+    store.delete(keys[0], tombstone_until=now + 60)
+    assert store.patch(keys[1], Patch({}, (), now, now + 600, user_id=""))
+    admin.delete(f"{store.prefix}{{{keys[2]}}}")  # as if Redis had expired it already
+    assert [key for key, _ in store.sessions_of("u1", now)] == [keys[3]]
+    assert admin.zcard(user_key) == 4  # each may still become (again) bound to u1
+    assert [key for key, _ in store.sessions_of("u1", now + 601)] == [keys[3]]
+    assert admin.zrange(user_key, 0, -1) == [keys[3].encode()]
     store.close()
 
 
