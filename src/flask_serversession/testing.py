@@ -376,7 +376,7 @@ def _with_pause(
 
 
 #: The roles of the sessions each interleaving schedule starts with, or creates.
-_INDEX_ROLES = ("anonymous2", "theirs", "mine", "regenerated")
+_INDEX_ROLES = ("anonymous2", "theirs", "mine", "regenerated", "returning")
 
 #: Each operation on the user index, and the operations run while it is paused.
 _INDEX_OPS: dict[str, tuple[str, ...]] = {
@@ -384,9 +384,10 @@ _INDEX_OPS: dict[str, tuple[str, ...]] = {
     "login (new ID)": ("list", "revoke", "expire"),
     "bind in place": ("list", "revoke", "expire"),
     "rebind from another user": ("list", "revoke"),
+    "rebind back to the user": ("list", "revoke", "expire"),
     "regenerate a bound session": ("list", "revoke", "expire"),
-    "list": ("login (new session)", "login (new ID)", "revoke"),
-    "revoke": ("login (new session)", "login (new ID)"),
+    "list": ("login (new session)", "login (new ID)", "rebind back to the user", "revoke"),
+    "revoke": ("login (new session)", "login (new ID)", "rebind back to the user"),
 }
 
 
@@ -410,6 +411,10 @@ def _index_op(
         assert store.patch(keys["anonymous2"], Patch({}, (), now, later, user_id=user))
     elif op == "rebind from another user":
         assert store.patch(keys["theirs"], Patch({}, (), now, later, user_id=user))
+    elif op == "rebind back to the user":
+        # Indexed under the user long ago, with an expiry since passed, then bound to another
+        # user: the old entry is stale until this bind makes it current again.
+        store.patch(keys["returning"], Patch({}, (), now, later, user_id=user))
     elif op == "regenerate a bound session":
         move = Patch({}, (), now, later, new_key=keys["regenerated"], tombstone_until=now + 60)
         store.patch(keys["mine"], move)  # refused if a revocation ended it first
@@ -802,6 +807,12 @@ class StoreConformance:
                     store.create(keys["mine"], _record(now=now, user_id=user))
                     # Expired at ``now``: a listing may prune it while a login is under way.
                     store.create(keys["expiring"], _record(now=T0, idle=10, user_id=user))
+                    # Live, bound to another user, indexed under this one with an expiry that
+                    # has passed: an entry a listing prunes, unless it is bound back meanwhile.
+                    returning = keys["returning"]
+                    store.create(returning, _record(now=T0, idle=10, user_id=user))
+                    store.patch(returning, Patch({}, (), T0 + 5, T0 + 5 + HOUR))
+                    store.patch(returning, Patch({}, (), T0 + 6, T0 + HOUR, user_id=other))
                     extra: list[str] = []
 
                     def run(
