@@ -453,9 +453,10 @@ def test_valkey_client(redis_server: ServerProcess) -> None:
 
 
 def test_user_index_expires_and_is_repaired_when_read(redis_server: ServerProcess) -> None:
-    """The per-user index lives as long as its longest session can; an entry left by an ended,
-    unbound or expired session is removed when the user's sessions are read once the expiry
-    it was indexed with has passed (before that, it may be a login still being written)."""
+    """The per-user index lives as long as its longest session can. An entry left by an ended
+    session is removed the next time the user's sessions are read; one left by an unbound or
+    vanished session once the expiry it was indexed with has passed (before that, it may be a
+    bind or a login still being written)."""
     store = RedisStore(redis.Redis(port=redis_server.port), prefix=_prefix())
     admin = redis.Redis(port=redis_server.port)
     now = time.time()
@@ -470,7 +471,10 @@ def test_user_index_expires_and_is_repaired_when_read(redis_server: ServerProces
     assert store.patch(keys[1], Patch({}, (), now, now + 600, user_id=""))
     admin.delete(f"{store.prefix}{{{keys[2]}}}")  # as if Redis had expired it already
     assert [key for key, _ in store.sessions_of("u1", now)] == [keys[3]]
-    assert admin.zcard(user_key) == 4  # each may still become (again) bound to u1
+    assert admin.zcard(user_key) == 3  # the tombstone's entry is gone: it cannot come back
+    assert store.patch(keys[1], Patch({}, (), now + 1, now + 600, user_id="u1"))
+    assert [key for key, _ in store.sessions_of("u1", now + 1)] == sorted([keys[1], keys[3]])
+    assert store.patch(keys[1], Patch({}, (), now + 2, now + 600, user_id="u2"))
     assert [key for key, _ in store.sessions_of("u1", now + 601)] == [keys[3]]
     assert admin.zrange(user_key, 0, -1) == [keys[3].encode()]
     store.close()

@@ -188,15 +188,15 @@ end
 return 1
 """
 
-# KEYS[1] a user's index; ARGV: now (ms), store keys found neither live nor bound to the user.
-# Each is removed only if its score has passed now, checked here, in the step that removes it:
-# an entry written again meanwhile (a login under way) carries a score ahead and stays.
+# KEYS[1] a user's index; ARGV: pairs of a store key found not to be a live session of the
+# user and the highest score at which it may go. The score is checked here, in the step that
+# removes the entry: one written again meanwhile (a login or a bind under way) has a higher
+# score and stays.
 _PRUNE_INDEX = """
-local now = tonumber(ARGV[1])
 local removed = 0
-for i = 2, #ARGV do
+for i = 1, #ARGV, 2 do
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) <= now then
+  if score and tonumber(score) <= tonumber(ARGV[i + 1]) then
     removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
   end
 end
@@ -452,20 +452,25 @@ class RedisStore(Store):
         scores = {_text(member): score for member, score in read}
         keys = sorted(scores)
         found: list[tuple[str, Record]] = []
-        stale: list[str] = []
+        stale: list[str | int] = []
         now_ms = _to_ms(now)
         for key, record in zip(keys, self._records(keys), strict=True):
             if record is not None and record.is_live(now) and record.user_id == user_id:
                 found.append((key, record))
-            elif scores[key] <= now_ms:
-                # Ended, expired, rebound or never written, and no write that indexed it can
-                # still bind it: the session it was indexed for has expired. Before that, an
-                # absent or unbound session may be a login or a bind under way (its session
-                # is written after its index entry), so it stays.
-                stale.append(key)
+                continue
+            score = int(scores[key])
+            if record is not None and not record.is_live(now):
+                # Ended or expired: never live again (no write revives a session, and a key
+                # is never created twice), so it goes now, unless indexed again meanwhile.
+                stale += (key, max(score, now_ms))
+            elif score <= now_ms:
+                # Absent, or bound to another user (or to none), and indexed with an expiry
+                # that has passed. Before that it stays: it may be a login whose session is
+                # not written yet (that comes after the index entry), or a bind to this user
+                # under way; past it, that session can no longer be live, written or not.
+                stale += (key, now_ms)
         if stale:
-            args = (now_ms, *stale)
-            self._run(lambda: self._prune_index(keys=[user_key], args=args))
+            self._run(lambda: self._prune_index(keys=[user_key], args=stale))
         return found
 
     def scan(self, now: float, page: int = 500) -> Iterator[tuple[str, Record]]:
