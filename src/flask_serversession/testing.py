@@ -16,7 +16,9 @@ library on top of the store through Flask's test client, as a browser sees it (`
 cookies, round trips per request, expiry, regeneration, logout, concurrent writers.
 
 :class:`CountingStore` wraps any store and counts its calls; the round-trip budget is tested
-with it.
+with it. :class:`PausingStore` pauses any store between its calls, for the user-index
+interleavings (``test_store_user_index_*``); a store that takes several steps inside one call
+overrides :meth:`StoreConformance.stepped` to pause between those too.
 """
 
 from __future__ import annotations
