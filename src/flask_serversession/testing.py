@@ -338,12 +338,12 @@ def _with_pause(
 ) -> str | None:
     """Run ``run`` in a thread that stops at its ``target``-th pause point (from 0) while
     ``interfere`` runs to its end, then finishes. ``target`` -1: ``interfere`` runs first.
-    The point it paused at, or ``None`` if it had fewer points (``interfere`` then ran after
-    it ended)."""
+    The point it paused at (``"start"`` for -1), or ``None`` if it had fewer points
+    (``interfere`` then ran after it ended)."""
     if target < 0:
         interfere()
         run()
-        return "before it"
+        return "start"
     reached, resume = threading.Event(), threading.Event()
     seen: list[str] = []
     errors: list[BaseException] = []
@@ -378,7 +378,7 @@ def _with_pause(
 
 
 #: The roles of the sessions each interleaving schedule starts with, or creates.
-_INDEX_ROLES = ("anonymous2", "theirs", "mine", "regenerated", "returning")
+_INDEX_ROLES = ("anonymous2", "theirs", "mine", "regenerated", "expiring", "returning")
 
 #: Each operation on the user index, and the operations run while it is paused.
 _INDEX_OPS: dict[str, tuple[str, ...]] = {
@@ -794,7 +794,7 @@ class StoreConformance:
         hook: list[Callable[[str], None]] = [lambda point: None]
         stepped = self.stepped(store, lambda point: hook[0](point))
         escapes: list[str] = []
-        schedules = 0
+        schedules = paused = 0
         for op_name in _INDEX_OPS:
             for interference in _INDEX_OPS[op_name]:
                 target = -1
@@ -803,7 +803,6 @@ class StoreConformance:
                     n = schedules
                     user, other = f"user-{n}", f"other-{n}"
                     keys = {role: _key() for role in _INDEX_ROLES}
-                    keys["expiring"] = _key()
                     store.create(keys["anonymous2"], _record(now=now))
                     store.create(keys["theirs"], _record(now=now, user_id=other))
                     store.create(keys["mine"], _record(now=now, user_id=user))
@@ -834,8 +833,13 @@ class StoreConformance:
                         _index_op(op, store, user, keys, extra, now)
 
                     point = _with_pause(run, lambda at: hook.__setitem__(0, at), target, interfere)
-                    label = f"{interference} {'after' if point is None else 'at'}"
-                    label = f"{op_name}, {label} {point or 'it'}"
+                    if target < 0:
+                        label = f"{op_name}, {interference} before it"
+                    elif point is None:
+                        label = f"{op_name}, {interference} after it"
+                    else:
+                        label = f"{op_name}, {interference} at {point}"
+                        paused += 1
                     missed, survived = _bound_outside_index(
                         store, user, [*keys.values(), *extra], now
                     )
@@ -844,7 +848,11 @@ class StoreConformance:
                     if point is None:
                         break
                     target += 1
-        print(f"{schedules} schedules, {len(escapes)} left a bound session outside the index")
+        print(
+            f"{schedules} schedules ({paused} inside an operation), {len(escapes)} left a"
+            " bound session outside the index"
+        )
+        assert paused, "the operations were never paused: see stepped()"
         assert not escapes, escapes
 
     def test_store_user_index_under_concurrent_logins(self, store: Store) -> None:
