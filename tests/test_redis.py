@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +16,7 @@ from flask import Flask, session
 from flask.testing import FlaskClient
 from redis_servers import SentinelSetup, cluster, redis_process, tls_standalone
 from servers import ServerProcess
+from stepped_redis import SteppedRedisStore
 
 from flask_serversession import (
     ConfigurationError,
@@ -56,7 +57,14 @@ def _url_store(url: str) -> RedisStore:
     return store
 
 
-class TestRedisStandalone(StoreConformance):
+class SteppedConformance(StoreConformance):
+    def stepped(self, store: Store, at: Callable[[str], None]) -> Store:
+        # Pauses between the index write and the session write, and inside a listing.
+        assert isinstance(store, RedisStore)
+        return SteppedRedisStore(store, at)
+
+
+class TestRedisStandalone(SteppedConformance):
     @pytest.fixture
     def store(self, redis_server: ServerProcess) -> Iterator[Store]:
         store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={_prefix()}")
@@ -64,7 +72,7 @@ class TestRedisStandalone(StoreConformance):
         store.close()
 
 
-class TestRedisCluster(StoreConformance):
+class TestRedisCluster(SteppedConformance):
     @pytest.fixture
     def store(self, redis_cluster: list[ServerProcess]) -> Iterator[Store]:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in redis_cluster)
@@ -73,7 +81,7 @@ class TestRedisCluster(StoreConformance):
         store.close()
 
 
-class TestRedisSentinel(StoreConformance):
+class TestRedisSentinel(SteppedConformance):
     @pytest.fixture
     def store(self, redis_sentinel: SentinelSetup) -> Iterator[Store]:
         store = _url_store(f"{redis_sentinel.url}?prefix={_prefix()}")
@@ -445,21 +453,30 @@ def test_valkey_client(redis_server: ServerProcess) -> None:
 
 
 def test_user_index_expires_and_is_repaired_when_read(redis_server: ServerProcess) -> None:
-    """The per-user set lives as long as its longest session can, and entries left by an
-    ended, unbound or expired session are removed the next time the user's sessions are read."""
+    """The per-user index lives as long as its longest session can. An entry left by an ended
+    session is removed the next time the user's sessions are read; one left by an unbound or
+    vanished session once the expiry it was indexed with has passed (before that, it may be a
+    bind or a login still being written)."""
     store = RedisStore(redis.Redis(port=redis_server.port), prefix=_prefix())
     admin = redis.Redis(port=redis_server.port)
     now = time.time()
-    keys = [store_key(f"id-{n}") for n in range(3)]
-    for key in keys:
-        store.create(key, Record({}, now, now, now + 3600, now + 7200, user_id="u1"))
+    keys = [store_key(f"id-{n}") for n in range(4)]
+    for n, key in enumerate(keys):
+        idle = 600 if n < 3 else 3600
+        store.create(key, Record({}, now, now, now + idle, now + 7200, user_id="u1"))
     user_key = store._user_key("u1")
-    assert admin.scard(user_key) == 3
+    assert admin.zcard(user_key) == 4
     assert 7100_000 < admin.pttl(user_key) <= 7200_000
-    store.delete(keys[0], tombstone_until=now + 600)
-    assert store.patch(keys[1], Patch({}, (), now, now + 3600, user_id=""))
-    assert [key for key, _ in store.sessions_of("u1", now)] == [keys[2]]
-    assert admin.smembers(user_key) == {keys[2].encode()}
+    store.delete(keys[0], tombstone_until=now + 60)
+    assert store.patch(keys[1], Patch({}, (), now, now + 600, user_id=""))
+    admin.delete(f"{store.prefix}{{{keys[2]}}}")  # as if Redis had expired it already
+    assert [key for key, _ in store.sessions_of("u1", now)] == [keys[3]]
+    assert admin.zcard(user_key) == 3  # the tombstone's entry is gone: it cannot come back
+    assert store.patch(keys[1], Patch({}, (), now + 1, now + 600, user_id="u1"))
+    assert [key for key, _ in store.sessions_of("u1", now + 1)] == sorted([keys[1], keys[3]])
+    assert store.patch(keys[1], Patch({}, (), now + 2, now + 600, user_id="u2"))
+    assert [key for key, _ in store.sessions_of("u1", now + 601)] == [keys[3]]
+    assert admin.zrange(user_key, 0, -1) == [keys[3].encode()]
     store.close()
 
 

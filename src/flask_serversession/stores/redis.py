@@ -15,7 +15,7 @@ expiry when due; a patch is one script too, atomic, and never re-creates a sessi
 gone; with a size limit it sums the lengths of the value fields (``HSTRLEN``, never reading
 the values) as the patch would leave them, before writing anything. Regenerating an ID takes
 two steps (the two keys live in different Cluster slots), and binding a user also writes the
-user's index set.
+user's index (a sorted set), before the session.
 
 URLs (``valkey://`` and ``valkeys://`` are accepted as synonyms)::
 
@@ -171,13 +171,36 @@ return data
 """
 )
 
-# KEYS[1] a user's index set; ARGV: store key, milliseconds it must live at least.
+# A user's index is a sorted set: member a store key, score (ms) the latest expiry the session
+# under it may have from the write this entry was added for. It is written before the session
+# is bound, so while the score is ahead, an absent or not yet bound session may be one still
+# being written: a listing removes an entry only once its score has passed (see sessions_of).
+# KEYS[1] the index; ARGV: store key, score, milliseconds the index must live at least. A score
+# only ever grows: a concurrent write with a later expiry is never undone.
 _INDEX_USER = """
-redis.call('SADD', KEYS[1], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not old or tonumber(old) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 1
+"""
+
+# KEYS[1] a user's index; ARGV: pairs of a store key found not to be a live session of the
+# user and the highest score at which it may go. The score is checked here, in the step that
+# removes the entry: one written again meanwhile (a login or a bind under way) has a higher
+# score and stays.
+_PRUNE_INDEX = """
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
 """
 
 # KEYS[1]; ARGV: tombstone until.
@@ -248,6 +271,7 @@ class RedisStore(Store):
         self._take = client.register_script(_TAKE)
         self._tombstone = client.register_script(_TOMBSTONE)
         self._index_user = client.register_script(_INDEX_USER)
+        self._prune_index = client.register_script(_PRUNE_INDEX)
 
     @classmethod
     def from_url(cls, url: SplitResult, key_prefix: str | None = None) -> RedisStore:
@@ -333,10 +357,12 @@ class RedisStore(Store):
         return _record(_flat_pairs(flat))
 
     def create(self, key: str, record: Record) -> bool:
-        if record.user_id is not None:
-            life = _to_ms(record.absolute_expires) - _to_ms(record.last_seen)
-            self._add_to_index(record.user_id, key, life)
         end = min(record.expires, record.absolute_expires)
+        if record.user_id is not None:
+            # Indexed first, with the session's expiry: until then a listing keeps the entry
+            # even though the session is not written yet (see sessions_of).
+            life = _to_ms(record.absolute_expires) - _to_ms(record.last_seen)
+            self._add_to_index(record.user_id, key, _to_ms(end), life)
         args: list[str | int] = [_to_ms(end) - _to_ms(record.last_seen), *_fields(record)]
         redis_key = self._key(key)
         created = self._run(lambda: self._create(keys=[redis_key], args=args))
@@ -349,14 +375,17 @@ class RedisStore(Store):
         info = "" if patch.info is None else patch.info
         args = [_ms(patch.now), _ms(patch.expires), user, info, *_changes(patch)]
         redis_key = self._key(key)
+        expires, now = _to_ms(patch.expires), _to_ms(patch.now)
         if patch.user_id:
             # Indexed before it is bound, so a crash leaves at worst a stale index entry
-            # (pruned when read), never a bound session that "log out everywhere" misses.
-            self._add_to_index(patch.user_id, key, _to_ms(patch.expires) - _to_ms(patch.now))
+            # (pruned when read once patch.expires has passed), never a bound session that
+            # "log out everywhere" misses.
+            self._add_to_index(patch.user_id, key, expires, expires - now)
         absolute = self._run(lambda: self._patch(keys=[redis_key], args=args))
         if absolute and patch.user_id:
             # The index lives as long as the longest session in it can.
-            self._add_to_index(patch.user_id, key, int(absolute) - _to_ms(patch.now))
+            score = min(expires, int(absolute))
+            self._add_to_index(patch.user_id, key, score, int(absolute) - now)
         return self._written(bool(absolute))
 
     def _move(self, key: str, patch: Patch) -> bool:
@@ -391,11 +420,16 @@ class RedisStore(Store):
     # -- the user index and listing -------------------------------------------------------------
 
     def _user_key(self, user_id: str) -> str:
+        # "user:", not the "u:" of the earlier set: a set left by a development version is
+        # never read as a sorted set (WRONGTYPE); it expires by itself.
         digest = base64.urlsafe_b64encode(hashlib.sha256(user_id.encode()).digest())
-        return f"{self.prefix}u:{{{digest.rstrip(b'=').decode()}}}"
+        return f"{self.prefix}user:{{{digest.rstrip(b'=').decode()}}}"
 
-    def _add_to_index(self, user_id: str, key: str, life_ms: int) -> None:
-        args = (key, max(1, life_ms))
+    def _add_to_index(self, user_id: str, key: str, until_ms: int, life_ms: int) -> None:
+        """Index ``key`` under ``user_id``: kept, bound or not, until ``until_ms`` at least
+        (the session's expiry as the write that follows leaves it); the index lives for
+        ``life_ms`` at least."""
+        args = (key, until_ms, max(1, life_ms))
         user_key = self._user_key(user_id)
         self._run(lambda: self._index_user(keys=[user_key], args=args))
 
@@ -412,17 +446,31 @@ class RedisStore(Store):
 
     def sessions_of(self, user_id: str, now: float) -> list[tuple[str, Record]]:
         user_key = self._user_key(user_id)
-        members = self._run(lambda: self.client.smembers(user_key), self.read_retries)
-        keys = sorted(_text(member) for member in members)
+        read = self._run(
+            lambda: self.client.zrange(user_key, 0, -1, withscores=True), self.read_retries
+        )
+        scores = {_text(member): score for member, score in read}
+        keys = sorted(scores)
         found: list[tuple[str, Record]] = []
-        stale: list[str] = []
+        stale: list[str | int] = []
+        now_ms = _to_ms(now)
         for key, record in zip(keys, self._records(keys), strict=True):
             if record is not None and record.is_live(now) and record.user_id == user_id:
                 found.append((key, record))
-            else:
-                stale.append(key)  # ended, expired or rebound: repaired as it is read
+                continue
+            score = int(scores[key])
+            if record is not None and not record.is_live(now):
+                # Ended or expired: never live again (no write revives a session, and a key
+                # is never created twice), so it goes now, unless indexed again meanwhile.
+                stale += (key, max(score, now_ms))
+            elif score <= now_ms:
+                # Absent, or bound to another user (or to none), and indexed with an expiry
+                # that has passed. Before that it stays: it may be a login whose session is
+                # not written yet (that comes after the index entry), or a bind to this user
+                # under way; past it, that session can no longer be live, written or not.
+                stale += (key, now_ms)
         if stale:
-            self._run(lambda: self.client.srem(user_key, *stale))
+            self._run(lambda: self._prune_index(keys=[user_key], args=stale))
         return found
 
     def scan(self, now: float, page: int = 500) -> Iterator[tuple[str, Record]]:
