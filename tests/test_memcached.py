@@ -140,7 +140,7 @@ def test_two_servers_share_the_sessions(memcached_pair: list[ServerProcess]) -> 
     for key in keys:
         assert store.create(key, _record(time.time(), user='"u"'))
     admins = [_admin(server) for server in memcached_pair]
-    held = [sum(admin.get(store.prefix + key) is not None for key in keys) for admin in admins]
+    held = [sum(admin.get(store._key(key)) is not None for key in keys) for admin in admins]
     assert sum(held) == 100 and min(held) > 20, held
     for admin in admins:
         admin.close()
@@ -276,7 +276,7 @@ def test_dead_server_of_two_is_an_error_not_a_miss(tmp_path: Path) -> None:
             home = next(
                 n
                 for n, admin in enumerate(admins)
-                if admin.get(store.prefix + _session_key(client)) is not None
+                if admin.get(store._key(_session_key(client))) is not None
             )
             clients.setdefault(home, client)
         for admin in admins:
@@ -539,12 +539,12 @@ def test_corrupt_item_is_reported_then_replaced(memcached: ServerProcess) -> Non
     key = _session_key(client)
     admin = _admin(memcached)
     for garbage in (b"not json", b"[1]", b'{"v":{"a":1},"c":1,"s":1,"e":1,"a":1}', b"\xff"):
-        admin.set(store.prefix + key, garbage)
+        admin.set(store._key(key), garbage)
         with pytest.raises(SessionDataCorrupt):
             store.load(key)
-    admin.set(store.prefix + key, b'{"v":{},"c":"soon"}')
+    admin.set(store._key(key), b'{"v":{},"c":"soon"}')
     assert client.get("/get/user").text == "None"  # dropped, logged, a new session follows
-    assert admin.get(store.prefix + key) is None
+    assert admin.get(store._key(key)) is None
     admin.close()
     store.close()
 
@@ -571,7 +571,7 @@ def test_item_is_compact_json(memcached: ServerProcess) -> None:
     client = app.test_client()
     client.get("/set/user/alice")
     admin = _admin(memcached)
-    raw = admin.get(store.prefix + _session_key(client))
+    raw = admin.get(store._key(_session_key(client)))
     admin.close()
     assert raw.startswith(b'{"v":{"user":"\\"alice\\""},"c":')
     assert b" " not in raw and len(raw) < 120, raw

@@ -471,8 +471,11 @@ def test_flask_session_keys_accepted(
     )
     with caplog.at_level(logging.INFO):
         Session(app)
-    assert "SESSION_ID_LENGTH=16 is ignored" in caplog.text
+    assert "SESSION_ID_LENGTH=16 only tells which cookies are Flask-Session's" in caplog.text
     state: _State = app.extensions["serversession"]
+    legacy = state.config.flask_session.legacy
+    assert legacy is not None  # IDs of 16 bytes: 22 characters, and no other length
+    assert legacy.is_sid("a" * 22) and not legacy.is_sid("a" * 43)
     assert state.config.permanent is False
     assert type(state.store).__name__ == "RedisStore"
     with pytest.raises(ConfigurationError, match="needs SESSION_REDIS"):

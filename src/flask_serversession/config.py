@@ -141,8 +141,9 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "SESSION_ID_LENGTH",
-        "ignored",
-        "Flask-Session's: accepted and ignored, our session IDs are always 256 bits.",
+        "32",
+        "Flask-Session's: the bytes of its session IDs, so that only a cookie of that shape is"
+        " looked up in its store while migrating; our own session IDs are always 256 bits.",
     ),
     Key(
         "SESSION_CLEANUP_N_REQUESTS",

@@ -120,6 +120,9 @@ class ServerSessionInterface(SessionInterface):
         moved is reported, and the visitor gets a new session."""
         try:
             moved = self._move_legacy(sid)
+            if moved is None:
+                # Well-shaped, yet nowhere: forged, or expired in the old store.
+                signals.session_rejected.send(app, reason="unknown")
         except migrate.Unmigratable as exc:
             signals.session_rejected.send(app, reason=exc.rejection)
             moved = None

@@ -88,8 +88,16 @@ logger = logging.getLogger("flask_serversession.migrate")
 
 #: The ID an imported Flask-Session record is keyed by: ``store_key(IMPORTED_PREFIX + sid)``.
 IMPORTED_PREFIX = "flask-session:"
-#: What a Flask-Session ID looks like (``secrets.token_urlsafe``), prefix excluded.
-_SID_SHAPE = re.compile(r"[A-Za-z0-9_-]{8,256}\Z")
+#: Flask-Session's default ``SESSION_ID_LENGTH``: bytes of ``secrets.token_urlsafe``.
+_SID_BYTES = 32
+
+
+def sid_shape(id_length: int = _SID_BYTES) -> re.Pattern[str]:
+    """What a Flask-Session ID looks like, prefix excluded: ``secrets.token_urlsafe`` of
+    ``id_length`` bytes (``SESSION_ID_LENGTH``), URL-safe base64 without padding, of exactly
+    that length. Anything else cannot be one, and never reaches a store."""
+    return re.compile(rf"[A-Za-z0-9_-]{{{-(-id_length * 4 // 3)}}}\Z")
+
 
 #: SESSION_TYPE values we cannot serve, and what to use instead.
 UNSUPPORTED_TYPES = {
@@ -325,6 +333,15 @@ class LegacyStore:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self._sid = sid_shape()
+
+    def expect_ids_of(self, id_length: int) -> None:
+        """Take only IDs of ``id_length`` bytes (Flask-Session's ``SESSION_ID_LENGTH``)."""
+        self._sid = sid_shape(id_length)
+
+    def is_sid(self, sid: str) -> bool:
+        """Whether ``sid`` has the shape of an ID Flask-Session issued (``SESSION_ID_LENGTH``)."""
+        return self._sid.match(sid) is not None
 
     def get(self, sid: str) -> tuple[bytes, float | None] | None:
         """The record of ``sid`` and when it expires (POSIX time, if known); ``None`` if
@@ -378,11 +395,15 @@ class RedisLegacy(LegacyStore):
         for raw in self.client.scan_iter(match=pattern, count=500):
             key = raw.decode() if isinstance(raw, bytes) else str(raw)
             sid = key[start:]
-            if _SID_SHAPE.match(sid) is None:
+            if not self.is_sid(sid):
                 continue  # ours (``prefix{...}``) or someone else's
             found = self.get(sid)
             if found is not None:
                 yield sid, found[0], found[1]
+
+
+#: The longest key Memcached takes.
+_MEMCACHED_KEY_BYTES = 250
 
 
 class MemcachedLegacy(LegacyStore):
@@ -392,8 +413,11 @@ class MemcachedLegacy(LegacyStore):
         self.name = f"Flask-Session memcached ({type(client).__name__})"
 
     def get(self, sid: str) -> tuple[bytes, float | None] | None:
+        key = self.prefix + sid
+        if len(key.encode("utf-8")) > _MEMCACHED_KEY_BYTES:
+            return None  # no such key can exist (Memcached would refuse the command)
         try:
-            data = self.client.get(self.prefix + sid)
+            data = self.client.get(key)
         except Exception as exc:
             raise self._failed(exc) from exc
         if not isinstance(data, (bytes, bytearray)):
@@ -474,7 +498,7 @@ class SQLAlchemyLegacy(LegacyStore):
                 ).all()
             for session_id, data, expiry in rows:
                 sid = session_id[len(self.prefix) :]
-                if data is not None and _SID_SHAPE.match(sid):
+                if data is not None and self.is_sid(sid):
                     yield sid, bytes(data), self._expires(expiry)
             if len(rows) < page:
                 return
@@ -555,7 +579,7 @@ def flask_session_setup(
     migrate = values.get("SESSION_MIGRATE_FROM_FLASK_SESSION")
     if migrate is None:
         migrate = kind is not None
-    if migrate and setup.legacy is None:
+    if migrate and kind is None:
         raise ConfigurationError(
             "SESSION_MIGRATE_FROM_FLASK_SESSION needs SESSION_TYPE (and its client) to know"
             " where Flask-Session kept its sessions"
@@ -567,16 +591,28 @@ def flask_session_setup(
     setup.permanent = bool(permanent) if permanent is not None else kind is not None
     length = values.get("SESSION_ID_LENGTH")
     if length is not None:
+        if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= 256:
+            raise ConfigurationError(
+                f"SESSION_ID_LENGTH must be a whole number of bytes from 1 to 256, got {length!r}"
+            )
         logger.info(
-            "SESSION_ID_LENGTH=%r is ignored: session IDs are always 256 random bits", length
+            "SESSION_ID_LENGTH=%r only tells which cookies are Flask-Session's: our session IDs"
+            " are always 256 random bits",
+            length,
         )
+    if setup.legacy is not None:
+        setup.legacy.expect_ids_of(_SID_BYTES if length is None else length)
     setup.migrate_cookie_sessions = bool(values.get("SESSION_MIGRATE_COOKIE_SESSIONS", False))
     return setup
 
 
+#: The table our sessions go in when Flask-Session's SQLAlchemy keys say where the database is.
+_OUR_TABLE = "serversession"
+
+
 def _sqlalchemy(
     app: Flask, values: Mapping[str, Any], prefix: str
-) -> tuple[Store, SQLAlchemyLegacy]:
+) -> tuple[Store, SQLAlchemyLegacy | None]:
     db = values.get("SESSION_SQLALCHEMY")
     if db is None:
         raise ConfigurationError(
@@ -594,17 +630,35 @@ def _sqlalchemy(
             f"SESSION_SQLALCHEMY: no engine for bind key {bind_key!r} ({exc}); call"
             " db.init_app(app) before ServerSession(app)"
         ) from None
-    legacy = SQLAlchemyLegacy(engine, prefix, table, schema)
+    if table == _OUR_TABLE:
+        raise ConfigurationError(
+            f"SESSION_SQLALCHEMY_TABLE {table!r} is the table Flask-ServerSession keeps its own"
+            " sessions in: name the table Flask-Session used (its default is 'sessions')"
+        )
     store: Store
     if engine.dialect.name == "sqlite":
         from .stores.sqlite import SQLiteStore
 
-        store = SQLiteStore(engine.url.database or "")
+        store = SQLiteStore(engine.url.database or "", table=_OUR_TABLE)
     else:
         from .stores.sql import SQLStore
 
-        store = SQLStore.from_flask_sqlalchemy(db, bind_key, app=app, schema=schema)
-    return store, legacy
+        store = SQLStore.from_flask_sqlalchemy(
+            db, bind_key, app=app, table=_OUR_TABLE, schema=schema
+        )
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        exists = inspect(engine).has_table(table, schema=schema)
+    except SQLAlchemyError as exc:
+        raise SessionStoreUnavailable(f"Flask-Session table {table!r}", str(exc)) from exc
+    if not exists:
+        # Flask-Session never ran here: nothing to move, and no cookie should make every
+        # request read a table that is not there.
+        logger.info("no Flask-Session table %r: there are no sessions to move from it", table)
+        return store, None
+    return store, SQLAlchemyLegacy(engine, prefix, table, schema)
 
 
 # -- live migration --------------------------------------------------------------------------------
@@ -612,7 +666,9 @@ def _sqlalchemy(
 
 def flask_session_sid(cookie: str, setup: FlaskSessionSetup, keys: tuple[Any, ...]) -> str | None:
     """The Flask-Session ID in ``cookie``, or ``None`` if it is not one."""
-    sid: str | None = cookie
+    if setup.legacy is None:
+        return None
+    sid = cookie
     if setup.use_signer:
         from itsdangerous import BadSignature, Signer
 
@@ -621,9 +677,7 @@ def flask_session_sid(cookie: str, setup: FlaskSessionSetup, keys: tuple[Any, ..
             sid = signer.unsign(cookie).decode("ascii", "replace")
         except BadSignature:
             return None
-    if sid is None or _SID_SHAPE.match(sid) is None:
-        return None
-    return sid
+    return sid if setup.legacy.is_sid(sid) else None
 
 
 def flask_cookie_session(

@@ -21,7 +21,9 @@ Each is sent with the app as sender. None carries a session ID.
     * ``"corrupt"``: a stored session, an old Flask-Session record or a signed Flask cookie
       session that cannot be read (not one we wrote, pickled, nested too deep);
     * ``"too-large"``: an old Flask-Session record or Flask cookie session over
-      ``SESSION_MAX_SIZE``, which is not copied in.
+      ``SESSION_MAX_SIZE``, which is not copied in;
+    * ``"unknown"``: with migration from Flask-Session on, a cookie shaped as one of its
+      session IDs for which neither store holds anything (forged, or expired there).
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ bytes only; pymemcache's pickle serde would let whoever can write to Memcached r
 app) nor ``ignore_exc`` (an outage must not read as an empty session), and several servers need
 :class:`StrictHashClient` (see below).
 
-Each session is one item under ``<prefix><store key>``, a compact JSON document::
+Each session is one item under ``<prefix>{<store key>}``, a compact JSON document (the braces
+keep our keys apart from Flask-Session's ``<prefix><session id>`` in a shared Memcached: no
+Flask-Session ID holds a brace, so a cookie migrated from it never names one of ours)::
 
     {"v":{"user":"\\"alice\\""},"c":created,"s":last_seen,"e":expires,"a":absolute_expires,"u":"42",
      "i":"<client info>"}
@@ -231,7 +233,7 @@ class MemcachedStore(Store):
     # -- plumbing ----------------------------------------------------------------------------------
 
     def _key(self, key: str) -> str:
-        return self.prefix + key
+        return f"{self.prefix}{{{key}}}"
 
     def _call(
         self, command: Callable[..., _T], *args: Any, retry: bool = True, **kwargs: Any
