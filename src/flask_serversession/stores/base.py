@@ -134,6 +134,10 @@ class Patch:
     #: serialized text); otherwise nothing changes and :meth:`Store.patch` returns ``False``.
     #: The session interface sets it to ``SESSION_MAX_SIZE`` on every patch that sets values.
     max_size: int | None = None
+    #: When not ``None``, the patch applies only if the record it leaves holds at most this
+    #: many values, decided in the same step; otherwise as for ``max_size``. The session
+    #: interface sets it to ``SESSION_MAX_KEYS`` wherever it sets ``max_size``.
+    max_keys: int | None = None
 
     def applied_to(self, values: Mapping[str, str]) -> dict[str, str]:
         """``values`` as this patch leaves them: ``set`` merged in, then ``delete`` removed."""
@@ -145,8 +149,14 @@ class Patch:
 
     def fits(self, values: Mapping[str, str]) -> bool:
         """Whether ``values`` (a live record's), changed by this patch, stay within
-        ``max_size``; always ``True`` without one. For stores that check in Python."""
-        return self.max_size is None or values_size(self.applied_to(values)) <= self.max_size
+        ``max_size`` and ``max_keys``; always ``True`` without them. For stores that check in
+        Python."""
+        if self.max_size is None and self.max_keys is None:
+            return True
+        after = self.applied_to(values)
+        return (self.max_size is None or values_size(after) <= self.max_size) and (
+            self.max_keys is None or len(after) <= self.max_keys
+        )
 
 
 @dataclass(frozen=True)

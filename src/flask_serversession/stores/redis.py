@@ -5,6 +5,7 @@ One hash per session, so a patch touches only the changed fields::
     session:{<store key>}   ":user" -> '"alice"'   ":cart" -> '[1,2,3]'   (values, ":" + name)
                             c created   s last seen   e idle expiry   a absolute expiry
                             u user id (when bound)    i client info (when recorded)
+                            z bytes of the values     n how many values
                             x 1 (only in a tombstone)
 
 The key's native TTL follows the session's expiry, so Redis removes dead sessions itself
@@ -12,8 +13,9 @@ The key's native TTL follows the session's expiry, so Redis removes dead session
 one Cluster slot. A read is one round trip: one Lua script (loaded once, called by SHA,
 reloaded on ``NOSCRIPT`` after a restart or failover) reads the hash and refreshes its idle
 expiry when due; a patch is one script too, atomic, and never re-creates a session that is
-gone; with a size limit it sums the lengths of the value fields (``HSTRLEN``, never reading
-the values) as the patch would leave them, before writing anything. Regenerating an ID takes
+gone; it keeps the size and count of the values in two fields, updated from the lengths
+(``HSTRLEN``) of the fields it changes only, so a size or key limit costs what the patch
+changes, however large the session. Regenerating an ID takes
 two steps (the two keys live in different Cluster slots), and binding a user also writes the
 user's index (a sorted set), before the session.
 
@@ -46,7 +48,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote
 
 from ..errors import ConfigurationError, SessionDataCorrupt, SessionStoreUnavailable
-from .base import Capabilities, Patch, Record, Store, Touch
+from .base import Capabilities, Patch, Record, Store, Touch, values_size
 
 _T = TypeVar("_T")
 
@@ -74,23 +76,59 @@ end
 local function expire(key, until_, now)
   redis.call('PEXPIRE', key, math.max(1, tonumber(until_) - now))
 end
--- Whether the values of the hash, after setting the field/value pairs items[first..last_set]
--- and deleting the fields items[last_set + 1..last], hold at most max bytes: every name (its
--- field without the ':') plus its value, in bytes. Reads lengths only, never the values.
-local function fits(key, max, items, first, last_set, last)
-  local sizes = {}
+-- The size of the hash's values (every name, its field without the ':', plus its value, in
+-- bytes) and how many there are. Kept in the fields z and n by every write, so that a patch
+-- reads the lengths of what it changes only; a hash written before they were kept is counted
+-- once here, in full.
+local function tally(key)
+  local m = redis.call('HMGET', key, 'z', 'n')
+  if m[1] and m[2] then return tonumber(m[1]), tonumber(m[2]) end
+  local z, n = 0, 0
   local fields = redis.call('HKEYS', key)
   for i = 1, #fields do
     local field = fields[i]
     if string.byte(field, 1) == 58 then
-      sizes[field] = #field - 1 + redis.call('HSTRLEN', key, field)
+      z = z + #field - 1 + redis.call('HSTRLEN', key, field)
+      n = n + 1
     end
   end
-  for i = first, last_set, 2 do sizes[items[i]] = #items[i] - 1 + #items[i + 1] end
-  for i = last_set + 1, last do sizes[items[i]] = nil end
-  local total = 0
-  for _, size in pairs(sizes) do total = total + size end
-  return total <= max
+  return z, n
+end
+-- The size and count of the values after setting the field/value pairs
+-- items[first..last_set] and deleting the fields items[last_set + 1..last]: one HSTRLEN per
+-- field changed (a stored value is JSON text, never empty: length 0 means absent).
+local function after(key, items, first, last_set, last)
+  local z, n = tally(key)
+  local sizes = {}
+  local function size(field)
+    local known = sizes[field]
+    if known == nil then
+      local length = redis.call('HSTRLEN', key, field)
+      known = length > 0 and #field - 1 + length or false
+      sizes[field] = known
+    end
+    return known
+  end
+  for i = first, last_set, 2 do
+    local old = size(items[i])
+    if old then z = z - old else n = n + 1 end
+    local new = #items[i] - 1 + #items[i + 1]
+    z = z + new
+    sizes[items[i]] = new
+  end
+  for i = last_set + 1, last do
+    local old = size(items[i])
+    if old then
+      z = z - old
+      n = n - 1
+      sizes[items[i]] = false
+    end
+  end
+  return z, n
+end
+-- Whether z bytes in n values fit the limits given as text ('' for none).
+local function fits(z, n, max_size, max_keys)
+  return (max_size == '' or z <= tonumber(max_size)) and (max_keys == '' or n <= tonumber(max_keys))
 end
 """
 
@@ -125,22 +163,26 @@ return 1
 """
 
 # KEYS[1]; ARGV: now, expires, user ("-" unchanged, "" clear, else set), info ("" unchanged,
-# else set), max size ("" none), n_set, n_set name/value pairs, names to delete. The absolute
-# expiry if applied, 0 if no live session or the result would be over the max size.
+# else set), max size ("" none), max keys ("" none), n_set, n_set name/value pairs, names to
+# delete. The absolute expiry if applied, 0 if no live session or the result would be over a
+# limit.
 _PATCH = (
     _CHUNKED_HSET
     + """
 local now = tonumber(ARGV[1])
 local m = live(KEYS[1], now)
 if not m then return 0 end
-local last_set = 6 + 2 * tonumber(ARGV[6])
-if ARGV[5] ~= '' and not fits(KEYS[1], tonumber(ARGV[5]), ARGV, 7, last_set, #ARGV) then
-  return 0
+local last_set = 7 + 2 * tonumber(ARGV[7])
+local z, n
+if #ARGV > 7 or ARGV[5] ~= '' or ARGV[6] ~= '' then
+  z, n = after(KEYS[1], ARGV, 8, last_set, #ARGV)
+  if not fits(z, n, ARGV[5], ARGV[6]) then return 0 end
 end
 local e = ARGV[2]
 if tonumber(e) > tonumber(m[2]) then e = m[2] end
 redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
-if last_set >= 7 then hset_all(KEYS[1], ARGV, 7, last_set) end
+if z then redis.call('HSET', KEYS[1], 'z', z, 'n', n) end
+if last_set >= 8 then hset_all(KEYS[1], ARGV, 8, last_set) end
 if #ARGV > last_set then hdel_all(KEYS[1], ARGV, last_set + 1, #ARGV) end
 if ARGV[3] == '' then redis.call('HDEL', KEYS[1], 'u')
 elseif ARGV[3] ~= '-' then redis.call('HSET', KEYS[1], 'u', ARGV[3]) end
@@ -150,18 +192,19 @@ return m[2]
 """
 )
 
-# KEYS[1]; ARGV: now, tombstone until, max size ("" none), n_set, n_set name/value pairs, names
-# to delete (the changes the caller will make: only their size is checked here). Replaces a
-# live session by a tombstone and returns what it held (empty if there was no live session, or
-# the changes would take it over the max size): the first step of moving it to a new key.
+# KEYS[1]; ARGV: now, tombstone until, max size ("" none), max keys ("" none), n_set, n_set
+# name/value pairs, names to delete (the changes the caller will make: only their size is
+# checked here). Replaces a live session by a tombstone and returns what it held (empty if
+# there was no live session, or the changes would take it over a limit): the first step of
+# moving it to a new key.
 _TAKE = (
     _CHUNKED_HSET
     + """
 local now = tonumber(ARGV[1])
 if not live(KEYS[1], now) then return {} end
-if ARGV[3] ~= '' then
-  local last_set = 4 + 2 * tonumber(ARGV[4])
-  if not fits(KEYS[1], tonumber(ARGV[3]), ARGV, 5, last_set, #ARGV) then return {} end
+if ARGV[3] ~= '' or ARGV[4] ~= '' then
+  local z, n = after(KEYS[1], ARGV, 6, 5 + 2 * tonumber(ARGV[5]), #ARGV)
+  if not fits(z, n, ARGV[3], ARGV[4]) then return {} end
 end
 local data = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1])
@@ -395,10 +438,10 @@ class RedisStore(Store):
         assert patch.new_key is not None
         old = self._key(key)
         args = [_ms(patch.now), _ms(patch.tombstone_until)]
-        if patch.max_size is not None:
+        if patch.max_size is not None or patch.max_keys is not None:
             args += _changes(patch)  # checked before the old key is taken
         else:
-            args.append("")
+            args += ("", "", "0")
         flat = self._run(lambda: self._take(keys=[old], args=args))
         record = _record(_flat_pairs(flat))
         if record is None:
@@ -500,9 +543,14 @@ class RedisStore(Store):
 
 
 def _changes(patch: Patch) -> list[str]:
-    """The scripts' arguments for a patch's changes: the max size ("" for none), how many
-    values are set, the ``:name``/value pairs set, then the ``:name`` fields deleted."""
-    args = ["" if patch.max_size is None else str(patch.max_size), str(len(patch.set))]
+    """The scripts' arguments for a patch's changes: the max size and max keys ("" for none),
+    how many values are set, the ``:name``/value pairs set, then the ``:name`` fields
+    deleted."""
+    args = [
+        "" if patch.max_size is None else str(patch.max_size),
+        "" if patch.max_keys is None else str(patch.max_keys),
+        str(len(patch.set)),
+    ]
     for name, text in patch.set.items():
         args += (":" + name, text)
     args += (":" + name for name in patch.delete)
@@ -540,6 +588,7 @@ def _fields(record: Record) -> list[str]:
         fields += ("u", record.user_id)
     if record.info is not None:
         fields += ("i", record.info)
+    fields += ("z", str(values_size(record.values)), "n", str(len(record.values)))
     for name, text in record.values.items():
         fields += (":" + name, text)
     return fields
