@@ -14,6 +14,7 @@ from .errors import (
     SessionDataError,
     SessionStoreUnavailable,
     SessionTooLarge,
+    SessionTooManyKeys,
     UnsupportedOperation,
 )
 from .extension import ServerSession
@@ -39,6 +40,7 @@ __all__ = [
     "SessionManager",
     "SessionStoreUnavailable",
     "SessionTooLarge",
+    "SessionTooManyKeys",
     "Store",
     "UnsupportedOperation",
     "current_session",

@@ -742,6 +742,7 @@ def import_command(source: str) -> None:
         config.absolute_timeout,
         config.max_size,
         progress,
+        config.max_keys,
     )
     if tty and seen:
         click.echo(file=stream)

@@ -76,6 +76,13 @@ KEYS: tuple[Key, ...] = (
         " every save, assign-only ones too; a larger one raises SessionTooLarge.",
     ),
     Key(
+        "SESSION_MAX_KEYS",
+        "1000",
+        "Most keys one session may hold, enforced on every save as SESSION_MAX_SIZE is; more"
+        " raise SessionTooManyKeys. A session's cost grows with its keys (a load reads them"
+        " all), so a view that makes a key per item seen cannot grow it without bound.",
+    ),
+    Key(
         "SESSION_CLEANUP_INTERVAL",
         "300 seconds",
         "How often a process removes expired sessions, after a response is sent. 0 disables.",
@@ -207,6 +214,7 @@ class Config:
     absolute_timeout: float
     touch_interval: float
     max_size: int
+    max_keys: int
     cleanup_interval: float
     cleanup_batch_size: int
     record_client: bool
@@ -299,6 +307,7 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         absolute_timeout=absolute,
         touch_interval=touch_interval,
         max_size=_int(values, "SESSION_MAX_SIZE", 1024 * 1024),
+        max_keys=_int(values, "SESSION_MAX_KEYS", 1000),
         cleanup_interval=_seconds(values, "SESSION_CLEANUP_INTERVAL", 300, allow_zero=True),
         cleanup_batch_size=_int(values, "SESSION_CLEANUP_BATCH_SIZE", 1000),
         record_client=bool(values.get("SESSION_RECORD_CLIENT", False)),

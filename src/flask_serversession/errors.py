@@ -7,6 +7,7 @@
      +-- SessionStoreUnavailable     the store cannot be reached: HTTP 503 unless handled
      +-- SessionDataError            a value cannot be stored
      |    +-- SessionTooLarge        the serialized session exceeds SESSION_MAX_SIZE
+     |    +-- SessionTooManyKeys     the session holds more keys than SESSION_MAX_KEYS
      |    +-- InvalidUserId          session.login() got a user id no store can index
      +-- SessionDataCorrupt          a stored record is not one we wrote (logged, then dropped)
      +-- UnsupportedOperation        the store lacks a capability (listing, user index, ...)
@@ -81,6 +82,24 @@ class SessionTooLarge(SessionDataError):
         self.limit = limit
         #: ``(key, size)`` pairs, largest first.
         self.largest = list(largest)
+
+
+class SessionTooManyKeys(SessionDataError):
+    """The session holds more keys than ``SESSION_MAX_KEYS``.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, count: int, limit: int) -> None:
+        ServerSessionError.__init__(
+            self,
+            f"session holds {count:,} keys, over SESSION_MAX_KEYS of {limit:,}: keep many"
+            " items in one value (a list or a dict) rather than a key each",
+        )
+        self.key = ""
+        self.reason = "too many keys"
+        self.count = count
+        self.limit = limit
 
 
 class InvalidUserId(SessionDataError):

@@ -19,7 +19,12 @@ from flask.sessions import SessionInterface
 
 from . import migrate, signals
 from .config import Config
-from .errors import SessionDataCorrupt, SessionStoreUnavailable, SessionTooLarge
+from .errors import (
+    SessionDataCorrupt,
+    SessionStoreUnavailable,
+    SessionTooLarge,
+    SessionTooManyKeys,
+)
 from .ids import CookieSigner, new_session_id, store_key
 from .serialization import dumps_value, loads_value
 from .session import ServerSideSession
@@ -92,7 +97,9 @@ class ServerSessionInterface(SessionInterface):
             try:
                 if values is None:
                     raise migrate.Unmigratable("failed", "refused", rejection=str(reason))
-                stored = migrate.serialize_values(values, self.config.max_size)
+                stored = migrate.serialize_values(
+                    values, self.config.max_size, self.config.max_keys
+                )
             except migrate.Unmigratable as exc:
                 signals.session_rejected.send(app, reason=exc.rejection)
                 return ServerSideSession(self._loader(app), None, self.clock())
@@ -151,6 +158,7 @@ class ServerSessionInterface(SessionInterface):
                 config.idle_timeout,
                 config.absolute_timeout,
                 config.max_size,
+                config.max_keys,
                 setup.stats,
             )
         if source is None:
@@ -296,7 +304,14 @@ class ServerSessionInterface(SessionInterface):
             key = store_key(session._session_id)
             changed, _, serialized = session._changes(dumps_value)
             self._check_size(serialized)
-            patch = Patch(changed, (), now, now + config.idle_timeout, max_size=config.max_size)
+            patch = Patch(
+                changed,
+                (),
+                now,
+                now + config.idle_timeout,
+                max_size=config.max_size,
+                max_keys=config.max_keys,
+            )
             applied, record = self._patch(key, patch)
             if applied:
                 return
@@ -335,10 +350,10 @@ class ServerSessionInterface(SessionInterface):
         # A change that sets values is checked here and again by the store, against the session
         # as stored when the patch applies: requests that overlap, each within the limit, cannot
         # together take it over. A change that only deletes is never refused.
-        max_size = None
+        max_size = max_keys = None
         if changed:
             self._check_size(serialized)
-            max_size = config.max_size
+            max_size, max_keys = config.max_size, config.max_keys
         if session._regenerate:
             new_id = new_session_id()
             login = session._login
@@ -352,6 +367,7 @@ class ServerSessionInterface(SessionInterface):
                 user_id=login,
                 info=None if login is None else self._client_info(now),
                 max_size=max_size,
+                max_keys=max_keys,
             )
             if self._patch(key, patch)[0]:
                 session._session_id = new_id
@@ -364,7 +380,14 @@ class ServerSessionInterface(SessionInterface):
                 signals.session_regenerated.send(app, session=session)
             return
         if changed or deleted:
-            patch = Patch(changed, deleted, now, now + config.idle_timeout, max_size=max_size)
+            patch = Patch(
+                changed,
+                deleted,
+                now,
+                now + config.idle_timeout,
+                max_size=max_size,
+                max_keys=max_keys,
+            )
             if self._patch(key, patch)[0] and "_permanent" in changed:
                 self._set_cookie(app, session, response)  # the cookie's lifetime changed
 
@@ -493,6 +516,8 @@ class ServerSessionInterface(SessionInterface):
         if size > self.config.max_size:
             largest = sorted(sizes, key=lambda item: item[1], reverse=True)[:3]
             raise SessionTooLarge(size, self.config.max_size, largest)
+        if len(serialized) > self.config.max_keys:
+            raise SessionTooManyKeys(len(serialized), self.config.max_keys)
 
     # -- cookies -----------------------------------------------------------------------------------
 

@@ -288,10 +288,19 @@ def decode_record(data: bytes) -> dict[str, Any]:
     return decoded
 
 
-def serialize_values(values: Mapping[str, Any], max_size: int) -> dict[str, str]:
-    """``values`` serialized as ours are, held to the limit every session of ours is held to:
+def serialize_values(
+    values: Mapping[str, Any], max_size: int, max_keys: int | None = None
+) -> dict[str, str]:
+    """``values`` serialized as ours are, held to the limits every session of ours is held to:
     :class:`Unmigratable` ``("failed", ...)`` for a value we cannot keep, or with rejection
-    ``"too-large"`` over ``max_size`` (``SESSION_MAX_SIZE``)."""
+    ``"too-large"`` over ``max_size`` (``SESSION_MAX_SIZE``) or ``max_keys``
+    (``SESSION_MAX_KEYS``)."""
+    if max_keys is not None and len(values) > max_keys:
+        raise Unmigratable(
+            "failed",
+            f"{len(values):,} keys, over SESSION_MAX_KEYS of {max_keys:,}",
+            rejection="too-large",
+        )
     serialized: dict[str, str] = {}
     for name, value in values.items():
         try:
@@ -315,10 +324,11 @@ def to_record(
     absolute: float,
     expires: float | None,
     max_size: int,
+    max_keys: int | None = None,
 ) -> Record:
     """Our record for ``values`` (see :func:`serialize_values`), idle expiry capped by the old
     record's own ``expires`` if known."""
-    serialized = serialize_values(values, max_size)
+    serialized = serialize_values(values, max_size, max_keys)
     end = now + idle if expires is None else min(now + idle, expires)
     return Record(serialized, now, now, end, now + absolute)
 
@@ -718,6 +728,7 @@ def read_legacy(
     idle: float,
     absolute: float,
     max_size: int,
+    max_keys: int,
     stats: MigrationStats,
 ) -> Record | None:
     """The Flask-Session record of ``sid`` as one of ours, or ``None`` if there is none.
@@ -732,7 +743,7 @@ def read_legacy(
         return None
     data, expires = found
     try:
-        return to_record(decode_record(data), now, idle, absolute, expires, max_size)
+        return to_record(decode_record(data), now, idle, absolute, expires, max_size, max_keys)
     except Unmigratable as exc:
         stats.count(exc.kind)
         logger.warning("a Flask-Session record was %s: %s", exc.kind, exc.reason)
@@ -751,6 +762,7 @@ def import_sessions(
     absolute: float,
     max_size: int,
     progress: Callable[[MigrationStats], None] | None = None,
+    max_keys: int | None = None,
     clock: Callable[[], float] = time.time,
 ) -> MigrationStats:
     """Copy every Flask-Session record into ``store`` under ``store_key(imported_id(sid))``
@@ -761,7 +773,9 @@ def import_sessions(
         try:
             if expires is not None and expires <= now:
                 raise Unmigratable("skipped", "expired")
-            record = to_record(decode_record(data), now, idle, absolute, expires, max_size)
+            record = to_record(
+                decode_record(data), now, idle, absolute, expires, max_size, max_keys
+            )
             if not store.create(store_key(imported_id(sid)), record):
                 raise Unmigratable("failed", "already imported")
             legacy.delete(sid)

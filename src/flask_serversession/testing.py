@@ -42,6 +42,7 @@ from .errors import (
     ServerSessionError,
     SessionDataError,
     SessionTooLarge,
+    SessionTooManyKeys,
     UnsupportedOperation,
 )
 from .extension import ServerSession
@@ -623,6 +624,29 @@ class StoreConformance:
         assert store.patch(key, Patch({"x": "12"}, ["small"], T0 + 3, T0 + HOUR, max_size=8))
         loaded = store.load(key)
         assert loaded is not None and loaded.values == {"new": "12", "x": "12"}
+
+    def test_store_patch_max_keys(self, store: Store) -> None:
+        """A patch with ``max_keys`` applies only if the record it leaves holds at most that
+        many values, counting what it replaces once and what it deletes as gone; refused, it
+        changes nothing. A move to a new key is held to it too."""
+        key = _key()
+        store.create(key, _record({"a": "1", "b": "2"}))
+        assert store.patch(key, Patch({"a": "3", "c": "4"}, (), T0 + 1, T0 + HOUR, max_keys=3))
+        assert not store.patch(key, Patch({"d": "5"}, (), T0 + 2, T0 + HOUR, max_keys=3))
+        assert not store.patch(key, Patch({}, (), T0 + 2, T0 + HOUR, max_keys=2))
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {"a": "3", "b": "2", "c": "4"}
+        assert loaded.last_seen == T0 + 1
+        swap = Patch({"d": "5"}, ["a", "missing"], T0 + 3, T0 + HOUR, max_keys=3)
+        assert store.patch(key, swap)
+        loaded = store.load(key)
+        assert loaded is not None and loaded.values == {"b": "2", "c": "4", "d": "5"}
+        moved = _key()
+        move = Patch({"e": "6"}, (), T0 + 4, T0 + HOUR, new_key=moved, tombstone_until=T0 + 60)
+        assert not store.patch(key, dataclasses.replace(move, max_keys=3))
+        assert store.patch(key, dataclasses.replace(move, max_keys=4))
+        loaded = store.load(moved)
+        assert loaded is not None and len(loaded.values) == 4
 
     def test_store_patch_max_size_counts_utf8_bytes(self, store: Store) -> None:
         """Names count in UTF-8 bytes, not characters, both set by the patch and stored."""
@@ -1244,6 +1268,31 @@ class StoreConformance:
         with pytest.raises(SessionTooLarge) as info:
             app.test_client().get("/huge")
         assert info.value.largest[0][0] == "large" and "'large'" in str(info.value)
+
+    def test_app_max_keys_holds_for_every_save(self, store: Store, clock: Clock) -> None:
+        """SESSION_MAX_KEYS holds however the keys come: assigned in one request, or one per
+        request by views that only assign (the store counts in the step that writes); the
+        error names the limit, and the session keeps what it had."""
+        app = make_app(store, max_keys=3)
+
+        @app.get("/many")
+        def many() -> str:
+            for i in range(4):
+                session[f"k{i}"] = i
+            return "ok"
+
+        with pytest.raises(SessionTooManyKeys, match="over SESSION_MAX_KEYS of 3") as info:
+            app.test_client().get("/many")
+        assert info.value.count == 4 and info.value.limit == 3
+        client = app.test_client()
+        for name in ("a", "b", "c"):
+            assert client.get(f"/set/{name}/1").status_code == 200
+        with pytest.raises(SessionTooManyKeys):
+            client.get("/set/d/1")  # assigned without a load: refused by the store
+        assert client.get("/dump").json == {"a": "'1'", "b": "'1'", "c": "'1'"}
+        assert client.get("/set/c/2").status_code == 200  # replacing a key is no new key
+        assert client.get("/pop/a").status_code == 200
+        assert client.get("/set/d/1").status_code == 200
 
     def test_app_max_size_caps_assign_only_growth(self, store: Store, clock: Clock) -> None:
         """SESSION_MAX_SIZE holds for the whole session when views only assign, each save one

@@ -20,7 +20,8 @@ Rules every method keeps:
 * Each method is one atomic step, ideally one round trip. Concurrent patches of different
   value names must both land.
 * A patch with ``max_size`` applies only if the record it leaves holds at most that many bytes
-  of values (:func:`values_size`), decided in the same atomic step as the change.
+  of values (:func:`values_size`), decided in the same atomic step as the change; likewise
+  ``max_keys`` for the number of values.
 * Driver errors become :class:`~flask_serversession.errors.SessionStoreUnavailable`, raised
   ``from`` the driver's exception. Nothing is swallowed.
 

@@ -628,9 +628,16 @@ class SQLStore(Store):
         return (c.expires > now, c.absolute_expires > now, c.ended.is_(False))
 
     def _patch_statement(
-        self, sets: bool, deletes: bool, user: bool, move: bool, info: bool, limit: bool
+        self,
+        sets: bool,
+        deletes: bool,
+        user: bool,
+        move: bool,
+        info: bool,
+        limit: bool,
+        key_limit: bool,
     ) -> Update:
-        shape = (sets, deletes, user, move, info, limit)
+        shape = (sets, deletes, user, move, info, limit, key_limit)
         statement = self._patches.get(shape)
         if statement is not None:
             return statement
@@ -661,6 +668,10 @@ class SQLStore(Store):
                 # there is no cheaper first test here, unlike MySQL's.)
                 limit_param = bindparam("p_max_size", type_=BigInteger())
                 conditions.append(self._pg_size(merged) <= limit_param)
+            if key_limit:
+                keys = func.jsonb_object_keys(merged).table_valued("k").alias()
+                count = select(func.count()).select_from(keys).scalar_subquery()
+                conditions.append(count <= bindparam("p_max_keys", type_=BigInteger()))
         else:
             if sets or deletes:
                 # RFC 7396 merge: a string replaces, null removes. Values are JSON text kept as
@@ -668,6 +679,12 @@ class SQLStore(Store):
                 values["data"] = func.json_merge_patch(c.data, bindparam("p_set", type_=Text()))
             if limit:
                 conditions.append(self._mysql_size_fits(sets or deletes))
+            if key_limit:
+                doc: ColumnElement[Any] = c.data
+                if sets or deletes:
+                    doc = func.json_merge_patch(c.data, bindparam("p_set", type_=Text()))
+                length = func.json_length(doc)
+                conditions.append(length <= bindparam("p_max_keys", type_=BigInteger()))
         if user:
             values["user_id"] = bindparam("p_user_id", type_=String())
         if move:
@@ -795,8 +812,11 @@ class SQLStore(Store):
         if limit:
             params["p_max_size"] = patch.max_size
             params["p_set_bytes"] = len(params.get("p_set", "").encode("utf-8"))
+        key_limit = patch.max_keys is not None
+        if key_limit:
+            params["p_max_keys"] = patch.max_keys
         statement = self._patch_statement(
-            sets, deletes, patch.user_id is not None, move, patch.info is not None, limit
+            sets, deletes, patch.user_id is not None, move, patch.info is not None, limit, key_limit
         )
         if not move:
             return self._run(lambda conn: conn.execute(statement, params).rowcount == 1)

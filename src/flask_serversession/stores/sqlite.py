@@ -245,14 +245,17 @@ class SQLiteStore(Store):
             f"UPDATE {self.table} SET {', '.join(assignments)}"
             f" WHERE key = ? AND expires > ? AND absolute_expires > ? AND NOT ended"
         )
+        stored = f"{self.table}.data"
+        merged = stored if merge is None else f"json_patch({stored}, ?)"
+        if patch.max_keys is not None:
+            sql += f" AND (SELECT count(*) FROM json_each({merged})) <= ?"
+            params += [patch.max_keys] if merge is None else [merge, patch.max_keys]
         if patch.max_size is not None:
             # The size of the data as the patch leaves it, in UTF-8 bytes of names and values,
             # decided in the same statement: json_each yields them unescaped. Every name and
             # value of the result comes from the stored JSON text or the patch's, where it stands
             # quoted and escaped, never shorter: when those two texts together fit, so does the
             # result, and the merge and the count (which cost far more) are not run.
-            stored = f"{self.table}.data"
-            merged = stored if merge is None else f"json_patch({stored}, ?)"
             sql += (
                 f" AND (length(CAST({stored} AS BLOB)) + ? <= ?"
                 " OR (SELECT COALESCE(SUM(length(CAST(j.key AS BLOB))"
