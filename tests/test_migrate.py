@@ -26,12 +26,13 @@ from flask import Flask, session
 from flask_sqlalchemy import SQLAlchemy
 from http_server import in_parallel, request, serve
 from itsdangerous import TimestampSigner
+from rejections import rejections
 from servers import ServerProcess
 from sql_servers import SQLServer
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from flask_serversession import ConfigurationError, Session, session_rejected
+from flask_serversession import ConfigurationError, Session
 from flask_serversession.cli import sessions
 from flask_serversession.extension import _State
 from flask_serversession.ids import new_session_id, store_key
@@ -514,16 +515,6 @@ def _upgraded_app(**config: Any) -> Flask:
     )
 
 
-def _rejections(app: Flask) -> list[str]:
-    reasons: list[str] = []
-
-    def record(sender: Flask, reason: str, **extra: Any) -> None:
-        reasons.append(reason)
-
-    session_rejected.connect(record, app, weak=False)
-    return reasons
-
-
 def test_cookie_session_becomes_server_side() -> None:
     old = _cookie_app()
     client = old.test_client()
@@ -574,7 +565,7 @@ def test_cookie_session_tampered_is_refused() -> None:
     payload, rest = cookie.value.split(".", 1)
     forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + rest
     app = _upgraded_app()
-    reasons = _rejections(app)
+    reasons = rejections(app)
     new = app.test_client()
     new.set_cookie("session", forged)
     assert new.get("/whoami").text == "None|None"
@@ -591,7 +582,7 @@ def test_cookie_session_expired_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     cookie = client.get_cookie("session")
     assert cookie is not None
     app = _upgraded_app()
-    reasons = _rejections(app)
+    reasons = rejections(app)
     new = app.test_client()
     new.set_cookie("session", cookie.value)
     assert new.get("/whoami").text == "None|None"

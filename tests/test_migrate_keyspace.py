@@ -18,10 +18,11 @@ from flask import Flask, session
 from flask_sqlalchemy import SQLAlchemy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rejections import rejections
 from servers import ServerProcess
 from sqlalchemy.pool import NullPool
 
-from flask_serversession import Session, session_rejected
+from flask_serversession import Session
 from flask_serversession.extension import _State
 from flask_serversession.interface import ServerSessionInterface
 from flask_serversession.migrate import SQLAlchemyLegacy
@@ -50,16 +51,6 @@ def _views(app: Flask) -> Flask:
         return str(session.handle)
 
     return app
-
-
-def _rejections(app: Flask) -> list[str]:
-    reasons: list[str] = []
-
-    def record(sender: Flask, reason: str, **extra: Any) -> None:
-        reasons.append(reason)
-
-    session_rejected.connect(record, app, weak=False)
-    return reasons
 
 
 def _app(config: dict[str, Any], setup: Callable[[Flask], None] | None = None) -> Flask:
@@ -155,7 +146,7 @@ def test_a_cookie_that_is_no_old_id_never_reaches_a_store(migrating_app: Flask) 
     issues (SESSION_ID_LENGTH 32: 43 URL-safe characters) is refused before any store is
     asked, and reported."""
     counting, legacy_calls = _legacy_calls(migrating_app)
-    reasons = _rejections(migrating_app)
+    reasons = rejections(migrating_app)
     forged = [
         "x" * 42,
         "x" * 44,
@@ -179,7 +170,7 @@ def test_an_unknown_old_id_is_reported_at_the_least_cost(migrating_app: Flask) -
     reading the old store: one read there, and the two reads of ours where an overlapping move
     or a bulk import would have left it; then `session_rejected` with ``"unknown"``."""
     counting, legacy_calls = _legacy_calls(migrating_app)
-    reasons = _rejections(migrating_app)
+    reasons = rejections(migrating_app)
     client = migrating_app.test_client()
     client.set_cookie("session", secrets.token_urlsafe(32))
     response = client.get("/whoami")
@@ -201,7 +192,7 @@ def test_a_bad_signature_never_reaches_a_store(redis_client: redis.Redis) -> Non
         }
     )
     counting, legacy_calls = _legacy_calls(app)
-    reasons = _rejections(app)
+    reasons = rejections(app)
     client = app.test_client()
     client.set_cookie("session", secrets.token_urlsafe(32) + ".forged-signature")
     assert client.get("/whoami").text == "None"

@@ -21,9 +21,10 @@ from flask import Flask, session
 from flask.sessions import SecureCookieSessionInterface
 from http_server import in_parallel, request, serve
 from itsdangerous import URLSafeTimedSerializer
+from rejections import rejections
 from servers import ServerProcess
 
-from flask_serversession import Session, session_rejected
+from flask_serversession import Session
 from flask_serversession.extension import _State
 from flask_serversession.ids import new_session_id
 from flask_serversession.migrate import open_forward, seal_forward
@@ -56,16 +57,6 @@ def _views(app: Flask) -> Flask:
         return dict(session)
 
     return app
-
-
-def _rejections(app: Flask) -> list[str]:
-    reasons: list[str] = []
-
-    def record(sender: Flask, reason: str, **extra: Any) -> None:
-        reasons.append(reason)
-
-    session_rejected.connect(record, app, weak=False)
-    return reasons
 
 
 def _state(app: Flask) -> _State:
@@ -115,7 +106,7 @@ def test_unreadable_old_record_is_dropped_and_reported(
     nothing but a new session: HTTP 200, ``session_rejected`` with ``"corrupt"``, and the record
     is gone from the old store, so the next request does not pay for it again."""
     app, prefix = _legacy_app(redis_client)
-    reasons = _rejections(app)
+    reasons = rejections(app)
     sid = _SID()
     redis_client.set(prefix + sid, _UNREADABLE[kind], ex=600)
     client = app.test_client()
@@ -135,7 +126,7 @@ def test_old_record_over_max_size_is_refused_and_reported(redis_client: redis.Re
     the visitor gets a new session, ``session_rejected`` says ``"too-large"``, the old record
     is dropped, and one within the limit next to it still moves."""
     app, prefix = _legacy_app(redis_client, SESSION_MAX_SIZE=2_000)
-    reasons = _rejections(app)
+    reasons = rejections(app)
     big, small = _SID(), _SID()
     redis_client.set(prefix + big, msgspec.msgpack.encode({"user": "bo", "blob": "x" * 3_000}))
     redis_client.set(prefix + small, msgspec.msgpack.encode({"user": "al", "blob": "x" * 100}))
@@ -201,7 +192,7 @@ def _upgraded_app(**config: Any) -> Flask:
 def test_flask_cookie_over_max_size_is_refused_and_reported() -> None:
     cookie = _flask_cookie({"user": "bo", "blob": "x" * 2_500})
     app = _upgraded_app(SESSION_MAX_SIZE=2_000)
-    reasons = _rejections(app)
+    reasons = rejections(app)
     client = app.test_client()
     client.set_cookie("session", cookie)
     response = client.get("/whoami")
@@ -242,7 +233,7 @@ def test_flask_cookie_too_deep_to_keep_is_refused_and_reported(depth: int) -> No
     cookie = _signed_flask_cookie('{"deep":' + "[" * depth + "]" * depth + "}")
     assert len(cookie) < 4096
     app = _upgraded_app()
-    reasons = _rejections(app)
+    reasons = rejections(app)
     client = app.test_client()
     client.set_cookie("session", cookie)
     response = client.get("/whoami")
