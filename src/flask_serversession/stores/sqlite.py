@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -136,8 +137,7 @@ class SQLiteStore(Store):
         with self._schema_lock:
             if self._schema_ready:
                 return
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+            self._switch_to_wal(conn)
             t = self.table
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} ("
@@ -159,6 +159,34 @@ class SQLiteStore(Store):
             if conn.execute("SELECT json_patch('{}', '{}')").fetchone()[0] != "{}":
                 raise ConfigurationError("SQLite's JSON functions are missing")
             self._schema_ready = True
+
+    def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the file in WAL mode, waiting for the other processes that open it at the same
+        moment (gunicorn workers booting on a new file).
+
+        Changing the journal mode takes an exclusive lock, and SQLite answers "database is
+        locked" at once, without the busy timeout, while another connection holds any lock: so
+        the switch is tried again until ``timeout`` has passed. Once one process has switched,
+        the others find the file in WAL mode, which needs no lock.
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = 0.005
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0].lower()
+                if mode == "wal" or conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == (
+                    "wal"
+                ):
+                    return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(
+                    f"database is locked: could not switch to WAL in {self.timeout} s"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``operation`` on a pooled connection, turning driver errors into ours."""
