@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from flask_serversession import ServerSession, SessionStoreUnavailable
+from flask_serversession import ConfigurationError, ServerSession, SessionStoreUnavailable
 from flask_serversession.ids import new_session_id, store_key
 from flask_serversession.stores import Patch, Record
 from flask_serversession.stores.sqlite import SQLiteStore
@@ -100,7 +100,11 @@ def test_broken_file_is_an_outage_not_an_empty_session(tmp_path: Path) -> None:
 
 def test_unopenable_path_fails_at_start(tmp_path: Path) -> None:
     app = Flask(__name__)
+    (tmp_path / "a-directory").mkdir()
     with pytest.raises(SessionStoreUnavailable, match="unable to open"):
+        ServerSession(app, store=f"sqlite:///{tmp_path}/a-directory")
+    # A missing directory is a configuration error, named (tests/test_setup_errors.py).
+    with pytest.raises(ConfigurationError, match="missing-dir"):
         ServerSession(app, store=f"sqlite:///{tmp_path}/missing-dir/x.db")
 
 

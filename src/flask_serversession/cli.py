@@ -48,7 +48,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from .errors import (
     ConfigurationError,
@@ -316,7 +316,24 @@ class _Progress:
 # -- the commands --------------------------------------------------------------------------------
 
 
-@click.group(cls=AppGroup)
+class _Commands(AppGroup):
+    """Flask's ``AppGroup``, whose commands report the library's errors in one line even when
+    they come from loading the app (a bad SESSION_STORE fails in ``ServerSession(app)``)."""
+
+    def command(  # type: ignore[override]  # as Flask's own AppGroup.command
+        self, *args: Any, **kwargs: Any
+    ) -> Callable[[Callable[..., Any]], click.Command]:
+        kwargs.pop("with_appcontext", None)
+
+        def decorator(callback: Callable[..., Any]) -> click.Command:
+            wrapped = _reports_errors(with_appcontext(callback))
+            command: click.Command = click.Group.command(self, *args, **kwargs)(wrapped)
+            return command
+
+        return decorator
+
+
+@click.group(cls=_Commands)
 def sessions() -> None:
     """Manage server-side sessions: list, show and revoke them, clean up, check the setup.
 

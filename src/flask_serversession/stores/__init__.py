@@ -83,6 +83,13 @@ def store_from_url(url: str, **options: Any) -> Store:
         raise ConfigurationError(f"SESSION_STORE: not a valid URL: {exc}") from None
     scheme = parts.scheme.lower()
     entry = _registry.get(scheme)
+    base, plus, driver = scheme.partition("+")
+    if entry is None and base == "postgres":
+        # What Heroku and many hosts hand out; SQLAlchemy (and so we) know it as postgresql.
+        raise ConfigurationError(
+            f"SESSION_STORE: {scheme}:// is not a scheme SQLAlchemy knows: write"
+            f" postgresql{plus}{driver}:// instead (in {_redact(parts)!r})"
+        )
     if entry is None:
         known = ", ".join(f"{name}://" for name in sorted(_registry))
         raise ConfigurationError(
@@ -91,17 +98,23 @@ def store_from_url(url: str, **options: Any) -> Store:
         )
     target, extra = entry
     module_name, _, class_name = target.partition(":")
+
+    def missing_driver(exc: ImportError) -> ConfigurationError:
+        hint = f": pip install 'flask-serversession[{extra}]'" if extra else ""
+        return ConfigurationError(
+            f"SESSION_STORE: the {scheme}:// store needs a driver that is not installed"
+            f" ({exc.name or exc}){hint}"
+        )
+
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = f": pip install 'flask-serversession[{extra}]'" if extra else ""
-        raise ConfigurationError(
-            f"SESSION_STORE: the {scheme}:// store needs a driver that is not installed"
-            f" ({exc.name or exc}){hint}"
-        ) from exc
+        raise missing_driver(exc) from exc
     factory: _FromUrl = getattr(module, class_name)
     try:
         return factory.from_url(parts, **options)
+    except ImportError as exc:  # a store that imports its driver as it is built (Redis)
+        raise missing_driver(exc) from exc
     except TypeError as exc:
         if "unexpected keyword argument" not in str(exc):
             raise

@@ -160,6 +160,18 @@ _BOOLEANS = {"true": True, "1": True, "yes": True, "on": True}
 _BOOLEANS.update({"false": False, "0": False, "no": False, "off": False})
 
 
+#: What to install for each database, and the URL that names its driver.
+_DRIVERS = {
+    "postgresql": "pip install 'psycopg[binary]' and write postgresql+psycopg://..., or"
+    " psycopg2-binary for postgresql+psycopg2:// (plain postgresql:// means psycopg2)",
+    "mysql": "pip install PyMySQL and write mysql+pymysql://..., or mysqlclient for"
+    " mysql+mysqldb:// (plain mysql:// means mysqlclient), or mariadb for"
+    " mariadb+mariadbconnector://",
+    "*": "pip install the driver the URL names (psycopg for PostgreSQL, PyMySQL for MySQL)",
+}
+_DRIVERS["mariadb"] = _DRIVERS["mysql"]
+
+
 def _parse_bool(name: str, value: str) -> bool:
     try:
         return _BOOLEANS[value.lower()]
@@ -381,7 +393,7 @@ class SQLStore(Store):
         except ImportError as exc:
             raise ConfigurationError(
                 f"SESSION_STORE: the driver of {sa_url.drivername}:// is not installed"
-                f" ({exc.name or exc}): pip install it, e.g. psycopg or PyMySQL"
+                f" ({exc.name or exc}): {_DRIVERS.get(sa_url.get_backend_name(), _DRIVERS['*'])}"
             ) from exc
         except (TypeError, sa_exc.ArgumentError) as exc:
             raise ConfigurationError(f"SESSION_STORE: invalid SQL store option: {exc}") from None

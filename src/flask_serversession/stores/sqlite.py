@@ -63,6 +63,12 @@ class SQLiteStore(Store):
             raise ConfigurationError(
                 f"SESSION_STORE: synchronous must be normal, full or extra, got {synchronous!r}"
             )
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise ConfigurationError(
+                f"SESSION_STORE: the directory of the SQLite file, {directory}, does not exist:"
+                " create it, or name a file in a directory that does"
+            )
         self.name = f"sqlite:///{self.path}"
         self.table = table
         self.timeout = timeout
