@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 		[ "$$(id -u)" = 0 ] && rm -rf $(VENV) && apt-get update -q && \
 		apt-get install -y -q python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[redis,sql,memcached,migrate]' --group dev
 	@touch $@
 
 demo: $(STAMP)

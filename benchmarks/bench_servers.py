@@ -166,7 +166,7 @@ def redis_server_binary() -> str:
     try:
         import redis  # noqa: F401
     except ImportError:
-        raise Unavailable("redis-py not installed: pip install -e '.[bench]'") from None
+        raise Unavailable("redis-py not installed: pip install -e '.[redis]'") from None
     return path
 
 
@@ -212,7 +212,7 @@ def memcached_process(workdir: Path) -> ServerProcess:
     try:
         import pymemcache  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
-        raise Unavailable("pymemcache not installed: pip install -e '.[bench]'") from None
+        raise Unavailable("pymemcache not installed: pip install -e '.[memcached]'") from None
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-l", HOST, "-p", str(port), "-U", "0", "-m", "64"]

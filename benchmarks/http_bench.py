@@ -366,7 +366,7 @@ def tools() -> tuple[str, str]:
     if wrk is None:
         raise Unavailable("wrk not installed (Debian package wrk; make bench installs it as root)")
     if importlib.util.find_spec("gunicorn") is None:
-        raise Unavailable("gunicorn not installed: pip install -e '.[bench]' (make bench does)")
+        raise Unavailable("gunicorn not installed: pip install --group bench (make bench does)")
     done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
     version = (
         (done.stdout or done.stderr).splitlines()[0].split(" [")[0]

@@ -231,7 +231,7 @@ def _import_flask_session(variant: str) -> Any:
         from flask_session import Session  # type: ignore[import-untyped]
     except ImportError as exc:
         raise BenchmarkError(
-            f"{variant} needs {exc.name}: pip install -e '.[bench]'"
+            f"{variant} needs {exc.name}: pip install --group bench"
             " (make bench does), or leave the variant out with --only"
         ) from exc
     return Session
@@ -243,7 +243,7 @@ def _build_flask_session_sqlalchemy(ctx: Context) -> Built:
         from flask_sqlalchemy import SQLAlchemy
     except ImportError as exc:
         raise BenchmarkError(
-            f"flask-session-sqlalchemy needs {exc.name}: pip install -e '.[bench]'"
+            f"flask-session-sqlalchemy needs {exc.name}: pip install --group bench"
             " (make bench does), or leave the variant out with --only"
         ) from exc
 

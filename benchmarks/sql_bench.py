@@ -379,7 +379,7 @@ def mariadb_server() -> Iterator[SQLServer]:
     try:
         import pymysql
     except ImportError:
-        raise Unavailable("PyMySQL not installed: pip install -e '.[test]'") from None
+        raise Unavailable("PyMySQL not installed: pip install --group test") from None
     as_root = ["--user=root"] if os.geteuid() == 0 else []
     with _owned_tempdir("sql-bench-mariadb-", None) as root:
         data = root / "data"
@@ -535,7 +535,7 @@ def _build_flask_session_pg(ctx: Context) -> Built:
         from flask_sqlalchemy import SQLAlchemy
     except ImportError as exc:
         raise BenchmarkError(
-            f"{FLASK_SESSION_PG} needs {exc.name}: pip install -e '.[bench]'"
+            f"{FLASK_SESSION_PG} needs {exc.name}: pip install --group bench"
         ) from exc
     server = ctx.require(PG)
     db = SQLAlchemy()

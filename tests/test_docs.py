@@ -51,7 +51,7 @@ def _require_docs_tools() -> None:
         if importlib.util.find_spec(name) is None
     ]
     if missing:
-        message = f"not installed: {', '.join(missing)}; pip install -e '.[docs]'"
+        message = f"not installed: {', '.join(missing)}; pip install --group docs"
         if IN_CI:
             pytest.fail(f"CI must build the docs: {message}")
         pytest.skip(message)
