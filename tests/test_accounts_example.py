@@ -320,3 +320,29 @@ def test_describe_device(accounts: ModuleType) -> None:
     assert describe(WINDOWS) == "Edge on Windows"
     assert describe(None) == "Unknown device"
     assert describe("curl/8.5.0") == "curl/8.5.0"
+
+
+def test_on_a_store_without_a_user_index_the_devices_page_says_so(
+    accounts: ModuleType, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """On Memcached (no index of a user's sessions) /devices and "log out everywhere else"
+    explain that the store cannot list devices, instead of a 500; logging in and out work."""
+    from store_urls import fresh_store_url
+
+    app: Flask = accounts.create_app(
+        {"TESTING": True, "SESSION_STORE": fresh_store_url(request, "memcached", tmp_path)}
+    )
+    request.addfinalizer(ServerSession.manager(app).store.close)
+    browser = client(app)
+    login(browser)
+    response = browser.get("/devices")
+    assert response.status_code == 200
+    assert "cannot list the devices" in response.text
+    assert 'name="handle"' not in response.text
+    token = token_of(browser.get("/"))
+    ended = browser.post("/devices/end-others", data={"csrf_token": token})
+    assert ended.status_code == 302 and ended.location == "/devices"
+    assert "cannot list the devices" in browser.get("/devices").text
+    assert logged_in(browser)
+    response = browser.post("/logout", data={"csrf_token": token_of(browser.get("/"))})
+    assert response.status_code == 302 and not logged_in(browser)

@@ -196,9 +196,16 @@ def index() -> ResponseReturnValue:
     )
 
 
+def can_list_devices() -> bool:
+    """Whether the store keeps an index of each user's sessions (Memcached keeps none)."""
+    return ServerSession.manager().store.capabilities.by_user
+
+
 def devices() -> ResponseReturnValue:
     user_id = current_user()
     assert user_id is not None
+    if not can_list_devices():
+        return render_template("devices.html", user=USERS[user_id], sessions=None)
     this_handle = server_session().handle
     sessions = serversession.sessions_of(user_id)  # the most recently used first
     sessions.sort(key=lambda info: info.handle != this_handle)  # then this device on top
@@ -227,6 +234,8 @@ def end_device() -> ResponseReturnValue:
 def end_other_devices() -> ResponseReturnValue:
     user_id = current_user()
     assert user_id is not None
+    if not can_list_devices():
+        return redirect(url_for("devices"))  # the page says why
     ended = serversession.revoke_user(user_id, keep=server_session().handle)
     flash(f"Logged out everywhere else ({ended} other device{'s' if ended != 1 else ''}).")
     return redirect(url_for("devices"))
