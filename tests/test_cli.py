@@ -208,7 +208,8 @@ def test_list_table(store: Store) -> None:
     # Most recently used first.
     assert [row.split()[0] for row in rows] == [d.handle for d in reversed(world.devices)]
     first_alice = rows[-1]
-    assert "alice" in first_alice and "5 min ago" in first_alice and "in 30 days" in first_alice
+    # Expires: the default idle timeout, 30 minutes, from the last use.
+    assert "alice" in first_alice and "5 min ago" in first_alice and "in 25 min" in first_alice
     assert "127.0.0.1" in first_alice and "Firefox/140.0" in first_alice
     anonymous = rows[0].split()
     assert anonymous[1] == "-" and "1 min ago" in rows[0]
@@ -247,7 +248,7 @@ def test_show(store: Store) -> None:
     assert fields["ip"] == "127.0.0.1" and fields["user agent"] == AGENT
     assert fields["created"].endswith("UTC (4 min ago)")
     assert fields["authenticated"].endswith("UTC (4 min ago)")
-    assert fields["expires"].endswith("(in 30 days)")
+    assert fields["expires"].endswith("(in 26 min)")  # 30 minutes idle from the last use
     world.assert_no_secret_in(result)
 
     result = _run(world.app, "show", "--json", world.anonymous.handle)
@@ -626,6 +627,15 @@ def test_check_warns_on_a_weak_fallback_key(local_store: Store) -> None:
     assert "SECRET_KEY_FALLBACKS[1] is weak: it is a well-known placeholder" in result.stdout
 
 
+def test_check_is_clean_on_a_default_app(local_store: Store) -> None:
+    """The library's defaults do not contradict each other: on an app that sets only a strong
+    secret key and Secure cookies, check has nothing to say about its configuration."""
+    result = _run(_app(local_store, cookie_secure=True, record_client=False), "check")
+    assert result.exit_code == 0, result.output
+    findings = [line for line in result.stdout.splitlines() if line.startswith(("note", "warn"))]
+    assert [line for line in findings if "memory://" not in line] == []
+
+
 def test_check_cookie_and_timeout_settings(local_store: Store) -> None:
     # Secure off is a note only: fine for local development.
     result = _run(_app(local_store, idle_timeout=1800), "check")
@@ -636,8 +646,10 @@ def test_check_cookie_and_timeout_settings(local_store: Store) -> None:
     result = _run(_app(local_store, cookie_secure=True, cookie_httponly=False), "check")
     assert result.exit_code == EXIT_WARNINGS
     assert re.search(r"^warning\s+SESSION_COOKIE_HTTPONLY is off", result.stdout, re.M)
-    # The default idle timeout (PERMANENT_SESSION_LIFETIME, 31 days) outlives the absolute one:
-    # a note, not a warning, since it is what Flask's defaults give.
+    # The default timeouts agree (30 minutes idle, 30 days in all): no note about them.
+    assert "idle timeout" not in result.stdout
+    # An idle timeout that outlives the absolute one is a note: it never ends a session.
+    result = _run(_app(local_store, idle_timeout=31 * 24 * 3600), "check")
     assert re.search(r"^note\s+the idle timeout \(31 days\) is not shorter", result.stdout, re.M)
 
     # SameSite=None without Secure: init_app refuses it, but check looks at what is in effect.

@@ -60,11 +60,30 @@ def test_init_app_serves_several_apps(tmp_path: Path) -> None:
     assert not hasattr(extension, "app")
 
 
+def test_idle_timeout_follows_a_lifetime_the_app_chose(tmp_path: Path) -> None:
+    """PERMANENT_SESSION_LIFETIME set by the app is the idle timeout (as before); left at
+    Flask's 31 days, it is not, and SESSION_IDLE_TIMEOUT wins over both."""
+    for lifetime, idle in (
+        (timedelta(hours=8), 8 * 3600),
+        (3600, 3600),
+        (timedelta(days=31), 1800),
+    ):
+        app = _app(tmp_path)
+        app.config["PERMANENT_SESSION_LIFETIME"] = lifetime
+        ServerSession(app, store="memory://")
+        assert _state(app).config.idle_timeout == idle, lifetime
+    app = _app(tmp_path)
+    app.config.update(PERMANENT_SESSION_LIFETIME=timedelta(hours=8), SESSION_IDLE_TIMEOUT=600)
+    ServerSession(app, store="memory://")
+    assert _state(app).config.idle_timeout == 600
+
+
 def test_defaults(tmp_path: Path) -> None:
     app = _app(tmp_path)
     ServerSession(app, store="memory://")
     config = _state(app).config
-    assert config.idle_timeout == timedelta(days=31).total_seconds()  # Flask's lifetime
+    assert config.idle_timeout == 30 * 60  # not Flask's 31-day cookie lifetime
+    assert config.idle_timeout < config.absolute_timeout
     assert config.absolute_timeout == timedelta(days=30).total_seconds()
     assert config.cookie_httponly and config.cookie_samesite == "Lax"
     assert config.cookie_name == "session" and config.cookie_path == "/"

@@ -26,6 +26,12 @@ from .stores import Store
 logger = logging.getLogger("flask_serversession")
 
 _DAY = 24 * 3600
+#: Flask's own default ``PERMANENT_SESSION_LIFETIME``: left as it is, it says nothing about
+#: how long an idle session should live.
+FLASK_LIFETIME = timedelta(days=31)
+#: The idle timeout when neither SESSION_IDLE_TIMEOUT nor PERMANENT_SESSION_LIFETIME is set:
+#: the top of OWASP's range for low-risk applications, and ASVS 3.3.2's bound at level 2.
+DEFAULT_IDLE_TIMEOUT = 30 * 60
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "SESSION_IDLE_TIMEOUT",
-        "``PERMANENT_SESSION_LIFETIME``",
+        "30 minutes (``PERMANENT_SESSION_LIFETIME`` if the app changed it)",
         "A session unused for this long (seconds or timedelta) expires on the server.",
     ),
     Key(
@@ -242,9 +248,10 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
     values: dict[str, Any] = dict(app.config)
     values.update({_OPTION_NAMES[name]: value for name, value in options.items()})
 
-    idle = _seconds(
-        values, "SESSION_IDLE_TIMEOUT", values.get("PERMANENT_SESSION_LIFETIME", 31 * _DAY)
-    )
+    lifetime = values.get("PERMANENT_SESSION_LIFETIME")
+    if lifetime is None or lifetime in (FLASK_LIFETIME, FLASK_LIFETIME.total_seconds()):
+        lifetime = DEFAULT_IDLE_TIMEOUT  # Flask's default is a cookie's life, not an idle one
+    idle = _seconds(values, "SESSION_IDLE_TIMEOUT", lifetime)
     absolute_raw = values.get("SESSION_ABSOLUTE_TIMEOUT", 30 * _DAY)
     absolute = (
         100 * 365 * _DAY
