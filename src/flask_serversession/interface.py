@@ -273,6 +273,7 @@ class ServerSessionInterface(SessionInterface):
         store = self.store
         now = self.clock()
         tombstone_until = now + TOMBSTONE_SECONDS
+        session._drop_carried()  # values destroy() kept for the request's end are not saved
         if session._destroy_id is not None:
             store.delete(store_key(session._destroy_id), tombstone_until)
             signals.session_destroyed.send(app, session=session)
