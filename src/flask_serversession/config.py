@@ -204,6 +204,17 @@ KEYS: tuple[Key, ...] = (
     ),
 )
 
+#: The cookie settings Flask reads per request (``get_cookie_path`` reads both of the last two).
+COOKIE_CONFIG_KEYS = (
+    "SESSION_COOKIE_DOMAIN",
+    "SESSION_COOKIE_SECURE",
+    "SESSION_COOKIE_HTTPONLY",
+    "SESSION_COOKIE_SAMESITE",
+    "SESSION_COOKIE_PARTITIONED",
+    "SESSION_COOKIE_PATH",
+    "APPLICATION_ROOT",
+)
+
 _OPTION_NAMES = {
     key.name.removeprefix("SESSION_").lower(): key.name
     for key in KEYS
@@ -231,6 +242,10 @@ class Config:
     cookie_httponly: bool
     cookie_samesite: str | None
     cookie_partitioned: bool
+    #: ``app.config``'s cookie settings as they were at start-up (``SESSION_COOKIE_*`` and
+    #: ``APPLICATION_ROOT``), without those given as options to ``ServerSession(...)``: one
+    #: changed later is read per request, as Flask does (see ``_cookie_attributes``).
+    cookie_config: Mapping[str, Any] = field(default_factory=dict)
     #: New sessions are permanent (SESSION_PERMANENT).
     permanent: bool = False
     #: Flask-Session compatibility and migration (see :mod:`flask_serversession.migrate`).
@@ -325,6 +340,11 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         cookie_httponly=bool(values.get("SESSION_COOKIE_HTTPONLY", True)),
         cookie_samesite=samesite,
         cookie_partitioned=bool(values.get("SESSION_COOKIE_PARTITIONED", False)),
+        cookie_config={
+            key: app.config.get(key)
+            for key in COOKIE_CONFIG_KEYS
+            if key.removeprefix("SESSION_").lower() not in options
+        },
         permanent=compat.permanent,
         flask_session=compat,
     )

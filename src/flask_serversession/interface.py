@@ -284,12 +284,13 @@ class ServerSessionInterface(SessionInterface):
         store = self.store
         now = self.clock()
         tombstone_until = now + TOMBSTONE_SECONDS
+        session._drop_carried()  # values destroy() kept for the request's end are not saved
         if session._destroy_id is not None:
             store.delete(store_key(session._destroy_id), tombstone_until)
             signals.session_destroyed.send(app, session=session)
             session._destroy_id = None
             if not session._data:
-                self._delete_cookie(response)
+                self._delete_cookie(app, response)
                 return
         if session._ended and session._login is None:
             logger.info("a change to a session that was ended meanwhile was dropped")
@@ -343,7 +344,7 @@ class ServerSessionInterface(SessionInterface):
             # session bound to a user stays, values or not, until logout.
             store.delete(key, tombstone_until)
             signals.session_destroyed.send(app, session=session)
-            self._delete_cookie(response)
+            self._delete_cookie(app, response)
             return
 
         changed, deleted, serialized = session._changes(dumps_value)
@@ -537,15 +538,24 @@ class ServerSessionInterface(SessionInterface):
             config.cookie_name,
             signer.sign(session._session_id),
             expires=expires,
-            **self._cookie_attributes(),
+            **self._cookie_attributes(app),
         )
 
-    def _delete_cookie(self, response: Response) -> None:
-        response.delete_cookie(self.config.cookie_name, **self._cookie_attributes())
+    def _delete_cookie(self, app: Flask, response: Response) -> None:
+        response.delete_cookie(self.config.cookie_name, **self._cookie_attributes(app))
 
-    def _cookie_attributes(self) -> dict[str, Any]:
+    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
+        """The cookie's attributes. A setting changed in ``app.config`` after
+        ``ServerSession(app)`` is read per request through Flask's ``get_cookie_*`` helpers, as
+        Flask's own session does; an unchanged one keeps the value parsed at start-up (with our
+        defaults, e.g. ``SameSite=Lax``), and one given as an option is never overridden."""
         config = self.config
-        return {
+        seen = config.cookie_config
+
+        def changed(*keys: str) -> bool:
+            return any(key in seen and app.config.get(key) != seen[key] for key in keys)
+
+        attributes: dict[str, Any] = {
             "path": config.cookie_path,
             "domain": config.cookie_domain,
             "secure": config.cookie_secure,
@@ -553,6 +563,19 @@ class ServerSessionInterface(SessionInterface):
             "samesite": config.cookie_samesite,
             "partitioned": config.cookie_partitioned,
         }
+        if "SESSION_COOKIE_PATH" in seen and changed("SESSION_COOKIE_PATH", "APPLICATION_ROOT"):
+            attributes["path"] = self.get_cookie_path(app) or "/"
+        if changed("SESSION_COOKIE_DOMAIN"):
+            attributes["domain"] = self.get_cookie_domain(app) or None
+        if changed("SESSION_COOKIE_SECURE"):
+            attributes["secure"] = bool(self.get_cookie_secure(app))
+        if changed("SESSION_COOKIE_HTTPONLY"):
+            attributes["httponly"] = bool(self.get_cookie_httponly(app))
+        if changed("SESSION_COOKIE_SAMESITE"):
+            attributes["samesite"] = self.get_cookie_samesite(app)
+        if changed("SESSION_COOKIE_PARTITIONED"):
+            attributes["partitioned"] = bool(self.get_cookie_partitioned(app))
+        return attributes
 
     # -- failures and housekeeping ----------------------------------------------------------------
 

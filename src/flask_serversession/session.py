@@ -65,6 +65,9 @@ class ServerSideSession(SessionMixin):
         self._login: str | None = None
         #: Store keys of sessions to delete at save (set by destroy()).
         self._destroy_id: str | None = None
+        #: Values written in this request before destroy(): readable until the request ends,
+        #: never saved unless written again (see destroy()).
+        self._carried: dict[str, Any] = {}
         self._failed = False
         #: Set once save_session ran, so the save is never attempted twice (Flask calls it
         #: again for the error response when the first attempt raised).
@@ -219,15 +222,28 @@ class ServerSideSession(SessionMixin):
         """Delete the session from the store and expire its cookie. Call it at logout.
 
         The session is then new and empty; values set afterwards (a flash message, say) go
-        into a fresh session with a fresh ID.
+        into a fresh session with a fresh ID. Values written earlier in the same request stay
+        readable until the request ends (Flask-Login's ``logout_user()`` leaves a flag for its
+        ``after_request`` hook this way), but are saved only if written again after this call.
+
+        .. versionchanged:: 0.1
+            Values written before ``destroy()`` in the same request are readable until the end
+            of the request.
         """
         self.accessed = True
         self.modified = True
+        originals = self._originals
+        carried = {
+            key: value
+            for key, value in self._data.items()
+            if self._loader is not None or key not in originals or value is not originals[key]
+        }
         if self._session_id is not None:
             self._destroy_id = self._session_id
         self._session_id = None
         self._loader = None
-        self._data = {}
+        self._data = dict(carried)
+        self._carried = carried
         self._stored = {}
         self._originals = {}
         self.record = None
@@ -287,6 +303,14 @@ class ServerSideSession(SessionMixin):
         return store_key(self._session_id)
 
     # -- for the interface -------------------------------------------------------------------------
+
+    def _drop_carried(self) -> None:
+        """Forget the values destroy() kept for the rest of the request, unless written again
+        (replaced by another object) since."""
+        for key, value in self._carried.items():
+            if key in self._data and self._data[key] is value:
+                del self._data[key]
+        self._carried = {}
 
     def _changes(
         self, serialize: Callable[[str, Any], str]
