@@ -919,8 +919,11 @@ class StoreConformance:
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
+        # Built here, not in the threads: Werkzeug compiles routes with ast.parse, which is
+        # not thread-safe on CPython 3.11 ("AST constructor recursion depth mismatch").
+        manager = _manager(store, now)
+
         def list_and_revoke(n: int) -> None:
-            manager = _manager(store, now)
             try:
                 rounds = 0
                 while not done.is_set():
