@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import tarfile
 import zipfile
 from email.message import Message
 from email.parser import Parser
@@ -77,3 +79,41 @@ def test_published_extras_are_the_store_drivers_only(wheel: zipfile.ZipFile) -> 
     assert not [r for r in requires if "==" in r.partition(";")[0]], requires  # no exact pins
     for extra in ("redis", "sql", "memcached", "migrate"):
         assert any(f'extra == "{extra}"' in r for r in requires), extra
+
+
+def test_readme_has_no_link_a_package_index_would_break() -> None:
+    """A package index shows the README without the repository around it: a relative link or
+    image there is dead (issue 14, item 3). Paths are named as code instead, and the source
+    distribution carries them."""
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"!?\[[^\]]*\]\(([^)\s]+)", readme) + re.findall(
+        r"""<(?:img|a)\b[^>]*?(?:src|href)=["']([^"']+)""", readme
+    )
+    relative = [t for t in targets if not re.match(r"(https?://|mailto:|#)", t)]
+    assert not relative, relative
+    assert readme.index("pip install flask-serversession") < readme.index("```")
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> tarfile.TarFile:
+    from flit_core import buildapi
+
+    out = tmp_path_factory.mktemp("sdist")
+    here = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        name = buildapi.build_sdist(str(out))
+    finally:
+        os.chdir(here)
+    return tarfile.open(out / name)
+
+
+def test_sdist_carries_what_the_readme_names(sdist: tarfile.TarFile) -> None:
+    names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    readme = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"`((?:docs|examples|benchmarks)/[\w./-]*\w)/?`", readme))
+    assert named, "the README names no docs or examples path"
+    for path in sorted(named - {"docs/_build/html"}):  # what `make docs` writes
+        assert path in names or any(n.startswith(path + "/") for n in names), path
+    assert {"Makefile", "README.md", "LICENSE", "docs/configuration.md"} <= names
+    assert not [n for n in names if "__pycache__" in n or n.startswith("docs/_build/")]
