@@ -21,6 +21,7 @@ from . import signals
 from .config import Config
 from .errors import (
     SessionDataCorrupt,
+    SessionIdCollision,
     SessionStoreUnavailable,
     SessionTooLarge,
     SessionTooManyKeys,
@@ -124,7 +125,7 @@ class ServerSessionInterface(SessionInterface):
                     if foreign is not None:
                         return foreign
                 # Never reaches the store: the visitor gets a new, empty session.
-                signals.session_rejected.send(app, reason=reason)
+                signals.reject(app, signals.rejection_reason(reason))
         return ServerSideSession(self.loader(app, session_id), session_id, self.clock())
 
     def _get_signer(self, app: Flask) -> CookieSigner | None:
@@ -160,7 +161,7 @@ class ServerSessionInterface(SessionInterface):
             # Not something we wrote (a planted payload, a half-migrated row): never trusted,
             # never executed, reported, and replaced by a new session.
             logger.error("dropping an unreadable stored session: %s", exc)
-            signals.session_rejected.send(app, reason="corrupt")
+            signals.reject(app, "corrupt")
             self.store.delete(key)
             session.set_loaded(None, {}, {})
             return
@@ -191,7 +192,7 @@ class ServerSessionInterface(SessionInterface):
             # Found while saving (a patch re-read the record): the change is dropped, the
             # record reported, as when loading.
             logger.error("an unreadable stored session stopped a save: %s", exc)
-            signals.session_rejected.send(app, reason="corrupt")
+            signals.reject(app, "corrupt")
         self._schedule_cleanup(response)
 
     def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
@@ -417,7 +418,7 @@ class ServerSessionInterface(SessionInterface):
             session_id = new_session_id()
             if self.store.create(store_key(session_id), record):
                 return session_id
-        raise RuntimeError("could not create a session with a unique ID")
+        raise SessionIdCollision("could not create a session with a unique ID")
 
     def _client_info(self, now: float) -> str:
         """What is kept about the client at login: the time, and with SESSION_RECORD_CLIENT

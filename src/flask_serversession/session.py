@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionMixin
 
+from .errors import NotServerSideSession
 from .ids import check_user_id, store_key
 from .saving import Changes, Origin
 
@@ -407,8 +408,9 @@ def client_info(record: Record | None) -> dict[str, Any]:
 def current_session() -> ServerSideSession:
     """``flask.session`` typed as what it is here, for ``login()``, ``handle`` and friends.
 
-    Raises :class:`RuntimeError` if the app does not use Flask-ServerSession (or has no
-    ``SECRET_KEY``, when Flask gives a null session).
+    Raises :class:`~flask_serversession.errors.NotServerSideSession` (a :class:`RuntimeError`)
+    if the app does not use Flask-ServerSession (or has no ``SECRET_KEY``, when Flask gives a
+    null session).
 
     .. versionadded:: 0.1
     """
@@ -416,7 +418,7 @@ def current_session() -> ServerSideSession:
 
     current = session._get_current_object()  # type: ignore[attr-defined]
     if not isinstance(current, ServerSideSession):
-        raise RuntimeError(
+        raise NotServerSideSession(
             "flask.session is not a server-side session: is ServerSession(app) set up, and"
             " SECRET_KEY set?"
         )

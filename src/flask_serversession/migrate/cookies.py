@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import Request
 
+from ..signals import RejectionReason
+
 
 def cookie_origin(cookie: str, request: Request) -> str:
     """What the forwarding of a session made from a Flask cookie session is keyed by: a digest
@@ -35,7 +37,7 @@ def cookie_origin(cookie: str, request: Request) -> str:
 
 def flask_cookie_session(
     cookie: str, keys: tuple[Any, ...], max_age: float
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[dict[str, Any] | None, RejectionReason | None]:
     """Flask's signed-cookie session in ``cookie``: ``(values, None)``, or ``(None, reason)``
     with reason ``"bad-signature"`` or ``"expired"``."""
     from flask.sessions import SecureCookieSessionInterface

@@ -11,8 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, SessionDataError, SessionStoreUnavailable
+from ..errors import (
+    ConfigurationError,
+    ServerSessionError,
+    SessionDataError,
+    SessionStoreUnavailable,
+)
 from ..serialization import dumps_value
+from ..signals import RejectionReason
 from ..stores import Record, values_size
 
 if TYPE_CHECKING:
@@ -35,14 +41,14 @@ def sid_shape(id_length: int = _SID_BYTES) -> re.Pattern[str]:
 # -- decoding Flask-Session records ----------------------------------------------------------------
 
 
-class Unmigratable(Exception):
+class Unmigratable(ServerSessionError):
     """An old record or cookie session that cannot be moved. ``kind`` is ``"skipped"``
     (pickle, expired) or ``"failed"`` (unreadable, a value we cannot keep, too large), as
     :class:`MigrationStats` counts them; ``rejection`` is the reason
     :data:`~flask_serversession.signals.session_rejected` gives when a visitor's cookie led to
     it (``"corrupt"``, or ``"too-large"`` over ``SESSION_MAX_SIZE``)."""
 
-    def __init__(self, kind: str, reason: str, rejection: str = "corrupt") -> None:
+    def __init__(self, kind: str, reason: str, rejection: RejectionReason = "corrupt") -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason

@@ -72,10 +72,10 @@ class Migration:
         values, reason = flask_cookie_session(cookie, keys, max_age)
         try:
             if values is None:
-                raise Unmigratable("failed", "refused", rejection=str(reason))
+                raise Unmigratable("failed", "refused", rejection=reason or "corrupt")
             stored = serialize_values(values, config.max_size, config.max_keys)
         except Unmigratable as exc:
-            signals.session_rejected.send(app, reason=exc.rejection)
+            signals.reject(app, exc.rejection)
             return ServerSideSession(None, None, opened_at)
         # A new session, pre-filled: stored with our cookie by the first request using it (or,
         # for requests of the same client sent with the same cookie at once, joined).
@@ -102,9 +102,9 @@ class Migration:
             moved = self._move_legacy(sid, secret)
             if moved is None:
                 # Well-shaped, yet nowhere: forged, or expired in the old store.
-                signals.session_rejected.send(app, reason="unknown")
+                signals.reject(app, "unknown")
         except Unmigratable as exc:
-            signals.session_rejected.send(app, reason=exc.rejection)
+            signals.reject(app, exc.rejection)
             moved = None
         if moved is None:
             session.set_loaded(None, {}, {})
