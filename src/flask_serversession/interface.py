@@ -206,9 +206,10 @@ class ServerSessionInterface(SessionInterface):
         # A step that changed the session (destroy, a refused patch, a join) asks for the next.
         while self._steps[decide_save(changes)](app, session, changes, response):
             changes = session.hand_over()
-        changes = session.hand_over()
-        if needs_cookie(changes) and not self._cookie_sent(response):
-            self._set_cookie(app, session, changes, response)
+        if changes.cookie_pending:  # moved in by a plug-in: the client needs the new ID
+            changes = session.hand_over()
+            if needs_cookie(changes) and not self._cookie_sent(response):
+                self._set_cookie(app, session, changes, response)
 
     def _save_destroy(
         self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
