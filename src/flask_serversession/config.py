@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flask import Flask
 
 from .errors import ConfigurationError
-from .migrate import FlaskSessionSetup, flask_session_setup
 from .stores import Store
+
+if TYPE_CHECKING:
+    from .interface import ServerSessionInterface, SessionPlugin
+
+    #: Builds a plug-in for an app's session interface (``None``: nothing to attach).
+    PluginFactory = Callable[[ServerSessionInterface], SessionPlugin | None]
 
 logger = logging.getLogger("flask_serversession")
 
@@ -215,11 +220,51 @@ COOKIE_CONFIG_KEYS = (
     "APPLICATION_ROOT",
 )
 
+#: Flask-Session's keys and ours that ask for the migration plug-in
+#: (:mod:`flask_serversession.migrate`); without any of them it is never imported.
+MIGRATE_KEYS = (
+    "SESSION_TYPE",
+    "SESSION_USE_SIGNER",
+    "SESSION_ID_LENGTH",
+    "SESSION_MIGRATE_FROM_FLASK_SESSION",
+    "SESSION_MIGRATE_COOKIE_SESSIONS",
+)
+
 _OPTION_NAMES = {
     key.name.removeprefix("SESSION_").lower(): key.name
     for key in KEYS
     if key.name.startswith("SESSION_")
 }
+
+
+class FlaskSessionCompat(Protocol):
+    """What Flask-Session's keys said, as the migration plug-in read them."""
+
+    #: Our store in the place Flask-Session's keys name (``None``: not implied).
+    store: Store | None
+    #: Flask-Session's own store, to migrate from (``None``: nothing to migrate).
+    legacy: Any
+    #: New sessions are permanent.
+    permanent: bool
+    #: What moved since start-up (``MigrationStats``; ``None`` without migration).
+    stats: Any
+
+    def plugin(self, interface: ServerSessionInterface) -> SessionPlugin | None:
+        """The plug-in to attach to ``interface``, if migration is on."""
+        ...
+
+
+@dataclass
+class _NoFlaskSession:
+    """No Flask-Session key is set: nothing to migrate from."""
+
+    store: Store | None = None
+    legacy: Any = None
+    permanent: bool = False
+    stats: Any = None
+
+    def plugin(self, interface: ServerSessionInterface) -> SessionPlugin | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -249,11 +294,51 @@ class Config:
     #: New sessions are permanent (SESSION_PERMANENT).
     permanent: bool = False
     #: Flask-Session compatibility and migration (see :mod:`flask_serversession.migrate`).
-    flask_session: FlaskSessionSetup = field(default_factory=FlaskSessionSetup)
+    flask_session: FlaskSessionCompat = field(default_factory=_NoFlaskSession)
+
+    @property
+    def plugins(self) -> tuple[PluginFactory, ...]:
+        """What builds the plug-ins ``init_app`` attaches to the session interface."""
+        return (self.flask_session.plugin,)
 
 
 def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | None) -> Config:
     """Parse ``app.config`` and ``options`` into a :class:`Config`; raise on bad values."""
+    values = _merged(app, options)
+    idle, absolute, touch_interval = _timeouts(values)
+    cookie = _cookie(values)
+    compat = _flask_session(app, values)
+    if store is None and values.get("SESSION_STORE") is None and compat.store is not None:
+        store = compat.store
+    if values.get("SESSION_CLEANUP_N_REQUESTS") is not None:
+        _int(values, "SESSION_CLEANUP_N_REQUESTS", 1)
+        logger.info(
+            "SESSION_CLEANUP_N_REQUESTS is ignored: expired sessions are removed every"
+            " SESSION_CLEANUP_INTERVAL seconds, after a response"
+        )
+    return Config(
+        store=_store(app, values, store),
+        idle_timeout=idle,
+        absolute_timeout=absolute,
+        touch_interval=touch_interval,
+        max_size=_int(values, "SESSION_MAX_SIZE", 1024 * 1024),
+        max_keys=_int(values, "SESSION_MAX_KEYS", 1000),
+        cleanup_interval=_seconds(values, "SESSION_CLEANUP_INTERVAL", 300, allow_zero=True),
+        cleanup_batch_size=_int(values, "SESSION_CLEANUP_BATCH_SIZE", 1000),
+        record_client=bool(values.get("SESSION_RECORD_CLIENT", False)),
+        **cookie,
+        cookie_config={
+            key: app.config.get(key)
+            for key in COOKIE_CONFIG_KEYS
+            if key.removeprefix("SESSION_").lower() not in options
+        },
+        permanent=compat.permanent,
+        flask_session=compat,
+    )
+
+
+def _merged(app: Flask, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``app.config`` with ``options`` (checked) under their config keys."""
     unknown = set(options) - set(_OPTION_NAMES)
     if unknown:
         raise ConfigurationError(
@@ -262,7 +347,11 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         )
     values: dict[str, Any] = dict(app.config)
     values.update({_OPTION_NAMES[name]: value for name, value in options.items()})
+    return values
 
+
+def _timeouts(values: Mapping[str, Any]) -> tuple[float, float, float]:
+    """The idle timeout, the absolute timeout and the touch interval, in seconds."""
     lifetime = values.get("PERMANENT_SESSION_LIFETIME")
     if lifetime is None or lifetime in (FLASK_LIFETIME, FLASK_LIFETIME.total_seconds()):
         lifetime = DEFAULT_IDLE_TIMEOUT  # Flask's default is a cookie's life, not an idle one
@@ -282,23 +371,17 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
             "SESSION_TOUCH_INTERVAL must be shorter than the idle timeout, or active sessions"
             " would expire"
         )
+    return idle, absolute, touch_interval
 
+
+def _cookie(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The cookie's name and attributes, as :class:`Config` fields."""
     name = _str(values, "SESSION_COOKIE_NAME", "session")
     domain = values.get("SESSION_COOKIE_DOMAIN") or None
     path = values.get("SESSION_COOKIE_PATH") or values.get("APPLICATION_ROOT") or "/"
     secure = bool(values.get("SESSION_COOKIE_SECURE", False))
     if name.startswith("__Host-"):
-        # The prefix makes browsers drop the cookie unless Secure, Path=/ and no Domain.
-        if domain is not None:
-            raise ConfigurationError(
-                f"SESSION_COOKIE_NAME {name!r} needs no SESSION_COOKIE_DOMAIN, but it is"
-                f" {domain!r}: browsers refuse a __Host- cookie with a Domain"
-            )
-        if values.get("SESSION_COOKIE_PATH") not in (None, "/"):
-            raise ConfigurationError(
-                f"SESSION_COOKIE_NAME {name!r} needs SESSION_COOKIE_PATH '/', but it is"
-                f" {values['SESSION_COOKIE_PATH']!r}"
-            )
+        _check_host_prefix(name, domain, values.get("SESSION_COOKIE_PATH"))
         path, secure = "/", True
     elif name.startswith("__Secure-"):
         secure = True
@@ -308,46 +391,42 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
             "SESSION_COOKIE_SAMESITE 'None' needs SESSION_COOKIE_SECURE = True: browsers refuse"
             " a SameSite=None cookie that is not Secure"
         )
+    return {
+        "cookie_name": name,
+        "cookie_domain": domain,
+        "cookie_path": path,
+        "cookie_secure": secure,
+        "cookie_httponly": bool(values.get("SESSION_COOKIE_HTTPONLY", True)),
+        "cookie_samesite": samesite,
+        "cookie_partitioned": bool(values.get("SESSION_COOKIE_PARTITIONED", False)),
+    }
 
+
+def _check_host_prefix(name: str, domain: str | None, path: Any) -> None:
+    """The ``__Host-`` prefix makes browsers drop the cookie unless Secure, Path=/ and no
+    Domain."""
+    if domain is not None:
+        raise ConfigurationError(
+            f"SESSION_COOKIE_NAME {name!r} needs no SESSION_COOKIE_DOMAIN, but it is"
+            f" {domain!r}: browsers refuse a __Host- cookie with a Domain"
+        )
+    if path not in (None, "/"):
+        raise ConfigurationError(
+            f"SESSION_COOKIE_NAME {name!r} needs SESSION_COOKIE_PATH '/', but it is {path!r}"
+        )
+
+
+def _flask_session(app: Flask, values: Mapping[str, Any]) -> FlaskSessionCompat:
+    """Flask-Session's keys, read by the migration plug-in, which is imported only when one of
+    :data:`MIGRATE_KEYS` is set."""
     prefix = values.get("SESSION_KEY_PREFIX")
     if prefix is not None and not isinstance(prefix, str):
         raise ConfigurationError(f"SESSION_KEY_PREFIX must be a string, got {prefix!r}")
-    compat = flask_session_setup(app, values, prefix)
-    if store is None and values.get("SESSION_STORE") is None and compat.store is not None:
-        store = compat.store
-    n_requests = values.get("SESSION_CLEANUP_N_REQUESTS")
-    if n_requests is not None:
-        _int(values, "SESSION_CLEANUP_N_REQUESTS", 1)
-        logger.info(
-            "SESSION_CLEANUP_N_REQUESTS is ignored: expired sessions are removed every"
-            " SESSION_CLEANUP_INTERVAL seconds, after a response"
-        )
+    if all(values.get(key) is None for key in MIGRATE_KEYS):
+        return _NoFlaskSession(permanent=bool(values.get("SESSION_PERMANENT", False)))
+    from .migrate import flask_session_setup
 
-    return Config(
-        store=_store(app, values, store),
-        idle_timeout=idle,
-        absolute_timeout=absolute,
-        touch_interval=touch_interval,
-        max_size=_int(values, "SESSION_MAX_SIZE", 1024 * 1024),
-        max_keys=_int(values, "SESSION_MAX_KEYS", 1000),
-        cleanup_interval=_seconds(values, "SESSION_CLEANUP_INTERVAL", 300, allow_zero=True),
-        cleanup_batch_size=_int(values, "SESSION_CLEANUP_BATCH_SIZE", 1000),
-        record_client=bool(values.get("SESSION_RECORD_CLIENT", False)),
-        cookie_name=name,
-        cookie_domain=domain,
-        cookie_path=path,
-        cookie_secure=secure,
-        cookie_httponly=bool(values.get("SESSION_COOKIE_HTTPONLY", True)),
-        cookie_samesite=samesite,
-        cookie_partitioned=bool(values.get("SESSION_COOKIE_PARTITIONED", False)),
-        cookie_config={
-            key: app.config.get(key)
-            for key in COOKIE_CONFIG_KEYS
-            if key.removeprefix("SESSION_").lower() not in options
-        },
-        permanent=compat.permanent,
-        flask_session=compat,
-    )
+    return flask_session_setup(app, values, prefix)
 
 
 def default_store_url(app: Flask) -> str:

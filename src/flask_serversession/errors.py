@@ -11,6 +11,9 @@
      |    +-- InvalidUserId          session.login() got a user id no store can index
      +-- SessionDataCorrupt          a stored record is not one we wrote (logged, then dropped)
      +-- UnsupportedOperation        the store lacks a capability (listing, user index, ...)
+     +-- NotServerSideSession        current_session(): flask.session is not ours (RuntimeError)
+     +-- SessionIdCollision          no unique session ID in 3 tries: a broken RNG (RuntimeError)
+     +-- migrate.Unmigratable        an old record or Flask cookie session that cannot be moved
 
 Every error names what went wrong in terms a user can act on: the store and the cause, the
 session key (the name in ``session[...]``, never the session ID), the config key.
@@ -131,3 +134,19 @@ class UnsupportedOperation(ServerSessionError, NotImplementedError):
         super().__init__(f"session store {store} does not support {capability!r}")
         self.store = store
         self.capability = capability
+
+
+class NotServerSideSession(ServerSessionError, RuntimeError):
+    """:func:`~flask_serversession.session.current_session` found that ``flask.session`` is not
+    a server-side session: the app does not use Flask-ServerSession, or has no ``SECRET_KEY``.
+
+    .. versionadded:: 0.1
+    """
+
+
+class SessionIdCollision(ServerSessionError, RuntimeError):
+    """Three new random 256-bit session IDs were all taken: the random number generator is
+    broken. Nothing was stored.
+
+    .. versionadded:: 0.1
+    """

@@ -61,6 +61,10 @@ class ServerSession:
         """
         config = read_config(app, self._options, store if store is not None else self._store)
         interface = ServerSessionInterface(config)
+        for make_plugin in config.plugins:  # e.g. migration, when Flask-Session keys ask for it
+            plugin = make_plugin(interface)
+            if plugin is not None:
+                interface.add_plugin(plugin)
         app.session_interface = interface
         app.extensions["serversession"] = _State(
             config, interface, SessionManager(config, interface)

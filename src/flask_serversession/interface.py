@@ -12,20 +12,22 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Flask, Request, Response, has_request_context, request
 from flask.sessions import SessionInterface
 
-from . import migrate, signals
+from . import signals
 from .config import Config
 from .errors import (
     SessionDataCorrupt,
+    SessionIdCollision,
     SessionStoreUnavailable,
     SessionTooLarge,
     SessionTooManyKeys,
 )
 from .ids import CookieSigner, new_session_id, store_key
+from .saving import Changes, SaveStep, decide_save, needs_cookie
 from .serialization import dumps_value, loads_value
 from .session import ServerSideSession
 from .stores import Patch, Record, Touch
@@ -45,10 +47,40 @@ TOMBSTONE_GRACE = 5.0
 MAX_COOKIE_AGE = 400 * 24 * 3600.0
 #: Tries of a patch the store refused as too large while it was within the limit when read.
 _PATCH_ATTEMPTS = 3
+#: The ``info`` of a record a plug-in keeps beside the sessions (a migration's forwarding
+#: record): not a session, so the management API leaves it out.
+AUXILIARY_INFO = '{"forwarding":true}'
+
+
+def is_auxiliary(record: Record) -> bool:
+    """Whether ``record`` is a plug-in's record (see :data:`AUXILIARY_INFO`), not a session."""
+    return record.info == AUXILIARY_INFO
+
+
+class SessionPlugin(Protocol):
+    """A feature only some apps need, attached to the interface at start-up
+    (:meth:`ServerSessionInterface.add_plugin`); the core imports none of them.
+
+    The one hook: :meth:`open_foreign`, called for a cookie we did not issue. The session it
+    returns may load itself from elsewhere (:meth:`ServerSideSession.moving_in`) or be made from
+    the cookie (:meth:`ServerSideSession.made_from`); either is then saved as any other.
+    """
+
+    def open_foreign(
+        self, app: Flask, request: Request, cookie: str, keys: tuple[Any, ...]
+    ) -> ServerSideSession | None:
+        """A session for ``cookie``, which our signer refused (``keys``: the app's secret key
+        and fallbacks, current first); ``None`` to refuse it as the core does."""
+        ...
 
 
 class ServerSessionInterface(SessionInterface):
-    """Flask's session interface, backed by a :class:`~flask_serversession.stores.Store`."""
+    """Flask's session interface, backed by a :class:`~flask_serversession.stores.Store`.
+
+    :meth:`open_session` gives each request a lazy :class:`ServerSideSession`; the view's first
+    read loads it. :meth:`save_session` takes the session's :class:`~.saving.Changes`, asks
+    :func:`~.saving.decide_save` what the store must do, and does it.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -56,8 +88,26 @@ class ServerSessionInterface(SessionInterface):
         self._signer_keys: tuple[Any, ...] = ()
         self._signer: CookieSigner | None = None
         self._next_cleanup = 0.0
+        #: Plug-ins asked about cookies we did not issue, in the order added.
+        self.plugins: list[SessionPlugin] = []
         #: Where times come from; tests replace it to move time forward.
         self.clock: Callable[[], float] = time.time
+        self._steps: dict[SaveStep, Callable[[Flask, ServerSideSession, Changes, Response], bool]]
+        self._steps = {
+            "destroy": self._save_destroy,
+            "drop": self._save_drop,
+            "patch-unloaded": self._save_unloaded,
+            "skip": lambda *_: False,
+            "create": self._save_create,
+            "create-or-join": self._save_create_or_join,
+            "delete": self._save_delete,
+            "regenerate": self._save_regenerate,
+            "patch": self._save_patch,
+        }
+
+    def add_plugin(self, plugin: SessionPlugin) -> None:
+        """Ask ``plugin`` about the cookies we did not issue (see :class:`SessionPlugin`)."""
+        self.plugins.append(plugin)
 
     # -- opening -----------------------------------------------------------------------------------
 
@@ -70,142 +120,13 @@ class ServerSessionInterface(SessionInterface):
         if cookie:
             session_id, reason = signer.unsign(cookie)
             if reason is not None:
-                migrating = self._migrating_session(app, request, cookie)
-                if migrating is not None:
-                    return migrating
+                for plugin in self.plugins:
+                    foreign = plugin.open_foreign(app, request, cookie, self._signer_keys)
+                    if foreign is not None:
+                        return foreign
                 # Never reaches the store: the visitor gets a new, empty session.
-                signals.session_rejected.send(app, reason=reason)
-        return ServerSideSession(self._loader(app), session_id, self.clock())
-
-    def _migrating_session(
-        self, app: Flask, request: Request, cookie: str
-    ) -> ServerSideSession | None:
-        """A session for a cookie that is not ours but Flask-Session's or Flask's own (see
-        :mod:`flask_serversession.migrate`); ``None`` if it is neither."""
-        setup = self.config.flask_session
-        keys = self._signer_keys
-        if setup.legacy is not None:
-            sid = migrate.flask_session_sid(cookie, setup, keys)
-            if sid is not None:
-                session = ServerSideSession(self._loader(app), None, self.clock())
-                session._loader = self._legacy_loader(app, sid)
-                session._migrating = True
-                return session
-        if setup.migrate_cookie_sessions:
-            max_age = migrate.lifetime_seconds(app.permanent_session_lifetime)
-            values, reason = migrate.flask_cookie_session(cookie, keys, max_age)
-            try:
-                if values is None:
-                    raise migrate.Unmigratable("failed", "refused", rejection=str(reason))
-                stored = migrate.serialize_values(
-                    values, self.config.max_size, self.config.max_keys
-                )
-            except migrate.Unmigratable as exc:
-                signals.session_rejected.send(app, reason=exc.rejection)
-                return ServerSideSession(self._loader(app), None, self.clock())
-            # A new session, pre-filled: stored with our cookie by the first request using it
-            # (or, for requests of the same client sent with the same cookie at once, joined:
-            # see _save).
-            session = ServerSideSession(self._loader(app), None, self.clock())
-            session._data = values
-            session._cookie_origin = migrate.cookie_origin(cookie, request)
-            session._stored = stored
-            logger.info("a Flask cookie session becomes a server-side one when first used")
-            return session
-        return None
-
-    def _legacy_loader(self, app: Flask, sid: str) -> Any:
-        def load(session: ServerSideSession) -> None:
-            self._load_legacy(app, session, sid)
-
-        return load
-
-    def _load_legacy(self, app: Flask, session: ServerSideSession, sid: str) -> None:
-        """Load a Flask-Session session into ours under a fresh ID: the one a bulk import left
-        for ``sid``, else the record in Flask-Session's store; or, if a request that overlapped
-        this one moved it already, the session it moved it to. An old record that cannot be
-        moved is reported, and the visitor gets a new session."""
-        try:
-            moved = self._move_legacy(sid)
-            if moved is None:
-                # Well-shaped, yet nowhere: forged, or expired in the old store.
-                signals.session_rejected.send(app, reason="unknown")
-        except migrate.Unmigratable as exc:
-            signals.session_rejected.send(app, reason=exc.rejection)
-            moved = None
-        if moved is None:
-            session._set_loaded(None, {}, {})
-            return
-        new_id, record = moved
-        values = {name: loads_value(text) for name, text in record.values.items()}
-        session._session_id = new_id
-        session._set_loaded(record, dict(record.values), values)
-
-    def _move_legacy(self, sid: str) -> tuple[str, Record] | None:
-        config = self.config
-        setup = config.flask_session
-        assert setup.legacy is not None
-        store = self.store
-        now = self.clock()
-        imported_key = store_key(migrate.imported_id(sid))
-        imported = store.load(imported_key)
-        source = imported if imported is not None and imported.is_live(now) else None
-        if source is None:
-            source = migrate.read_legacy(
-                setup.legacy,
-                sid,
-                now,
-                config.idle_timeout,
-                config.absolute_timeout,
-                config.max_size,
-                config.max_keys,
-                setup.stats,
-            )
-        if source is None:
-            # Nothing (left) to move: a request that overlapped this one may have moved it.
-            moved_to = self._forwarded(sid, now)
-            return None if moved_to is None else self._join_moved(moved_to, now)
-        new_id = self._claim_move(sid, now)
-        new_key = store_key(new_id)
-        if source is imported:
-            patch = Patch(
-                {},
-                (),
-                now,
-                now + config.idle_timeout,
-                new_key=new_key,
-                tombstone_until=now + TOMBSTONE_SECONDS,
-            )
-            if store.patch(imported_key, patch):
-                setup.stats.count("moved")
-                return new_id, source
-        else:
-            created = store.create(new_key, source)
-            setup.legacy.delete(sid)
-            if created:
-                setup.stats.count("moved")
-                logger.info("moved a Flask-Session session to Flask-ServerSession")
-                return new_id, source
-        return self._join_moved(new_id, now)  # an overlapping request moved it first
-
-    def _claim_move(self, origin: str, now: float) -> str:
-        """The ID a session moved from ``origin`` (see :mod:`~flask_serversession.migrate`) goes
-        to: the first request to leave the forwarding record names it, every request that
-        overlapped it reads it there."""
-        new_id = new_session_id()
-        record = migrate.forward_record(new_id, origin, self._signer_keys[0], now)
-        if self.store.create(store_key(migrate.moved_id(origin)), record):
-            return new_id
-        return self._forwarded(origin, now) or new_id
-
-    def _forwarded(self, origin: str, now: float) -> str | None:
-        """The ID the session moved from ``origin`` went to, while its forwarding lasts."""
-        record = self.store.load(store_key(migrate.moved_id(origin)))
-        return migrate.forwarded_id(record, origin, self._signer_keys[0], now)
-
-    def _join_moved(self, new_id: str, now: float) -> tuple[str, Record] | None:
-        record = self.store.load(store_key(new_id))
-        return (new_id, record) if record is not None and record.is_live(now) else None
+                signals.reject(app, signals.rejection_reason(reason))
+        return ServerSideSession(self.loader(app, session_id), session_id, self.clock())
 
     def _get_signer(self, app: Flask) -> CookieSigner | None:
         if not app.secret_key:
@@ -216,42 +137,44 @@ class ServerSessionInterface(SessionInterface):
             self._signer_keys = keys
         return self._signer
 
-    def _loader(self, app: Flask) -> Any:
+    def loader(self, app: Flask, session_id: str | None) -> Callable[[ServerSideSession], None]:
+        """What loads the session stored under ``session_id`` when the view first reads it."""
+
         def load(session: ServerSideSession) -> None:
-            self._load(app, session)
+            assert session_id is not None
+            self._load(app, session, session_id)
 
         return load
 
-    def _load(self, app: Flask, session: ServerSideSession) -> None:
-        assert session._session_id is not None
+    def _load(self, app: Flask, session: ServerSideSession, session_id: str) -> None:
         config = self.config
         now = self.clock()
-        key = store_key(session._session_id)
+        key = store_key(session_id)
         touch = Touch(now, now + config.idle_timeout, now - config.touch_interval)
         try:
             record = self.store.load(key, touch)
             if record is None or not record.is_live(now):
-                session._set_loaded(None, {}, {}, ended=self._ended_meanwhile(session, record))
+                session.set_loaded(None, {}, {}, ended=self.ended_meanwhile(session, record))
                 return
             values = {name: loads_value(text) for name, text in record.values.items()}
         except SessionDataCorrupt as exc:
             # Not something we wrote (a planted payload, a half-migrated row): never trusted,
             # never executed, reported, and replaced by a new session.
             logger.error("dropping an unreadable stored session: %s", exc)
-            signals.session_rejected.send(app, reason="corrupt")
+            signals.reject(app, "corrupt")
             self.store.delete(key)
-            session._set_loaded(None, {}, {})
+            session.set_loaded(None, {}, {})
             return
-        session._set_loaded(record, record.values, values)
+        session.set_loaded(record, record.values, values)
 
     @staticmethod
-    def _ended_meanwhile(session: ServerSideSession, record: Record | None) -> bool:
+    def ended_meanwhile(session: ServerSideSession, record: Record | None) -> bool:
         """Whether ``record`` is the tombstone of a session ended while this request was in
         flight (write nothing), rather than before it began (start afresh)."""
         if record is None or not record.ended:
             return False
         ended_at = record.expires - TOMBSTONE_SECONDS
-        return session._opened_at < ended_at + TOMBSTONE_GRACE
+        return session.opened_at < ended_at + TOMBSTONE_GRACE
 
     # -- saving ------------------------------------------------------------------------------------
 
@@ -259,138 +182,170 @@ class ServerSessionInterface(SessionInterface):
         if not isinstance(session, ServerSideSession) or not session.accessed:
             return  # untouched: no store call, no cookie
         response.vary.add("Cookie")
-        if session._failed or session._saved:
+        if not session.start_saving():
             return  # the load failed and the view got the error, or saved already
-        session._saved = True
         try:
-            if session._migrating and not session.is_loaded:
-                session._load()  # a migrating session is moved before anything is written
             self._save(app, session, response)
-            if session._migrating:
-                self._send_new_cookie(app, session, response)
         except SessionStoreUnavailable as exc:
             self._respond_unavailable(app, exc, response)
         except SessionDataCorrupt as exc:
             # Found while saving (a patch re-read the record): the change is dropped, the
             # record reported, as when loading.
             logger.error("an unreadable stored session stopped a save: %s", exc)
-            signals.session_rejected.send(app, reason="corrupt")
+            signals.reject(app, "corrupt")
         self._schedule_cleanup(response)
 
     def _save(self, app: Flask, session: ServerSideSession, response: Response) -> None:
-        """Write what changed. A cookie is sent only with a new ID (a new or regenerated
-        session) or a changed ``permanent``: a request in flight never re-sends an old ID."""
-        config = self.config
-        store = self.store
-        now = self.clock()
-        tombstone_until = now + TOMBSTONE_SECONDS
-        session._drop_carried()  # values destroy() kept for the request's end are not saved
-        if session._destroy_id is not None:
-            store.delete(store_key(session._destroy_id), tombstone_until)
-            signals.session_destroyed.send(app, session=session)
-            session._destroy_id = None
-            if not session._data:
-                self._delete_cookie(app, response)
-                return
-        if session._ended and session._login is None:
-            logger.info("a change to a session that was ended meanwhile was dropped")
-            return
-        # (An explicit login on an ended session is never a resurrection: it gets a new one.)
+        """Write what changed, one decided step at a time (see :func:`~.saving.decide_save`).
+        A cookie is sent only with a new ID (a new, regenerated or moved-in session) or a
+        changed ``permanent``: a request in flight never re-sends an old ID."""
+        changes = session.hand_over()
+        if not changes.loaded and changes.session_id is None:
+            session.load()  # moved in by a plug-in: moved before anything is written
+            changes = session.hand_over()
+        # A step that changed the session (destroy, a refused patch, a join) asks for the next.
+        while self._steps[decide_save(changes)](app, session, changes, response):
+            changes = session.hand_over()
+        if changes.cookie_pending:  # moved in by a plug-in: the client needs the new ID
+            changes = session.hand_over()
+            if needs_cookie(changes) and not self._cookie_sent(response):
+                self._set_cookie(app, session, changes, response)
 
-        if not session.is_loaded:
-            # Assigned without reading: one patch, no load. The store checks the size of the
-            # whole session as the patch leaves it (the assigned values alone are checked here
-            # first, without a round trip).
-            assert session._session_id is not None
-            key = store_key(session._session_id)
-            changed, _, serialized = session._changes(dumps_value)
-            self._check_size(serialized)
-            patch = Patch(
-                changed,
-                (),
-                now,
-                now + config.idle_timeout,
-                max_size=config.max_size,
-                max_keys=config.max_keys,
-            )
-            applied, record = self._patch(key, patch)
-            if applied:
-                return
-            # Not live. Ended meanwhile (a tombstone): write nothing, send no cookie, so a
-            # logout or a regeneration is never undone. Otherwise it expired or never was: the
-            # values go into a new session.
-            session._set_loaded(None, {}, {}, ended=self._ended_meanwhile(session, record))
-            if session._ended:
-                logger.info("a change to a session that was ended meanwhile was dropped")
-            else:
-                self._create(app, session, response, now)
-            return
-
-        record = session.record
-        if record is None or session._session_id is None:
-            if not session._data and session._login is None:
-                return
-            if session._cookie_origin is None or session._login is not None:
-                self._create(app, session, response, now)
-                return
-            record = self._create_or_join(app, session, response, now)
-            if record is None:
-                return  # created
-            assert session._session_id is not None  # joined: saved below as a loaded session
-
-        key = store_key(session._session_id)
-        if not session._data and session._login is None and record.user_id is None:
-            # Emptied (e.g. by popping its last key): no record, no cookie, as Flask does. A
-            # session bound to a user stays, values or not, until logout.
-            store.delete(key, tombstone_until)
-            signals.session_destroyed.send(app, session=session)
+    def _save_destroy(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        assert changes.destroy_id is not None
+        self.store.delete(store_key(changes.destroy_id), self.clock() + TOMBSTONE_SECONDS)
+        signals.session_destroyed.send(app, session=session)
+        session.destroyed()
+        if changes.empty:
             self._delete_cookie(app, response)
-            return
+            return False
+        return True  # values set after destroy() go into a new session
 
-        changed, deleted, serialized = session._changes(dumps_value)
-        # A change that sets values is checked here and again by the store, against the session
-        # as stored when the patch applies: requests that overlap, each within the limit, cannot
-        # together take it over. A change that only deletes is never refused.
-        max_size = max_keys = None
-        if changed:
-            self._check_size(serialized)
-            max_size, max_keys = config.max_size, config.max_keys
-        if session._regenerate:
-            new_id = new_session_id()
-            login = session._login
-            patch = Patch(
-                changed,
-                deleted,
-                now,
-                now + config.idle_timeout,
-                new_key=store_key(new_id),
-                tombstone_until=tombstone_until,
-                user_id=login,
-                info=None if login is None else self._client_info(now),
-                max_size=max_size,
-                max_keys=max_keys,
-            )
-            if self._patch(key, patch)[0]:
-                session._session_id = new_id
-                session._regenerate = False
-                session._login = None
-                if login is not None:
-                    record.user_id = login
-                    record.info = patch.info
-                self._set_cookie(app, session, response)
-                signals.session_regenerated.send(app, session=session)
-            return
-        if changed or deleted:
-            patch = Patch(
-                changed,
-                deleted,
-                now,
-                now + config.idle_timeout,
-                max_size=max_size,
-                max_keys=max_keys,
-            )
-            if self._patch(key, patch)[0] and "_permanent" in changed:
-                self._set_cookie(app, session, response)  # the cookie's lifetime changed
+    def _save_drop(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        logger.info("a change to a session that was ended meanwhile was dropped")
+        return False
+
+    def _save_unloaded(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        """Assigned without reading: one patch, no load. The store checks the size of the
+        whole session as the patch leaves it (the assigned values alone are checked here first,
+        without a round trip)."""
+        assert changes.session_id is not None
+        config = self.config
+        now = self.clock()
+        diff = changes.diff(dumps_value)
+        self._check_size(diff.serialized)
+        patch = Patch(
+            diff.changed,
+            (),
+            now,
+            now + config.idle_timeout,
+            max_size=config.max_size,
+            max_keys=config.max_keys,
+        )
+        applied, record = self._patch(store_key(changes.session_id), patch)
+        if applied:
+            return False
+        # Not live. Ended meanwhile (a tombstone): write nothing, send no cookie, so a logout or
+        # a regeneration is never undone. Otherwise it expired or never was: the values go into
+        # a new session.
+        session.set_loaded(None, {}, {}, ended=self.ended_meanwhile(session, record))
+        return True
+
+    def _save_create(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        self._create(app, session, response)
+        return False
+
+    def _save_create_or_join(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        """For a session a plug-in made (see :class:`~.saving.Origin`): the first of the
+        requests sent at once from its origin creates it under the origin's claimed ID; one
+        that finds it created joins it, saving only what it changed itself."""
+        assert changes.origin is not None
+        new_id = changes.origin.claim_id(self.clock())
+        if self._create(app, session, response, session_id=new_id):
+            return False
+        record = self.live_record(new_id)
+        if record is None:
+            self._create(app, session, response)  # ended meanwhile: a session of its own
+            return False
+        # (The attempt to create made it permanent if SESSION_PERMANENT asks, as it did the
+        # session joined: this request's cookie lasts as long as the others'.)
+        session.join(new_id, record)
+        return True
+
+    def live_record(self, session_id: str) -> Record | None:
+        """The live record stored under ``session_id``, else ``None``."""
+        record = self.store.load(store_key(session_id))
+        return record if record is not None and record.is_live(self.clock()) else None
+
+    def _save_delete(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        assert changes.session_id is not None
+        self.store.delete(store_key(changes.session_id), self.clock() + TOMBSTONE_SECONDS)
+        signals.session_destroyed.send(app, session=session)
+        self._delete_cookie(app, response)
+        return False
+
+    def _limited_patch(self, changes: Changes, **rotation: Any) -> Patch:
+        """The patch of what changed. One that sets values is checked here and again by the
+        store, against the session as stored when the patch applies: requests that overlap,
+        each within the limit, cannot together take it over. One that only deletes is never
+        refused."""
+        config = self.config
+        now = self.clock()
+        diff = changes.diff(dumps_value)
+        limits: dict[str, Any] = {}
+        if diff.changed:
+            self._check_size(diff.serialized)
+            limits = {"max_size": config.max_size, "max_keys": config.max_keys}
+        return Patch(
+            diff.changed, diff.deleted, now, now + config.idle_timeout, **rotation, **limits
+        )
+
+    def _save_regenerate(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        assert changes.session_id is not None and changes.record is not None
+        new_id = new_session_id()
+        login = changes.bind_user
+        now = self.clock()
+        patch = self._limited_patch(
+            changes,
+            new_key=store_key(new_id),
+            tombstone_until=now + TOMBSTONE_SECONDS,
+            user_id=login,
+            info=None if login is None else self._client_info(now),
+        )
+        if self._patch(store_key(changes.session_id), patch)[0]:
+            record = changes.record
+            if login is not None:
+                record.user_id = login
+                record.info = patch.info
+            session.stored_as(new_id, record)
+            self._set_cookie(app, session, session.hand_over(), response)
+            signals.session_regenerated.send(app, session=session)
+        return False
+
+    def _save_patch(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> bool:
+        assert changes.session_id is not None
+        patch = self._limited_patch(changes)
+        if not patch.set and not patch.delete:
+            return False  # nothing changed: no write
+        if self._patch(store_key(changes.session_id), patch)[0] and "_permanent" in patch.set:
+            self._set_cookie(app, session, changes, response)  # the cookie's lifetime changed
+        return False
 
     def _patch(self, key: str, patch: Patch) -> tuple[bool, Record | None]:
         """Apply ``patch``: ``(True, None)``, or ``(False, record)`` when there is no live
@@ -422,57 +377,23 @@ class ServerSessionInterface(SessionInterface):
             " in a row (concurrent writers on one session)",
         )
 
-    def _send_new_cookie(self, app: Flask, session: ServerSideSession, response: Response) -> None:
-        """After a migration, send our cookie unless the save sent (or deleted) one."""
-        name = self.config.cookie_name + "="
-        if session._session_id is None or session.record is None or session._ended:
-            return
-        if any(value.startswith(name) for value in response.headers.getlist("Set-Cookie")):
-            return
-        self._set_cookie(app, session, response)
-
-    def _create_or_join(
-        self, app: Flask, session: ServerSideSession, response: Response, now: float
-    ) -> Record | None:
-        """For a session made from a Flask cookie session: the first of the requests sent at
-        once with that cookie names the new ID (a forwarding record, as a Flask-Session move
-        does) and the session is created under it; a request that finds it created joins it
-        and returns its record, ``session`` then reading as loaded from the cookie's values, so
-        that only what this request changed is saved (and the cookie sent)."""
-        origin = session._cookie_origin
-        assert origin is not None
-        new_id = self._claim_move(origin, now)
-        if self._create(app, session, response, now, session_id=new_id):
-            return None
-        joined = self._join_moved(new_id, now)
-        if joined is None:
-            self._create(app, session, response, now)  # ended meanwhile: a session of its own
-            return None
-        record = joined[1]
-        session._session_id = new_id
-        session.record = record
-        session._originals = {}  # compare every value with the cookie's (in _stored)
-        # (The attempt to create made it permanent if SESSION_PERMANENT asks, as it did the
-        # session joined: this request's cookie lasts as long as the others'.)
-        session._migrating = True  # the response carries the cookie (save_session)
-        return record
-
     def _create(
         self,
         app: Flask,
         session: ServerSideSession,
         response: Response,
-        now: float,
         session_id: str | None = None,
     ) -> bool:
         """Store ``session`` as a new session and send its cookie. With ``session_id``, under
         that ID or not at all (``False``: a session exists under it)."""
         config = self.config
-        if config.permanent and "_permanent" not in session._data:
-            session._data["_permanent"] = True  # SESSION_PERMANENT: new sessions are permanent
-        _, _, values = session._changes(dumps_value)
+        if config.permanent:
+            session.setdefault("_permanent", True)  # SESSION_PERMANENT: new sessions are permanent
+        changes = session.hand_over()
+        values = changes.diff(dumps_value).serialized
         self._check_size(values)
-        login = session._login
+        login = changes.bind_user
+        now = self.clock()
         record = Record(
             values=values,
             created=now,
@@ -486,19 +407,19 @@ class ServerSessionInterface(SessionInterface):
             if not self.store.create(store_key(session_id), record):
                 return False
         else:
-            for _attempt in range(3):  # a collision of 256-bit IDs means a broken RNG
-                session_id = new_session_id()
-                if self.store.create(store_key(session_id), record):
-                    break
-            else:
-                raise RuntimeError("could not create a session with a unique ID")
-        session._session_id = session_id
-        session.record = record
-        session._regenerate = False
-        session._login = None
-        self._set_cookie(app, session, response)
+            session_id = self._create_unique(record)
+        session.stored_as(session_id, record)
+        self._set_cookie(app, session, session.hand_over(), response)
         signals.session_created.send(app, session=session)
         return True
+
+    def _create_unique(self, record: Record) -> str:
+        """Store ``record`` under a new ID and return it."""
+        for _attempt in range(3):  # a collision of 256-bit IDs means a broken RNG
+            session_id = new_session_id()
+            if self.store.create(store_key(session_id), record):
+                return session_id
+        raise SessionIdCollision("could not create a session with a unique ID")
 
     def _client_info(self, now: float) -> str:
         """What is kept about the client at login: the time, and with SESSION_RECORD_CLIENT
@@ -522,24 +443,31 @@ class ServerSessionInterface(SessionInterface):
 
     # -- cookies -----------------------------------------------------------------------------------
 
-    def _set_cookie(self, app: Flask, session: ServerSideSession, response: Response) -> None:
+    def _set_cookie(
+        self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
+    ) -> None:
         """Send the session's ID. A permanent session's cookie lasts until the session's
         absolute end (the idle timeout is the server's business), so it never needs re-sending
         while the session lives."""
         config = self.config
         signer = self._get_signer(app)
-        assert signer is not None and session._session_id is not None
+        assert signer is not None and changes.session_id is not None
         expires = None
         if session.permanent:
-            assert session.record is not None
-            end = min(session.record.absolute_expires, self.clock() + MAX_COOKIE_AGE)
+            assert changes.record is not None
+            end = min(changes.record.absolute_expires, self.clock() + MAX_COOKIE_AGE)
             expires = datetime.fromtimestamp(end, timezone.utc)
         response.set_cookie(
             config.cookie_name,
-            signer.sign(session._session_id),
+            signer.sign(changes.session_id),
             expires=expires,
             **self._cookie_attributes(app),
         )
+
+    def _cookie_sent(self, response: Response) -> bool:
+        """Whether ``response`` sets (or deletes) the session cookie already."""
+        name = self.config.cookie_name + "="
+        return any(value.startswith(name) for value in response.headers.getlist("Set-Cookie"))
 
     def _delete_cookie(self, app: Flask, response: Response) -> None:
         response.delete_cookie(self.config.cookie_name, **self._cookie_attributes(app))

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import migrate
 from .config import Config
 from .ids import check_user_id
-from .interface import TOMBSTONE_SECONDS, ServerSessionInterface
+from .interface import TOMBSTONE_SECONDS, ServerSessionInterface, is_auxiliary
 from .session import client_info
 from .stores import Record, Store, values_size
 
@@ -146,12 +145,12 @@ class SessionManager:
             yield session_info(key, record)
 
     def _scan(self, now: float) -> Generator[tuple[str, Record], None, None]:
-        """The store's scan without the records a migration leaves for a few seconds (see
-        :mod:`flask_serversession.migrate`): they are not sessions."""
+        """The store's scan without the records a plug-in keeps beside the sessions (a
+        migration's forwarding records, for a few seconds): they are not sessions."""
         found = self.store.scan(now)
         try:
             for key, record in found:
-                if not migrate.is_forwarding(record):
+                if not is_auxiliary(record):
                     yield key, record
         finally:
             close = getattr(found, "close", None)

@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionMixin
 
+from .errors import NotServerSideSession
 from .ids import check_user_id, store_key
+from .saving import Changes, Origin
 
 if TYPE_CHECKING:
     from .stores import Record
-
-#: Values of these types cannot change in place: if the object is the one loaded, it is unchanged.
-_IMMUTABLE = (str, int, float, bool, type(None), bytes)
 
 
 class ServerSideSession(SessionMixin):
@@ -40,7 +39,7 @@ class ServerSideSession(SessionMixin):
 
     def __init__(
         self,
-        loader: Callable[[ServerSideSession], None],
+        loader: Callable[[ServerSideSession], None] | None,
         session_id: str | None,
         opened_at: float = 0.0,
     ) -> None:
@@ -72,16 +71,43 @@ class ServerSideSession(SessionMixin):
         #: Set once save_session ran, so the save is never attempted twice (Flask calls it
         #: again for the error response when the first attempt raised).
         self._saved = False
-        #: Opened from a Flask-Session cookie: loading moves it into our store under a new ID,
-        #: and the response carries our cookie (see migrate.py).
-        self._migrating = False
-        #: Made from a Flask cookie session: what tells apart the requests sent with that
-        #: cookie (see migrate.cookie_origin); ``_stored`` then holds its values serialized.
-        self._cookie_origin: str | None = None
+        #: Moved in by a plug-in under an ID the client does not hold yet: the response must
+        #: carry the cookie.
+        self._cookie_pending = False
+        #: Made by a plug-in from something not ours (see :class:`~.saving.Origin`); ``_stored``
+        #: then holds the values it was made with, serialized.
+        self._origin: Origin | None = None
         self.modified = False
         self.accessed = False
         if session_id is None:
             self._loader = None  # nothing to load: a new, empty session
+
+    @classmethod
+    def moving_in(
+        cls, loader: Callable[[ServerSideSession], None], opened_at: float = 0.0
+    ) -> ServerSideSession:
+        """A session a plug-in moves in from elsewhere when it is first read (or at the end of
+        the request, before anything is saved): ``loader`` calls :meth:`set_loaded`, with the
+        ``session_id`` it was given if it moved one in."""
+        session = cls(None, None, opened_at)
+        session._loader = loader
+        return session
+
+    @classmethod
+    def made_from(
+        cls,
+        values: dict[str, Any],
+        serialized: dict[str, str],
+        origin: Origin,
+        opened_at: float = 0.0,
+    ) -> ServerSideSession:
+        """A new session a plug-in pre-fills with ``values`` (``serialized``: the same,
+        serialized) from ``origin``; stored when the request ends (see :class:`~.saving.Origin`)."""
+        session = cls(None, None, opened_at)
+        session._data = values
+        session._stored = serialized
+        session._origin = origin
+        return session
 
     # -- loading ---------------------------------------------------------------------------------
 
@@ -90,25 +116,36 @@ class ServerSideSession(SessionMixin):
         """Whether the values are known (read from the store, or the session is new)."""
         return self._loader is None
 
-    def _load(self) -> None:
+    @property
+    def opened_at(self) -> float:
+        """When the request that opened the session began (the interface's clock)."""
+        return self._opened_at
+
+    def load(self) -> None:
+        """Read the session from the store now, if it was not read yet."""
         loader = self._loader
         if loader is not None:
             try:
-                loader(self)  # calls _set_loaded
+                loader(self)  # calls set_loaded
             except BaseException:
                 # A store outage: the view gets the error; the end of the request saves nothing.
                 self._failed = True
                 raise
 
-    def _set_loaded(
+    def set_loaded(
         self,
         record: Record | None,
         stored: dict[str, str],
         values: dict[str, Any],
         ended: bool = False,
+        session_id: str | None = None,
     ) -> None:
         """Called by the loader with what the store held (``record`` None: nothing live;
-        ``ended``: a tombstone, the session was ended on purpose meanwhile)."""
+        ``ended``: a tombstone, the session was ended on purpose meanwhile). ``session_id``:
+        the session was moved in under that new ID, which the response must carry."""
+        if session_id is not None:
+            self._session_id = session_id
+            self._cookie_pending = True
         pending = self._data
         self.record = record
         self._stored = stored
@@ -124,7 +161,7 @@ class ServerSideSession(SessionMixin):
     def _read(self) -> dict[str, Any]:
         self.accessed = True
         if self._loader is not None:
-            self._load()
+            self.load()
         return self._data
 
     def _write(self) -> dict[str, Any]:
@@ -304,36 +341,57 @@ class ServerSideSession(SessionMixin):
 
     # -- for the interface -------------------------------------------------------------------------
 
-    def _drop_carried(self) -> None:
-        """Forget the values destroy() kept for the rest of the request, unless written again
-        (replaced by another object) since."""
+    def start_saving(self) -> bool:
+        """Whether the end of the request should save this session: not if loading it failed
+        (the view got the error), nor twice (Flask calls ``save_session`` again for the error
+        response when the first attempt raised)."""
+        if self._failed or self._saved:
+            return False
+        self._saved = True
+        return True
+
+    def hand_over(self) -> Changes:
+        """The session's changes as one value, for the interface to save. Values
+        :meth:`destroy` kept for the rest of the request are dropped first, unless written
+        again (replaced by another object) since."""
         for key, value in self._carried.items():
             if key in self._data and self._data[key] is value:
                 del self._data[key]
         self._carried = {}
+        return Changes(
+            session_id=self._session_id,
+            loaded=self._loader is None,
+            record=self.record,
+            values=self._data,
+            stored=self._stored,
+            originals=self._originals,
+            destroy_id=self._destroy_id,
+            ended=self._ended,
+            rotate=self._regenerate,
+            bind_user=self._login,
+            origin=self._origin,
+            cookie_pending=self._cookie_pending,
+        )
 
-    def _changes(
-        self, serialize: Callable[[str, Any], str]
-    ) -> tuple[dict[str, str], list[str], dict[str, str]]:
-        """``(changed, deleted, all_serialized)`` against what was loaded.
+    def destroyed(self) -> None:
+        """The interface deleted the session :meth:`destroy` ended."""
+        self._destroy_id = None
 
-        ``all_serialized`` holds every value that had to be serialized; unchanged immutable
-        values the view never replaced are skipped and reported by size from ``_stored``.
-        """
-        changed: dict[str, str] = {}
-        serialized: dict[str, str] = {}
-        originals = self._originals
-        stored = self._stored
-        for key, value in self._data.items():
-            if key in stored and value is originals.get(key) and type(value) in _IMMUTABLE:
-                serialized[key] = stored[key]
-                continue
-            text = serialize(key, value)
-            serialized[key] = text
-            if stored.get(key) != text:
-                changed[key] = text
-        deleted = [key for key in stored if key not in self._data]
-        return changed, deleted, serialized
+    def stored_as(self, session_id: str, record: Record) -> None:
+        """The interface stored the session under ``session_id`` (created, regenerated)."""
+        self._session_id = session_id
+        self.record = record
+        self._regenerate = False
+        self._login = None
+
+    def join(self, session_id: str, record: Record) -> None:
+        """The session a plug-in made is already stored under ``session_id`` (a request sent at
+        once from the same origin stored it first): compare every value with those it was made
+        with, save only what this request changed, and send the cookie."""
+        self._session_id = session_id
+        self.record = record
+        self._originals = {}
+        self._cookie_pending = True
 
 
 def client_info(record: Record | None) -> dict[str, Any]:
@@ -350,8 +408,9 @@ def client_info(record: Record | None) -> dict[str, Any]:
 def current_session() -> ServerSideSession:
     """``flask.session`` typed as what it is here, for ``login()``, ``handle`` and friends.
 
-    Raises :class:`RuntimeError` if the app does not use Flask-ServerSession (or has no
-    ``SECRET_KEY``, when Flask gives a null session).
+    Raises :class:`~flask_serversession.errors.NotServerSideSession` (a :class:`RuntimeError`)
+    if the app does not use Flask-ServerSession (or has no ``SECRET_KEY``, when Flask gives a
+    null session).
 
     .. versionadded:: 0.1
     """
@@ -359,7 +418,7 @@ def current_session() -> ServerSideSession:
 
     current = session._get_current_object()  # type: ignore[attr-defined]
     if not isinstance(current, ServerSideSession):
-        raise RuntimeError(
+        raise NotServerSideSession(
             "flask.session is not a server-side session: is ServerSession(app) set up, and"
             " SECRET_KEY set?"
         )

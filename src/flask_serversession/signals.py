@@ -28,7 +28,22 @@ Each is sent with the app as sender. None carries a session ID.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from blinker import Namespace
+from flask import Flask
+
+#: Every ``reason`` :data:`session_rejected` sends (see the list above).
+RejectionReason = Literal[
+    "bad-signature",
+    "malformed",
+    "too-long",
+    "expired",
+    "corrupt",
+    "too-large",
+    "unknown",
+]
+REJECTION_REASONS: tuple[RejectionReason, ...] = get_args(RejectionReason)
 
 _signals = Namespace()
 
@@ -36,3 +51,16 @@ session_created = _signals.signal("session-created")
 session_regenerated = _signals.signal("session-regenerated")
 session_destroyed = _signals.signal("session-destroyed")
 session_rejected = _signals.signal("session-rejected")
+
+
+def rejection_reason(reason: str) -> RejectionReason:
+    """``reason`` as a :data:`RejectionReason`; a reason not listed there is a bug here."""
+    for known in REJECTION_REASONS:
+        if reason == known:
+            return known
+    raise ValueError(f"{reason!r} is not a RejectionReason")
+
+
+def reject(app: Flask, reason: RejectionReason) -> None:
+    """Send :data:`session_rejected` for ``app`` with ``reason``."""
+    session_rejected.send(app, reason=reason)
