@@ -4,7 +4,7 @@ without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB.
 Straight on the store (no Flask): a session of 20 keys of 200 bytes (about 4 KB, a typical one)
 and of 50 keys of 10 KB (500 KB, near the default limit's scale), each patched over and over.
 The two kinds of patch alternate call by call; each call is timed on its own and the medians
-are compared. The servers are the tests' own (through harness.py and sql_bench.py), on 127.0.0.1
+are compared. The servers are the tests' own (through harness.py and sql_server.py), on 127.0.0.1
 on free ports, stopped by PID however the run ends.
 
     .venv/bin/python benchmarks/patch_bench.py            # about a minute; writes results/
@@ -24,7 +24,7 @@ from typing import Any
 
 from harness import HOST, Servers, progress, redis_server
 from report import Record, Section, arguments, finish, render, run_main
-from sql_bench import mariadb_server, postgresql_server
+from sql_server import mariadb_server, postgresql_server
 
 from flask_serversession import store_from_url
 from flask_serversession.stores import Patch, Store
