@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis_counts
 from harness import (
     BASELINE,
     HOST,
@@ -414,10 +415,7 @@ def main(argv: Sequence[str]) -> int:
         raw, order = run(variants, wrk, load, args, servers)
         redis_version = None
         if "redis" in servers.started:
-            from run import redis_admin
-
-            with redis_admin(servers.started["redis"]) as admin:
-                redis_version = str(admin.info("server")["redis_version"])
+            redis_version = redis_counts.redis_version(servers.started["redis"])
     summary = summarize(raw)
     report = record.report(
         machine=machine_info(PACKAGES, redis_server=redis_version),

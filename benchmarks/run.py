@@ -17,12 +17,10 @@ and measures the memory one stored session takes (``MEMORY USAGE``). See benchma
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import statistics
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
@@ -31,14 +29,10 @@ from typing import Any
 from flask import Flask
 from harness import (
     BASELINE,
-    CART,
     HOST,
-    USER,
-    BenchmarkError,
     Built,
     Goal,
     Probe,
-    Running,
     Servers,
     Timed,
     Variant,
@@ -50,7 +44,6 @@ from harness import (
     memcached_server,
     profile_requests,
     redis_server,
-    request_text,
     run_rounds,
     runnable,
     start,
@@ -58,12 +51,20 @@ from harness import (
     summarize,
     why_missing,
 )
+from redis_counts import (
+    SAMPLE,
+    count_round_trips,
+    measure_memory,
+    memory_section,
+    redis_admin,
+    redis_version,
+    round_trips_section,
+)
 from report import (
     Record,
     Section,
     arguments,
     choose,
-    counts,
     finish,
     goal_lines,
     machine_info,
@@ -75,15 +76,13 @@ from report import (
 )
 
 ENDPOINTS = ("none", "get", "set")
-#: Request kinds whose store commands are counted; ``/rw`` reads, then writes.
-ROUND_TRIP_ENDPOINTS = ("none", "get", "set", "rw")
 #: Key prefixes of the two Redis variants: equally long, so that MEMORY USAGE (which counts the
 #: key) compares the stored sessions, not the prefixes.
 OURS_REDIS_PREFIX = "bench:our:"
 FLASK_SESSION_REDIS_PREFIX = "bench:fls:"
 RAW_GET_KEY = "bench:raw-get"
 RAW_GET = "raw-redis-get"
-SAMPLE = json.dumps({"user": USER, "cart": CART})
+
 PACKAGES = (
     "flask",
     "werkzeug",
@@ -108,13 +107,6 @@ def _count_rows(path: Path, table: str) -> Callable[[], int]:
             return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     return count
-
-
-def redis_admin(port: int) -> Any:
-    """A separate redis-py client for the benchmark's own look-ups (never a variant's client)."""
-    import redis
-
-    return redis.Redis(host=HOST, port=port, decode_responses=True)
 
 
 def _count_keys(port: int, prefix: str) -> Callable[[], int]:
@@ -274,122 +266,8 @@ REFERENCE: dict[str, dict[str, float]] = {
     "flask-session-sqlalchemy": {"get": 0.11, "set": 0.15},
     "flask-session-redis": {"none": 0.39, "get": 0.45, "set": 0.58},
 }
-#: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
-REFERENCE_FLASK_SESSION_MEMORY = 152
 #: Ours against the peer that does the same job.
 PEERS = (("ours-sqlite", "flask-session-sqlalchemy"), ("ours-redis", "flask-session-redis"))
-#: Store round trips per request kind that issue 3 requires of the Redis store.
-EXPECTED_ROUND_TRIPS = {"ours-redis": {"none": 0, "get": 1, "set": 1, "rw": 2}}
-
-
-# -- counting what reaches Redis -----------------------------------------------------------------
-
-#: Sent by the benchmark itself between the snapshots; never by a session implementation.
-_BOOKKEEPING = {"info", "echo", "monitor"}
-
-
-def _command_calls(admin: Any) -> dict[str, int]:
-    stats: dict[str, dict[str, Any]] = admin.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
-
-
-def _command_name(line: str) -> str:
-    """``EVALSHA 1f0c... 1 key`` -> ``EVALSHA``; ``SCRIPT LOAD ...`` -> ``SCRIPT LOAD``."""
-    words = line.split(" ", 2)
-    name = words[0].upper()
-    if name in ("SCRIPT", "CLIENT", "CONFIG", "MEMORY", "OBJECT") and len(words) > 1:
-        name += " " + words[1].upper()
-    return name
-
-
-def _seen_until(admin: Any, monitor: Any, marker: str) -> tuple[Counter[str], Counter[str]]:
-    """Commands MONITOR showed up to ``marker``: sent by clients, run in scripts."""
-    admin.echo(marker)
-    sent: Counter[str] = Counter()
-    in_scripts: Counter[str] = Counter()
-    while True:
-        command = monitor.next_command()
-        name = _command_name(command["command"])
-        if name == "ECHO" and marker in command["command"]:
-            return sent, in_scripts
-        if name not in ("INFO", "ECHO"):
-            (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
-
-
-def _count_one(running: Running, admin: Any, monitor: Any, endpoint: str) -> dict[str, Any]:
-    path = "/" + endpoint
-    request_text(running.client, path)  # connections made, scripts loaded: not counted
-    _seen_until(admin, monitor, f"bench-before-{endpoint}")
-    before = _command_calls(admin)
-    request_text(running.client, path)
-    sent, in_scripts = _seen_until(admin, monitor, f"bench-after-{endpoint}")
-    after = _command_calls(admin)
-    executed = {
-        name: calls - before.get(name, 0)
-        for name, calls in sorted(after.items())
-        if calls != before.get(name, 0) and name not in _BOOKKEEPING
-    }
-    if sum(executed.values()) != sum(sent.values()) + sum(in_scripts.values()):
-        raise BenchmarkError(
-            f"{running.name} {path}: commandstats counted {executed},"
-            f" MONITOR saw {dict(sent)} sent and {dict(in_scripts)} in scripts"
-        )
-    return {
-        "round_trips": sum(sent.values()),
-        "sent": dict(sorted(sent.items())),
-        "in_scripts": dict(sorted(in_scripts.items())),
-        "commandstats": executed,
-        "expected": EXPECTED_ROUND_TRIPS.get(running.name, {}).get(endpoint),
-    }
-
-
-def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
-    """For one request of each kind, the commands that reached Redis.
-
-    Two server-side views: ``INFO commandstats`` deltas count every command Redis executed,
-    those run inside Lua scripts too; ``MONITOR`` tells the commands a client sent (a round
-    trip each, as redis-py pipelines nothing here) from those a script ran. The two must agree
-    on the total.
-    """
-    with redis_admin(port) as admin, redis_admin(port) as watcher:
-        admin.ping()
-        with watcher.monitor() as monitor:
-            return {e: _count_one(running, admin, monitor, e) for e in ROUND_TRIP_ENDPOINTS}
-
-
-def measure_memory(running: Running, port: int) -> dict[str, Any]:
-    """``MEMORY USAGE`` of the key one fresh login stores (``{"user": "alice", "cart": [1, 2, 3]}``)
-    and what the key holds."""
-    prefix = f"{running.built.redis_prefix}*"
-    with redis_admin(port) as admin:
-        before = set(admin.scan_iter(match=prefix, count=1000))
-        request_text(running.built.app.test_client(), "/login")
-        new = set(admin.scan_iter(match=prefix, count=1000)) - before
-        if len(new) != 1:
-            raise BenchmarkError(f"{running.name}: a login stored {len(new)} keys")
-        key = new.pop()
-        kind = admin.type(key)
-        if kind == "hash":
-            fields: dict[str, str] = admin.hgetall(key)
-            payload = sum(
-                len(name.encode()) + len(value.encode()) for name, value in fields.items()
-            )
-            shape = f"hash of {len(fields)} fields: " + ", ".join(sorted(fields))
-        else:
-            payload = int(admin.strlen(key))
-            shape = f"{kind} of {payload} bytes"
-        return {
-            # SAMPLES 0: every element counted, not an estimate.
-            "memory_usage_bytes": int(admin.memory_usage(key, samples=0)),
-            "key_length": len(key.encode()),
-            "stored_bytes": payload,
-            "type": kind,
-            "encoding": admin.object("encoding", key),
-            "shape": shape,
-            "ttl_seconds": int(admin.ttl(key)),
-        }
-
-
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -510,12 +388,6 @@ def peers_section(comparisons: list[dict[str, Any]]) -> Section:
     return Section("Ours against Flask-Session" if rows else None, (), columns, "lllrrrr", rows)
 
 
-def _expected(got: int, expected: int | None) -> str:
-    if expected is None:
-        return "-"
-    return f"{expected} ok" if got == expected else f"{expected} **MISSED**"
-
-
 def raw_get_section(raw_get: dict[str, Any] | None) -> Section:
     if raw_get is None:
         return Section()
@@ -536,57 +408,6 @@ def raw_get_section(raw_get: dict[str, Any] | None) -> Section:
     columns = ("cookie endpoint", "cookie µs/request", "GET / cookie request", "per round")
     heading = "One raw redis-py GET against one cookie-session request"
     return Section(heading, [text], columns if rows else (), "lrrr", rows)
-
-
-def round_trips_section(round_trips: dict[str, dict[str, dict[str, Any]]]) -> Section:
-    text = (
-        "One request of each kind, counted on the server: *round trips* are the commands a"
-        " client sent (`MONITOR`, outside Lua), *in scripts* the commands Lua scripts ran,"
-        " *commandstats* the `INFO commandstats` delta (every executed command, those in"
-        " scripts too; the two views agree on the total). `/rw` reads, then writes."
-        " *expected* is what issue 3 requires of ours."
-    )
-    rows = [
-        (
-            name,
-            f"/{endpoint}",
-            item["round_trips"],
-            _expected(item["round_trips"], item["expected"]),
-            counts(item["sent"]),
-            counts(item["in_scripts"]),
-            counts(item["commandstats"]),
-        )
-        for name, by_endpoint in round_trips.items()
-        for endpoint, item in by_endpoint.items()
-    ]
-    columns = ("variant", "endpoint", "round trips", "expected", "sent", "in scripts")
-    if not rows:
-        return Section()
-    return Section(
-        "Redis commands per request", [text], (*columns, "commandstats"), "llrrlll", rows
-    )
-
-
-def memory_section(memory: dict[str, dict[str, Any]]) -> Section:
-    if not memory:
-        return Section()
-    text = (
-        f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
-        f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
-    )
-    rows = [
-        (
-            name,
-            f"{m['memory_usage_bytes']} B",
-            m["key_length"],
-            m["stored_bytes"],
-            f"{m['type']}, {m['encoding']}",
-            m["shape"],
-        )
-        for name, m in memory.items()
-    ]
-    columns = ("variant", "MEMORY USAGE", "key length", "stored bytes", "type, encoding")
-    return Section("Memory per stored session", [text], (*columns, "stored as"), "lrrrll", rows)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -685,14 +506,11 @@ def main(argv: Sequence[str]) -> int:
         if "redis" in servers.missing:
             skipped[RAW_GET] = servers.missing["redis"]
         results = run(args, servers, variants)
-        redis_port = servers.started.get("redis")
-        redis_version = None
-        if redis_port is not None:
-            with redis_admin(redis_port) as admin:
-                redis_version = str(admin.info("server")["redis_version"])
+        port = servers.started.get("redis")
+        version = None if port is None else redis_version(port)
     summary = summarize(results["raw"])
     report = record.report(
-        machine=machine_info(PACKAGES, redis_server=redis_version),
+        machine=machine_info(PACKAGES, redis_server=version),
         settings={
             "rounds": args.rounds,
             "seconds": args.seconds,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis_counts
 from flask import Flask, session
 from flask.testing import FlaskClient
 from harness import (
@@ -563,10 +564,7 @@ def main(argv: Sequence[str]) -> int:
             skipped["redis"] = servers.missing["redis"]
         redis_version = None
         if "redis" in servers.started:
-            from run import redis_admin
-
-            with redis_admin(servers.started["redis"]) as admin:
-                redis_version = str(admin.info("server")["redis_version"])
+            redis_version = redis_counts.redis_version(servers.started["redis"])
         for name, run_part in (("scale", run_scale), ("size", run_size)):
             if name in args.parts:
                 parts[name] = run_part(args, servers, skipped)
