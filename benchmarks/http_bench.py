@@ -50,6 +50,7 @@ from report import (
     machine_info,
     ratio,
     render,
+    rows_of,
     run_main,
     skipped_section,
     spread,
@@ -309,6 +310,19 @@ def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+HTTP_COLUMNS = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("median req/s", "{median_rps:,.0f}"),
+    ("min-max", "{min_rps:,.0f}-{max_rps:,.0f}"),
+    ("vs cookie", lambda e: ratio(e["ratio_to_cookie"])),
+    ("per round", lambda e: spread(e["round_ratios"])),
+    ("p50 ms", "{p50_ms:.2f}"),
+    ("p99 ms", "{p99_ms:.2f}"),
+    ("p99 worst", "{p99_ms_max:.2f}"),
+)
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     machine, settings = report["machine"], report["settings"]
     packages = machine["packages"]
@@ -331,30 +345,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         " req/s by the cookie session's for the same endpoint in this run; *per round* is the"
         " range of that ratio round by round."
     )
-    rows = [
-        (
-            name,
-            f"/{endpoint}",
-            f"{e['median_rps']:,.0f}",
-            f"{e['min_rps']:,.0f}-{e['max_rps']:,.0f}",
-            ratio(e["ratio_to_cookie"]),
-            spread(e["round_ratios"]),
-            f"{e['p50_ms']:.2f}",
-            f"{e['p99_ms']:.2f}",
-            f"{e['p99_ms_max']:.2f}",
-        )
-        for name, by_endpoint in report["summary"].items()
-        for endpoint, e in by_endpoint.items()
-    ]
-    columns = ["variant", "endpoint", "median req/s", "min-max", "vs cookie", "per round"]
-    columns += ["p50 ms", "p99 ms", "p99 worst"]
+    rows = rows_of(report["summary"], "variant", "endpoint")
     peers = [
         f"- /{c['endpoint']}: {c['ours']} serves {ratio(c['rps_ratio'])} the requests per second"
         f" of {c['peer']}, at {ratio(c['p99_ratio'])} its p99 latency"
         for c in report["comparisons"]
     ]
     sections = [
-        Section(None, [text], columns, "llrrrrrrr", rows),
+        Section(None, [text], HTTP_COLUMNS, "llrrrrrrr", rows),
         skipped_section(report["skipped"]),
         Section("Ours against Flask-Session" if peers else None, notes=peers),
     ]

@@ -97,18 +97,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; load average"
         f" {report['load_average_before']} before, {report['load_average_after']} after.",
     ]
-    rows = [
-        (
-            row["store"],
-            f"{row['keys']} keys x {row['value_bytes']:,} B",
-            f"{row['no limit']:,.0f}",
-            f"{row['limit']:,.0f}",
-            f"{row['limit'] / row['no limit']:.2f}x",
-        )
-        for row in report["rows"]
-    ]
-    columns = ("store", "session", "no limit", "limit", "ratio")
-    sections = [Section(None, (), columns, "llrrr", rows)]
+    columns = (
+        ("store", "{store}"),
+        ("session", "{keys} keys x {value_bytes:,} B"),
+        ("no limit", "{no limit:,.0f}"),
+        ("limit", "{limit:,.0f}"),
+        ("ratio", lambda row: f"{row['limit'] / row['no limit']:.2f}x"),
+    )
+    sections = [Section(None, (), columns, "llrrr", report["rows"])]
     return render(f"Store-side size check, {report['date']}", intro, sections, report["command"])
 
 

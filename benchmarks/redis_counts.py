@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from harness import CART, HOST, USER, BenchmarkError, Running, request_text
-from report import Section, counts
+from report import Section, counts, expected, rows_of
 
 SAMPLE = json.dumps({"user": USER, "cart": CART})
 #: Request kinds whose store commands are counted; ``/rw`` reads, then writes.
@@ -142,10 +142,23 @@ def measure_memory(running: Running, port: int) -> dict[str, Any]:
         }
 
 
-def _expected(got: int, expected: int | None) -> str:
-    if expected is None:
-        return "-"
-    return f"{expected} ok" if got == expected else f"{expected} **MISSED**"
+ROUND_TRIP_COLUMNS = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("round trips", "{round_trips}"),
+    ("expected", lambda r: expected(r["round_trips"], r["expected"])),
+    ("sent", lambda r: counts(r["sent"])),
+    ("in scripts", lambda r: counts(r["in_scripts"])),
+    ("commandstats", lambda r: counts(r["commandstats"])),
+)
+MEMORY_COLUMNS = (
+    ("variant", "{variant}"),
+    ("MEMORY USAGE", "{memory_usage_bytes} B"),
+    ("key length", "{key_length}"),
+    ("stored bytes", "{stored_bytes}"),
+    ("type, encoding", "{type}, {encoding}"),
+    ("stored as", "{shape}"),
+)
 
 
 def round_trips_section(round_trips: dict[str, dict[str, dict[str, Any]]]) -> Section:
@@ -156,25 +169,9 @@ def round_trips_section(round_trips: dict[str, dict[str, dict[str, Any]]]) -> Se
         " scripts too; the two views agree on the total). `/rw` reads, then writes."
         " *expected* is what issue 3 requires of ours."
     )
-    rows = [
-        (
-            name,
-            f"/{endpoint}",
-            item["round_trips"],
-            _expected(item["round_trips"], item["expected"]),
-            counts(item["sent"]),
-            counts(item["in_scripts"]),
-            counts(item["commandstats"]),
-        )
-        for name, by_endpoint in round_trips.items()
-        for endpoint, item in by_endpoint.items()
-    ]
-    columns = ("variant", "endpoint", "round trips", "expected", "sent", "in scripts")
-    if not rows:
-        return Section()
-    return Section(
-        "Redis commands per request", [text], (*columns, "commandstats"), "llrrlll", rows
-    )
+    rows = rows_of(round_trips, "variant", "endpoint")
+    heading = "Redis commands per request" if rows else None
+    return Section(heading, [text] if rows else (), ROUND_TRIP_COLUMNS, "llrrlll", rows)
 
 
 def memory_section(memory: dict[str, dict[str, Any]]) -> Section:
@@ -184,16 +181,5 @@ def memory_section(memory: dict[str, dict[str, Any]]) -> Section:
         f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
         f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
     )
-    rows = [
-        (
-            name,
-            f"{m['memory_usage_bytes']} B",
-            m["key_length"],
-            m["stored_bytes"],
-            f"{m['type']}, {m['encoding']}",
-            m["shape"],
-        )
-        for name, m in memory.items()
-    ]
-    columns = ("variant", "MEMORY USAGE", "key length", "stored bytes", "type, encoding")
-    return Section("Memory per stored session", [text], (*columns, "stored as"), "lrrrll", rows)
+    rows = rows_of(memory, "variant")
+    return Section("Memory per stored session", [text], MEMORY_COLUMNS, "lrrrll", rows)

@@ -32,17 +32,53 @@ RESULTS_DIR = Path(
 # -- the Markdown renderer -----------------------------------------------------------------------
 
 
+#: A table cell: a format string applied to the row (``"{median:,.0f}"``), or a function of it.
+Cell = str | Callable[[dict[str, Any]], object]
+
+
 @dataclass
 class Section:
-    """One part of a report: a heading, paragraphs, then a table (columns aligned by ``align``,
-    one letter per column: ``l`` or ``r``), then notes."""
+    """One part of a report: a heading (``#`` first for a level down), paragraphs, then a table
+    of ``rows`` (dicts from the results JSON) with a ``(title, cell)`` per column, aligned by
+    ``align`` (one letter per column: ``l`` or ``r``), then notes."""
 
     heading: str | None = None
     text: Sequence[str] = ()
-    columns: Sequence[str] = ()
+    columns: Sequence[tuple[str, Cell]] = ()
     align: str = ""
-    rows: Sequence[Sequence[object]] = ()
+    rows: Sequence[dict[str, Any]] = ()
     notes: Sequence[str] = ()
+
+
+def rows_of(nested: dict[str, Any], *names: str) -> list[dict[str, Any]]:
+    """Table rows from nested results: ``{a: {b: entry}}`` -> ``[{**entry, names[0]: a,
+    names[1]: b}]``."""
+    if not names:
+        return [nested]
+    return [
+        {**row, names[0]: key}
+        for key, inner in nested.items()
+        for row in rows_of(inner, *names[1:])
+    ]
+
+
+def expected(got: int, wanted: int | None) -> str:
+    """A count against what an issue requires: ``1 ok``, ``1 **MISSED**``, or ``-``."""
+    if wanted is None:
+        return "-"
+    return f"{wanted} ok" if got == wanted else f"{wanted} **MISSED**"
+
+
+def _cell(spec: Cell, row: dict[str, Any]) -> str:
+    return spec.format_map(row) if isinstance(spec, str) else str(spec(row))
+
+
+def _table(part: Section) -> list[str]:
+    marks = {"l": "---", "r": "---:"}
+    lines = ["", "| " + " | ".join(title for title, _ in part.columns) + " |"]
+    lines.append("|" + "|".join(marks[a] for a in part.align) + "|")
+    cells = [[_cell(spec, row) for _, spec in part.columns] for row in part.rows]
+    return lines + ["| " + " | ".join(row) + " |" for row in cells]
 
 
 def render(title: str, intro: Sequence[str], sections: Iterable[Section], command: str) -> str:
@@ -53,14 +89,10 @@ def render(title: str, intro: Sequence[str], sections: Iterable[Section], comman
             lines += ["", f"{'#' * (2 + part.heading.count('#'))} {part.heading.lstrip('#')}"]
         for paragraph in part.text:
             lines += ["", paragraph]
-        if part.columns:
-            marks = {"l": "---", "r": "---:"}
-            lines += ["", "| " + " | ".join(part.columns) + " |"]
-            lines.append("|" + "|".join(marks[a] for a in part.align) + "|")
-            lines += ["| " + " | ".join(map(str, row)) + " |" for row in part.rows]
+        if part.columns and part.rows:
+            lines += _table(part)
         if part.notes:
-            lines.append("")
-            lines += part.notes
+            lines += ["", *part.notes]
     # `make bench` runs each script without options.
     make = ["make bench"] if len(command.split()) == 2 else []
     lines += ["", "## Reproduce", "", "```sh", *make, command, "```", ""]

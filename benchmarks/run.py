@@ -70,6 +70,7 @@ from report import (
     machine_info,
     ratio,
     render,
+    rows_of,
     run_main,
     skipped_section,
     spread,
@@ -350,42 +351,42 @@ def _us(delta: float | None) -> str:
     return "n/a" if delta is None else f"{delta:+.0f}"
 
 
-def throughput_section(summary: dict[str, dict[str, dict[str, Any]]], text: str) -> Section:
-    """The requests-per-second table of a test-client run (run.py and sql_bench.py)."""
-    rows = [
-        (
-            name,
-            f"/{endpoint}",
-            f"{e['median']:,.0f}",
-            f"{e['min']:,.0f}",
-            f"{e['max']:,.0f}",
-            ratio(e["ratio_to_cookie"]),
-            spread(e["round_ratios"]),
-            _us(e["extra_us_per_request"]),
-        )
-        for name, by_endpoint in summary.items()
-        for endpoint, e in by_endpoint.items()
-    ]
-    columns = ("variant", "endpoint", "median req/s", "min", "max", "vs cookie", "per round")
-    return Section(None, [text], (*columns, "+µs/req"), "llrrrrrr", rows)
+#: The requests-per-second table of a test-client run (run.py and sql_bench.py).
+THROUGHPUT = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("median req/s", "{median:,.0f}"),
+    ("min", "{min:,.0f}"),
+    ("max", "{max:,.0f}"),
+    ("vs cookie", lambda e: ratio(e["ratio_to_cookie"])),
+    ("per round", lambda e: spread(e["round_ratios"])),
+    ("+µs/req", lambda e: _us(e["extra_us_per_request"])),
+)
+PEER_COLUMNS = (
+    ("ours", "{ours}"),
+    ("Flask-Session", "{peer}"),
+    ("endpoint", "/{endpoint}"),
+    ("ours / Flask-Session", lambda c: ratio(c["ours_over_peer"])),
+    ("per round", lambda c: spread(c["round_ratios"])),
+    ("Flask-Session vs cookie", lambda c: ratio(c["peer_ratio_to_cookie"])),
+    ("earlier reference", lambda c: ratio(c["reference_peer_ratio_to_cookie"])),
+)
+RAW_GET_COLUMNS = (
+    ("cookie endpoint", "/{endpoint}"),
+    ("cookie µs/request", "{cookie_us_per_request:.1f}"),
+    ("GET / cookie request", "{ratio:.2f}"),
+    ("per round", lambda item: spread(item["round_ratios"], "")),
+)
+
+
+def throughput_section(summary: dict[str, Any], text: str, heading: str | None = None) -> Section:
+    rows = rows_of(summary, "variant", "endpoint")
+    return Section(heading, [text], THROUGHPUT, "llrrrrrr", rows)
 
 
 def peers_section(comparisons: list[dict[str, Any]]) -> Section:
-    rows = [
-        (
-            c["ours"],
-            c["peer"],
-            f"/{c['endpoint']}",
-            ratio(c["ours_over_peer"]),
-            spread(c["round_ratios"]),
-            ratio(c["peer_ratio_to_cookie"]),
-            ratio(c["reference_peer_ratio_to_cookie"]),
-        )
-        for c in comparisons
-    ]
-    columns = ["ours", "Flask-Session", "endpoint", "ours / Flask-Session", "per round"]
-    columns += ["Flask-Session vs cookie", "earlier reference"]
-    return Section("Ours against Flask-Session" if rows else None, (), columns, "lllrrrr", rows)
+    heading = "Ours against Flask-Session" if comparisons else None
+    return Section(heading, (), PEER_COLUMNS, "lllrrrr", comparisons)
 
 
 def raw_get_section(raw_get: dict[str, Any] | None) -> Section:
@@ -396,18 +397,9 @@ def raw_get_section(raw_get: dict[str, Any] | None) -> Section:
         f" same rounds: median {raw_get['median_us']:.1f} µs (min {raw_get['min_us']:.1f}, max"
         f" {raw_get['max_us']:.1f})."
     )
-    rows = [
-        (
-            f"/{endpoint}",
-            f"{item['cookie_us_per_request']:.1f}",
-            f"{item['ratio']:.2f}",
-            spread(item["round_ratios"], ""),
-        )
-        for endpoint, item in raw_get["against_cookie"].items()
-    ]
-    columns = ("cookie endpoint", "cookie µs/request", "GET / cookie request", "per round")
+    rows = rows_of(raw_get["against_cookie"], "endpoint")
     heading = "One raw redis-py GET against one cookie-session request"
-    return Section(heading, [text], columns if rows else (), "lrrr", rows)
+    return Section(heading, [text], RAW_GET_COLUMNS, "lrrr", rows)
 
 
 def render_markdown(report: dict[str, Any]) -> str:

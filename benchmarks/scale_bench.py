@@ -57,7 +57,7 @@ from harness import (
     rotated,
     time_requests,
 )
-from report import Record, Section, arguments, choose, finish, machine_info, render, run_main
+from report import Cell, Record, Section, arguments, choose, finish, machine_info, render, run_main
 from scaling import (
     EXPIRED_SESSIONS,
     IDLE_TIMEOUT,
@@ -462,16 +462,9 @@ def scale_sections(scale: dict[str, Any], settings: dict[str, Any]) -> list[Sect
     )
     rows = [row for kind, part in scale.items() for row in scale_rows(kind, part, SCALE_MODES)]
     loads = [
-        (
-            kind,
-            f"{size:,}",
-            f"{d['load_seconds']:.1f}",
-            f"{d['rows_per_second']:,}",
-            _footprint(kind, d),
-        )
+        {**part["stores"][str(size)], "store": kind, "size": size}
         for kind, part in scale.items()
         for size in part["sizes"]
-        if (d := part["stores"][str(size)])
     ]
     clear = scale.get("sqlite", {}).get("clear_expired")
     notes = [clear_expired_note(clear, "") + " Redis removes expired keys itself."] if clear else []
@@ -479,15 +472,22 @@ def scale_sections(scale: dict[str, Any], settings: dict[str, Any]) -> list[Sect
     return [
         Section("Scale", [text], notes=modes),
         Section(None, (), SCALE_COLUMNS, "llrrrrrrr", rows),
-        Section(
-            None,
-            (),
-            ("store", "sessions", "bulk load s", "sessions/s", "size"),
-            "lrrrr",
-            loads,
-            notes,
-        ),
+        Section(None, (), LOAD_COLUMNS, "lrrrr", loads, notes),
     ]
+
+
+LOAD_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("store", "{store}"),
+    ("sessions", "{size:,}"),
+    ("bulk load s", "{load_seconds:.1f}"),
+    ("sessions/s", "{rows_per_second:,}"),
+    ("size", lambda d: _footprint(d["store"], d)),
+)
+
+
+def _size_cell(size: str, row: dict[str, Any]) -> str:
+    e = row[size][row["endpoint"]]
+    return "n/a" if e is None else f"{us(e['median_us'])} ({us(e['min_us'])}-{us(e['max_us'])})"
 
 
 def size_section(part: dict[str, Any], settings: dict[str, Any]) -> Section:
@@ -497,25 +497,20 @@ def size_section(part: dict[str, Any], settings: dict[str, Any]) -> Section:
         f" {settings['rounds']} rounds (range in brackets), the variants and sizes"
         f" interleaved. A cookie session over {COOKIE_LIMIT:,} bytes is not possible: n/a."
     )
-    rows = []
-    for variant, by_size in part["summary"].items():
-        if all(e is None for by_e in by_size.values() for e in by_e.values()):
-            continue
-        for endpoint in SIZE_ENDPOINTS:
-            cells = [
-                "n/a"
-                if (e := by_size[str(s)][endpoint]) is None
-                else f"{us(e['median_us'])} ({us(e['min_us'])}-{us(e['max_us'])})"
-                for s in part["sizes"]
-            ]
-            rows.append([variant, f"/{endpoint}", *cells])
+    rows = [
+        {"variant": variant, "endpoint": endpoint, **by_size}
+        for variant, by_size in part["summary"].items()
+        if any(e is not None for by_e in by_size.values() for e in by_e.values())
+        for endpoint in SIZE_ENDPOINTS
+    ]
     notes = [f"- **/{e}**: {text}" for e, text in SIZE_ENDPOINT_TEXT.items()]
     notes += [
         f"\nn/a: {variant} at {_bytes(int(size))}: {reason}."
         for variant, reasons in part["not_possible"].items()
         for size, reason in reasons.items()
     ]
-    columns = ["variant", "endpoint", *(_bytes(s) for s in part["sizes"])]
+    columns: list[tuple[str, Cell]] = [("variant", "{variant}"), ("endpoint", "/{endpoint}")]
+    columns += [(_bytes(s), functools.partial(_size_cell, str(s))) for s in part["sizes"]]
     return Section("Session size", [text], columns, "ll" + "r" * len(part["sizes"]), rows, notes)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from flask.testing import FlaskClient
 from harness import SECRET_KEY, BenchmarkError, percentile, progress, rotated
+from report import Cell, spread
 
 from flask_serversession.ids import CookieSigner, store_key
 from flask_serversession.stores import Record, Store, Touch
@@ -331,35 +332,29 @@ def us(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def scale_rows(kind: str, result: dict[str, Any], modes: Sequence[str]) -> list[list[str]]:
-    """The latency table's rows of one store: per mode and size."""
-    rows = []
-    for mode in modes:
-        for size in result["sizes"]:
-            e = result["summary"][str(size)][mode]
-            rows.append(
-                [
-                    kind,
-                    mode,
-                    f"{size:,}",
-                    us(e["median_us"]),
-                    us(e["p90_us"]),
-                    us(e["p99_us"]),
-                    f"{us(e['round_median_min_us'])}-{us(e['round_median_max_us'])}",
-                    f"{e['ratio_to_smallest']:.2f}x",
-                    f"{min(e['round_ratios']):.2f}-{max(e['round_ratios']):.2f}x",
-                ]
-            )
-    return rows
+def scale_rows(kind: str, result: dict[str, Any], modes: Sequence[str]) -> list[dict[str, Any]]:
+    """The latency table's rows of one store: per mode and size (with the log bytes per call
+    where the run measured them)."""
+    logs = result.get("log_bytes_per_call", {})
+    return [
+        {**result["summary"][str(size)][mode], "store": kind, "mode": mode, "size": size}
+        | {"log": logs.get(str(size), {}).get(mode)}
+        for mode in modes
+        for size in result["sizes"]
+    ]
 
 
-SCALE_COLUMNS: tuple[str, ...] = (
-    "store",
-    "mode",
-    "sessions",
-    "median µs",
-    "p90 µs",
-    "p99 µs",
-    "round medians µs",
+SCALE_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("store", "{store}"),
+    ("mode", "{mode}"),
+    ("sessions", "{size:,}"),
+    ("median µs", lambda e: us(e["median_us"])),
+    ("p90 µs", lambda e: us(e["p90_us"])),
+    ("p99 µs", lambda e: us(e["p99_us"])),
+    (
+        "round medians µs",
+        lambda e: f"{us(e['round_median_min_us'])}-{us(e['round_median_max_us'])}",
+    ),
+    ("vs smallest", "{ratio_to_smallest:.2f}x"),
+    ("per round", lambda e: spread(e["round_ratios"])),
 )
-SCALE_COLUMNS += ("vs smallest", "per round")

@@ -238,8 +238,37 @@ def summarize_breakdown(
     return breakdown
 
 
+#: The rows of the breakdown table: what, and its µs (formats applied to the breakdown).
+BREAKDOWN = (
+    ("/get with no session at all", "{no_session_get_us:.0f}"),
+    ("cookie session /get", "{cookie_get_us:.0f}"),
+    ("ours with the memory:// store /get", "{ours_memory_get_us:.0f}"),
+    ("{variant} /get", "{ours_get_us:.0f}"),
+    ("... its session's cost ({variant} - no session)", "**{ours_session_cost_us:.0f}**"),
+    (
+        "... the same /get with the clocks (the parts below add up to it minus no session)",
+        "{instrumented_total_us:.0f}",
+    ),
+    (
+        "... ... Flask-ServerSession's own work (memory:// - no session)",
+        "{serversession_own_work_us:.0f}",
+    ),
+    ("... ... `store.load` inside the request", "{store_load_in_request_us:.0f}"),
+    (
+        "... ... ... the driver's execute (round trip + server)",
+        "{driver_execute_in_request_us:.0f}",
+    ),
+    ("... ... ... SQLAlchemy Core + the store's Python", "{sqlalchemy_and_store_us:.0f}"),
+    (
+        "... ... the rest: the same Python running slower around a round trip"
+        " (clocked - memory:// - store.load)",
+        "{rest_us:.0f}",
+    ),
+    ("session cost that 0.5x cookie allows (2 x cookie - no session)", "{session_budget_us:.0f}"),
+)
+
+
 def breakdown_section(item: dict[str, Any]) -> Section:
-    variant = item["variant"]
     text = (
         "µs per request, medians over the same rounds. *No session* is the same app with a"
         " session interface that does nothing (the test client's and Flask's own cost). The"
@@ -247,53 +276,15 @@ def breakdown_section(item: dict[str, Any]) -> Section:
         " the driver's execute (SQLAlchemy's `before/after_cursor_execute`); the isolated calls"
         " are timed in a loop of their own."
     )
-    rows: list[tuple[str, str]] = [
-        (label, f"{item[key]:.0f}")
-        for label, key in (
-            ("/get with no session at all", "no_session_get_us"),
-            ("cookie session /get", "cookie_get_us"),
-            ("ours with the memory:// store /get", "ours_memory_get_us"),
-            (f"{variant} /get", "ours_get_us"),
-        )
-    ]
-    rows.append(
-        (
-            f"... its session's cost ({variant} - no session)",
-            f"**{item['ours_session_cost_us']:.0f}**",
-        )
-    )
-    rows += [
-        (label, f"{item[key]:.0f}")
-        for label, key in (
-            (
-                "... the same /get with the clocks (the parts below add up to it minus no session)",
-                "instrumented_total_us",
-            ),
-            (
-                "... ... Flask-ServerSession's own work (memory:// - no session)",
-                "serversession_own_work_us",
-            ),
-            ("... ... `store.load` inside the request", "store_load_in_request_us"),
-            (
-                "... ... ... the driver's execute (round trip + server)",
-                "driver_execute_in_request_us",
-            ),
-            ("... ... ... SQLAlchemy Core + the store's Python", "sqlalchemy_and_store_us"),
-            (
-                "... ... the rest: the same Python running slower around a round trip"
-                " (clocked - memory:// - store.load)",
-                "rest_us",
-            ),
-            ("session cost that 0.5x cookie allows (2 x cookie - no session)", "session_budget_us"),
-        )
-    ]
+    rows = [{"what": what.format_map(item), "us": v.format_map(item)} for what, v in BREAKDOWN]
     rounds = item["isolated_rounds_us"]
     rows += [
-        (
-            f"isolated: {text}",
-            f"{item['isolated_us'][part]:.0f} ({min(rounds[part]):.0f}-{max(rounds[part]):.0f})",
-        )
-        for part, text in PROBE_PARTS.items()
-        if part in rounds
+        {
+            "what": f"isolated: {text}",
+            "us": f"{item['isolated_us'][p]:.0f} ({min(rounds[p]):.0f}-{max(rounds[p]):.0f})",
+        }
+        for p, text in PROBE_PARTS.items()
+        if p in rounds
     ]
-    return Section(f"#Where the time of {variant} /get goes", [text], ("what", "µs"), "lr", rows)
+    heading = f"#Where the time of {item['variant']} /get goes"
+    return Section(heading, [text], (("what", "{what}"), ("µs", "{us}")), "lr", rows)

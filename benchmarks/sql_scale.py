@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from harness import BenchmarkError, create_app, goal_status, progress
-from report import Section
+from report import Cell, Section
 from scaling import (
     IDLE_TIMEOUT,
     SCALE_COLUMNS,
@@ -363,45 +363,27 @@ def scale_sections(kind: str, result: dict[str, Any]) -> list[Section]:
         " it is the first to modify since the last checkpoint (`full_page_writes`)."
     )
     modes = [f"- **{mode}**: {SCALE_MODE_TEXT[mode]}" for mode in SCALE_MODES]
-    rows = [
-        [*row[1:], f"{result['log_bytes_per_call'][row[2].replace(',', '')][row[1]]:,.0f}"]
-        for row in scale_rows(kind, result, SCALE_MODES)
-    ]
-    tables = []
-    for size in result["sizes"]:
-        t = result["tables"][str(size)]
-        scans = f"{t['seq_scans']} / {t['index_scans']:,}" if "seq_scans" in t else "n/a"
-        levels = "n/a" if t["pk_levels"] is None else t["pk_levels"]
-        tables.append(
-            (
-                f"{size:,}",
-                f"{t['insert_seconds']:.1f}",
-                f"{t['rows_per_second']:,}",
-                _mb(t["table_bytes"]),
-                _mb(t["index_bytes"]),
-                levels,
-                scans,
-            )
-        )
+    rows = scale_rows(kind, result, SCALE_MODES)
+    tables = [{**result["tables"][str(size)], "size": size} for size in result["sizes"]]
     clear = result["clear_expired"]
     notes = [clear_expired_note(clear, " (10% of them tombstones)")] if clear else []
+    columns = (*SCALE_COLUMNS[1:], ("log bytes per call", "{log:,.0f}"))
     return [
         Section(f"Scale on {kind}", [text], notes=modes),
-        Section(None, (), (*SCALE_COLUMNS[1:], "log bytes per call"), "lrrrrrrrr", rows),
-        Section(
-            None,
-            (),
-            (
-                "sessions",
-                "bulk insert s",
-                "rows/s",
-                "table",
-                "indexes",
-                "primary key levels",
-                "seq scans / index scans while measured",
-            ),
-            "rrrrrrr",
-            tables,
-            notes,
-        ),
+        Section(None, (), columns, "lrrrrrrrr", rows),
+        Section(None, (), TABLE_COLUMNS, "rrrrrrr", tables, notes),
     ]
+
+
+TABLE_COLUMNS: tuple[tuple[str, Cell], ...] = (
+    ("sessions", "{size:,}"),
+    ("bulk insert s", "{insert_seconds:.1f}"),
+    ("rows/s", "{rows_per_second:,}"),
+    ("table", lambda t: _mb(t["table_bytes"])),
+    ("indexes", lambda t: _mb(t["index_bytes"])),
+    ("primary key levels", lambda t: "n/a" if t["pk_levels"] is None else t["pk_levels"]),
+    (
+        "seq scans / index scans while measured",
+        lambda t: f"{t['seq_scans']} / {t['index_scans']:,}" if "seq_scans" in t else "n/a",
+    ),
+)

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Flask
 from harness import HOST, BenchmarkError, Running, Servers, progress, request_text
-from report import Section, counts
+from report import Section, counts, expected, rows_of
 from sqlalchemy import event
 
 from flask_serversession import ServerSession
@@ -312,31 +312,16 @@ def statements_section(statements: dict[str, dict[str, dict[str, Any]]]) -> Sect
         " `Com_*` counters. `WITH` is our read with its touch riding along. *expected* is"
         " what issue 4 requires of ours. `/rw` reads, then writes."
     )
-    rows = []
-    for name, by_endpoint in statements.items():
-        for endpoint, item in by_endpoint.items():
-            expected = item["expected"]
-            expected_text = "-" if expected is None else str(expected)
-            if expected is not None:
-                expected_text += " ok" if item["statements"] == expected else " **MISSED**"
-            rows.append(
-                (
-                    name,
-                    f"/{endpoint}",
-                    item["statements"],
-                    expected_text,
-                    counts(item["sqlalchemy"]),
-                    item["server_total"],
-                    counts(item["server"]),
-                )
-            )
-    columns = (
-        "variant",
-        "endpoint",
-        "statements",
-        "expected",
-        "SQLAlchemy sent",
-        "server ran (total)",
-        "server ran",
-    )
-    return Section("Statements per request", [text], columns, "llrrlrl", rows)
+    rows = rows_of(statements, "variant", "endpoint")
+    return Section("Statements per request", [text], STATEMENT_COLUMNS, "llrrlrl", rows)
+
+
+STATEMENT_COLUMNS = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("statements", "{statements}"),
+    ("expected", lambda r: expected(r["statements"], r["expected"])),
+    ("SQLAlchemy sent", lambda r: counts(r["sqlalchemy"])),
+    ("server ran (total)", "{server_total}"),
+    ("server ran", lambda r: counts(r["server"])),
+)
