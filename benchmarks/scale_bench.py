@@ -1,19 +1,11 @@
-"""Scaling on SQLite and Redis, and the cost of the session's size.
+"""Scaling on SQLite and Redis, and the cost of the session's size, through Flask's test client
+(sql_bench.py does the scaling for PostgreSQL and MariaDB).
 
-Two parts, in one process through Flask's test client (sql_bench.py does the same scaling for
-PostgreSQL and MariaDB):
-
-- ``scale``: stores holding 1,000, 100,000 and 1,000,000 live sessions, bulk-loaded in the
-  store's own format (SQLite: one ``executemany`` in one transaction, one file per size; Redis:
-  pipelined HSET + PEXPIRE in batches of 10,000, one database per size, on a redis-server the
-  run starts and stops itself). The sizes are interleaved call by call; each call is on a
-  session drawn at random and is timed on its own: ``store.load`` (a read, touch not due) and
-  ``GET /get`` through the test client. Then ``clear_expired`` of 100,000 expired sessions added
-  to the 1,000,000-session SQLite file (Redis expires keys itself).
-- ``size``: a session holding a value of 100 B, 1 KB, 10 KB, 100 KB and 1 MB (plus the usual
-  user and cart) on ``cookie``, ``ours-sqlite`` and ``ours-redis``: µs per request of ``/get``
-  (reads ``user``), ``/set`` (assigns a small value) and ``/put`` (replaces the big value). A
-  cookie session over Werkzeug's 4,093-byte limit is not possible in a browser: "n/a".
+- ``scale``: read latency (``store.load``, ``GET /get``) with 1,000, 100,000 and 1,000,000 live
+  sessions bulk-loaded in each store's own format, the sizes interleaved call by call; then
+  ``clear_expired`` of 100,000 expired sessions in the largest SQLite file.
+- ``size``: µs per request of ``/get``, ``/set`` and ``/put`` with a session holding 100 B to
+  1 MB, on ``cookie`` (while its cookie fits the browsers' 4 KB), ``ours-sqlite``, ``ours-redis``.
 
     python benchmarks/scale_bench.py             # the full run, about 3 minutes
     python benchmarks/scale_bench.py --quick     # smoke check: small sizes, no files written

@@ -1,23 +1,8 @@
-"""The SQL store against Flask's cookie session and Flask-Session's SQLAlchemy store, on real
-PostgreSQL 15 and MariaDB servers that the run starts, and stops, itself.
-
-Four parts, one process:
-
-1. Requests per second through Flask's test client, the same app and method as run.py
-   (interleaved rounds, medians, ratios to the cookie session of the same run, correctness
-   checked before and after timing): ``cookie``, ``ours-postgresql``,
-   ``flask-session-sqlalchemy-postgresql`` (Flask-Session 0.8 with Flask-SQLAlchemy on the same
-   PostgreSQL server) and ``ours-mariadb``.
-2. Statements per request kind: SQLAlchemy ``before_cursor_execute`` events, and what the server
-   itself ran (PostgreSQL's statement log, MariaDB's ``Com_*`` counters), BEGIN/COMMIT included.
-3. Scale: load latency (``store.load`` called directly, and ``/get`` through the test client)
-   with 1,000, 100,000 and 1,000,000 sessions in the table, rows bulk-loaded in the store's own
-   format (COPY on PostgreSQL, LOAD DATA on MariaDB).
-4. ``clear_expired`` of 100,000 expired sessions in the 1,000,000-session table.
-
-The servers are the tests' (tests/sql_servers.py) with the benchmark's settings: on 127.0.0.1
-only, free ports, data in temp dirs, stopped by PID however the run ends (error, Ctrl-C,
-SIGTERM). See benchmarks/README.md.
+"""The SQL store on real PostgreSQL 15 and MariaDB servers (started and stopped by the run):
+requests per second through the test client against the cookie session and Flask-Session's
+SQLAlchemy store, with where the time of a read goes (sql_read.py); the statements per request
+(sql_server.py); read latency with 1,000 to 1,000,000 stored sessions and ``clear_expired``
+(sql_scale.py). See benchmarks/README.md.
 
     python benchmarks/sql_bench.py               # the full run (about 4 minutes)
     python benchmarks/sql_bench.py --quick       # smoke check: tiny sizes, no files
