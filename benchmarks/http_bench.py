@@ -364,7 +364,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str]) -> Any:
-    parser = arguments(__doc__, rounds=3, seconds=5, warmup=1)
+    parser = arguments(__doc__, rounds=3, warmup=1)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")

@@ -219,7 +219,7 @@ def finish(report: dict[str, Any], markdown: str, quick: bool, suffix: str = "")
 
 
 def arguments(
-    doc: str | None, rounds: int | None = None, seconds: float = 0, warmup: float = 0
+    doc: str | None, rounds: int | None = None, seconds: float | None = None, warmup: float = 0
 ) -> argparse.ArgumentParser:
     """The options every benchmark takes: ``--quick``, and rounds, seconds per measurement and
     warm-up for those that time in rounds."""
@@ -228,9 +228,9 @@ def arguments(
     if rounds is None:
         return parser
     parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds (default {rounds})")
-    parser.add_argument(
-        "--seconds", type=float, default=seconds, help=f"seconds per measurement ({seconds})"
-    )
+    if seconds is not None:
+        help_text = f"seconds per measurement ({seconds})"
+        parser.add_argument("--seconds", type=float, default=seconds, help=help_text)
     parser.add_argument("--warmup", type=float, default=warmup, help=f"warm-up seconds ({warmup})")
     return parser
 
