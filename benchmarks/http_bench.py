@@ -14,7 +14,6 @@ round; the numbers are medians over the rounds. See benchmarks/README.md.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import os
 import re
@@ -144,21 +143,11 @@ def run_wrk(wrk: str, port: int, path: str, cookie: str, load: Load) -> dict[str
 # -- the servers ---------------------------------------------------------------------------------
 
 
-def http_get(port: int, path: str, cookie: str | None = None) -> tuple[int, str, list[str]]:
-    """``GET path`` on 127.0.0.1:``port``: status, body and the Set-Cookie headers."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", "replace")
-        return response.status, body, response.headers.get_all("Set-Cookie") or []
-    finally:
-        conn.close()
-
-
 def _answers(port: int) -> bool:
+    from http_server import request
+
     try:
-        return http_get(port, "/none")[0] == 200
+        return request(f"http://{HOST}:{port}", "/none").status == 200
     except OSError:
         return False
 
@@ -187,45 +176,47 @@ def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
 
 @dataclass
 class Served:
-    """One variant under gunicorn, with a logged-in session's cookie."""
+    """One variant under gunicorn, and a browser (tests/http_server.py) holding a logged-in
+    session's cookie."""
 
     variant: str
     port: int
-    cookie: str = ""
+    browser: Any = None
+
+    @property
+    def cookie(self) -> str:
+        from http_server import cookie_header
+
+        return cookie_header(self.browser.jar) or ""
 
 
-def _merge_cookies(cookie: str, set_cookies: list[str]) -> str:
-    jar = dict(part.split("=", 1) for part in cookie.split("; ") if "=" in part)
-    for header in set_cookies:
-        name, _, value = header.split(";", 1)[0].partition("=")
-        jar[name.strip()] = value.strip()
-    return "; ".join(f"{name}={value}" for name, value in jar.items())
-
-
-def _get(served: Served, path: str, cookie: str) -> tuple[str, str]:
-    """Body and the cookie after ``GET path``; anything but 200 fails the run."""
-    status, body, set_cookies = http_get(served.port, path, cookie or None)
-    if status != 200:
-        raise BenchmarkError(f"{served.variant}: GET {path} answered {status}")
-    return body, _merge_cookies(cookie, set_cookies)
+def _get(served: Served, browser: Any, path: str) -> str:
+    """The body of ``GET path``; anything but 200 fails the run."""
+    response = browser.get(path)
+    if response.status != 200:
+        raise BenchmarkError(f"{served.variant}: GET {path} answered {response.status}")
+    return str(response.text)
 
 
 def login(served: Served) -> None:
     """Create the session wrk will use, and check that it reads and writes."""
-    body, cookie = _get(served, "/login", "")
-    if body != "ok" or not cookie:
-        raise BenchmarkError(f"{served.variant}: /login gave {body!r} and cookie {cookie!r}")
-    served.cookie = cookie
+    from http_server import Browser
+
+    served.browser = Browser(f"http://{HOST}:{served.port}")
+    if _get(served, served.browser, "/login") != "ok" or not served.browser.jar:
+        raise BenchmarkError(f"{served.variant}: /login set no session cookie")
     verify(served)
 
 
 def verify(served: Served) -> None:
-    """The session cookie reads back the session; a write reads back (in a copy of it)."""
-    got, _ = _get(served, "/get", served.cookie)
+    """The session cookie reads back the session; a write reads back (in a copy of the jar:
+    the cookie session's /set changes the cookie, and wrk must send the logged-in one)."""
+    got = _get(served, served.browser, "/get")
     if got != USER:
         raise BenchmarkError(f"{served.variant}: /get returned {got!r}, expected {USER!r}")
-    written, cookie = _get(served, "/set", served.cookie)
-    read_back, _ = _get(served, "/n", cookie)
+    trial = type(served.browser)(served.browser.base_url)
+    trial.jar = dict(served.browser.jar)
+    written, read_back = _get(served, trial, "/set"), _get(served, trial, "/n")
     if read_back != written:
         raise BenchmarkError(f"{served.variant}: /set wrote {written!r}, /n read {read_back!r}")
 
