@@ -24,13 +24,12 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis_counts
 from harness import (
-    BASELINE,
     HOST,
     USER,
     BenchmarkError,
@@ -38,7 +37,8 @@ from harness import (
     Unavailable,
     progress,
     redis_server,
-    rotated,
+    run_rounds,
+    summarize,
 )
 from report import (
     Record,
@@ -181,7 +181,26 @@ class Served:
 
     variant: str
     port: int
+    wrk: str
+    load: Load
     browser: Any = None
+    #: wrk's numbers per endpoint, round by round.
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.variant
+
+    def calibrate(self, seconds: float, warmup: float) -> None:
+        """wrk for ``warmup`` seconds on each endpoint, nothing recorded."""
+        for endpoint in HTTP_ENDPOINTS if warmup else ():
+            load = Load(self.load.threads, self.load.connections, int(warmup))
+            run_wrk(self.wrk, self.port, "/" + endpoint, self.cookie, load)
+
+    def measure(self) -> None:
+        for endpoint in HTTP_ENDPOINTS:
+            result = run_wrk(self.wrk, self.port, "/" + endpoint, self.cookie, self.load)
+            self.results.setdefault(endpoint, []).append(result)
 
     @property
     def cookie(self) -> str:
@@ -234,54 +253,39 @@ def run(
         if "redis" in servers.started:
             env["BENCH_REDIS_PORT"] = str(servers.started["redis"])
         port = servers.stack.enter_context(gunicorn(name, servers.tmp / name, env))
-        served.append(Served(name, port))
+        served.append(Served(name, port, wrk, load))
     for item in served:
         login(item)
-    warmup = Load(load.threads, load.connections, args.warmup)
-    for item in served if args.warmup else []:
-        for endpoint in HTTP_ENDPOINTS:
-            run_wrk(wrk, item.port, "/" + endpoint, item.cookie, warmup)
-    raw: dict[str, dict[str, list[dict[str, Any]]]] = {
-        item.variant: {endpoint: [] for endpoint in HTTP_ENDPOINTS} for item in served
-    }
-    order: list[list[str]] = []
-    for round_index in range(args.rounds):
-        this_round = rotated(served, round_index)
-        order.append([item.variant for item in this_round])
-        for item in this_round:
-            for endpoint in HTTP_ENDPOINTS:
-                result = run_wrk(wrk, item.port, "/" + endpoint, item.cookie, load)
-                raw[item.variant][endpoint].append(result)
-        progress(f"round {round_index + 1}/{args.rounds} done")
+        item.calibrate(0, args.warmup)
+    order = run_rounds(served, args.rounds)
     for item in served:
         verify(item)
-    return raw, order
+    return {item.variant: item.results for item in served}, order
 
 
-def _entry(results: list[dict[str, Any]], base: list[dict[str, Any]] | None) -> dict[str, Any]:
-    rates = [r["requests_per_second"] for r in results]
-    base_rates = [r["requests_per_second"] for r in base] if base else None
-    return {
-        "median_rps": statistics.median(rates),
-        "min_rps": min(rates),
-        "max_rps": max(rates),
-        "p50_ms": statistics.median(r["p50_ms"] for r in results),
-        "p99_ms": statistics.median(r["p99_ms"] for r in results),
-        "p99_ms_max": max(r["p99_ms"] for r in results),
-        "ratio_to_cookie": statistics.median(rates) / statistics.median(base_rates)
-        if base_rates
-        else None,
-        "round_ratios": [r / b for r, b in zip(rates, base_rates, strict=True)]
-        if base_rates
-        else None,
+def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
+    """Per variant and endpoint: req/s (median, range, ratios to the cookie session, as in the
+    test-client runs) and the median p50 and p99 latencies, with the worst round's p99."""
+    rates = {
+        v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
+        for v, by in raw.items()
     }
-
-
-def summarize(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    base = raw.get(BASELINE, {})
+    summary = summarize(rates)
     return {
-        name: {endpoint: _entry(results, base.get(endpoint)) for endpoint, results in by.items()}
-        for name, by in raw.items()
+        variant: {
+            endpoint: {
+                "median_rps": summary[variant][endpoint]["median"],
+                "min_rps": summary[variant][endpoint]["min"],
+                "max_rps": summary[variant][endpoint]["max"],
+                "p50_ms": statistics.median(r["p50_ms"] for r in results),
+                "p99_ms": statistics.median(r["p99_ms"] for r in results),
+                "p99_ms_max": max(r["p99_ms"] for r in results),
+                "ratio_to_cookie": summary[variant][endpoint]["ratio_to_cookie"],
+                "round_ratios": summary[variant][endpoint]["round_ratios"],
+            }
+            for endpoint, results in by_endpoint.items()
+        }
+        for variant, by_endpoint in raw.items()
     }
 
 
@@ -405,7 +409,7 @@ def main(argv: Sequence[str]) -> int:
         redis_version = None
         if "redis" in servers.started:
             redis_version = redis_counts.redis_version(servers.started["redis"])
-    summary = summarize(raw)
+    summary = summarize_wrk(raw)
     report = record.report(
         machine=machine_info(PACKAGES, redis_server=redis_version),
         settings={
