@@ -1,6 +1,6 @@
 """The one benchmark harness: the app every test-client variant serves, checked requests, batch
 timing and calibration, interleaved rounds, medians and ratios to the cookie session and to the
-peers, goals, the servers (the tests' own fixtures), the Markdown renderer and the result files.
+peers, goals, and the servers (the tests' own fixtures). report.py renders and writes results.
 """
 
 from __future__ import annotations
