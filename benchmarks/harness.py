@@ -1,8 +1,6 @@
-"""Measurement and report helpers that run.py, sql_bench.py and http_bench.py share.
-
-The app every test-client variant serves, the checked request, batch timing and calibration,
-interleaving, medians and ratios to the cookie session, the small Markdown formatters, machine
-and package information, atomic result files and the command-line exit handling.
+"""The one benchmark harness: the app every test-client variant serves, checked requests, batch
+timing and calibration, interleaved rounds, medians and ratios to the cookie session and to the
+peers, goals, and the servers (the tests' own fixtures). report.py renders and writes results.
 """
 
 from __future__ import annotations
@@ -12,20 +10,16 @@ import functools
 import gc
 import io
 import itertools
-import json
 import math
-import os
 import pstats
-import signal
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from importlib import metadata
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flask import Flask, session
 from flask.testing import FlaskClient
@@ -34,13 +28,25 @@ BASELINE = "cookie"
 USER = "alice"
 CART = [1, 2, 3]
 SECRET_KEY = "benchmark-secret-key-not-for-production"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+HOST = "127.0.0.1"
+#: The tests' server modules (servers.py, redis_servers.py, ...): one harness for both.
+TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
+if str(TESTS_DIR) not in sys.path:
+    sys.path.append(str(TESTS_DIR))
 
 _T = TypeVar("_T")
 
 
 class BenchmarkError(Exception):
     """Something answered wrongly; its numbers would be meaningless."""
+
+
+class Unavailable(Exception):
+    """A server or tool the benchmark needs is missing; what needs it is skipped."""
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -89,7 +95,101 @@ def create_app(configure: Callable[[Flask], None]) -> Flask:
     return app
 
 
-# -- requests, checks and timing -----------------------------------------------------------------
+# -- servers: the tests' fixtures ----------------------------------------------------------------
+
+
+@contextmanager
+def available(start: Callable[[], AbstractContextManager[_T]]) -> Iterator[_T]:
+    """The server ``start()`` runs, stopped by PID when the block ends; :class:`Unavailable`
+    when it cannot run (the tests' fixtures skip a missing binary, or fail it under CI)."""
+    import pytest
+
+    stack = ExitStack()
+    try:
+        value = stack.enter_context(start())
+    except (ImportError, RuntimeError, pytest.skip.Exception, pytest.fail.Exception) as exc:
+        stack.close()
+        raise Unavailable(str(exc).strip().splitlines()[0] if str(exc) else repr(exc)) from exc
+    with stack:
+        yield value
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[int]:
+    """A redis-server on 127.0.0.1 without persistence (tests/redis_servers.py); its port."""
+    from redis_servers import standalone
+
+    with standalone(workdir) as server:
+        yield server.port
+
+
+@contextmanager
+def memcached_server(workdir: Path) -> Iterator[int]:
+    """A memcached on 127.0.0.1 (tests/memcached_servers.py); its port."""
+    from memcached_servers import running
+
+    with running(workdir) as servers:
+        yield servers[0].port
+
+
+@dataclass
+class Servers:
+    """The servers of one run, started with :func:`available`, or why each is missing."""
+
+    stack: ExitStack
+    tmp: Path
+    started: dict[str, Any] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def start(self, name: str, start: Callable[[], AbstractContextManager[Any]]) -> None:
+        try:
+            self.started[name] = self.stack.enter_context(available(start))
+        except Unavailable as exc:
+            self.missing[name] = str(exc)
+            progress(f"{name} unavailable: {exc}")
+
+    def require(self, name: str) -> Any:
+        if name not in self.started:
+            raise BenchmarkError(f"no {name}: {self.missing.get(name, 'not started')}")
+        return self.started[name]
+
+
+# -- variants ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Built:
+    """A variant's app, ready to serve, with what is needed to check and release it."""
+
+    app: Flask
+    #: Sessions in the variant's store, for the variants whose store the run can look into.
+    stored_sessions: Callable[[], int] | None = None
+    close: Callable[[], None] = lambda: None
+    #: Where the variant keeps its sessions: a Redis key prefix, an SQLAlchemy engine.
+    redis_prefix: str | None = None
+    engine: Any = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    build: Callable[[Servers], Built]
+    #: The servers (names in :class:`Servers`) the variant needs.
+    needs: tuple[str, ...] = ()
+
+
+def import_or_fail(variant: str, module: str) -> Any:
+    """``module`` imported, or a :class:`BenchmarkError` naming what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BenchmarkError(
+            f"{variant} needs {exc.name}: pip install --group bench (make bench does),"
+            " or leave the variant out with --only"
+        ) from exc
 
 
 def request_text(client: FlaskClient, path: str) -> str:
@@ -114,20 +214,7 @@ def time_requests(client: FlaskClient, path: str, count: int) -> float:
     return time.perf_counter() - start
 
 
-def logged_in_client(app: Flask, name: str) -> FlaskClient:
-    """A test client of ``app`` whose session holds the benchmark's user."""
-    client = app.test_client()
-    if request_text(client, "/login") != "ok":
-        raise BenchmarkError(f"{name}: /login failed")
-    return client
-
-
-def check_session(
-    name: str,
-    client: FlaskClient,
-    stored_sessions: Callable[[], int] | None,
-    where: str = "the store",
-) -> None:
+def check_session(name: str, client: FlaskClient, stored: Callable[[], int] | None) -> None:
     """Fail unless the variant really keeps the session: a broken session must not look fast."""
     got = request_text(client, "/get")
     if got != USER:
@@ -142,18 +229,8 @@ def check_session(
         raise BenchmarkError(f"{name}: /rw answered {both!r}, /n did not read back its write")
     if request_text(client, "/none") != "none":
         raise BenchmarkError(f"{name}: /none answered wrongly")
-    if stored_sessions is not None and stored_sessions() < 1:
-        raise BenchmarkError(f"{name}: the session is not in {where}")
-
-
-@contextmanager
-def closed_on_error(close: Callable[[], None]) -> Iterator[None]:
-    """Run ``close`` if the block fails (and re-raise); leave it open if the block succeeds."""
-    try:
-        yield
-    except BaseException:
-        close()
-        raise
+    if stored is not None and stored() < 1:
+        raise BenchmarkError(f"{name}: the session is not in the store")
 
 
 def calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
@@ -167,6 +244,12 @@ def calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
     return max(1, math.ceil(count * seconds / elapsed))
 
 
+def warm_up(call: Callable[[], object], seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        call()
+
+
 def calibrate_endpoints(
     client: FlaskClient,
     endpoints: Iterable[str],
@@ -177,9 +260,7 @@ def calibrate_endpoints(
     """Warm up each endpoint, then store in ``batch`` the size that takes about ``seconds``."""
     for endpoint in endpoints:
         path = "/" + endpoint
-        deadline = time.perf_counter() + warmup
-        while time.perf_counter() < deadline:
-            request_text(client, path)
+        warm_up(functools.partial(request_text, client, path), warmup)
         batch[endpoint] = calibrated(functools.partial(time_requests, client, path), seconds)
 
 
@@ -189,49 +270,134 @@ def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
     return [*items[shift:], *items[:shift]]
 
 
-def profile_requests(
-    client: FlaskClient, endpoint: str, count: int
-) -> tuple[cProfile.Profile, float, float]:
-    """``count`` requests to ``/endpoint`` under cProfile: the profile, and the seconds they
-    took with and without the profiler."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    elapsed = time_requests(client, "/" + endpoint, count)
-    profiler.disable()
-    # The same batch again without the profiler: its overhead is not the library's.
-    plain = time_requests(client, "/" + endpoint, count)
-    return profiler, elapsed, plain
+class Timed(Protocol):
+    """Something measured in the rounds: a variant's endpoints, or one probe call."""
+
+    @property
+    def name(self) -> str: ...
+
+    def calibrate(self, seconds: float, warmup: float) -> None: ...
+    def measure(self) -> None: ...
 
 
-def profile_report(
-    profiler: cProfile.Profile,
-    heading: str,
-    sections: Sequence[tuple[str, str]],
-    top: int,
-) -> str:
-    """The profile as text: ``heading``, then the ``(title, pattern)`` sections, then all
-    functions by own and by cumulative time."""
-    out = io.StringIO()
-    out.write(heading)
-    stats = pstats.Stats(profiler, stream=out)
-    for title, pattern in sections:
-        out.write(f"\n== {title}, by cumulative time ==\n")
-        stats.sort_stats("cumulative").print_stats(pattern, top)
-    out.write("\n== All functions, by own time ==\n")
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    out.write("\n== All functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()
+@dataclass
+class Running:
+    """One variant during a run: its app, its logged-in client, its batches and its rates."""
+
+    variant: Variant
+    built: Built
+    client: FlaskClient
+    endpoints: Sequence[str]
+    batch: dict[str, int] = field(default_factory=dict)
+    #: Requests per second, per endpoint, round by round.
+    rates: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    def verify(self) -> None:
+        check_session(self.name, self.client, self.built.stored_sessions)
+
+    def calibrate(self, seconds: float, warmup: float) -> None:
+        calibrate_endpoints(self.client, self.endpoints, self.batch, seconds, warmup)
+
+    def measure(self) -> None:
+        for endpoint in self.endpoints:
+            count = self.batch[endpoint]
+            elapsed = time_requests(self.client, "/" + endpoint, count)
+            self.rates.setdefault(endpoint, []).append(count / elapsed)
 
 
-def profile_heading(count: int, name: str, endpoint: str, elapsed: float, plain: float) -> str:
-    return (
-        f"cProfile of {count} requests to {name} /{endpoint}: {elapsed / count * 1e6:.1f}"
-        f" µs/request under the profiler, {plain / count * 1e6:.1f} µs/request without\n"
-    )
+def start(variant: Variant, servers: Servers, endpoints: Sequence[str]) -> Running:
+    """The variant built, logged in and checked."""
+    built = variant.build(servers)
+    try:
+        client = built.app.test_client()
+        if request_text(client, "/login") != "ok":
+            raise BenchmarkError(f"{variant.name}: /login failed")
+        running = Running(variant, built, client, endpoints)
+        running.verify()
+    except BaseException:
+        built.close()
+        raise
+    return running
 
 
-# -- reporting -----------------------------------------------------------------------------------
+@dataclass
+class Probe:
+    """One call timed like a variant's request, in the same rounds: µs per call, by round."""
+
+    name: str
+    #: One call; returns whether its answer is right.
+    call: Callable[[], bool]
+    close: Callable[[], None] = lambda: None
+    batch: int = 0
+    us: list[float] = field(default_factory=list)
+
+    def _time(self, count: int) -> float:
+        call = self.call
+        gc.collect()
+        started = time.perf_counter()
+        for _ in range(count):
+            if not call():
+                raise BenchmarkError(f"{self.name}: wrong answer during timing")
+        return time.perf_counter() - started
+
+    def calibrate(self, seconds: float, warmup: float) -> None:
+        warm_up(self.call, warmup)
+        self.batch = calibrated(self._time, seconds)
+
+    def measure(self) -> None:
+        self.us.append(self._time(self.batch) / self.batch * 1e6)
+
+
+def run_rounds(timed: Sequence[Timed], rounds: int, label: str = "") -> list[list[str]]:
+    """Every item measured once per round, in an order rotated each round: slow drifts of the
+    machine hit every variant, not the one that happened to run last. The orders."""
+    order: list[list[str]] = []
+    for round_index in range(rounds):
+        this_round = rotated(timed, round_index)
+        order.append([item.name for item in this_round])
+        for item in this_round:
+            item.measure()
+        progress(f"{label}round {round_index + 1}/{rounds} done")
+    return order
+
+
+@contextmanager
+def started(
+    variants: Sequence[Variant], servers: Servers, endpoints: Sequence[str]
+) -> Iterator[list[Running]]:
+    """The variants started (one failing still closes the others), closed at the end."""
+    runnings: list[Running] = []
+    try:
+        for variant in variants:
+            runnings.append(start(variant, servers, endpoints))
+        yield runnings
+    finally:
+        for running in runnings:
+            running.built.close()
+
+
+def runnable(variants: Sequence[Variant], servers: Servers) -> tuple[list[Variant], dict[str, str]]:
+    """The variants whose servers run, and why each other one is skipped."""
+    skipped = {
+        v.name: servers.missing[need]
+        for v in variants
+        for need in v.needs
+        if need in servers.missing
+    }
+    for name, reason in skipped.items():
+        progress(f"{name} skipped: {reason}")
+    return [v for v in variants if v.name not in skipped], skipped
+
+
+# -- summaries, peers, goals ---------------------------------------------------------------------
+
+
+def _ratios(ours: Sequence[float], theirs: Sequence[float]) -> list[float]:
+    return [a / b for a, b in zip(ours, theirs, strict=True)]
 
 
 def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -251,16 +417,49 @@ def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dic
                 "round_ratios": None,
             }
             if base is not None:
-                base_rates = base[endpoint]
-                base_median = statistics.median(base_rates)
+                base_median = statistics.median(base[endpoint])
                 entry["ratio_to_cookie"] = entry["median"] / base_median
                 # The test client's own cost is in every variant and pulls ratios toward 1;
                 # the difference in time per request is the session's cost on its own.
                 entry["extra_us_per_request"] = 1e6 / entry["median"] - 1e6 / base_median
                 # Same-round ratios show how far noise moved the comparison between rounds.
-                entry["round_ratios"] = [r / b for r, b in zip(rates, base_rates, strict=True)]
+                entry["round_ratios"] = _ratios(rates, base[endpoint])
             summary[name][endpoint] = entry
     return summary
+
+
+def compare_to_peers(
+    raw: dict[str, dict[str, list[float]]],
+    peers: Sequence[tuple[str, str]],
+    reference: dict[str, dict[str, float]] | None = None,
+) -> list[dict[str, Any]]:
+    """Ours against the peer doing the same job (Flask-Session), endpoint by endpoint."""
+    summary = summarize(raw)
+    comparisons = []
+    for ours, peer in peers:
+        if ours not in raw and peer not in raw:
+            continue
+        for endpoint in raw.get(ours) or raw[peer]:
+            both = ours in raw and peer in raw
+            comparisons.append(
+                {
+                    "ours": ours,
+                    "peer": peer,
+                    "endpoint": endpoint,
+                    "ours_over_peer": summary[ours][endpoint]["median"]
+                    / summary[peer][endpoint]["median"]
+                    if both
+                    else None,
+                    "round_ratios": _ratios(raw[ours][endpoint], raw[peer][endpoint])
+                    if both
+                    else None,
+                    "peer_ratio_to_cookie": summary.get(peer, {})
+                    .get(endpoint, {})
+                    .get("ratio_to_cookie"),
+                    "reference_peer_ratio_to_cookie": (reference or {}).get(peer, {}).get(endpoint),
+                }
+            )
+    return comparisons
 
 
 def goal_status(met: bool, measured: float | None) -> str:
@@ -269,72 +468,80 @@ def goal_status(met: bool, measured: float | None) -> str:
     return "MET" if met else "MISSED"
 
 
-def package_versions(packages: Iterable[str]) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+@dataclass(frozen=True)
+class Goal:
+    variant: str
+    endpoint: str
+    target: float
+    #: The variant whose throughput, measured in the same run, the ratio is taken against.
+    against: str = BASELINE
 
 
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
+def evaluate_goals(
+    goals: Sequence[Goal], raw: dict[str, dict[str, list[float]]], skipped: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Each goal MET, MISSED or NOT MEASURED (with the reason), never hidden."""
+    results = []
+    for goal in goals:
+        ours = raw.get(goal.variant, {}).get(goal.endpoint)
+        theirs = raw.get(goal.against, {}).get(goal.endpoint)
+        ratio = round_ratios = None
+        if ours and theirs:
+            ratio = statistics.median(ours) / statistics.median(theirs)
+            round_ratios = _ratios(ours, theirs)
+        missing = [name for name in (goal.variant, goal.against) if name not in raw]
+        results.append(
+            {
+                "goal": f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}",
+                "variant": goal.variant,
+                "endpoint": goal.endpoint,
+                "against": goal.against,
+                "target_ratio": goal.target,
+                "ratio": ratio,
+                "round_ratios": round_ratios,
+                "status": goal_status(ratio is not None and ratio >= goal.target, ratio),
+                "not_measured_because": why_missing(missing, skipped) if ratio is None else None,
+            }
+        )
+    return results
 
 
-def fmt_ratio(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.2f}x"
+def why_missing(names: Sequence[str], skipped: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {skipped.get(name, 'not in this run')}" for name in names)
 
 
-def fmt_counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in counts.items()) or "-"
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def reproduce_lines(command: str, make_bench_command: str | None = None) -> list[str]:
-    """The report's closing "Reproduce" section; ``make bench`` comes first when ``command`` is
-    ``make_bench_command``, the command that ``make bench`` runs."""
-    make = ["make bench"] if command == make_bench_command else []
-    return ["", "## Reproduce", "", "```sh", *make, command, "```", ""]
+# -- profiling -----------------------------------------------------------------------------------
 
 
-def write_atomically(path: Path, text: str) -> None:
-    # A run interrupted while writing must not leave a half file that looks like a result.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_results(stem: str, report: dict[str, Any], markdown: str) -> None:
-    """``results/<stem>.json`` and ``.md``, each written atomically."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    write_atomically(RESULTS_DIR / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    write_atomically(RESULTS_DIR / f"{stem}.md", markdown)
-    print(f"wrote {RESULTS_DIR / stem}.json and .md", file=sys.stderr)
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def exit_on_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C does: through every ``finally``, so the servers the run
-    started are stopped by PID, not left behind."""
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-
-
-def run_main(main: Callable[[Sequence[str]], int], failed: str = "benchmark failed") -> None:
-    """``main(sys.argv[1:])`` as a script: SIGTERM like Ctrl-C, and one line on failure."""
-    exit_on_sigterm()
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except BenchmarkError as exc:
-        sys.exit(f"{failed}: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("interrupted (the servers this run started are stopped)")
+def profile_requests(
+    running: Running, endpoint: str, sections: Sequence[tuple[str, str]], top: int
+) -> str:
+    """A cProfile of one calibrated batch of ``/endpoint``, as text: the ``(title, pattern)``
+    sections first (the library's own functions drown in Werkzeug's test client), then all
+    functions by own and by cumulative time."""
+    count = running.batch[endpoint]
+    profiler = cProfile.Profile()
+    profiler.enable()
+    elapsed = time_requests(running.client, "/" + endpoint, count)
+    profiler.disable()
+    # The same batch again without the profiler: its overhead is not the library's.
+    plain = time_requests(running.client, "/" + endpoint, count)
+    out = io.StringIO()
+    out.write(
+        f"cProfile of {count} requests to {running.name} /{endpoint}: {elapsed / count * 1e6:.1f}"
+        f" µs/request under the profiler, {plain / count * 1e6:.1f} µs/request without\n"
+    )
+    stats = pstats.Stats(profiler, stream=out)
+    for title, pattern in [("Flask-ServerSession functions", "flask_serversession"), *sections]:
+        out.write(f"\n== {title}, by cumulative time ==\n")
+        stats.sort_stats("cumulative").print_stats(pattern, top)
+    out.write("\n== All functions, by own time ==\n")
+    stats.strip_dirs().sort_stats("tottime").print_stats(top)
+    out.write("\n== All functions, by cumulative time ==\n")
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()

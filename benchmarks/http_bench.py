@@ -14,48 +14,54 @@ round; the numbers are medians over the rounds. See benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import importlib.util
+import os
 import re
-import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_servers import (
-    Unavailable,
-    find_binary,
-    gunicorn_process,
-    http_get,
-    redis_process,
-    stopped_at_exit,
-)
+import redis_counts
 from harness import (
-    BASELINE,
+    HOST,
     USER,
     BenchmarkError,
-    fmt_ratio,
-    load_average,
-    reproduce_lines,
-    rotated,
-    run_main,
-    write_results,
+    Servers,
+    Unavailable,
+    progress,
+    redis_server,
+    run_rounds,
+    summarize,
 )
-from run import VARIANTS_BY_NAME, machine_info
+from report import (
+    Record,
+    Section,
+    arguments,
+    choose,
+    finish,
+    machine_info,
+    ratio,
+    render,
+    rows_of,
+    run_main,
+    skipped_section,
+    spread,
+)
+from run import PACKAGES, VARIANTS_BY_NAME
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
 HTTP_ENDPOINTS = ("get", "set")
 #: Ours against the peer doing the same job, over HTTP.
 HTTP_PEERS = (("ours-redis", "flask-session-redis"),)
 APP = "run:wsgi_app_from_env()"
+WORKERS = 2
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _DURATION = r"([\d.]+)(us|ms|s|m|h)"
 
@@ -137,47 +143,99 @@ def run_wrk(wrk: str, port: int, path: str, cookie: str, load: Load) -> dict[str
 # -- the servers ---------------------------------------------------------------------------------
 
 
+def _answers(port: int) -> bool:
+    from http_server import request
+
+    try:
+        return request(f"http://{HOST}:{port}", "/none").status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
+    """gunicorn with WORKERS sync workers serving the variant on 127.0.0.1 and a free port,
+    stopped by PID at the end (tests/servers.py's ServerProcess); its port."""
+    from servers import ServerProcess, free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "sync"]
+    argv += ["--bind", f"{HOST}:{port}", "--pythonpath", str(Path(__file__).resolve().parent)]
+    argv += ["--log-level", "warning", APP]
+    env = {**os.environ, **env}
+    server = ServerProcess(
+        f"gunicorn-{name}", argv, port, workdir, ready=lambda: _answers(port), env=env
+    )
+    server.start()
+    try:
+        progress(f"{name}: gunicorn PID {server.pid} on {HOST}:{port}")
+        yield port
+    finally:
+        server.stop()
+
+
 @dataclass
 class Served:
-    """One variant under gunicorn, with a logged-in session's cookie."""
+    """One variant under gunicorn, and a browser (tests/http_server.py) holding a logged-in
+    session's cookie."""
 
     variant: str
     port: int
-    cookie: str = ""
+    wrk: str
+    load: Load
+    browser: Any = None
+    #: wrk's numbers per endpoint, round by round.
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.variant
+
+    def calibrate(self, seconds: float, warmup: float) -> None:
+        """wrk for ``warmup`` seconds on each endpoint, nothing recorded."""
+        for endpoint in HTTP_ENDPOINTS if warmup else ():
+            load = Load(self.load.threads, self.load.connections, int(warmup))
+            run_wrk(self.wrk, self.port, "/" + endpoint, self.cookie, load)
+
+    def measure(self) -> None:
+        for endpoint in HTTP_ENDPOINTS:
+            result = run_wrk(self.wrk, self.port, "/" + endpoint, self.cookie, self.load)
+            self.results.setdefault(endpoint, []).append(result)
+
+    @property
+    def cookie(self) -> str:
+        from http_server import cookie_header
+
+        return cookie_header(self.browser.jar) or ""
 
 
-def _merge_cookies(cookie: str, set_cookies: list[str]) -> str:
-    jar = dict(part.split("=", 1) for part in cookie.split("; ") if "=" in part)
-    for header in set_cookies:
-        name, _, value = header.split(";", 1)[0].partition("=")
-        jar[name.strip()] = value.strip()
-    return "; ".join(f"{name}={value}" for name, value in jar.items())
-
-
-def _get(served: Served, path: str, cookie: str) -> tuple[str, str]:
-    """Body and the cookie after ``GET path``; anything but 200 fails the run."""
-    status, body, set_cookies = http_get(served.port, path, cookie or None)
-    if status != 200:
-        raise BenchmarkError(f"{served.variant}: GET {path} answered {status}")
-    return body, _merge_cookies(cookie, set_cookies)
+def _get(served: Served, browser: Any, path: str) -> str:
+    """The body of ``GET path``; anything but 200 fails the run."""
+    response = browser.get(path)
+    if response.status != 200:
+        raise BenchmarkError(f"{served.variant}: GET {path} answered {response.status}")
+    return str(response.text)
 
 
 def login(served: Served) -> None:
     """Create the session wrk will use, and check that it reads and writes."""
-    body, cookie = _get(served, "/login", "")
-    if body != "ok" or not cookie:
-        raise BenchmarkError(f"{served.variant}: /login gave {body!r} and cookie {cookie!r}")
-    served.cookie = cookie
+    from http_server import Browser
+
+    served.browser = Browser(f"http://{HOST}:{served.port}")
+    if _get(served, served.browser, "/login") != "ok" or not served.browser.jar:
+        raise BenchmarkError(f"{served.variant}: /login set no session cookie")
     verify(served)
 
 
 def verify(served: Served) -> None:
-    """The session cookie reads back the session; a write reads back (in a copy of it)."""
-    got, _ = _get(served, "/get", served.cookie)
+    """The session cookie reads back the session; a write reads back (in a copy of the jar:
+    the cookie session's /set changes the cookie, and wrk must send the logged-in one)."""
+    got = _get(served, served.browser, "/get")
     if got != USER:
         raise BenchmarkError(f"{served.variant}: /get returned {got!r}, expected {USER!r}")
-    written, cookie = _get(served, "/set", served.cookie)
-    read_back, _ = _get(served, "/n", cookie)
+    trial = type(served.browser)(served.browser.base_url)
+    trial.jar = dict(served.browser.jar)
+    written, read_back = _get(served, trial, "/set"), _get(served, trial, "/n")
     if read_back != written:
         raise BenchmarkError(f"{served.variant}: /set wrote {written!r}, /n read {read_back!r}")
 
@@ -186,105 +244,84 @@ def verify(served: Served) -> None:
 
 
 def run(
-    variants: Sequence[str],
-    wrk: str,
-    load: Load,
-    rounds: int,
-    warmup: int,
-    tmp: Path,
-    redis_port: int | None,
+    variants: Sequence[str], wrk: str, load: Load, args: Any, servers: Servers
 ) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[list[str]]]:
-    with ExitStack() as stack:
-        served: list[Served] = []
-        for name in variants:
-            env = {"BENCH_VARIANT": name, "BENCH_DIR": str(tmp / name)}
-            (tmp / name).mkdir()
-            if redis_port is not None:
-                env["BENCH_REDIS_PORT"] = str(redis_port)
-            server = gunicorn_process(sys.executable, APP, tmp / name, 2, env, name)
-            stack.enter_context(stopped_at_exit(server))
-            served.append(Served(name, server.port))
-            print(f"{name}: gunicorn PID {server.pid} on 127.0.0.1:{server.port}", file=sys.stderr)
-        for item in served:
-            login(item)
-        if warmup:
-            for item in served:
-                for endpoint in HTTP_ENDPOINTS:
-                    run_wrk(
-                        wrk,
-                        item.port,
-                        "/" + endpoint,
-                        item.cookie,
-                        Load(load.threads, load.connections, warmup),
-                    )
-        raw: dict[str, dict[str, list[dict[str, Any]]]] = {
-            item.variant: {endpoint: [] for endpoint in HTTP_ENDPOINTS} for item in served
-        }
-        order: list[list[str]] = []
-        for round_index in range(rounds):
-            this_round = rotated(served, round_index)
-            order.append([item.variant for item in this_round])
-            for item in this_round:
-                for endpoint in HTTP_ENDPOINTS:
-                    result = run_wrk(wrk, item.port, "/" + endpoint, item.cookie, load)
-                    raw[item.variant][endpoint].append(result)
-            print(f"round {round_index + 1}/{rounds} done", file=sys.stderr, flush=True)
-        for item in served:
-            verify(item)
-        return raw, order
+    served: list[Served] = []
+    for name in variants:
+        env = {"BENCH_VARIANT": name, "BENCH_DIR": str(servers.tmp / name)}
+        (servers.tmp / name).mkdir()
+        if "redis" in servers.started:
+            env["BENCH_REDIS_PORT"] = str(servers.started["redis"])
+        port = servers.stack.enter_context(gunicorn(name, servers.tmp / name, env))
+        served.append(Served(name, port, wrk, load))
+    for item in served:
+        login(item)
+        item.calibrate(0, args.warmup)
+    order = run_rounds(served, args.rounds)
+    for item in served:
+        verify(item)
+    return {item.variant: item.results for item in served}, order
 
 
-def summarize(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    summary: dict[str, dict[str, Any]] = {}
-    base = raw.get(BASELINE)
-    for name, by_endpoint in raw.items():
-        summary[name] = {}
-        for endpoint, results in by_endpoint.items():
-            rates = [r["requests_per_second"] for r in results]
-            entry: dict[str, Any] = {
-                "median_rps": statistics.median(rates),
-                "min_rps": min(rates),
-                "max_rps": max(rates),
+def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
+    """Per variant and endpoint: req/s (median, range, ratios to the cookie session, as in the
+    test-client runs) and the median p50 and p99 latencies, with the worst round's p99."""
+    rates = {
+        v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
+        for v, by in raw.items()
+    }
+    summary = summarize(rates)
+    return {
+        variant: {
+            endpoint: {
+                "median_rps": summary[variant][endpoint]["median"],
+                "min_rps": summary[variant][endpoint]["min"],
+                "max_rps": summary[variant][endpoint]["max"],
                 "p50_ms": statistics.median(r["p50_ms"] for r in results),
                 "p99_ms": statistics.median(r["p99_ms"] for r in results),
                 "p99_ms_max": max(r["p99_ms"] for r in results),
-                "ratio_to_cookie": None,
-                "round_ratios": None,
+                "ratio_to_cookie": summary[variant][endpoint]["ratio_to_cookie"],
+                "round_ratios": summary[variant][endpoint]["round_ratios"],
             }
-            if base is not None:
-                base_rates = [r["requests_per_second"] for r in base[endpoint]]
-                entry["ratio_to_cookie"] = entry["median_rps"] / statistics.median(base_rates)
-                entry["round_ratios"] = [r / b for r, b in zip(rates, base_rates, strict=True)]
-            summary[name][endpoint] = entry
-    return summary
+            for endpoint, results in by_endpoint.items()
+        }
+        for variant, by_endpoint in raw.items()
+    }
 
 
 def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    comparisons = []
-    for ours, peer in HTTP_PEERS:
-        if ours not in summary or peer not in summary:
-            continue
-        for endpoint in HTTP_ENDPOINTS:
-            mine, theirs = summary[ours][endpoint], summary[peer][endpoint]
-            comparisons.append(
-                {
-                    "ours": ours,
-                    "peer": peer,
-                    "endpoint": endpoint,
-                    "rps_ratio": mine["median_rps"] / theirs["median_rps"],
-                    "p99_ratio": mine["p99_ms"] / theirs["p99_ms"],
-                }
-            )
-    return comparisons
+    return [
+        {
+            "ours": ours,
+            "peer": peer,
+            "endpoint": endpoint,
+            "rps_ratio": summary[ours][endpoint]["median_rps"]
+            / summary[peer][endpoint]["median_rps"],
+            "p99_ratio": summary[ours][endpoint]["p99_ms"] / summary[peer][endpoint]["p99_ms"],
+        }
+        for ours, peer in HTTP_PEERS
+        if ours in summary and peer in summary
+        for endpoint in HTTP_ENDPOINTS
+    ]
+
+
+HTTP_COLUMNS = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("median req/s", "{median_rps:,.0f}"),
+    ("min-max", "{min_rps:,.0f}-{max_rps:,.0f}"),
+    ("vs cookie", lambda e: ratio(e["ratio_to_cookie"])),
+    ("per round", lambda e: spread(e["round_ratios"])),
+    ("p50 ms", "{p50_ms:.2f}"),
+    ("p99 ms", "{p99_ms:.2f}"),
+    ("p99 worst", "{p99_ms_max:.2f}"),
+)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    machine = report["machine"]
+    machine, settings = report["machine"], report["settings"]
     packages = machine["packages"]
-    settings = report["settings"]
-    lines = [
-        f"# HTTP benchmark (gunicorn + wrk), {report['date']}",
-        "",
+    intro = [
         f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs;"
         f" gunicorn {packages['gunicorn']} ({settings['workers']} sync workers per variant),"
         f" {settings['wrk']}, redis-server {machine['redis_server'] or 'n/a'};"
@@ -296,84 +333,57 @@ def render_markdown(report: dict[str, Any]) -> str:
         f" {settings['warmup']} s warm-up each; load average {report['load_average_before']}"
         f" before, {report['load_average_after']} after; {report['duration_seconds']:.0f} s"
         " in all.",
-        "",
+    ]
+    text = (
         "Median over rounds of wrk's requests per second (min-max), and of its 50th and 99th"
         " latency percentiles (*p99 worst*: the worst round). *vs cookie* divides the median"
         " req/s by the cookie session's for the same endpoint in this run; *per round* is the"
-        " range of that ratio round by round.",
-        "",
-        "| variant | endpoint | median req/s | min-max | vs cookie | per round | p50 ms"
-        " | p99 ms | p99 worst |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        " range of that ratio round by round."
+    )
+    rows = rows_of(report["summary"], "variant", "endpoint")
+    peers = [
+        f"- /{c['endpoint']}: {c['ours']} serves {ratio(c['rps_ratio'])} the requests per second"
+        f" of {c['peer']}, at {ratio(c['p99_ratio'])} its p99 latency"
+        for c in report["comparisons"]
     ]
-    for name, by_endpoint in report["summary"].items():
-        for endpoint, e in by_endpoint.items():
-            rr = e["round_ratios"]
-            spread = "n/a" if rr is None else f"{min(rr):.2f}-{max(rr):.2f}x"
-            lines.append(
-                f"| {name} | /{endpoint} | {e['median_rps']:,.0f}"
-                f" | {e['min_rps']:,.0f}-{e['max_rps']:,.0f} | {fmt_ratio(e['ratio_to_cookie'])}"
-                f" | {spread} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['p99_ms_max']:.2f} |"
-            )
-    if report["skipped"]:
-        lines += ["", "## Skipped", ""]
-        for name, reason in report["skipped"].items():
-            lines.append(f"- **{name}** skipped: {reason}")
-    if report["comparisons"]:
-        lines += ["", "## Ours against Flask-Session", ""]
-        for c in report["comparisons"]:
-            lines.append(
-                f"- /{c['endpoint']}: {c['ours']} serves {fmt_ratio(c['rps_ratio'])} the"
-                f" requests per second of {c['peer']}, at {fmt_ratio(c['p99_ratio'])} its p99"
-                " latency"
-            )
-    lines += reproduce_lines(report["command"], "python benchmarks/http_bench.py")
-    return "\n".join(lines)
+    sections = [
+        Section(None, [text], HTTP_COLUMNS, "llrrrrrrr", rows),
+        skipped_section(report["skipped"]),
+        Section("Ours against Flask-Session" if peers else None, notes=peers),
+    ]
+    title = f"HTTP benchmark (gunicorn + wrk), {report['date']}"
+    return render(title, intro, sections, report["command"])
 
 
 # -- command line --------------------------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+def parse_args(argv: Sequence[str]) -> Any:
+    parser = arguments(__doc__, rounds=3, warmup=1)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="seconds of wrk per endpoint first (default 1)"
-    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument("--only", help=f"comma-separated variants, of: {', '.join(HTTP_VARIANTS)}")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke check: 1 round of 1 s, writes no files"
-    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration, args.warmup = 1, 1, 0
+    args.warmup = int(args.warmup)
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0:
         parser.error("--rounds and --duration must be >= 1, --warmup >= 0")
-    names = [n.strip() for n in args.only.split(",")] if args.only else list(HTTP_VARIANTS)
-    unknown = [n for n in names if n not in HTTP_VARIANTS]
-    if unknown or not names:
-        parser.error(f"unknown variant(s) {unknown}; known: {', '.join(HTTP_VARIANTS)}")
-    args.variants = list(dict.fromkeys(names))
+    args.variants = choose(parser, args.only, HTTP_VARIANTS)
     return args
 
 
 def tools() -> tuple[str, str]:
     """wrk's path and version; :class:`Unavailable` with the reason when a tool is missing."""
-    wrk = find_binary("wrk")
+    wrk = shutil.which("wrk")
     if wrk is None:
         raise Unavailable("wrk not installed (Debian package wrk; make bench installs it as root)")
     if importlib.util.find_spec("gunicorn") is None:
         raise Unavailable("gunicorn not installed: pip install --group bench (make bench does)")
     done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
-    version = (
-        (done.stdout or done.stderr).splitlines()[0].split(" [")[0]
-        if (done.stdout or done.stderr)
-        else "wrk"
-    )
-    return wrk, version
+    output = (done.stdout or done.stderr).splitlines()
+    return wrk, output[0].split(" [")[0] if output else "wrk"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -383,69 +393,46 @@ def main(argv: Sequence[str]) -> int:
     except Unavailable as exc:
         print(f"HTTP benchmark skipped: {exc}")
         return 0
-
     load = Load(args.threads, args.connections, args.duration)
-    started = dt.datetime.now(dt.timezone.utc).astimezone()
-    load_before = load_average()
-    clock = time.perf_counter()
-    skipped: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp_name, ExitStack() as stack:
-        tmp = Path(tmp_name)
-        redis_port = None
-        if any(VARIANTS_BY_NAME[name].needs_redis for name in args.variants):
-            try:
-                server = redis_process(tmp / "redis")
-            except Unavailable as exc:
-                skipped = {n: str(exc) for n in args.variants if VARIANTS_BY_NAME[n].needs_redis}
-                for name, reason in skipped.items():
-                    print(f"{name} skipped: {reason}", file=sys.stderr)
-            else:
-                stack.enter_context(stopped_at_exit(server))
-                redis_port = server.port
+    record = Record("http", argv)
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
+        servers = Servers(stack, Path(tmp))
+        if any(VARIANTS_BY_NAME[name].needs for name in args.variants):
+            servers.start("redis", lambda: redis_server(servers.tmp / "redis"))
+        skipped = {
+            n: servers.missing["redis"]
+            for n in args.variants
+            if VARIANTS_BY_NAME[n].needs and "redis" in servers.missing
+        }
         variants = [name for name in args.variants if name not in skipped]
-        raw, order = run(variants, wrk, load, args.rounds, args.warmup, tmp, redis_port)
-        machine = machine_info(redis_port)
-    duration = time.perf_counter() - clock
-
-    summary = summarize(raw)
-    report: dict[str, Any] = {
-        "benchmark": "http",
-        "date": started.date().isoformat(),
-        "started_at": started.isoformat(timespec="seconds"),
-        "command": shlex.join(["python", "benchmarks/http_bench.py", *argv]),
-        "machine": machine,
-        "settings": {
+        raw, order = run(variants, wrk, load, args, servers)
+        redis_version = None
+        if "redis" in servers.started:
+            redis_version = redis_counts.redis_version(servers.started["redis"])
+    summary = summarize_wrk(raw)
+    report = record.report(
+        machine=machine_info(PACKAGES, redis_server=redis_version),
+        settings={
             "rounds": args.rounds,
             "duration": args.duration,
             "warmup": args.warmup,
             "threads": args.threads,
             "connections": args.connections,
-            "workers": 2,
+            "workers": WORKERS,
             "wrk": wrk_version,
             "server": "gunicorn, sync workers, bound to 127.0.0.1",
             "variants": {name: VARIANTS_BY_NAME[name].description for name in variants},
             "endpoints": list(HTTP_ENDPOINTS),
             "quick": args.quick,
         },
-        "skipped": skipped,
-        "load_average_before": load_before,
-        "load_average_after": load_average(),
-        "duration_seconds": round(duration, 1),
-        "order": order,
-        "raw": raw,
-        "summary": summary,
-        "comparisons": compare(summary),
-    }
-    markdown = render_markdown(report)
-    print(markdown)
-    if args.quick:
-        print("(--quick: smoke check only, no result files written)")
-    else:
-        stem = f"{report['date']}-http"
-        if args.only:
-            stem += "-only-" + "+".join(args.variants)
-        write_results(stem, report, markdown)
-    return 0
+        skipped=skipped,
+        order=order,
+        raw=raw,
+        summary=summary,
+        comparisons=compare(summary),
+    )
+    suffix = "-only-" + "+".join(args.variants) if args.only else ""
+    return finish(report, render_markdown(report), args.quick, suffix)
 
 
 if __name__ == "__main__":

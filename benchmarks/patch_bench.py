@@ -4,8 +4,8 @@ without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB.
 Straight on the store (no Flask): a session of 20 keys of 200 bytes (about 4 KB, a typical one)
 and of 50 keys of 10 KB (500 KB, near the default limit's scale), each patched over and over.
 The two kinds of patch alternate call by call; each call is timed on its own and the medians
-are compared. The servers run on 127.0.0.1 on free ports and are stopped by PID however the run
-ends (redis-server from bench_servers.py, PostgreSQL and MariaDB from sql_bench.py).
+are compared. The servers are the tests' own (through harness.py and sql_server.py), on 127.0.0.1
+on free ports, stopped by PID however the run ends.
 
     .venv/bin/python benchmarks/patch_bench.py            # about a minute; writes results/
     .venv/bin/python benchmarks/patch_bench.py --quick    # smoke check: few calls, no files
@@ -13,25 +13,22 @@ ends (redis-server from bench_servers.py, PostgreSQL and MariaDB from sql_bench.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench_servers import HOST, Unavailable, redis_process, stopped_at_exit
-from harness import load_average, reproduce_lines, run_main, write_results
-from sql_bench import mariadb_server, postgresql_server
+from harness import HOST, Servers, progress, redis_server
+from report import Record, Section, arguments, finish, render, run_main
+from sql_server import mariadb_server, postgresql_server
 
 from flask_serversession import store_from_url
-from flask_serversession.stores import Patch, Record, Store
+from flask_serversession.stores import Patch, Store
+from flask_serversession.stores import Record as StoredRecord
 
 #: (keys, bytes per value) of the sessions patched.
 SHAPES = [(20, 200), (50, 10_000)]
@@ -41,22 +38,18 @@ LIMIT = 1024 * 1024
 STORES = ["sqlite", "redis", "postgresql", "mariadb"]
 
 
-@contextmanager
-def store_urls(tmp: Path) -> Iterator[dict[str, str]]:
+def store_urls(servers: Servers) -> dict[str, str]:
     """A URL per store kind whose server could start; the others are reported and skipped."""
-    urls = {"sqlite": f"sqlite:///{tmp / 'patch.db'}"}
-    with ExitStack() as stack:
-        try:
-            redis = stack.enter_context(stopped_at_exit(redis_process(tmp)))
-            urls["redis"] = f"redis://{HOST}:{redis.port}/0"
-        except Unavailable as exc:
-            print(f"redis skipped: {exc}", file=sys.stderr)
-        for kind, start in (("postgresql", postgresql_server), ("mariadb", mariadb_server)):
-            try:
-                urls[kind] = stack.enter_context(start()).url
-            except Unavailable as exc:
-                print(f"{kind} skipped: {exc}", file=sys.stderr)
-        yield urls
+    servers.start("redis", lambda: redis_server(servers.tmp / "redis"))
+    servers.start("postgresql", postgresql_server)
+    servers.start("mariadb", mariadb_server)
+    urls = {"sqlite": f"sqlite:///{servers.tmp / 'patch.db'}"}
+    if "redis" in servers.started:
+        urls["redis"] = f"redis://{HOST}:{servers.started['redis']}/0"
+    for kind in ("postgresql", "mariadb"):
+        if kind in servers.started:
+            urls[kind] = servers.started[kind].url
+    return urls
 
 
 def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
@@ -65,7 +58,7 @@ def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
     now = time.time()
     key = uuid.uuid4().hex * 2
     values = {f"k{i}": '"' + "x" * size + '"' for i in range(keys)}
-    assert store.create(key, Record(values, now, now, now + 3600, now + 7200))
+    assert store.create(key, StoredRecord(values, now, now, now + 3600, now + 7200))
     timings: dict[str, list[float]] = {"no limit": [], "limit": []}
     for call in range(2 * calls):
         kind = "limit" if call % 2 else "no limit"
@@ -83,52 +76,45 @@ def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
     return {kind: statistics.median(times) * 1e6 for kind, times in timings.items()}
 
 
-def main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few calls, no files written")
-    args = parser.parse_args(argv)
-    calls = 20 if args.quick else CALLS
-    started_at = dt.datetime.now(dt.timezone.utc)
-    load_before = load_average()
+def measure_all(urls: dict[str, str], calls: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="patch-bench-") as tmp, store_urls(Path(tmp)) as urls:
-        for kind in STORES:
-            if kind not in urls:
-                continue
-            store = store_from_url(urls[kind])
-            try:
-                for keys, size in SHAPES:
-                    n = calls if size < 1000 else max(calls // 5, 10)
-                    medians = measure(store, keys, size, n)
-                    rows.append({"store": kind, "keys": keys, "value_bytes": size, **medians})
-                    print(f"{kind} {keys} x {size} B: {medians}", file=sys.stderr, flush=True)
-            finally:
-                store.close()
-    command = "python benchmarks/patch_bench.py" + "".join(" " + shlex.quote(a) for a in argv)
-    lines = [
-        f"# Store-side size check, {started_at.date().isoformat()}",
-        "",
+    for kind in [k for k in STORES if k in urls]:
+        store = store_from_url(urls[kind])
+        try:
+            for keys, size in SHAPES:
+                n = calls if size < 1000 else max(calls // 5, 10)
+                medians = measure(store, keys, size, n)
+                rows.append({"store": kind, "keys": keys, "value_bytes": size, **medians})
+                progress(f"{kind} {keys} x {size} B: {medians}")
+        finally:
+            store.close()
+    return rows
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    intro = [
         "Median µs of `store.patch` of one key, straight on the store, without and with",
-        f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; load average {load_before}"
-        f" before, {load_average()} after.",
-        "",
-        "| store | session | no limit | limit | ratio |",
-        "|---|---|---:|---:|---:|",
+        f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; load average"
+        f" {report['load_average_before']} before, {report['load_average_after']} after.",
     ]
-    for row in rows:
-        ratio = row["limit"] / row["no limit"]
-        shape = f"{row['keys']} keys x {row['value_bytes']:,} B"
-        lines.append(
-            f"| {row['store']} | {shape} | {row['no limit']:,.0f} | {row['limit']:,.0f}"
-            f" | {ratio:.2f}x |"
-        )
-    lines += reproduce_lines(command, "python benchmarks/patch_bench.py")
-    markdown = "\n".join(lines)
-    print(markdown)
-    if not args.quick:
-        report = {"benchmark": "patch", "started_at": started_at.isoformat(), "rows": rows}
-        write_results(f"{started_at.date().isoformat()}-patch", report, markdown)
-    return 0
+    columns = (
+        ("store", "{store}"),
+        ("session", "{keys} keys x {value_bytes:,} B"),
+        ("no limit", "{no limit:,.0f}"),
+        ("limit", "{limit:,.0f}"),
+        ("ratio", lambda row: f"{row['limit'] / row['no limit']:.2f}x"),
+    )
+    sections = [Section(None, (), columns, "llrrr", report["rows"])]
+    return render(f"Store-side size check, {report['date']}", intro, sections, report["command"])
+
+
+def main(argv: Sequence[str]) -> int:
+    args = arguments(__doc__).parse_args(argv)
+    record = Record("patch", argv)
+    with tempfile.TemporaryDirectory(prefix="patch-bench-") as tmp, ExitStack() as stack:
+        rows = measure_all(store_urls(Servers(stack, Path(tmp))), 20 if args.quick else CALLS)
+    report = record.report(rows=rows)
+    return finish(report, render_markdown(report), args.quick)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -31,7 +32,9 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+#: BENCH_RESULTS_DIR points plot.py at a trial run's results (and then leaves docs/ alone).
+TRIAL_DIR = os.environ.get("BENCH_RESULTS_DIR")
+RESULTS_DIR = Path(TRIAL_DIR or Path(__file__).resolve().parent / "results")
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs" / "_static" / "bench"
 KINDS = ("testclient", "http", "sql", "scale")
 #: One colour per variant or store, the same in every plot.
@@ -74,6 +77,9 @@ def _save(fig: Figure, date: str, name: str) -> Path:
     path = RESULTS_DIR / f"{date}-{name}.png"
     # No timestamp in the file: the same results give the same bytes.
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    if TRIAL_DIR:
+        print(f"wrote {path}", file=sys.stderr)
+        return path
     DOCS_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, DOCS_DIR / f"{name}.png")
     print(f"wrote {path} (and docs/_static/bench/{name}.png)", file=sys.stderr)

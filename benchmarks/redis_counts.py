@@ -1,0 +1,185 @@
+"""What reaches Redis: the commands each kind of request sends, counted on the server
+(``INFO commandstats`` and ``MONITOR``), and the memory one stored session takes (``MEMORY
+USAGE``), with their report sections. For run.py's Redis variants; http_bench.py and
+scale_bench.py read the server's version here too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from harness import CART, HOST, USER, BenchmarkError, Running, request_text
+from report import Section, counts, expected, rows_of
+
+SAMPLE = json.dumps({"user": USER, "cart": CART})
+#: Request kinds whose store commands are counted; ``/rw`` reads, then writes.
+ROUND_TRIP_ENDPOINTS = ("none", "get", "set", "rw")
+#: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
+REFERENCE_FLASK_SESSION_MEMORY = 152
+#: Store round trips per request kind that issue 3 requires of the Redis store.
+EXPECTED_ROUND_TRIPS = {"ours-redis": {"none": 0, "get": 1, "set": 1, "rw": 2}}
+
+
+def redis_admin(port: int) -> Any:
+    """A separate redis-py client for the benchmark's own look-ups (never a variant's client)."""
+    import redis
+
+    return redis.Redis(host=HOST, port=port, decode_responses=True)
+
+
+def redis_version(port: int) -> str:
+    with redis_admin(port) as admin:
+        return str(admin.info("server")["redis_version"])
+
+
+# -- counting what reaches Redis -----------------------------------------------------------------
+
+#: Sent by the benchmark itself between the snapshots; never by a session implementation.
+_BOOKKEEPING = {"info", "echo", "monitor"}
+
+
+def _command_calls(admin: Any) -> dict[str, int]:
+    stats: dict[str, dict[str, Any]] = admin.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(entry["calls"]) for name, entry in stats.items()}
+
+
+def _command_name(line: str) -> str:
+    """``EVALSHA 1f0c... 1 key`` -> ``EVALSHA``; ``SCRIPT LOAD ...`` -> ``SCRIPT LOAD``."""
+    words = line.split(" ", 2)
+    name = words[0].upper()
+    if name in ("SCRIPT", "CLIENT", "CONFIG", "MEMORY", "OBJECT") and len(words) > 1:
+        name += " " + words[1].upper()
+    return name
+
+
+def _seen_until(admin: Any, monitor: Any, marker: str) -> tuple[Counter[str], Counter[str]]:
+    """Commands MONITOR showed up to ``marker``: sent by clients, run in scripts."""
+    admin.echo(marker)
+    sent: Counter[str] = Counter()
+    in_scripts: Counter[str] = Counter()
+    while True:
+        command = monitor.next_command()
+        name = _command_name(command["command"])
+        if name == "ECHO" and marker in command["command"]:
+            return sent, in_scripts
+        if name not in ("INFO", "ECHO"):
+            (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
+
+
+def _count_one(running: Running, admin: Any, monitor: Any, endpoint: str) -> dict[str, Any]:
+    path = "/" + endpoint
+    request_text(running.client, path)  # connections made, scripts loaded: not counted
+    _seen_until(admin, monitor, f"bench-before-{endpoint}")
+    before = _command_calls(admin)
+    request_text(running.client, path)
+    sent, in_scripts = _seen_until(admin, monitor, f"bench-after-{endpoint}")
+    after = _command_calls(admin)
+    executed = {
+        name: calls - before.get(name, 0)
+        for name, calls in sorted(after.items())
+        if calls != before.get(name, 0) and name not in _BOOKKEEPING
+    }
+    if sum(executed.values()) != sum(sent.values()) + sum(in_scripts.values()):
+        raise BenchmarkError(
+            f"{running.name} {path}: commandstats counted {executed},"
+            f" MONITOR saw {dict(sent)} sent and {dict(in_scripts)} in scripts"
+        )
+    return {
+        "round_trips": sum(sent.values()),
+        "sent": dict(sorted(sent.items())),
+        "in_scripts": dict(sorted(in_scripts.items())),
+        "commandstats": executed,
+        "expected": EXPECTED_ROUND_TRIPS.get(running.name, {}).get(endpoint),
+    }
+
+
+def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
+    """For one request of each kind, the commands that reached Redis.
+
+    Two server-side views: ``INFO commandstats`` deltas count every command Redis executed,
+    those run inside Lua scripts too; ``MONITOR`` tells the commands a client sent (a round
+    trip each, as redis-py pipelines nothing here) from those a script ran. The two must agree
+    on the total.
+    """
+    with redis_admin(port) as admin, redis_admin(port) as watcher:
+        admin.ping()
+        with watcher.monitor() as monitor:
+            return {e: _count_one(running, admin, monitor, e) for e in ROUND_TRIP_ENDPOINTS}
+
+
+def measure_memory(running: Running, port: int) -> dict[str, Any]:
+    """``MEMORY USAGE`` of the key one fresh login stores (``{"user": "alice", "cart": [1, 2, 3]}``)
+    and what the key holds."""
+    prefix = f"{running.built.redis_prefix}*"
+    with redis_admin(port) as admin:
+        before = set(admin.scan_iter(match=prefix, count=1000))
+        request_text(running.built.app.test_client(), "/login")
+        new = set(admin.scan_iter(match=prefix, count=1000)) - before
+        if len(new) != 1:
+            raise BenchmarkError(f"{running.name}: a login stored {len(new)} keys")
+        key = new.pop()
+        kind = admin.type(key)
+        if kind == "hash":
+            fields: dict[str, str] = admin.hgetall(key)
+            payload = sum(
+                len(name.encode()) + len(value.encode()) for name, value in fields.items()
+            )
+            shape = f"hash of {len(fields)} fields: " + ", ".join(sorted(fields))
+        else:
+            payload = int(admin.strlen(key))
+            shape = f"{kind} of {payload} bytes"
+        return {
+            # SAMPLES 0: every element counted, not an estimate.
+            "memory_usage_bytes": int(admin.memory_usage(key, samples=0)),
+            "key_length": len(key.encode()),
+            "stored_bytes": payload,
+            "type": kind,
+            "encoding": admin.object("encoding", key),
+            "shape": shape,
+            "ttl_seconds": int(admin.ttl(key)),
+        }
+
+
+ROUND_TRIP_COLUMNS = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("round trips", "{round_trips}"),
+    ("expected", lambda r: expected(r["round_trips"], r["expected"])),
+    ("sent", lambda r: counts(r["sent"])),
+    ("in scripts", lambda r: counts(r["in_scripts"])),
+    ("commandstats", lambda r: counts(r["commandstats"])),
+)
+MEMORY_COLUMNS = (
+    ("variant", "{variant}"),
+    ("MEMORY USAGE", "{memory_usage_bytes} B"),
+    ("key length", "{key_length}"),
+    ("stored bytes", "{stored_bytes}"),
+    ("type, encoding", "{type}, {encoding}"),
+    ("stored as", "{shape}"),
+)
+
+
+def round_trips_section(round_trips: dict[str, dict[str, dict[str, Any]]]) -> Section:
+    text = (
+        "One request of each kind, counted on the server: *round trips* are the commands a"
+        " client sent (`MONITOR`, outside Lua), *in scripts* the commands Lua scripts ran,"
+        " *commandstats* the `INFO commandstats` delta (every executed command, those in"
+        " scripts too; the two views agree on the total). `/rw` reads, then writes."
+        " *expected* is what issue 3 requires of ours."
+    )
+    rows = rows_of(round_trips, "variant", "endpoint")
+    heading = "Redis commands per request" if rows else None
+    return Section(heading, [text] if rows else (), ROUND_TRIP_COLUMNS, "llrrlll", rows)
+
+
+def memory_section(memory: dict[str, dict[str, Any]]) -> Section:
+    if not memory:
+        return Section()
+    text = (
+        f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
+        f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
+    )
+    rows = rows_of(memory, "variant")
+    return Section("Memory per stored session", [text], MEMORY_COLUMNS, "lrrrll", rows)
