@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
@@ -50,6 +48,10 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .checks import MIN_KEY_BYTES as MIN_KEY_BYTES
+from .checks import WHY_UNSUPPORTED, CheckReport, check_app
+from .checks import key_weakness as key_weakness
+from .cli_text import plural, printable, relative, utc
 from .errors import (
     ConfigurationError,
     ServerSessionError,
@@ -57,10 +59,8 @@ from .errors import (
     UnsupportedOperation,
 )
 from .extension import _State
-from .ids import new_session_id, store_key
 from .manage import SessionInfo, SessionManager, check_handle
 from .stores import Store
-from .stores.memory import MemoryStore
 
 __all__ = [
     "EXIT_CONFIG",
@@ -91,57 +91,6 @@ EXIT_UNSUPPORTED = 4
 #: Not set up, invalid configuration, or no ``SECRET_KEY``.
 EXIT_CONFIG = 5
 
-#: Shortest ``SECRET_KEY`` that ``check`` accepts without a warning, in bytes.
-MIN_KEY_BYTES = 32
-
-# Well-known placeholder keys, compared lower-cased with everything but letters and digits
-# removed ("Change me!" -> "changeme"); and words that mark a key as a placeholder wherever
-# they appear in it ("please-change-me-0123456789...").
-_PLACEHOLDER_KEYS = frozenset(
-    {
-        "dev",
-        "development",
-        "changeme",
-        "secret",
-        "secretkey",
-        "mysecret",
-        "mysecretkey",
-        "supersecret",
-        "supersecretkey",
-        "xyz",
-        "abc",
-        "abc123",
-        "test",
-        "testing",
-        "default",
-        "password",
-        "key",
-        "flask",
-        "s3cr3t",
-        "todo",
-        "123456",
-        "qwerty",
-    }
-)
-_PLACEHOLDER_WORDS = (
-    "changeme",
-    "changethis",
-    "replaceme",
-    "yoursecret",
-    "insecure",
-    "notsecret",
-    "notasecret",
-    "placeholder",
-    "secretkeyhere",
-    "dontuseinproduction",
-    "donotuseinproduction",
-)
-
-_WHY_UNSUPPORTED = {
-    "scan": "list sessions: it has no index of them",
-    "by_user": "find a user's sessions: it has no per-user index",
-}
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -160,7 +109,7 @@ def _describe(exc: ServerSessionError) -> tuple[str, int]:
     if isinstance(exc, SessionStoreUnavailable):
         return str(exc), EXIT_UNAVAILABLE
     if isinstance(exc, UnsupportedOperation):
-        why = _WHY_UNSUPPORTED.get(exc.capability, f"do this: it lacks {exc.capability!r}")
+        why = WHY_UNSUPPORTED.get(exc.capability, f"do this: it lacks {exc.capability!r}")
         return f"this store ({exc.store}) cannot {why}", EXIT_UNSUPPORTED
     if isinstance(exc, ConfigurationError):
         return str(exc), EXIT_CONFIG
@@ -236,40 +185,6 @@ HANDLE = _Handle()
 
 # A handle may begin with "-" (one in 64 do): take it as the argument, not an unknown option.
 _HANDLE_FIRST = {"ignore_unknown_options": True}
-
-
-def _printable(text: str) -> str:
-    """``text`` with control and other unprintable characters escaped (``\\x1b``)."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 59.5:
-        return f"{round(seconds)} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    if seconds < 2 * 86400:
-        return f"{round(seconds / 3600)} h"
-    return f"{round(seconds / 86400)} days"
-
-
-def _relative(when: datetime, now: float) -> str:
-    """``"5 min ago"``, ``"in 29 days"``, ``"now"``."""
-    delta = when.timestamp() - now
-    if abs(delta) < 1:
-        return "now"
-    return f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago"
-
-
-def _utc(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _closing(found: Iterator[SessionInfo]) -> None:
@@ -380,7 +295,7 @@ def list_command(user_id: str | None, as_json: bool, limit: int | None) -> None:
     finally:
         _closing(found)
     if not rows:
-        whose = "" if user_id is None else f" of user {_printable(user_id)}"
+        whose = "" if user_id is None else f" of user {printable(user_id)}"
         click.echo(f"No live sessions{whose}.")
         return
     _table(rows, state.manager.now())
@@ -390,15 +305,15 @@ def _table(rows: list[SessionInfo], now: float) -> None:
     header = ("HANDLE", "USER", "CREATED", "LAST SEEN", "EXPIRES", "IP", "USER AGENT")
     lines = [header]
     for info in rows:
-        agent = _printable(info.user_agent or "-")
+        agent = printable(info.user_agent or "-")
         lines.append(
             (
                 info.handle,
-                _printable(info.user_id) if info.user_id is not None else "-",
-                _relative(info.created, now),
-                _relative(info.last_seen, now),
-                _relative(info.expires, now),
-                _printable(info.ip or "-"),
+                printable(info.user_id) if info.user_id is not None else "-",
+                relative(info.created, now),
+                relative(info.last_seen, now),
+                relative(info.expires, now),
+                printable(info.ip or "-"),
                 agent if len(agent) <= 50 else agent[:47] + "...",
             )
         )
@@ -407,7 +322,7 @@ def _table(rows: list[SessionInfo], now: float) -> None:
         cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
         cells.append(line[-1])
         click.echo("  ".join(cells).rstrip())
-    click.echo(f"{_plural(len(rows), 'session')}")
+    click.echo(f"{plural(len(rows), 'session')}")
 
 
 @sessions.command("show", context_settings=_HANDLE_FIRST)
@@ -426,17 +341,17 @@ def show_command(handle: str, as_json: bool) -> None:
     now = state.manager.now()
 
     def when(moment: datetime | None) -> str:
-        return "-" if moment is None else f"{_utc(moment)} ({_relative(moment, now)})"
+        return "-" if moment is None else f"{utc(moment)} ({relative(moment, now)})"
 
     fields = (
         ("handle", info.handle),
-        ("user", _printable(info.user_id) if info.user_id is not None else "- (anonymous)"),
+        ("user", printable(info.user_id) if info.user_id is not None else "- (anonymous)"),
         ("created", when(info.created)),
         ("last seen", when(info.last_seen)),
         ("expires", when(info.expires)),
         ("authenticated", when(info.authenticated_at)),
-        ("ip", _printable(info.ip or "-")),
-        ("user agent", _printable(info.user_agent or "-")),
+        ("ip", printable(info.ip or "-")),
+        ("user agent", printable(info.user_agent or "-")),
         ("size", f"{info.size:,} bytes"),
     )
     for name, value in fields:
@@ -470,13 +385,13 @@ def revoke_user_command(user_id: str, keep: str | None) -> None:
         kept = state.manager.get(keep)
         if kept is None or kept.user_id != user_id:
             _fail(
-                f"user {_printable(user_id)} has no live session with the handle given to"
+                f"user {printable(user_id)} has no live session with the handle given to"
                 " --keep; nothing was revoked",
                 EXIT_NOT_FOUND,
             )
     ended = state.manager.revoke_user(user_id, keep=keep)
     kept_note = " (kept 1)" if keep is not None else ""
-    click.echo(f"Revoked {_plural(ended, 'session')} of user {_printable(user_id)}{kept_note}.")
+    click.echo(f"Revoked {plural(ended, 'session')} of user {printable(user_id)}{kept_note}.")
 
 
 @sessions.command("revoke-all")
@@ -509,7 +424,7 @@ def revoke_all_command(yes: bool) -> None:
         progress.finish()
         _fail(f"interrupted; {_stopped(progress.total)}", EXIT_ERROR)
     progress.finish()
-    click.echo(f"Revoked {_plural(ended, 'session')}.")
+    click.echo(f"Revoked {plural(ended, 'session')}.")
 
 
 def _stopped(revoked: int) -> str:
@@ -517,7 +432,7 @@ def _stopped(revoked: int) -> str:
     if not revoked:
         return "revoke-all stopped before revoking any session"
     return (
-        f"revoke-all stopped after revoking {_plural(revoked, 'session')} (the others may"
+        f"revoke-all stopped after revoking {plural(revoked, 'session')} (the others may"
         " still be live; run it again to end them)"
     )
 
@@ -540,7 +455,7 @@ def clear_expired_command() -> None:
         removed = manager.clear_expired(progress=progress)
     finally:
         progress.finish()
-    click.echo(f"Removed {_plural(removed, 'expired session')}.")
+    click.echo(f"Removed {plural(removed, 'expired session')}.")
 
 
 @sessions.command("stats")
@@ -564,7 +479,7 @@ def stats_command(as_json: bool) -> None:
     sizes = stats["size_bytes"]
     click.echo(f"Live sessions   {stats['count']:,}")
     bound = stats["count"] - stats["anonymous"]
-    click.echo(f"  of users      {bound:,} ({_plural(stats['users'], 'distinct user')})")
+    click.echo(f"  of users      {bound:,} ({plural(stats['users'], 'distinct user')})")
     click.echo(f"  anonymous     {stats['anonymous']:,}")
     click.echo("By age")
     for bucket, count in stats["by_age"].items():
@@ -572,25 +487,6 @@ def stats_command(as_json: bool) -> None:
     click.echo("Size of the stored values")
     for name in ("total", "median", "max"):
         click.echo(f"  {name:<8} {sizes[name]:,} bytes")
-
-
-# -- check ---------------------------------------------------------------------------------------
-
-
-def key_weakness(key: str | bytes) -> str | None:
-    """Why ``key`` is a weak ``SECRET_KEY``, or ``None``. Never quotes the key."""
-    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-    normalized = re.sub(rb"[^a-z0-9]", b"", raw.lower()).decode("ascii")
-    if normalized in _PLACEHOLDER_KEYS or any(word in normalized for word in _PLACEHOLDER_WORDS):
-        return "it is a well-known placeholder"
-    if len(raw) < MIN_KEY_BYTES:
-        return f"it is {len(raw)} bytes long, under {MIN_KEY_BYTES}"
-    if len(set(raw)) < 8:
-        return "it repeats a few characters"
-    return None
-
-
-_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_hex())'"
 
 
 @sessions.command("check")
@@ -603,106 +499,25 @@ def check_command() -> None:
     Exit code: 3 if the store cannot be reached; else 5 if SECRET_KEY is
     missing; else 1 if there are warnings; else 0 (notes do not count).
     """
-    state = _state()
-    app = current_app
-    config = state.config
-    store = state.store
-    findings: list[tuple[str, str]] = []
-    unreachable = False
-
-    started = time.perf_counter()
-    try:
-        store.load(store_key(new_session_id()))  # a random handle: a real round trip
-    except SessionStoreUnavailable as exc:
-        unreachable = True
-        findings.append(("error", f"cannot reach the store: {exc}"))
-    else:
-        elapsed = (time.perf_counter() - started) * 1000
-        findings.append(("ok", f"the store {store.name} answered in {elapsed:.1f} ms"))
-    missing = [name for name in ("scan", "by_user") if not getattr(store.capabilities, name)]
-    if missing:
-        findings.append(
-            (
-                "note",
-                f"this store cannot {_WHY_UNSUPPORTED[missing[0]]}: list, stats, revoke-user"
-                " and revoke-all are not available",
-            )
-        )
-    if isinstance(store, MemoryStore):
-        findings.append(
-            ("note", "memory:// keeps sessions in this process only: lost at restart, not shared")
-        )
-
-    secret = app.secret_key
-    missing_key = not secret
-    if missing_key:
-        findings.append(("error", f"SECRET_KEY is not set: no session can be saved; {_GENERATE}"))
-    elif isinstance(secret, (str, bytes)):
-        weakness = key_weakness(secret)
-        if weakness is not None:
-            findings.append(("warning", f"SECRET_KEY is weak: {weakness}; {_GENERATE}"))
-    for index, fallback in enumerate(app.config.get("SECRET_KEY_FALLBACKS") or ()):
-        if isinstance(fallback, (str, bytes)):
-            weakness = key_weakness(fallback)
-            if weakness is not None:
-                findings.append(
-                    (
-                        "warning",
-                        f"SECRET_KEY_FALLBACKS[{index}] is weak: {weakness}; fallback keys"
-                        " still verify cookies, so remove it",
-                    )
-                )
-
-    if config.cookie_samesite == "None" and not config.cookie_secure:
-        findings.append(
-            (
-                "warning",
-                "SESSION_COOKIE_SAMESITE is 'None' without SESSION_COOKIE_SECURE: browsers"
-                " refuse such a cookie",
-            )
-        )
-    if not config.cookie_secure:
-        findings.append(
-            (
-                "note",
-                "SESSION_COOKIE_SECURE is off: the cookie also travels over plain HTTP;"
-                " fine for local development only",
-            )
-        )
-    if not config.cookie_httponly:
-        findings.append(
-            (
-                "warning",
-                "SESSION_COOKIE_HTTPONLY is off: scripts on the page (and XSS) can read the"
-                " session cookie",
-            )
-        )
-    if config.idle_timeout >= config.absolute_timeout:
-        findings.append(
-            (
-                "note",
-                f"the idle timeout ({_span(config.idle_timeout)}) is not shorter than"
-                f" SESSION_ABSOLUTE_TIMEOUT ({_span(config.absolute_timeout)}), so it never"
-                " ends a session: lower SESSION_IDLE_TIMEOUT (or PERMANENT_SESSION_LIFETIME)",
-            )
-        )
-
-    for level, message in findings:
-        click.echo(f"{level:<8} {message}")
-    warnings = sum(1 for level, _ in findings if level == "warning")
-    notes = sum(1 for level, _ in findings if level == "note")
-    errors = sum(1 for level, _ in findings if level == "error")
+    report = check_app(current_app, _state().config)
+    for finding in report.findings:
+        click.echo(f"{finding.level:<8} {finding.message}")
+    errors, warnings = report.count("error"), report.count("warning")
+    notes = plural(report.count("note"), "note")
     if errors or warnings:
-        parts = [_plural(n, word) for n, word in ((errors, "error"), (warnings, "warning")) if n]
-        click.echo(f"check: {', '.join(parts)}, {_plural(notes, 'note')}")
+        parts = [plural(n, word) for n, word in ((errors, "error"), (warnings, "warning")) if n]
+        click.echo(f"check: {', '.join(parts)}, {notes}")
     else:
-        click.echo(f"check: all good ({_plural(notes, 'note')})")
-    if unreachable:
-        raise click.exceptions.Exit(EXIT_UNAVAILABLE)
-    if missing_key:
-        raise click.exceptions.Exit(EXIT_CONFIG)
-    if warnings:
-        raise click.exceptions.Exit(EXIT_WARNINGS)
+        click.echo(f"check: all good ({notes})")
+    raise click.exceptions.Exit(_check_exit_code(report))
+
+
+def _check_exit_code(report: CheckReport) -> int:
+    if report.unreachable:
+        return EXIT_UNAVAILABLE
+    if report.missing_key:
+        return EXIT_CONFIG
+    return EXIT_WARNINGS if report.count("warning") else EXIT_OK
 
 
 @sessions.command("import")
