@@ -52,13 +52,14 @@ from .checks import MIN_KEY_BYTES as MIN_KEY_BYTES
 from .checks import WHY_UNSUPPORTED, CheckReport, check_app
 from .checks import key_weakness as key_weakness
 from .cli_text import plural, printable, relative, utc
+from .config import Config
 from .errors import (
     ConfigurationError,
     ServerSessionError,
     SessionStoreUnavailable,
     UnsupportedOperation,
 )
-from .extension import _State
+from .extension import ServerSession
 from .manage import SessionInfo, SessionManager, check_handle
 from .stores import Store
 
@@ -129,19 +130,24 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-def _state() -> _State:
-    state: _State | None = current_app.extensions.get("serversession")
-    if state is None:
+def _set_up() -> None:
+    """End the command (exit 5) unless Flask-ServerSession is set up on the current app."""
+    if not ServerSession.is_set_up(current_app):
         _fail(
             "Flask-ServerSession is not set up on this app: call ServerSession(app) or"
             " ServerSession().init_app(app) in the app factory",
             EXIT_CONFIG,
         )
-    return state
 
 
 def _manager() -> SessionManager:
-    return _state().manager
+    _set_up()
+    return ServerSession.manager(current_app)
+
+
+def _config() -> Config:
+    _set_up()
+    return ServerSession.config_of(current_app)
 
 
 def _needs(store: Store, capability: str) -> None:
@@ -282,9 +288,9 @@ def list_command(user_id: str | None, as_json: bool, limit: int | None) -> None:
 
     The table shows times relative to now; --json gives ISO 8601 times in UTC.
     """
-    state = _state()
-    _needs(state.store, "scan" if user_id is None else "by_user")
-    found = state.manager.all(user_id)
+    manager = _manager()
+    _needs(manager.store, "scan" if user_id is None else "by_user")
+    found = manager.all(user_id)
     try:
         chosen: Iterable[SessionInfo] = found if limit is None else islice(found, limit)
         if as_json:
@@ -298,7 +304,7 @@ def list_command(user_id: str | None, as_json: bool, limit: int | None) -> None:
         whose = "" if user_id is None else f" of user {printable(user_id)}"
         click.echo(f"No live sessions{whose}.")
         return
-    _table(rows, state.manager.now())
+    _table(rows, manager.now())
 
 
 def _table(rows: list[SessionInfo], now: float) -> None:
@@ -331,14 +337,14 @@ def _table(rows: list[SessionInfo], now: float) -> None:
 @_reports_errors
 def show_command(handle: str, as_json: bool) -> None:
     """Show one live session by HANDLE."""
-    state = _state()
-    info = state.manager.get(handle)
+    manager = _manager()
+    info = manager.get(handle)
     if info is None:
         _fail("no live session with that handle", EXIT_NOT_FOUND)
     if as_json:
         click.echo(json.dumps(info.to_dict(), indent=2))
         return
-    now = state.manager.now()
+    now = manager.now()
 
     def when(moment: datetime | None) -> str:
         return "-" if moment is None else f"{utc(moment)} ({relative(moment, now)})"
@@ -379,17 +385,17 @@ def revoke_command(handle: str) -> None:
 @_reports_errors
 def revoke_user_command(user_id: str, keep: str | None) -> None:
     """End every live session of USER (but the one given to --keep)."""
-    state = _state()
-    _needs(state.store, "by_user")
+    manager = _manager()
+    _needs(manager.store, "by_user")
     if keep is not None:
-        kept = state.manager.get(keep)
+        kept = manager.get(keep)
         if kept is None or kept.user_id != user_id:
             _fail(
                 f"user {printable(user_id)} has no live session with the handle given to"
                 " --keep; nothing was revoked",
                 EXIT_NOT_FOUND,
             )
-    ended = state.manager.revoke_user(user_id, keep=keep)
+    ended = manager.revoke_user(user_id, keep=keep)
     kept_note = " (kept 1)" if keep is not None else ""
     click.echo(f"Revoked {plural(ended, 'session')} of user {printable(user_id)}{kept_note}.")
 
@@ -411,11 +417,11 @@ def revoke_all_command(yes: bool) -> None:
             " --yes to confirm",
             EXIT_USAGE,
         )
-    state = _state()
-    _needs(state.store, "scan")
+    manager = _manager()
+    _needs(manager.store, "scan")
     progress = _Progress(doing="Revoking sessions", done="revoked")
     try:
-        ended = state.manager.revoke_all(progress=progress)
+        ended = manager.revoke_all(progress=progress)
     except ServerSessionError as exc:
         progress.finish()
         message, code = _describe(exc)
@@ -466,11 +472,11 @@ def stats_command(as_json: bool) -> None:
 
     Reads every live session, showing progress on stderr every SESSION_CLEANUP_BATCH_SIZE.
     """
-    state = _state()
-    _needs(state.store, "scan")
+    manager = _manager()
+    _needs(manager.store, "scan")
     progress = _Progress(doing="Reading sessions", done="read")
     try:
-        stats = state.manager.stats(progress=progress)
+        stats = manager.stats(progress=progress)
     finally:
         progress.finish()
     if as_json:
@@ -499,7 +505,7 @@ def check_command() -> None:
     Exit code: 3 if the store cannot be reached; else 5 if SECRET_KEY is
     missing; else 1 if there are warnings; else 0 (notes do not count).
     """
-    report = check_app(current_app, _state().config)
+    report = check_app(current_app, _config())
     for finding in report.findings:
         click.echo(f"{finding.level:<8} {finding.message}")
     errors, warnings = report.count("error"), report.count("warning")
@@ -541,8 +547,7 @@ def import_command(source: str) -> None:
     """
     from .migrate import import_sessions
 
-    state = _state()
-    config = state.config
+    config = _config()
     legacy = config.flask_session.legacy
     if legacy is None:
         _fail(
@@ -566,9 +571,9 @@ def import_command(source: str) -> None:
         elif seen % 1000 == 0:
             click.echo(line, file=stream)
 
-    click.echo(f"Importing sessions from {legacy.name} into {state.store.name}", file=stream)
+    click.echo(f"Importing sessions from {legacy.name} into {config.store.name}", file=stream)
     stats = import_sessions(
-        state.store,
+        config.store,
         legacy,
         config.idle_timeout,
         config.absolute_timeout,

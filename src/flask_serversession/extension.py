@@ -26,6 +26,11 @@ class _State:
         return self.config.store
 
 
+def _state_of(app: Flask | None) -> _State:
+    state: _State = (app or current_app).extensions["serversession"]
+    return state
+
+
 class ServerSession:
     """Server-side sessions for a Flask app.
 
@@ -67,18 +72,35 @@ class ServerSession:
         )
 
     @staticmethod
+    def is_set_up(app: Flask | None = None) -> bool:
+        """Whether Flask-ServerSession is set up on ``app`` (the current app by default): the
+        accessors below raise :exc:`KeyError` where it is not.
+
+        .. versionadded:: 0.1
+        """
+        return "serversession" in (app or current_app).extensions
+
+    @staticmethod
     def store_of(app: Flask) -> Store:
         """The store ``app`` uses."""
-        state: _State = app.extensions["serversession"]
-        return state.store
+        return _state_of(app).store
+
+    @staticmethod
+    def config_of(app: Flask | None = None) -> Config:
+        """The configuration in effect on ``app`` (the current app by default), as read at
+        :meth:`init_app`: store, timeouts, cookie settings (see
+        :data:`flask_serversession.config.KEYS`).
+
+        .. versionadded:: 0.1
+        """
+        return _state_of(app).config
 
     # -- managing sessions (see manage.py); ``app`` defaults to the current app -----------------
 
     @staticmethod
     def manager(app: Flask | None = None) -> SessionManager:
         """The management API of ``app`` (the current app by default)."""
-        state: _State = (app or current_app).extensions["serversession"]
-        return state.manager
+        return _state_of(app).manager
 
     def sessions_of(self, user_id: str | int, app: Flask | None = None) -> list[SessionInfo]:
         """The live sessions of a user, most recently used first ("your devices")."""
