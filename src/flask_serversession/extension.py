@@ -95,7 +95,10 @@ class ServerSession:
         """
         return _state_of(app).config
 
-    # -- managing sessions (see manage.py); ``app`` defaults to the current app -----------------
+    # -- managing sessions: shortcuts to the manager ----------------------------------------------
+    # One implementation, in SessionManager; each shortcut below is a one-line delegation to the
+    # manager of ``app`` (the current app by default) and is documented there.
+    # tests/test_extension.py checks that their parameters stay the manager's.
 
     @staticmethod
     def manager(app: Flask | None = None) -> SessionManager:
@@ -103,24 +106,32 @@ class ServerSession:
         return _state_of(app).manager
 
     def sessions_of(self, user_id: str | int, app: Flask | None = None) -> list[SessionInfo]:
-        """The live sessions of a user, most recently used first ("your devices")."""
+        """The live sessions of a user, most recently used first ("your devices"): a shortcut
+        to :meth:`SessionManager.sessions_of <flask_serversession.SessionManager.sessions_of>`
+        of ``app``."""
         return self.manager(app).sessions_of(user_id)
 
     def revoke(self, handle: str, app: Flask | None = None) -> bool:
-        """End one session by handle; ``False`` if it was not live."""
+        """End one session by handle; ``False`` if it was not live: a shortcut to
+        :meth:`SessionManager.revoke <flask_serversession.SessionManager.revoke>` of ``app``."""
         return self.manager(app).revoke(handle)
 
     def revoke_user(
         self, user_id: str | int, keep: str | None = None, app: Flask | None = None
     ) -> int:
         """End a user's sessions except ``keep`` ("log out everywhere else": pass
-        ``session.handle``); return how many were ended."""
+        ``session.handle``); return how many were ended: a shortcut to
+        :meth:`SessionManager.revoke_user <flask_serversession.SessionManager.revoke_user>`
+        of ``app``."""
         return self.manager(app).revoke_user(user_id, keep=keep)
 
     def count(self, app: Flask | None = None) -> int:
-        """How many sessions are live."""
+        """How many sessions are live: a shortcut to
+        :meth:`SessionManager.count <flask_serversession.SessionManager.count>` of ``app``."""
         return self.manager(app).count()
 
     def clear_expired(self, app: Flask | None = None) -> int:
-        """Remove expired sessions now; return how many."""
+        """Remove expired sessions now; return how many: a shortcut to
+        :meth:`SessionManager.clear_expired <flask_serversession.SessionManager.clear_expired>`
+        of ``app`` (which also takes a ``progress`` callback)."""
         return self.manager(app).clear_expired()
