@@ -1,7 +1,9 @@
 """The ``flask sessions`` command line: list, inspect and revoke sessions, clean up, check.
 
-A thin layer over :class:`~flask_serversession.manage.SessionManager`, registered through the
-``flask.commands`` entry point, so every app with Flask-ServerSession installed has it::
+A thin layer over :class:`~flask_serversession.manage.SessionManager` and
+:mod:`~flask_serversession.checks` (what ``check`` finds): the commands parse their options, call
+them and print. Registered through the ``flask.commands`` entry point, so every app with
+Flask-ServerSession installed has it::
 
     flask sessions list --user alice
     flask sessions revoke-user alice --keep <handle>
