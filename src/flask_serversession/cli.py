@@ -1,7 +1,9 @@
 """The ``flask sessions`` command line: list, inspect and revoke sessions, clean up, check.
 
-A thin layer over :class:`~flask_serversession.manage.SessionManager`, registered through the
-``flask.commands`` entry point, so every app with Flask-ServerSession installed has it::
+A thin layer over :class:`~flask_serversession.manage.SessionManager` and
+:mod:`~flask_serversession.checks` (what ``check`` finds): the commands parse their options, call
+them and print. Registered through the ``flask.commands`` entry point, so every app with
+Flask-ServerSession installed has it::
 
     flask sessions list --user alice
     flask sessions revoke-user alice --keep <handle>
@@ -38,11 +40,9 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from itertools import islice
 from typing import IO, TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
@@ -50,17 +50,20 @@ import click
 from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
+from .checks import MIN_KEY_BYTES as MIN_KEY_BYTES
+from .checks import WHY_UNSUPPORTED, CheckReport, check_app
+from .checks import key_weakness as key_weakness
+from .cli_text import plural, printable, relative, utc
+from .config import Config
 from .errors import (
     ConfigurationError,
     ServerSessionError,
     SessionStoreUnavailable,
     UnsupportedOperation,
 )
-from .extension import _State
-from .ids import new_session_id, store_key
+from .extension import ServerSession
 from .manage import SessionInfo, SessionManager, check_handle
 from .stores import Store
-from .stores.memory import MemoryStore
 
 __all__ = [
     "EXIT_CONFIG",
@@ -91,57 +94,6 @@ EXIT_UNSUPPORTED = 4
 #: Not set up, invalid configuration, or no ``SECRET_KEY``.
 EXIT_CONFIG = 5
 
-#: Shortest ``SECRET_KEY`` that ``check`` accepts without a warning, in bytes.
-MIN_KEY_BYTES = 32
-
-# Well-known placeholder keys, compared lower-cased with everything but letters and digits
-# removed ("Change me!" -> "changeme"); and words that mark a key as a placeholder wherever
-# they appear in it ("please-change-me-0123456789...").
-_PLACEHOLDER_KEYS = frozenset(
-    {
-        "dev",
-        "development",
-        "changeme",
-        "secret",
-        "secretkey",
-        "mysecret",
-        "mysecretkey",
-        "supersecret",
-        "supersecretkey",
-        "xyz",
-        "abc",
-        "abc123",
-        "test",
-        "testing",
-        "default",
-        "password",
-        "key",
-        "flask",
-        "s3cr3t",
-        "todo",
-        "123456",
-        "qwerty",
-    }
-)
-_PLACEHOLDER_WORDS = (
-    "changeme",
-    "changethis",
-    "replaceme",
-    "yoursecret",
-    "insecure",
-    "notsecret",
-    "notasecret",
-    "placeholder",
-    "secretkeyhere",
-    "dontuseinproduction",
-    "donotuseinproduction",
-)
-
-_WHY_UNSUPPORTED = {
-    "scan": "list sessions: it has no index of them",
-    "by_user": "find a user's sessions: it has no per-user index",
-}
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -160,7 +112,7 @@ def _describe(exc: ServerSessionError) -> tuple[str, int]:
     if isinstance(exc, SessionStoreUnavailable):
         return str(exc), EXIT_UNAVAILABLE
     if isinstance(exc, UnsupportedOperation):
-        why = _WHY_UNSUPPORTED.get(exc.capability, f"do this: it lacks {exc.capability!r}")
+        why = WHY_UNSUPPORTED.get(exc.capability, f"do this: it lacks {exc.capability!r}")
         return f"this store ({exc.store}) cannot {why}", EXIT_UNSUPPORTED
     if isinstance(exc, ConfigurationError):
         return str(exc), EXIT_CONFIG
@@ -180,19 +132,24 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
-def _state() -> _State:
-    state: _State | None = current_app.extensions.get("serversession")
-    if state is None:
+def _set_up() -> None:
+    """End the command (exit 5) unless Flask-ServerSession is set up on the current app."""
+    if not ServerSession.is_set_up(current_app):
         _fail(
             "Flask-ServerSession is not set up on this app: call ServerSession(app) or"
             " ServerSession().init_app(app) in the app factory",
             EXIT_CONFIG,
         )
-    return state
 
 
 def _manager() -> SessionManager:
-    return _state().manager
+    _set_up()
+    return ServerSession.manager(current_app)
+
+
+def _config() -> Config:
+    _set_up()
+    return ServerSession.config_of(current_app)
 
 
 def _needs(store: Store, capability: str) -> None:
@@ -236,40 +193,6 @@ HANDLE = _Handle()
 
 # A handle may begin with "-" (one in 64 do): take it as the argument, not an unknown option.
 _HANDLE_FIRST = {"ignore_unknown_options": True}
-
-
-def _printable(text: str) -> str:
-    """``text`` with control and other unprintable characters escaped (``\\x1b``)."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    if seconds < 59.5:
-        return f"{round(seconds)} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    if seconds < 2 * 86400:
-        return f"{round(seconds / 3600)} h"
-    return f"{round(seconds / 86400)} days"
-
-
-def _relative(when: datetime, now: float) -> str:
-    """``"5 min ago"``, ``"in 29 days"``, ``"now"``."""
-    delta = when.timestamp() - now
-    if abs(delta) < 1:
-        return "now"
-    return f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago"
-
-
-def _utc(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _closing(found: Iterator[SessionInfo]) -> None:
@@ -367,9 +290,9 @@ def list_command(user_id: str | None, as_json: bool, limit: int | None) -> None:
 
     The table shows times relative to now; --json gives ISO 8601 times in UTC.
     """
-    state = _state()
-    _needs(state.store, "scan" if user_id is None else "by_user")
-    found = state.manager.all(user_id)
+    manager = _manager()
+    _needs(manager.store, "scan" if user_id is None else "by_user")
+    found = manager.all(user_id)
     try:
         chosen: Iterable[SessionInfo] = found if limit is None else islice(found, limit)
         if as_json:
@@ -380,25 +303,25 @@ def list_command(user_id: str | None, as_json: bool, limit: int | None) -> None:
     finally:
         _closing(found)
     if not rows:
-        whose = "" if user_id is None else f" of user {_printable(user_id)}"
+        whose = "" if user_id is None else f" of user {printable(user_id)}"
         click.echo(f"No live sessions{whose}.")
         return
-    _table(rows, state.manager.now())
+    _table(rows, manager.now())
 
 
 def _table(rows: list[SessionInfo], now: float) -> None:
     header = ("HANDLE", "USER", "CREATED", "LAST SEEN", "EXPIRES", "IP", "USER AGENT")
     lines = [header]
     for info in rows:
-        agent = _printable(info.user_agent or "-")
+        agent = printable(info.user_agent or "-")
         lines.append(
             (
                 info.handle,
-                _printable(info.user_id) if info.user_id is not None else "-",
-                _relative(info.created, now),
-                _relative(info.last_seen, now),
-                _relative(info.expires, now),
-                _printable(info.ip or "-"),
+                printable(info.user_id) if info.user_id is not None else "-",
+                relative(info.created, now),
+                relative(info.last_seen, now),
+                relative(info.expires, now),
+                printable(info.ip or "-"),
                 agent if len(agent) <= 50 else agent[:47] + "...",
             )
         )
@@ -407,7 +330,7 @@ def _table(rows: list[SessionInfo], now: float) -> None:
         cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
         cells.append(line[-1])
         click.echo("  ".join(cells).rstrip())
-    click.echo(f"{_plural(len(rows), 'session')}")
+    click.echo(f"{plural(len(rows), 'session')}")
 
 
 @sessions.command("show", context_settings=_HANDLE_FIRST)
@@ -416,27 +339,27 @@ def _table(rows: list[SessionInfo], now: float) -> None:
 @_reports_errors
 def show_command(handle: str, as_json: bool) -> None:
     """Show one live session by HANDLE."""
-    state = _state()
-    info = state.manager.get(handle)
+    manager = _manager()
+    info = manager.get(handle)
     if info is None:
         _fail("no live session with that handle", EXIT_NOT_FOUND)
     if as_json:
         click.echo(json.dumps(info.to_dict(), indent=2))
         return
-    now = state.manager.now()
+    now = manager.now()
 
     def when(moment: datetime | None) -> str:
-        return "-" if moment is None else f"{_utc(moment)} ({_relative(moment, now)})"
+        return "-" if moment is None else f"{utc(moment)} ({relative(moment, now)})"
 
     fields = (
         ("handle", info.handle),
-        ("user", _printable(info.user_id) if info.user_id is not None else "- (anonymous)"),
+        ("user", printable(info.user_id) if info.user_id is not None else "- (anonymous)"),
         ("created", when(info.created)),
         ("last seen", when(info.last_seen)),
         ("expires", when(info.expires)),
         ("authenticated", when(info.authenticated_at)),
-        ("ip", _printable(info.ip or "-")),
-        ("user agent", _printable(info.user_agent or "-")),
+        ("ip", printable(info.ip or "-")),
+        ("user agent", printable(info.user_agent or "-")),
         ("size", f"{info.size:,} bytes"),
     )
     for name, value in fields:
@@ -464,19 +387,19 @@ def revoke_command(handle: str) -> None:
 @_reports_errors
 def revoke_user_command(user_id: str, keep: str | None) -> None:
     """End every live session of USER (but the one given to --keep)."""
-    state = _state()
-    _needs(state.store, "by_user")
+    manager = _manager()
+    _needs(manager.store, "by_user")
     if keep is not None:
-        kept = state.manager.get(keep)
+        kept = manager.get(keep)
         if kept is None or kept.user_id != user_id:
             _fail(
-                f"user {_printable(user_id)} has no live session with the handle given to"
+                f"user {printable(user_id)} has no live session with the handle given to"
                 " --keep; nothing was revoked",
                 EXIT_NOT_FOUND,
             )
-    ended = state.manager.revoke_user(user_id, keep=keep)
+    ended = manager.revoke_user(user_id, keep=keep)
     kept_note = " (kept 1)" if keep is not None else ""
-    click.echo(f"Revoked {_plural(ended, 'session')} of user {_printable(user_id)}{kept_note}.")
+    click.echo(f"Revoked {plural(ended, 'session')} of user {printable(user_id)}{kept_note}.")
 
 
 @sessions.command("revoke-all")
@@ -496,11 +419,11 @@ def revoke_all_command(yes: bool) -> None:
             " --yes to confirm",
             EXIT_USAGE,
         )
-    state = _state()
-    _needs(state.store, "scan")
+    manager = _manager()
+    _needs(manager.store, "scan")
     progress = _Progress(doing="Revoking sessions", done="revoked")
     try:
-        ended = state.manager.revoke_all(progress=progress)
+        ended = manager.revoke_all(progress=progress)
     except ServerSessionError as exc:
         progress.finish()
         message, code = _describe(exc)
@@ -509,7 +432,7 @@ def revoke_all_command(yes: bool) -> None:
         progress.finish()
         _fail(f"interrupted; {_stopped(progress.total)}", EXIT_ERROR)
     progress.finish()
-    click.echo(f"Revoked {_plural(ended, 'session')}.")
+    click.echo(f"Revoked {plural(ended, 'session')}.")
 
 
 def _stopped(revoked: int) -> str:
@@ -517,7 +440,7 @@ def _stopped(revoked: int) -> str:
     if not revoked:
         return "revoke-all stopped before revoking any session"
     return (
-        f"revoke-all stopped after revoking {_plural(revoked, 'session')} (the others may"
+        f"revoke-all stopped after revoking {plural(revoked, 'session')} (the others may"
         " still be live; run it again to end them)"
     )
 
@@ -540,7 +463,7 @@ def clear_expired_command() -> None:
         removed = manager.clear_expired(progress=progress)
     finally:
         progress.finish()
-    click.echo(f"Removed {_plural(removed, 'expired session')}.")
+    click.echo(f"Removed {plural(removed, 'expired session')}.")
 
 
 @sessions.command("stats")
@@ -551,11 +474,11 @@ def stats_command(as_json: bool) -> None:
 
     Reads every live session, showing progress on stderr every SESSION_CLEANUP_BATCH_SIZE.
     """
-    state = _state()
-    _needs(state.store, "scan")
+    manager = _manager()
+    _needs(manager.store, "scan")
     progress = _Progress(doing="Reading sessions", done="read")
     try:
-        stats = state.manager.stats(progress=progress)
+        stats = manager.stats(progress=progress)
     finally:
         progress.finish()
     if as_json:
@@ -564,7 +487,7 @@ def stats_command(as_json: bool) -> None:
     sizes = stats["size_bytes"]
     click.echo(f"Live sessions   {stats['count']:,}")
     bound = stats["count"] - stats["anonymous"]
-    click.echo(f"  of users      {bound:,} ({_plural(stats['users'], 'distinct user')})")
+    click.echo(f"  of users      {bound:,} ({plural(stats['users'], 'distinct user')})")
     click.echo(f"  anonymous     {stats['anonymous']:,}")
     click.echo("By age")
     for bucket, count in stats["by_age"].items():
@@ -572,25 +495,6 @@ def stats_command(as_json: bool) -> None:
     click.echo("Size of the stored values")
     for name in ("total", "median", "max"):
         click.echo(f"  {name:<8} {sizes[name]:,} bytes")
-
-
-# -- check ---------------------------------------------------------------------------------------
-
-
-def key_weakness(key: str | bytes) -> str | None:
-    """Why ``key`` is a weak ``SECRET_KEY``, or ``None``. Never quotes the key."""
-    raw = key.encode("utf-8") if isinstance(key, str) else bytes(key)
-    normalized = re.sub(rb"[^a-z0-9]", b"", raw.lower()).decode("ascii")
-    if normalized in _PLACEHOLDER_KEYS or any(word in normalized for word in _PLACEHOLDER_WORDS):
-        return "it is a well-known placeholder"
-    if len(raw) < MIN_KEY_BYTES:
-        return f"it is {len(raw)} bytes long, under {MIN_KEY_BYTES}"
-    if len(set(raw)) < 8:
-        return "it repeats a few characters"
-    return None
-
-
-_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_hex())'"
 
 
 @sessions.command("check")
@@ -603,106 +507,25 @@ def check_command() -> None:
     Exit code: 3 if the store cannot be reached; else 5 if SECRET_KEY is
     missing; else 1 if there are warnings; else 0 (notes do not count).
     """
-    state = _state()
-    app = current_app
-    config = state.config
-    store = state.store
-    findings: list[tuple[str, str]] = []
-    unreachable = False
-
-    started = time.perf_counter()
-    try:
-        store.load(store_key(new_session_id()))  # a random handle: a real round trip
-    except SessionStoreUnavailable as exc:
-        unreachable = True
-        findings.append(("error", f"cannot reach the store: {exc}"))
-    else:
-        elapsed = (time.perf_counter() - started) * 1000
-        findings.append(("ok", f"the store {store.name} answered in {elapsed:.1f} ms"))
-    missing = [name for name in ("scan", "by_user") if not getattr(store.capabilities, name)]
-    if missing:
-        findings.append(
-            (
-                "note",
-                f"this store cannot {_WHY_UNSUPPORTED[missing[0]]}: list, stats, revoke-user"
-                " and revoke-all are not available",
-            )
-        )
-    if isinstance(store, MemoryStore):
-        findings.append(
-            ("note", "memory:// keeps sessions in this process only: lost at restart, not shared")
-        )
-
-    secret = app.secret_key
-    missing_key = not secret
-    if missing_key:
-        findings.append(("error", f"SECRET_KEY is not set: no session can be saved; {_GENERATE}"))
-    elif isinstance(secret, (str, bytes)):
-        weakness = key_weakness(secret)
-        if weakness is not None:
-            findings.append(("warning", f"SECRET_KEY is weak: {weakness}; {_GENERATE}"))
-    for index, fallback in enumerate(app.config.get("SECRET_KEY_FALLBACKS") or ()):
-        if isinstance(fallback, (str, bytes)):
-            weakness = key_weakness(fallback)
-            if weakness is not None:
-                findings.append(
-                    (
-                        "warning",
-                        f"SECRET_KEY_FALLBACKS[{index}] is weak: {weakness}; fallback keys"
-                        " still verify cookies, so remove it",
-                    )
-                )
-
-    if config.cookie_samesite == "None" and not config.cookie_secure:
-        findings.append(
-            (
-                "warning",
-                "SESSION_COOKIE_SAMESITE is 'None' without SESSION_COOKIE_SECURE: browsers"
-                " refuse such a cookie",
-            )
-        )
-    if not config.cookie_secure:
-        findings.append(
-            (
-                "note",
-                "SESSION_COOKIE_SECURE is off: the cookie also travels over plain HTTP;"
-                " fine for local development only",
-            )
-        )
-    if not config.cookie_httponly:
-        findings.append(
-            (
-                "warning",
-                "SESSION_COOKIE_HTTPONLY is off: scripts on the page (and XSS) can read the"
-                " session cookie",
-            )
-        )
-    if config.idle_timeout >= config.absolute_timeout:
-        findings.append(
-            (
-                "note",
-                f"the idle timeout ({_span(config.idle_timeout)}) is not shorter than"
-                f" SESSION_ABSOLUTE_TIMEOUT ({_span(config.absolute_timeout)}), so it never"
-                " ends a session: lower SESSION_IDLE_TIMEOUT (or PERMANENT_SESSION_LIFETIME)",
-            )
-        )
-
-    for level, message in findings:
-        click.echo(f"{level:<8} {message}")
-    warnings = sum(1 for level, _ in findings if level == "warning")
-    notes = sum(1 for level, _ in findings if level == "note")
-    errors = sum(1 for level, _ in findings if level == "error")
+    report = check_app(current_app, _config())
+    for finding in report.findings:
+        click.echo(f"{finding.level:<8} {finding.message}")
+    errors, warnings = report.count("error"), report.count("warning")
+    notes = plural(report.count("note"), "note")
     if errors or warnings:
-        parts = [_plural(n, word) for n, word in ((errors, "error"), (warnings, "warning")) if n]
-        click.echo(f"check: {', '.join(parts)}, {_plural(notes, 'note')}")
+        parts = [plural(n, word) for n, word in ((errors, "error"), (warnings, "warning")) if n]
+        click.echo(f"check: {', '.join(parts)}, {notes}")
     else:
-        click.echo(f"check: all good ({_plural(notes, 'note')})")
-    if unreachable:
-        raise click.exceptions.Exit(EXIT_UNAVAILABLE)
-    if missing_key:
-        raise click.exceptions.Exit(EXIT_CONFIG)
-    if warnings:
-        raise click.exceptions.Exit(EXIT_WARNINGS)
+        click.echo(f"check: all good ({notes})")
+    raise click.exceptions.Exit(_check_exit_code(report))
+
+
+def _check_exit_code(report: CheckReport) -> int:
+    if report.unreachable:
+        return EXIT_UNAVAILABLE
+    if report.missing_key:
+        return EXIT_CONFIG
+    return EXIT_WARNINGS if report.count("warning") else EXIT_OK
 
 
 @sessions.command("import")
@@ -726,8 +549,7 @@ def import_command(source: str) -> None:
     """
     from .migrate import import_sessions
 
-    state = _state()
-    config = state.config
+    config = _config()
     legacy = config.flask_session.legacy
     if legacy is None:
         _fail(
@@ -751,9 +573,9 @@ def import_command(source: str) -> None:
         elif seen % 1000 == 0:
             click.echo(line, file=stream)
 
-    click.echo(f"Importing sessions from {legacy.name} into {state.store.name}", file=stream)
+    click.echo(f"Importing sessions from {legacy.name} into {config.store.name}", file=stream)
     stats = import_sessions(
-        state.store,
+        config.store,
         legacy,
         config.idle_timeout,
         config.absolute_timeout,

@@ -26,6 +26,11 @@ class _State:
         return self.config.store
 
 
+def _state_of(app: Flask | None) -> _State:
+    state: _State = (app or current_app).extensions["serversession"]
+    return state
+
+
 class ServerSession:
     """Server-side sessions for a Flask app.
 
@@ -71,38 +76,66 @@ class ServerSession:
         )
 
     @staticmethod
+    def is_set_up(app: Flask | None = None) -> bool:
+        """Whether Flask-ServerSession is set up on ``app`` (the current app by default): the
+        accessors below raise :exc:`KeyError` where it is not.
+
+        .. versionadded:: 0.1
+        """
+        return "serversession" in (app or current_app).extensions
+
+    @staticmethod
     def store_of(app: Flask) -> Store:
         """The store ``app`` uses."""
-        state: _State = app.extensions["serversession"]
-        return state.store
+        return _state_of(app).store
 
-    # -- managing sessions (see manage.py); ``app`` defaults to the current app -----------------
+    @staticmethod
+    def config_of(app: Flask | None = None) -> Config:
+        """The configuration in effect on ``app`` (the current app by default), as read at
+        :meth:`init_app`: store, timeouts, cookie settings (see
+        :data:`flask_serversession.config.KEYS`).
+
+        .. versionadded:: 0.1
+        """
+        return _state_of(app).config
+
+    # -- managing sessions: shortcuts to the manager ----------------------------------------------
+    # One implementation, in SessionManager; each shortcut below is a one-line delegation to the
+    # manager of ``app`` (the current app by default) and is documented there.
+    # tests/test_extension.py checks that their parameters stay the manager's.
 
     @staticmethod
     def manager(app: Flask | None = None) -> SessionManager:
         """The management API of ``app`` (the current app by default)."""
-        state: _State = (app or current_app).extensions["serversession"]
-        return state.manager
+        return _state_of(app).manager
 
     def sessions_of(self, user_id: str | int, app: Flask | None = None) -> list[SessionInfo]:
-        """The live sessions of a user, most recently used first ("your devices")."""
+        """The live sessions of a user, most recently used first ("your devices"): a shortcut
+        to :meth:`SessionManager.sessions_of <flask_serversession.SessionManager.sessions_of>`
+        of ``app``."""
         return self.manager(app).sessions_of(user_id)
 
     def revoke(self, handle: str, app: Flask | None = None) -> bool:
-        """End one session by handle; ``False`` if it was not live."""
+        """End one session by handle; ``False`` if it was not live: a shortcut to
+        :meth:`SessionManager.revoke <flask_serversession.SessionManager.revoke>` of ``app``."""
         return self.manager(app).revoke(handle)
 
     def revoke_user(
         self, user_id: str | int, keep: str | None = None, app: Flask | None = None
     ) -> int:
         """End a user's sessions except ``keep`` ("log out everywhere else": pass
-        ``session.handle``); return how many were ended."""
+        ``session.handle``); return how many were ended: a shortcut to
+        :meth:`SessionManager.revoke_user <flask_serversession.SessionManager.revoke_user>`
+        of ``app``."""
         return self.manager(app).revoke_user(user_id, keep=keep)
 
     def count(self, app: Flask | None = None) -> int:
-        """How many sessions are live."""
+        """How many sessions are live: a shortcut to
+        :meth:`SessionManager.count <flask_serversession.SessionManager.count>` of ``app``."""
         return self.manager(app).count()
 
     def clear_expired(self, app: Flask | None = None) -> int:
-        """Remove expired sessions now; return how many."""
+        """Remove expired sessions now; return how many: a shortcut to
+        :meth:`SessionManager.clear_expired <flask_serversession.SessionManager.clear_expired>`
+        of ``app`` (which also takes a ``progress`` callback)."""
         return self.manager(app).clear_expired()
