@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, session
@@ -13,6 +14,104 @@ from ..extension import ServerSession
 from ..interface import ServerSessionInterface
 from ..session import ServerSideSession
 from ..stores import Store
+
+
+def _none() -> str:
+    return "none"
+
+
+def _get(k: str) -> str:
+    return repr(session.get(k))
+
+
+def _set(k: str, v: str) -> str:
+    session[k] = v
+    return "set"
+
+
+def _rw(k: str, v: str) -> str:
+    old = session.get(k)
+    session[k] = v
+    return repr(old)
+
+
+def _append(k: str, v: str) -> str:
+    session[k].append(v)
+    return "appended"
+
+
+def _pop(k: str) -> str:
+    return repr(session.pop(k, None))
+
+
+def _server_session() -> ServerSideSession:
+    assert isinstance(session, ServerSideSession)
+    return session
+
+
+def _regenerate() -> str:
+    _server_session().regenerate()
+    return "regenerated"
+
+
+def _destroy() -> str:
+    _server_session().destroy()
+    return "destroyed"
+
+
+def _permanent() -> str:
+    session.permanent = True
+    return "permanent"
+
+
+def _dump() -> dict[str, str]:
+    return {key: repr(value) for key, value in session.items()}
+
+
+def _login(user: str) -> str:
+    _server_session().login(user)
+    return "logged in"
+
+
+def _logout() -> str:
+    _server_session().logout()
+    return "logged out"
+
+
+def _whoami() -> dict[str, Any]:
+    current = _server_session()
+    auth = current.authenticated_at
+    return {
+        "user": current.user_id,
+        "handle": current.handle,
+        "auth": None if auth is None else auth.timestamp(),
+    }
+
+
+def _logout_others() -> str:
+    current = _server_session()
+    assert current.user_id is not None
+    ended = ServerSession.manager().revoke_user(current.user_id, keep=current.handle)
+    return str(ended)
+
+
+#: The views of :func:`make_app`: rule, endpoint, view.
+_VIEWS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ("/none", "none", _none),
+    ("/get/<k>", "get", _get),
+    ("/set/<k>/<v>", "set_", _set),
+    ("/rw/<k>/<v>", "rw", _rw),
+    ("/append/<k>/<v>", "append", _append),
+    ("/pop/<k>", "pop", _pop),
+    ("/regenerate", "regenerate", _regenerate),
+    ("/destroy", "destroy", _destroy),
+    ("/permanent", "permanent", _permanent),
+    ("/dump", "dump", _dump),
+    ("/login/<user>", "login", _login),
+    ("/logout", "logout", _logout),
+    ("/whoami", "whoami", _whoami),
+    ("/logout-others", "logout_others", _logout_others),
+)
 
 
 def make_app(store: Store, **options: Any) -> Flask:
@@ -26,85 +125,9 @@ def make_app(store: Store, **options: Any) -> Flask:
     app.testing = True  # errors at save reach the test instead of becoming a 500
     app.secret_key = "conformance-secret"
     options.setdefault("cleanup_interval", 0)
-    extension = ServerSession(app, store=store, **options)
-
-    @app.get("/none")
-    def none() -> str:
-        return "none"
-
-    @app.get("/get/<k>")
-    def get(k: str) -> str:
-        return repr(session.get(k))
-
-    @app.get("/set/<k>/<v>")
-    def set_(k: str, v: str) -> str:
-        session[k] = v
-        return "set"
-
-    @app.get("/rw/<k>/<v>")
-    def rw(k: str, v: str) -> str:
-        old = session.get(k)
-        session[k] = v
-        return repr(old)
-
-    @app.get("/append/<k>/<v>")
-    def append(k: str, v: str) -> str:
-        session[k].append(v)
-        return "appended"
-
-    @app.get("/pop/<k>")
-    def pop(k: str) -> str:
-        return repr(session.pop(k, None))
-
-    @app.get("/regenerate")
-    def regenerate() -> str:
-        assert isinstance(session, ServerSideSession)
-        session.regenerate()
-        return "regenerated"
-
-    @app.get("/destroy")
-    def destroy() -> str:
-        assert isinstance(session, ServerSideSession)
-        session.destroy()
-        return "destroyed"
-
-    @app.get("/permanent")
-    def permanent() -> str:
-        session.permanent = True
-        return "permanent"
-
-    @app.get("/dump")
-    def dump() -> dict[str, str]:
-        return {key: repr(value) for key, value in session.items()}
-
-    @app.get("/login/<user>")
-    def login(user: str) -> str:
-        assert isinstance(session, ServerSideSession)
-        session.login(user)
-        return "logged in"
-
-    @app.get("/logout")
-    def logout() -> str:
-        assert isinstance(session, ServerSideSession)
-        session.logout()
-        return "logged out"
-
-    @app.get("/whoami")
-    def whoami() -> dict[str, Any]:
-        assert isinstance(session, ServerSideSession)
-        auth = session.authenticated_at
-        return {
-            "user": session.user_id,
-            "handle": session.handle,
-            "auth": None if auth is None else auth.timestamp(),
-        }
-
-    @app.get("/logout-others")
-    def logout_others() -> str:
-        assert isinstance(session, ServerSideSession) and session.user_id is not None
-        ended = extension.revoke_user(session.user_id, keep=session.handle)
-        return str(ended)
-
+    ServerSession(app, store=store, **options)
+    for rule, endpoint, view in _VIEWS:
+        app.add_url_rule(rule, endpoint, view, methods=["GET"])
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from ..extension import ServerSession
@@ -139,6 +140,103 @@ def _bound_outside_index(
     ]
 
 
+def _schedule_sessions(store: Store, user: str, other: str, now: float) -> dict[str, str]:
+    """The sessions one interleaving schedule starts with, by role (:data:`_INDEX_ROLES`)."""
+    keys = {role: _key() for role in _INDEX_ROLES}
+    store.create(keys["anonymous2"], _record(now=now))
+    store.create(keys["theirs"], _record(now=now, user_id=other))
+    store.create(keys["mine"], _record(now=now, user_id=user))
+    # Expired at ``now``: a listing may prune it while a login is under way.
+    store.create(keys["expiring"], _record(now=T0, idle=10, user_id=user))
+    # Live, bound to another user, indexed under this one with an expiry that has passed: an
+    # entry a listing prunes, unless it is bound back meanwhile.
+    returning = keys["returning"]
+    store.create(returning, _record(now=T0, idle=10, user_id=user))
+    store.patch(returning, Patch({}, (), T0 + 5, T0 + 5 + HOUR))
+    store.patch(returning, Patch({}, (), T0 + 6, T0 + HOUR, user_id=other))
+    return keys
+
+
+def _run_schedule(
+    store: Store,
+    stepped: Store,
+    set_at: Callable[[Callable[[str], None]], None],
+    ops: tuple[str, str, int],
+    n: int,
+    now: float,
+) -> tuple[str | None, str | None]:
+    """Schedule ``n``: ``ops`` (an operation, the one run while it is paused, the pause point
+    as :func:`_with_pause` takes it) on fresh sessions of a user of its own. The point it
+    paused at (as :func:`_with_pause` returns it), and what escaped the index, if anything."""
+    op, interference, target = ops
+    user = f"user-{n}"
+    keys = _schedule_sessions(store, user, f"other-{n}", now)
+    extra: list[str] = []
+    point = _with_pause(
+        lambda: _index_op(op, stepped, user, keys, extra, now),
+        set_at,
+        target,
+        lambda: _index_op(interference, store, user, keys, extra, now),
+    )
+    missed, survived = _bound_outside_index(store, user, [*keys.values(), *extra], now)
+    if missed or survived:
+        return point, f"{len(missed)} unlisted, {len(survived)} kept"
+    return point, None
+
+
+def _schedule_label(op: str, interference: str, target: int, point: str | None) -> str:
+    if target < 0:
+        return f"{op}, {interference} before it"
+    if point is None:
+        return f"{op}, {interference} after it"
+    return f"{op}, {interference} at {point}"
+
+
+def _login_until(store: Store, user: str, now: float, deadline: float, created: list[str]) -> None:
+    """Up to 250 logins of ``user``, until ``deadline``: every other one a new bound session,
+    the others an anonymous session given a new ID and the user; their keys into ``created``."""
+    for i in range(250):
+        if time.monotonic() > deadline:
+            return
+        key = _key()
+        if i % 2:
+            assert store.create(key, _record(now=now, user_id=user))
+        else:
+            anonymous = _key()
+            assert store.create(anonymous, _record(now=now))
+            move = Patch(
+                {}, (), now, now + HOUR, new_key=key, tombstone_until=now + 60, user_id=user
+            )
+            assert store.patch(anonymous, move)
+        created.append(key)
+
+
+def _list_and_revoke(
+    store: Store, manager: Any, users: list[str], now: float, revokes: bool, done: threading.Event
+) -> None:
+    """List the ``users``' sessions in turn until ``done``; one round in 20 "log out
+    everywhere" instead if ``revokes``."""
+    rounds = 0
+    while not done.is_set():
+        rounds += 1
+        if revokes and rounds % 20 == 0:
+            manager.revoke_user(users[rounds % 2])
+        else:
+            store.sessions_of(users[rounds % 2], now)
+
+
+def _reporting(errors: list[BaseException], work: Callable[[], None]) -> threading.Thread:
+    """A thread running ``work``, any exception it raises kept in ``errors``."""
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported by the test, in its own thread
+            errors.append(exc)
+
+    return threading.Thread(target=run)
+
+
 class UserIndexContract:
     """The ``test_store_user_index_*`` tests of :class:`StoreConformance`."""
 
@@ -156,63 +254,26 @@ class UserIndexContract:
         every live session of the user is listed, and ``revoke_user`` ends it."""
         if not store.capabilities.by_user:
             return
-        now = T0 + 20
         hook: list[Callable[[str], None]] = [lambda point: None]
         stepped = self.stepped(store, lambda point: hook[0](point))
+
+        def set_at(at: Callable[[str], None]) -> None:
+            hook[0] = at
+
         escapes: list[str] = []
         schedules = paused = 0
-        for op_name in _INDEX_OPS:
-            for interference in _INDEX_OPS[op_name]:
+        for op, interferences in _INDEX_OPS.items():
+            for interference in interferences:
                 target = -1
                 while True:
                     schedules += 1
-                    n = schedules
-                    user, other = f"user-{n}", f"other-{n}"
-                    keys = {role: _key() for role in _INDEX_ROLES}
-                    store.create(keys["anonymous2"], _record(now=now))
-                    store.create(keys["theirs"], _record(now=now, user_id=other))
-                    store.create(keys["mine"], _record(now=now, user_id=user))
-                    # Expired at ``now``: a listing may prune it while a login is under way.
-                    store.create(keys["expiring"], _record(now=T0, idle=10, user_id=user))
-                    # Live, bound to another user, indexed under this one with an expiry that
-                    # has passed: an entry a listing prunes, unless it is bound back meanwhile.
-                    returning = keys["returning"]
-                    store.create(returning, _record(now=T0, idle=10, user_id=user))
-                    store.patch(returning, Patch({}, (), T0 + 5, T0 + 5 + HOUR))
-                    store.patch(returning, Patch({}, (), T0 + 6, T0 + HOUR, user_id=other))
-                    extra: list[str] = []
-
-                    def run(
-                        op: str = op_name,
-                        user: str = user,
-                        keys: dict[str, str] = keys,
-                        extra: list[str] = extra,
-                    ) -> None:
-                        _index_op(op, stepped, user, keys, extra, now)
-
-                    def interfere(
-                        op: str = interference,
-                        user: str = user,
-                        keys: dict[str, str] = keys,
-                        extra: list[str] = extra,
-                    ) -> None:
-                        _index_op(op, store, user, keys, extra, now)
-
-                    point = _with_pause(run, lambda at: hook.__setitem__(0, at), target, interfere)
-                    if target < 0:
-                        label = f"{op_name}, {interference} before it"
-                    elif point is None:
-                        label = f"{op_name}, {interference} after it"
-                    else:
-                        label = f"{op_name}, {interference} at {point}"
-                        paused += 1
-                    missed, survived = _bound_outside_index(
-                        store, user, [*keys.values(), *extra], now
-                    )
-                    if missed or survived:
-                        escapes.append(f"{label}: {len(missed)} unlisted, {len(survived)} kept")
+                    ops = (op, interference, target)
+                    point, escape = _run_schedule(store, stepped, set_at, ops, schedules, T0 + 20)
+                    if escape is not None:
+                        escapes.append(f"{_schedule_label(*ops, point)}: {escape}")
                     if point is None:
                         break
+                    paused += target >= 0  # at -1 the other operation ran first
                     target += 1
         print(
             f"{schedules} schedules ({paused} inside an operation), {len(escapes)} left a"
@@ -233,46 +294,13 @@ class UserIndexContract:
         errors: list[BaseException] = []
         done = threading.Event()
         deadline = time.monotonic() + 2.0
-
-        def login(n: int) -> None:
-            user = users[n % 2]
-            try:
-                for i in range(250):
-                    if time.monotonic() > deadline:
-                        return
-                    key = _key()
-                    if i % 2:
-                        assert store.create(key, _record(now=now, user_id=user))
-                    else:
-                        anonymous = _key()
-                        assert store.create(anonymous, _record(now=now))
-                        move = Patch(
-                            {}, (), now, now + HOUR, new_key=key, tombstone_until=now + 60,
-                            user_id=user,
-                        )  # fmt: skip
-                        assert store.patch(anonymous, move)
-                    created.append(key)
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-
         # Built here, not in the threads: Werkzeug compiles routes with ast.parse, which is
         # not thread-safe on CPython 3.11 ("AST constructor recursion depth mismatch").
         manager = _manager(store, now)
-
-        def list_and_revoke(n: int) -> None:
-            try:
-                rounds = 0
-                while not done.is_set():
-                    rounds += 1
-                    if n == 0 and rounds % 20 == 0:
-                        manager.revoke_user(users[rounds % 2])
-                    else:
-                        store.sessions_of(users[rounds % 2], now)
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-
-        logins = [threading.Thread(target=login, args=(n,)) for n in range(4)]
-        listers = [threading.Thread(target=list_and_revoke, args=(n,)) for n in range(2)]
+        login = partial(_login_until, store, now=now, deadline=deadline, created=created)
+        logins = [_reporting(errors, partial(login, users[n % 2])) for n in range(4)]
+        lister = partial(_list_and_revoke, store, manager, users, now, done=done)
+        listers = [_reporting(errors, partial(lister, n == 0)) for n in range(2)]
         for thread in [*listers, *logins]:
             thread.start()
         for thread in logins:
