@@ -357,6 +357,7 @@ def test_cookie_survives_key_rotation(store: Store) -> None:
 TRIALS = 200
 
 
+@pytest.mark.slow
 def test_overlapping_writes_of_different_keys_both_land(store: Store) -> None:
     app = make_app(store)
     barrier: list[threading.Barrier] = []

@@ -26,6 +26,9 @@ from flask_serversession import store_from_url
 from flask_serversession.ids import CookieSigner, store_key
 from flask_serversession.serialization import loads_value
 
+#: Servers and gunicorn workers killed mid-stream: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
+
 #: The store must answer again within this many seconds of its return.
 RECOVERY = 2.0
 #: The stores whose server is killed and restarted. Not SQLite: there is no server to kill, the
