@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Debian packages of the servers the store tests run against (started by the tests themselves).
 SERVER_PACKAGES := redis-server redis-tools postgresql mariadb-server memcached openssl chromium
 
-.PHONY: demo test lint typecheck bench clean servers docs soak
+.PHONY: demo test check lint typecheck bench clean servers docs soak
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -47,6 +47,11 @@ servers:
 
 test: servers lint typecheck
 	$(VENV)/bin/pytest
+
+# The fast lane while you work: lint, types and every test not marked slow (about 60% of them,
+# in about a minute; docs/contributing.md says which are slow). `make test` still runs it all.
+check: servers lint typecheck
+	$(VENV)/bin/pytest -m "not slow"
 
 # The full-size load test: 50,000 sessions and 200,000 requests on each of the six stores, with
 # the store size and RSS reported.

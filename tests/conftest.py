@@ -1,4 +1,8 @@
-"""Shared fixtures: a fresh store of each embedded kind, and real servers shared by the run."""
+"""Shared fixtures: a fresh store of each embedded kind, and real servers shared by the run.
+
+Also the rule that makes a PostgreSQL or MariaDB test ``slow`` (see
+:func:`pytest_collection_modifyitems`): ``make check`` leaves those to ``make test``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,27 @@ from flask_serversession.stores import Store, store_from_url
 from flask_serversession.stores.memory import MemoryStore
 from flask_serversession.stores.sql import SQLStore
 from flask_serversession.stores.sqlite import SQLiteStore
+
+#: The stores whose tests are ``slow`` wherever they are: their servers take seconds to start,
+#: and each test makes a table of its own. Redis and Memcached start in a fraction of a second.
+SLOW_SERVERS = ("postgresql", "mariadb")
+SLOW_SERVER_FIXTURES = ("pg_server", "mariadb_server")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test on PostgreSQL or MariaDB: one that asks for their server
+    fixture, or one parametrized with either store (its id names it: ``test_x[mariadb]``)."""
+    for item in items:
+        if _on_a_slow_server(item):
+            item.add_marker(pytest.mark.slow)
+
+
+def _on_a_slow_server(item: pytest.Item) -> bool:
+    if any(name in SLOW_SERVER_FIXTURES for name in getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(part in SLOW_SERVERS for part in callspec.id.split("-"))
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import pytest
 
+#: A real chromium through playwright: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
+
 if importlib.util.find_spec("playwright") is not None:
     from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 

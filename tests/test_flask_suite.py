@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 from servers import IN_CI
 
+#: Fetches Flask's sdist with pip: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
+
 FLASK = "flask==3.1.3"
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"

@@ -57,6 +57,83 @@ def peer_store(store: Store) -> Iterator[Store]:
         yield store
 
 
+# The tutorial's views, verbatim in behaviour and texts.
+
+
+def _setsession() -> str:
+    session["Username"] = "Admin"
+    return "The session has been Set"
+
+
+def _getsession() -> str:
+    if "Username" in session:
+        username = session["Username"]
+        return f"Welcome {username}"
+    return "Welcome Anonymous"
+
+
+def _popsession() -> str:
+    session.pop("Username", None)
+    return "Session Deleted"
+
+
+# Generic helpers.
+
+
+def _untouched() -> str:
+    return "no session here"
+
+
+def _read() -> Response:
+    return Response(json.dumps(dict(session), sort_keys=True), mimetype="application/json")
+
+
+def _seed() -> str:
+    values = request.get_json()
+    assert isinstance(values, dict)
+    if values.pop("_permanent", False):
+        session.permanent = True
+    for key, value in values.items():
+        session[key] = value
+    return "seeded"
+
+
+def _put(key: str) -> str:
+    session[key] = request.get_data(as_text=True)
+    return "stored"
+
+
+def _get(key: str) -> str:
+    value = session.get(key, "")
+    assert isinstance(value, str)
+    return value
+
+
+def _logout() -> str:
+    server_session().destroy()
+    return "logged out"
+
+
+def _regenerate() -> str:
+    server_session().regenerate()
+    return "regenerated"
+
+
+#: The views of :func:`make_app`: rule, endpoint, view, methods.
+_VIEWS: tuple[tuple[str, str, Callable[..., Any], list[str]], ...] = (
+    ("/setsession", "setsession", _setsession, ["GET"]),
+    ("/getsession", "getsession", _getsession, ["GET"]),
+    ("/popsession", "popsession", _popsession, ["GET"]),
+    ("/untouched", "untouched", _untouched, ["GET"]),
+    ("/read", "read", _read, ["GET"]),
+    ("/seed", "seed", _seed, ["POST"]),
+    ("/put/<key>", "put", _put, ["POST"]),
+    ("/get/<key>", "get", _get, ["GET"]),
+    ("/logout", "logout", _logout, ["GET"]),
+    ("/regenerate", "regenerate", _regenerate, ["GET"]),
+)
+
+
 def make_app(
     store: Store, *, secret_key: str = SECRET, fallbacks: list[str] | None = None, **config: Any
 ) -> Flask:
@@ -67,65 +144,8 @@ def make_app(
         app.config["SECRET_KEY_FALLBACKS"] = fallbacks
     app.config.update(config)
     ServerSession(app, store=store)
-
-    # The tutorial's views, verbatim in behaviour and texts.
-    @app.route("/setsession")
-    def setsession() -> str:
-        session["Username"] = "Admin"
-        return "The session has been Set"
-
-    @app.route("/getsession")
-    def getsession() -> str:
-        if "Username" in session:
-            username = session["Username"]
-            return f"Welcome {username}"
-        return "Welcome Anonymous"
-
-    @app.route("/popsession")
-    def popsession() -> str:
-        session.pop("Username", None)
-        return "Session Deleted"
-
-    # Generic helpers.
-    @app.route("/untouched")
-    def untouched() -> str:
-        return "no session here"
-
-    @app.route("/read")
-    def read() -> Response:
-        return Response(json.dumps(dict(session), sort_keys=True), mimetype="application/json")
-
-    @app.route("/seed", methods=["POST"])
-    def seed() -> str:
-        values = request.get_json()
-        assert isinstance(values, dict)
-        if values.pop("_permanent", False):
-            session.permanent = True
-        for key, value in values.items():
-            session[key] = value
-        return "seeded"
-
-    @app.route("/put/<key>", methods=["POST"])
-    def put(key: str) -> str:
-        session[key] = request.get_data(as_text=True)
-        return "stored"
-
-    @app.route("/get/<key>")
-    def get(key: str) -> str:
-        value = session.get(key, "")
-        assert isinstance(value, str)
-        return value
-
-    @app.route("/logout")
-    def logout() -> str:
-        server_session().destroy()
-        return "logged out"
-
-    @app.route("/regenerate")
-    def regenerate() -> str:
-        server_session().regenerate()
-        return "regenerated"
-
+    for rule, endpoint, view, methods in _VIEWS:
+        app.add_url_rule(rule, endpoint, view, methods=methods)
     return app
 
 
@@ -337,6 +357,7 @@ def test_cookie_survives_key_rotation(store: Store) -> None:
 TRIALS = 200
 
 
+@pytest.mark.slow
 def test_overlapping_writes_of_different_keys_both_land(store: Store) -> None:
     app = make_app(store)
     barrier: list[threading.Barrier] = []

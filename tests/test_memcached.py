@@ -213,6 +213,7 @@ def _warm_pool(store: MemcachedStore, connections: int) -> None:
         pool.release(each)
 
 
+@pytest.mark.slow
 def test_server_stopped_mid_run(tmp_path: Path) -> None:
     """While memcached is down, requests that touch the session answer 503 and the others 200.
     After a restart it works again without restarting the app; the sessions were lost with the
@@ -246,6 +247,7 @@ def test_server_stopped_mid_run(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.slow
 def test_restart_between_requests_costs_no_request(tmp_path: Path) -> None:
     """Pooled connections that outlived a restart are broken; the first one found broken
     discards the idle rest and the command is repeated on a fresh connection, so no request
@@ -262,6 +264,7 @@ def test_restart_between_requests_costs_no_request(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.slow
 def test_dead_server_of_two_is_an_error_not_a_miss(tmp_path: Path) -> None:
     """With two servers and one down, the sessions on the dead one answer 503 on every
     request (never "no session"), and the others keep working."""

@@ -72,6 +72,7 @@ class TestRedisStandalone(SteppedConformance):
         store.close()
 
 
+@pytest.mark.slow
 class TestRedisCluster(SteppedConformance):
     @pytest.fixture
     def store(self, redis_cluster: list[ServerProcess]) -> Iterator[Store]:
@@ -81,6 +82,7 @@ class TestRedisCluster(SteppedConformance):
         store.close()
 
 
+@pytest.mark.slow
 class TestRedisSentinel(SteppedConformance):
     @pytest.fixture
     def store(self, redis_sentinel: SentinelSetup) -> Iterator[Store]:
@@ -189,6 +191,7 @@ def test_memory_per_session(redis_server: ServerProcess) -> None:
 # -- concurrency ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_thousand_trials_of_overlapping_writers(redis_server: ServerProcess) -> None:
     store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={_prefix()}")
     app = make_app(store)
@@ -264,6 +267,7 @@ def test_restart_loses_script_cache_not_sessions(tmp_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_sentinel_failover_loses_nothing_acknowledged(tmp_path: Path) -> None:
     """Writes run while the master is killed, and then fails over back to it. Each acknowledged
     write (200) waited for the replica (wait_replicas=1), and both servers fsync their AOF, so
@@ -324,6 +328,7 @@ def test_sentinel_failover_loses_nothing_acknowledged(tmp_path: Path) -> None:
         setup.stop()
 
 
+@pytest.mark.slow
 def test_cluster_spreads_sessions_over_all_masters(redis_cluster: list[ServerProcess]) -> None:
     prefix = _prefix()
     hosts = ",".join(f"127.0.0.1:{node.port}" for node in redis_cluster)
@@ -344,6 +349,7 @@ def test_cluster_spreads_sessions_over_all_masters(redis_cluster: list[ServerPro
     store.close()
 
 
+@pytest.mark.slow
 def test_cluster_lists_and_revokes_across_all_masters(redis_cluster: list[ServerProcess]) -> None:
     """The management API on a Cluster: the scan walks every master, and revoke_all ends every
     session, counted once, in more than one page."""

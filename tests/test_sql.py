@@ -180,6 +180,7 @@ def test_statements_per_request(sql_store: SQLStore) -> None:
 # -- outages --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pre_ping", ["true", "false"])
 def test_database_restart_mid_run(server: SQLServer, pre_ping: str) -> None:
     """503 while the database is down (pages without session still 200); back after the
@@ -286,6 +287,7 @@ def _count(store: SQLStore) -> int:
     return count
 
 
+@pytest.mark.slow
 def test_cleanup_of_100k_expired_rows_while_serving(sql_store: SQLStore) -> None:
     sql_store.create_schema()
     now = time.time()
@@ -361,6 +363,7 @@ def _create_schema_in_threads(url: str, threads: int, barrier: Any) -> None:
         raise errors[0]
 
 
+@pytest.mark.slow
 def test_schema_creation_race(server: SQLServer) -> None:
     """Several processes, several threads each, create the same table at the same moment."""
     table = _table()

@@ -38,6 +38,7 @@ def accounts() -> ModuleType:
     return module
 
 
+@pytest.mark.slow
 def test_log_out_everywhere_else_ends_logins_racing_the_devices_page(
     accounts: ModuleType, redis_server: ServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,6 +26,9 @@ from flask_serversession import store_from_url
 from flask_serversession.ids import CookieSigner, store_key
 from flask_serversession.serialization import loads_value
 
+#: Servers and gunicorn workers killed mid-stream: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
+
 #: The store must answer again within this many seconds of its return.
 RECOVERY = 2.0
 #: The stores whose server is killed and restarted. Not SQLite: there is no server to kill, the
@@ -221,6 +224,142 @@ KEYS = 16
 REPEAT = 1000
 
 
+class Writers:
+    """One thread per session cookie, each rewriting its session's keys over HTTP until
+    stopped, and what came of it: the last acknowledged write of each key, per writer."""
+
+    def __init__(self, port: int, cookies: list[str]) -> None:
+        self.port = port
+        self.cookies = cookies
+        # KEYS keys of ~10 KB each, rewritten over and over, so a session stays well under
+        # SESSION_MAX_SIZE.
+        self.acknowledged: list[dict[str, int]] = [{} for _ in cookies]
+        self.failed = [0] * len(cookies)
+        self.acks = [0] * len(cookies)
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self.write, args=(w,)) for w in range(len(cookies))
+        ]
+
+    def write(self, writer: int) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            key = f"k{i % KEYS}"
+            try:  # large enough that a kill can land inside a write
+                path = f"/put/{key}?v={writer}-{i}-&n={REPEAT}"
+                reply = get(self.port, path, self.cookies[writer])
+            except (OSError, http.client.HTTPException):  # the worker died with it
+                self.failed[writer] += 1
+                continue
+            if reply.status == 200:
+                self.acknowledged[writer][key] = i
+                self.acks[writer] += 1
+            else:
+                self.failed[writer] += 1
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+
+def new_sessions(port: int, count: int) -> list[str]:
+    """The cookies of ``count`` new sessions, one value each."""
+    cookies = []
+    for writer in range(count):
+        reply = get(port, f"/put/w{writer}?v=start")
+        cookie = reply.cookie()
+        assert reply.status == 200 and cookie
+        cookies.append(cookie)
+    return cookies
+
+
+def kill_workers(port: int, gunicorn_pid: int) -> None:
+    """SIGKILL the worker that answers, WORKER_KILLS times, 0.4 s apart."""
+    for _ in range(WORKER_KILLS):
+        time.sleep(0.4)
+        pid = int(get(port, "/pid").text)
+        assert parent_pid(pid) == gunicorn_pid  # one of our gunicorn's workers
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.4)
+
+
+def lost_over_http(port: int, writers: Writers) -> tuple[int, int]:
+    """Acknowledged writes missing from the sessions as the app reads them, and sessions it
+    could not read."""
+    lost = unreadable = 0
+    for writer, cookie in enumerate(writers.cookies):
+        reply = get(port, "/read", cookie)
+        if reply.status != 200:
+            unreadable += 1
+            continue
+        lost += count_lost(json.loads(reply.text), writer, writers.acknowledged[writer])
+    return lost, unreadable
+
+
+@dataclass
+class FoundInStore:
+    """The writers' sessions, read straight from the store."""
+
+    lost: int = 0
+    missing: int = 0
+    corrupt: int = 0
+    values: int = 0
+    scanned: int | None = None
+
+
+def read_store(url: str, writers: Writers) -> FoundInStore:
+    """Straight from the store, as the app's next process would find it."""
+    signer = CookieSigner([APP_SECRET])
+    store = store_from_url(url)
+    found = FoundInStore()
+    try:
+        for writer, cookie in enumerate(writers.cookies):
+            session_id, reason = signer.unsign(cookie)
+            assert session_id is not None, reason
+            record = store.load(store_key(session_id))
+            if record is None or not record.is_live(time.time()):
+                found.missing += 1
+                continue
+            decoded = decode_values(record.values, found)
+            found.lost += count_lost(decoded, writer, writers.acknowledged[writer])
+        if store.capabilities.scan:
+            found.scanned = len(list(store.scan(time.time())))
+    finally:
+        store.close()
+    return found
+
+
+def decode_values(values: dict[str, str], found: FoundInStore) -> dict[str, object]:
+    """Each value decoded, counted in ``found`` as read, or as corrupt if it does not decode."""
+    decoded = {}
+    for key, text in values.items():
+        found.values += 1
+        try:
+            decoded[key] = loads_value(text)
+        except Exception:
+            found.corrupt += 1
+    return decoded
+
+
+def sqlite_integrity(store_name: str, store_dir: Path) -> list[tuple[str]] | None:
+    """``PRAGMA integrity_check`` of an SQLite store's file; ``None`` for other stores."""
+    if store_name != "sqlite":
+        return None
+    with sqlite3.connect(store_dir / "sessions.db") as conn:
+        integrity: list[tuple[str]] = conn.execute("PRAGMA integrity_check").fetchall()
+    conn.close()
+    return integrity
+
+
 @pytest.mark.parametrize("store_name", SHARED_STORES)
 def test_worker_killed_in_the_middle_of_writes(
     request: pytest.FixtureRequest, store_name: str, tmp_path: Path
@@ -231,101 +370,30 @@ def test_worker_killed_in_the_middle_of_writes(
     write is there, exactly; an SQLite file also passes ``PRAGMA integrity_check``."""
     url = shared_store_url(request, store_name, tmp_path / "store")
     with gunicorn(tmp_path / "gunicorn", url) as app:
-        port = app.port
-        cookies = []
-        for writer in range(WRITERS):
-            reply = get(port, f"/put/w{writer}?v=start")
-            cookie = reply.cookie()
-            assert reply.status == 200 and cookie
-            cookies.append(cookie)
-        # The last acknowledged write of each key: KEYS keys of ~10 KB each, rewritten over and
-        # over, so a session stays well under SESSION_MAX_SIZE.
-        acknowledged: list[dict[str, int]] = [{} for _ in range(WRITERS)]
-        failed = [0] * WRITERS
-        acks = [0] * WRITERS
-        stop = threading.Event()
-
-        def write(writer: int) -> None:
-            i = 0
-            while not stop.is_set():
-                i += 1
-                key = f"k{i % KEYS}"
-                try:  # large enough that a kill can land inside a write
-                    reply = get(port, f"/put/{key}?v={writer}-{i}-&n={REPEAT}", cookies[writer])
-                except (OSError, http.client.HTTPException):  # the worker died with it
-                    failed[writer] += 1
-                    continue
-                if reply.status == 200:
-                    acknowledged[writer][key] = i
-                    acks[writer] += 1
-                else:
-                    failed[writer] += 1
-
-        threads = [threading.Thread(target=write, args=(w,)) for w in range(WRITERS)]
-        for thread in threads:
-            thread.start()
+        writers = Writers(app.port, new_sessions(app.port, WRITERS))
+        writers.start()
         try:
-            for _ in range(WORKER_KILLS):
-                time.sleep(0.4)
-                pid = int(get(port, "/pid").text)
-                assert parent_pid(pid) == app.pid  # one of our gunicorn's workers
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.4)
+            kill_workers(app.port, app.pid)
         finally:
-            stop.set()
-            for thread in threads:
-                thread.join(30)
-        assert not any(thread.is_alive() for thread in threads)
-
-        lost = unreadable = 0
-        for writer, cookie in enumerate(cookies):
-            reply = get(port, "/read", cookie)
-            if reply.status != 200:
-                unreadable += 1
-                continue
-            lost += count_lost(json.loads(reply.text), writer, acknowledged[writer])
-
-    # Straight from the store, as the app's next process would find it.
-    signer = CookieSigner([APP_SECRET])
-    store = store_from_url(url)
-    try:
-        missing = corrupt = values = 0
-        for writer, cookie in enumerate(cookies):
-            session_id, reason = signer.unsign(cookie)
-            assert session_id is not None, reason
-            record = store.load(store_key(session_id))
-            if record is None or not record.is_live(time.time()):
-                missing += 1
-                continue
-            decoded = {}
-            for key, text in record.values.items():
-                values += 1
-                try:
-                    decoded[key] = loads_value(text)
-                except Exception:
-                    corrupt += 1
-            lost += count_lost(decoded, writer, acknowledged[writer])
-        scanned = len(list(store.scan(time.time()))) if store.capabilities.scan else None
-    finally:
-        store.close()
-    integrity = None
-    if store_name == "sqlite":
-        with sqlite3.connect(tmp_path / "store" / "sessions.db") as conn:
-            integrity = conn.execute("PRAGMA integrity_check").fetchall()
-        conn.close()
+            writers.stop()
+        assert not writers.running()
+        lost, unreadable = lost_over_http(app.port, writers)
+    found = read_store(url, writers)
+    lost += found.lost
+    integrity = sqlite_integrity(store_name, tmp_path / "store")
     print(
         f"\n[{store_name}] {WORKER_KILLS} workers SIGKILLed under {WRITERS} writers:"
-        f" {sum(acks)} writes acknowledged, {sum(failed)} interrupted, {lost} lost,"
-        f" {unreadable} sessions unreadable over HTTP, {missing} missing from the store,"
-        f" {values} stored values read, {corrupt} corrupt"
+        f" {sum(writers.acks)} writes acknowledged, {sum(writers.failed)} interrupted,"
+        f" {lost} lost, {unreadable} sessions unreadable over HTTP, {found.missing} missing"
+        f" from the store, {found.values} stored values read, {found.corrupt} corrupt"
         + (f", integrity_check {integrity}" if integrity is not None else "")
     )
     if integrity is not None:
         assert integrity == [("ok",)]
-    assert scanned is None or scanned == WRITERS, scanned
-    assert corrupt == 0 and unreadable == 0 and missing == 0 and lost == 0
-    assert values >= WRITERS * KEYS
-    assert sum(failed) >= 1, "no write was interrupted: the kills landed between requests"
+    assert found.scanned is None or found.scanned == WRITERS, found.scanned
+    assert found.corrupt == 0 and unreadable == 0 and found.missing == 0 and lost == 0
+    assert found.values >= WRITERS * KEYS
+    assert sum(writers.failed) >= 1, "no write was interrupted: the kills landed between requests"
 
 
 def count_lost(data: dict[str, object], writer: int, acknowledged: dict[str, int]) -> int:

@@ -27,6 +27,9 @@ from store_urls import STORE_KINDS, fresh_store_url
 
 from flask_serversession import ServerSession, Store, store_from_url
 
+#: Every store, server-backed ones included: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
+
 #: Examples per store: enough to cover every type and nesting, small enough that the whole
 #: file (six stores) runs in well under 30 seconds.
 EXAMPLES = 40

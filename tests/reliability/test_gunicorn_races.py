@@ -23,6 +23,9 @@ import pytest
 from gunicorn_server import SHARED_STORES, Reply, get, gunicorn, shared_store_url
 from servers import ServerProcess
 
+#: Through gunicorn, 1,000 trials per store: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
+
 TRIALS = 1000
 LOGOUT_TRIALS = 10
 

@@ -40,6 +40,9 @@ from flask_serversession.stores.sql import SQLStore
 from flask_serversession.stores.sqlite import SQLiteStore
 from flask_serversession.testing import make_app
 
+#: Thousands of sessions per store: `make test` runs it, `make check` does not.
+pytestmark = pytest.mark.slow
+
 SOAK = os.environ.get("FSS_SOAK") == "1"
 soak = pytest.mark.skipif(not SOAK, reason="soak run: set FSS_SOAK=1 (make soak)")
 
