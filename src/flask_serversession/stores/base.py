@@ -34,8 +34,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
+from urllib.parse import SplitResult
 
-from ..errors import UnsupportedOperation
+from ..errors import ConfigurationError, UnsupportedOperation
 
 
 def value_size(name: str, text: str) -> int:
@@ -176,14 +177,29 @@ class Store(ABC):
     """Base class of session stores. Subclasses implement the four abstract methods.
 
     A store built from a URL is registered with
-    :func:`flask_serversession.stores.register_store`; its ``from_url`` class method gets the
-    parsed URL.
+    :func:`flask_serversession.stores.register_store` and overrides :meth:`from_url`.
     """
 
     #: What this store can do beyond the core methods.
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: A short description for error messages and logs, never with credentials.
     name: str = "store"
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> Store:
+        """Build a store from its URL, already split, for
+        :func:`~flask_serversession.stores.store_from_url`.
+
+        Configuration keys that only some stores use reach an override as optional keyword
+        parameters it declares: ``key_prefix`` (``SESSION_KEY_PREFIX``) and ``create_table``
+        (``SESSION_SQL_CREATE_TABLE``). The registry reads the override's signature and refuses,
+        with a :class:`~flask_serversession.errors.ConfigurationError`, an option the store does
+        not declare. Query-string options are parsed with
+        :func:`flask_serversession.stores.helpers.parse_options`.
+
+        This default refuses: a store without an override is built in code only.
+        """
+        raise ConfigurationError(f"SESSION_STORE: {cls.__name__} cannot be built from a URL")
 
     @abstractmethod
     def load(self, key: str, touch: Touch | None = None) -> Record | None:

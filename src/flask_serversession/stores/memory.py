@@ -13,6 +13,7 @@ from urllib.parse import SplitResult
 
 from ..errors import ConfigurationError
 from .base import Capabilities, Patch, Record, Store, Touch
+from .helpers import capped_expires, touch_due
 
 
 class MemoryStore(Store):
@@ -39,13 +40,9 @@ class MemoryStore(Store):
             if record is None:
                 return None
             found = _copy(record)
-            if (
-                touch is not None
-                and record.is_live(touch.now)
-                and record.last_seen < touch.if_seen_before
-            ):
+            if touch is not None and touch_due(record, touch):
                 record.last_seen = touch.now
-                record.expires = min(touch.expires, record.absolute_expires)
+                record.expires = capped_expires(touch.expires, record.absolute_expires)
             return found
 
     def create(self, key: str, record: Record) -> bool:
