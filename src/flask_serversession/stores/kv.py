@@ -6,16 +6,12 @@ item only when its key is free and *swap* an item only if it is unchanged since 
 (compare-and-set). :class:`KeyValueStore` writes ``load``, ``create``, ``patch`` and ``delete``
 once on those primitives; a subclass implements six small methods that each send one command:
 
-=====================  ====================================================  ==============
-method                 does                                                   Memcached
-=====================  ====================================================  ==============
-:meth:`~KeyValueStore._get`      read an item                                 ``get``
-:meth:`~KeyValueStore._gets`     read an item and its compare-and-set token   ``gets``
-:meth:`~KeyValueStore._add`      write an item only if its key is free        ``add``
-:meth:`~KeyValueStore._cas`      replace an item only if its token still holds  ``cas``
-:meth:`~KeyValueStore._set`      write an item unconditionally                ``set``
-:meth:`~KeyValueStore._remove`   remove an item                               ``delete``
-=====================  ====================================================  ==============
+* :meth:`~KeyValueStore._get`: read an item (Memcached ``get``);
+* :meth:`~KeyValueStore._gets`: read an item and its compare-and-set token (``gets``);
+* :meth:`~KeyValueStore._add`: write an item only if its key is free (``add``);
+* :meth:`~KeyValueStore._cas`: replace an item only if its token still holds (``cas``);
+* :meth:`~KeyValueStore._set`: write an item unconditionally (``set``);
+* :meth:`~KeyValueStore._remove`: remove an item (``delete``).
 
 What the base guarantees, and the round trips it costs:
 

@@ -95,7 +95,14 @@ from ..errors import (
     SessionStoreUnavailable,
 )
 from .base import Capabilities, Record
-from .helpers import Option, ProcessGuard, capped_expires, option_defaults, parse_options
+from .helpers import (
+    Option,
+    ProcessGuard,
+    capped_expires,
+    check_values,
+    option_defaults,
+    parse_options,
+)
 from .kv import KeyValueStore
 
 __all__ = ["MemcachedStore", "StrictHashClient"]
@@ -410,8 +417,7 @@ def _decode(data: Any) -> Record:
     if doc.get("x") == 1:
         return Record.tombstone(_time(doc, "e"))
     values = doc.get("v")
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise SessionDataCorrupt("stored Memcached item holds no object of serialized values")
+    check_values(values, "the values of a stored Memcached item")
     user_id = doc.get("u")
     if user_id is not None and not isinstance(user_id, str):
         raise SessionDataCorrupt("stored Memcached item has a user id that is not a string")
