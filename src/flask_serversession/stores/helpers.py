@@ -61,16 +61,17 @@ def decode_values(data: Any) -> dict[str, str]:
         values = json.loads(data)
     except (TypeError, ValueError) as exc:
         raise SessionDataCorrupt(f"stored data is not JSON: {exc}") from None
-    check_values(values)
-    return values  # type: ignore[no-any-return]
+    return check_values(values)
 
 
-def check_values(values: Any, where: str = "stored data") -> None:
-    """Refuse ``values`` unless it is an object of serialized values (name -> JSON text)."""
+def check_values(values: Any, where: str = "stored data") -> dict[str, str]:
+    """``values`` if it is an object of serialized values (name -> JSON text); refused
+    otherwise."""
     if not isinstance(values, dict) or not all(
         isinstance(name, str) and isinstance(text, str) for name, text in values.items()
     ):
         raise SessionDataCorrupt(f"{where} is not an object of serialized values")
+    return values
 
 
 def record_from_row(row: Sequence[Any]) -> Record:

@@ -416,8 +416,7 @@ def _decode(data: Any) -> Record:
         raise SessionDataCorrupt("stored Memcached item is not a JSON object")
     if doc.get("x") == 1:
         return Record.tombstone(_time(doc, "e"))
-    values = doc.get("v")
-    check_values(values, "the values of a stored Memcached item")
+    values = check_values(doc.get("v"), "the values of a stored Memcached item")
     user_id = doc.get("u")
     if user_id is not None and not isinstance(user_id, str):
         raise SessionDataCorrupt("stored Memcached item has a user id that is not a string")

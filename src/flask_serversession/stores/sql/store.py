@@ -430,17 +430,19 @@ class SQLStore(Store):
         params: dict[str, Any] = {"p_key": key, "p_now": patch.now, "p_expires": patch.expires}
         params.update(changes)
         optional = {
-            "p_user_id": None if patch.user_id is None else (patch.user_id or None,),
-            "p_new_key": None if patch.new_key is None else (patch.new_key,),
-            "p_info": None if patch.info is None else (patch.info,),
-            "p_max_size": None if patch.max_size is None else (patch.max_size,),
-            "p_max_keys": None if patch.max_keys is None else (patch.max_keys,),
+            "p_user_id": patch.user_id,
+            "p_new_key": patch.new_key,
+            "p_info": patch.info,
+            "p_max_size": patch.max_size,
+            "p_max_keys": patch.max_keys,
         }
-        params.update({name: given[0] for name, given in optional.items() if given is not None})
+        params.update({name: value for name, value in optional.items() if value is not None})
+        if patch.user_id is not None:
+            params["p_user_id"] = patch.user_id or None  # "" unbinds
         if patch.max_size is not None:
             params["p_set_bytes"] = len(params.get("p_set", "").encode("utf-8"))
-        present = tuple(optional[name] is not None for name in optional)
-        shape = (sets, deletes, *present)
+        # The statement's shape: which of these it sets or checks.
+        shape = (sets, deletes, *(value is not None for value in optional.values()))
         return self._patch_statement(shape), params
 
     def delete(self, key: str, tombstone_until: float | None = None) -> None:
