@@ -8,11 +8,14 @@ Adding a store never touches the core: call :func:`register_store`.
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 from ..errors import ConfigurationError
 from .base import Capabilities, Patch, Record, Store, Touch, values_size
+from .helpers import redact
 
 __all__ = [
     "Capabilities",
@@ -61,7 +64,8 @@ def register_store(scheme: str, target: str, extra: str | None = None) -> None:
     """Build stores for URLs of ``scheme`` with ``target``, a ``"module:Class"`` string.
 
     The class needs a ``from_url(url: urllib.parse.SplitResult, **options) -> Store`` class
-    method; ``options`` may hold ``key_prefix``.
+    method, as :meth:`Store.from_url`; it names the ``options`` it takes (``key_prefix``,
+    ``create_table``) as keyword parameters.
     ``extra`` names the pip extra (or package) that brings its driver, for error messages.
     """
     if ":" not in target:
@@ -88,12 +92,12 @@ def store_from_url(url: str, **options: Any) -> Store:
         # What Heroku and many hosts hand out; SQLAlchemy (and so we) know it as postgresql.
         raise ConfigurationError(
             f"SESSION_STORE: {scheme}:// is not a scheme SQLAlchemy knows: write"
-            f" postgresql{plus}{driver}:// instead (in {_redact(parts)!r})"
+            f" postgresql{plus}{driver}:// instead (in {redact(parts)!r})"
         )
     if entry is None:
         known = ", ".join(f"{name}://" for name in sorted(_registry))
         raise ConfigurationError(
-            f"SESSION_STORE: no store for URL scheme {scheme!r} (in {_redact(parts)!r});"
+            f"SESSION_STORE: no store for URL scheme {scheme!r} (in {redact(parts)!r});"
             f" known schemes: {known}"
         )
     target, extra = entry
@@ -111,23 +115,20 @@ def store_from_url(url: str, **options: Any) -> Store:
     except ImportError as exc:
         raise missing_driver(exc) from exc
     factory: _FromUrl = getattr(module, class_name)
+    unknown = sorted(set(options) - _accepted(factory.from_url, options))
+    if unknown:
+        keys = {"key_prefix": "SESSION_KEY_PREFIX", "create_table": "SESSION_SQL_CREATE_TABLE"}
+        names = ", ".join(sorted(keys.get(name, name) for name in unknown))
+        raise ConfigurationError(f"SESSION_STORE: {scheme}:// stores take none of {names}")
     try:
         return factory.from_url(parts, **options)
     except ImportError as exc:  # a store that imports its driver as it is built (Redis)
         raise missing_driver(exc) from exc
-    except TypeError as exc:
-        if "unexpected keyword argument" not in str(exc):
-            raise
-        keys = {"key_prefix": "SESSION_KEY_PREFIX", "create_table": "SESSION_SQL_CREATE_TABLE"}
-        names = ", ".join(sorted(keys.get(name, name) for name in options))
-        raise ConfigurationError(
-            f"SESSION_STORE: {scheme}:// stores take none of {names}"
-        ) from None
 
 
-def _redact(parts: SplitResult) -> str:
-    """The URL without its password, for messages."""
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+def _accepted(from_url: Callable[..., Any], options: dict[str, Any]) -> set[str]:
+    """The names of ``options`` that ``from_url`` takes, read from its signature."""
+    parameters = list(inspect.signature(from_url).parameters.values())[1:]  # after the URL
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return set(options)
+    return {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}

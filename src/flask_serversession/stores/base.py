@@ -5,7 +5,14 @@ A store moves text and times. It never sees cookies, session IDs (only their has
 :mod:`flask_serversession.serialization`; the store keeps it as is.
 
 Times are POSIX timestamps (``float`` seconds) taken from one clock, the caller's: a store never
-reads the clock itself, so the rules for expiry live in one place.
+reads the clock itself, so the rules for expiry live in one place. Every method that decides
+on expiry is given the time (``Touch.now``, ``Patch.now``, the ``now`` of listing and cleanup);
+``create`` uses ``record.last_seen``. ``delete`` is given none: the tombstone it leaves carries
+its own end, ``tombstone_until``, and a store whose server wants a relative lifetime passes that
+end as an absolute time instead of reading the clock (Memcached). A server's own expiry
+(Redis' ``PEXPIREAT``, Memcached's item expiry) follows its own clock; it only ever removes
+what the caller's times already treat as over, give or take the skew between the two clocks,
+and expiry is still enforced on read with the caller's time.
 
 Rules every method keeps:
 
@@ -18,7 +25,23 @@ Rules every method keeps:
   tombstones; nothing else ever changes them.
 * ``expires`` passed in may exceed the record's ``absolute_expires``; the store keeps the smaller.
 * Each method is one atomic step, ideally one round trip. Concurrent patches of different
-  value names must both land.
+  value names must both land. One exception is allowed, and each store states whether it
+  takes it: a patch with ``new_key`` (ID rotation) changes two keys, which a store without
+  multi-key transactions does in two steps. Either order is allowed, as long as a crash
+  between the steps never leaves a session live under an ID that was ended, nor revives one:
+
+  ====================  ===================================================================
+  store                 ID rotation
+  ====================  ===================================================================
+  SQLite, SQL           one transaction: the move and the tombstone land together
+  Redis/Valkey          two steps: the old key becomes a tombstone (returning what it held),
+                        then the session is written under the new key; a crash between them
+                        loses the session (the user starts a new one), never revives it
+  Memcached, memory     two steps (:mod:`.kv`): the session is added under the new key, then
+                        the old item is swapped for a tombstone by compare-and-set; a crash
+                        between them leaves the old session live and unchanged, plus an
+                        orphan copy under an ID never sent to anyone, which expires by itself
+  ====================  ===================================================================
 * A patch with ``max_size`` applies only if the record it leaves holds at most that many bytes
   of values (:func:`values_size`), decided in the same atomic step as the change; likewise
   ``max_keys`` for the number of values.
@@ -26,6 +49,9 @@ Rules every method keeps:
   ``from`` the driver's exception. Nothing is swallowed.
 
 :mod:`flask_serversession.testing` checks all of this against a real instance of the store.
+:mod:`.helpers` holds the parts of these rules that do not depend on the backend (is a touch
+due, the capped expiry, checking a stored record, batched cleanup, keyset paging, URL options),
+and :mod:`.kv` a base for stores on a compare-and-set key-value service.
 """
 
 from __future__ import annotations
@@ -34,8 +60,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
+from urllib.parse import SplitResult
 
-from ..errors import UnsupportedOperation
+from ..errors import ConfigurationError, UnsupportedOperation
 
 
 def value_size(name: str, text: str) -> int:
@@ -176,14 +203,29 @@ class Store(ABC):
     """Base class of session stores. Subclasses implement the four abstract methods.
 
     A store built from a URL is registered with
-    :func:`flask_serversession.stores.register_store`; its ``from_url`` class method gets the
-    parsed URL.
+    :func:`flask_serversession.stores.register_store` and overrides :meth:`from_url`.
     """
 
     #: What this store can do beyond the core methods.
     capabilities: ClassVar[Capabilities] = Capabilities()
     #: A short description for error messages and logs, never with credentials.
     name: str = "store"
+
+    @classmethod
+    def from_url(cls, url: SplitResult) -> Store:
+        """Build a store from its URL, already split, for
+        :func:`~flask_serversession.stores.store_from_url`.
+
+        Configuration keys that only some stores use reach an override as optional keyword
+        parameters it declares: ``key_prefix`` (``SESSION_KEY_PREFIX``) and ``create_table``
+        (``SESSION_SQL_CREATE_TABLE``). The registry reads the override's signature and refuses,
+        with a :class:`~flask_serversession.errors.ConfigurationError`, an option the store does
+        not declare. Query-string options are parsed with
+        :func:`flask_serversession.stores.helpers.parse_options`.
+
+        This default refuses: a store without an override is built in code only.
+        """
+        raise ConfigurationError(f"SESSION_STORE: {cls.__name__} cannot be built from a URL")
 
     @abstractmethod
     def load(self, key: str, touch: Touch | None = None) -> Record | None:

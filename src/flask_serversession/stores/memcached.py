@@ -27,16 +27,20 @@ Values are the serialized text as given (never pickle); ``u`` is present only fo
 The item's Memcached expiry follows the session's: ``min(expires, absolute_expires)`` minus the
 caller's ``now``, so Memcached drops dead sessions itself and ``clear_expired`` does nothing. A
 relative TTL above 30 days would be read by Memcached as a Unix timestamp (i.e. in 1970, gone at
-once), so such TTLs are sent as ``time.time() + ttl``; that and :meth:`MemcachedStore.delete`,
-which gets no ``now`` from the contract, are the only places the store reads the clock, and only
-to tell Memcached when to drop an item: expiry decisions use the caller's times.
+once), so such TTLs are sent as the absolute time ``end + 1``. The tombstone
+:meth:`MemcachedStore.delete` leaves gets no ``now`` from the contract: its expiry is sent as the
+absolute time ``tombstone_until + 1``, so that Memcached's clock, not ours, decides when it goes
+(a Memcached clock running ahead of the app's by more than a tombstone's life drops it early;
+the session stays ended either way, as an absent session is never revived). The store never reads
+the clock.
 
-Per operation: ``load`` is one ``gets`` (plus one ``cas`` when a touch is due; a touch that loses a
-race is skipped, the other writer refreshed the session anyway); ``create`` is one ``add``;
-``patch`` is ``gets`` + ``cas``, retried with a short jittered backoff when another writer got in
-between, so concurrent patches of different keys all land (ID regeneration adds one ``add`` of the
-new key before the ``cas``, see :meth:`MemcachedStore.patch`); ``delete`` is one ``delete``, or
-one ``set`` of a tombstone.
+Per operation (the shape of :class:`~flask_serversession.stores.kv.KeyValueStore`): ``load`` is
+one ``get``, or one ``gets`` plus one ``cas`` when a touch is due (a touch that loses a race is
+skipped, the other writer refreshed the session anyway); ``create`` is one ``add``; ``patch`` is
+``gets`` + ``cas``, retried with a short jittered backoff when another writer got in between, so
+concurrent patches of different keys all land (ID regeneration adds one ``add`` of the new key
+before the ``cas``: two steps, see :mod:`flask_serversession.stores.kv`); ``delete`` is one
+``delete``, or one ``set`` of a tombstone.
 
 Honest limits:
 
@@ -65,16 +69,14 @@ Honest limits:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import os
 import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, parse_qsl
+from urllib.parse import SplitResult
 
 from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
 from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
@@ -92,7 +94,16 @@ from ..errors import (
     SessionDataError,
     SessionStoreUnavailable,
 )
-from .base import Capabilities, Patch, Record, Store, Touch
+from .base import Capabilities, Record
+from .helpers import (
+    Option,
+    ProcessGuard,
+    capped_expires,
+    check_values,
+    option_defaults,
+    parse_options,
+)
+from .kv import KeyValueStore
 
 __all__ = ["MemcachedStore", "StrictHashClient"]
 
@@ -108,7 +119,6 @@ _DEFAULT_TIMEOUT = 5.0
 #: connection that outlived a server restart fails like this on its first use.
 _DROPPED = (MemcacheUnexpectedCloseError, ConnectionResetError, BrokenPipeError)
 _DROPPED_RETRIES = 2
-_OPTIONS = ("prefix", "connect_timeout", "timeout", "max_pool_size", "cas_attempts")
 
 
 class StrictHashClient(HashClient):  # type: ignore[misc]
@@ -140,7 +150,7 @@ class StrictHashClient(HashClient):  # type: ignore[misc]
         return client.set_many(values, *args, **kwargs)
 
 
-class MemcachedStore(Store):
+class MemcachedStore(KeyValueStore):
     """Sessions in Memcached: one JSON item per session, native expiry, patches by CAS.
 
     ``client`` is a pymemcache client shared by every request thread, so it must be thread-safe:
@@ -152,6 +162,14 @@ class MemcachedStore(Store):
     """
 
     capabilities = Capabilities(by_user=False, scan=False, clear_expired=False)
+    #: The options of its URL's query string.
+    url_options = (
+        Option("prefix", str, "session:", "Key prefix (``SESSION_KEY_PREFIX`` otherwise)."),
+        Option("connect_timeout", float, _DEFAULT_TIMEOUT, "Seconds to connect.", minimum=0),
+        Option("timeout", float, _DEFAULT_TIMEOUT, "Seconds a command may take.", minimum=0),
+        Option("max_pool_size", int, 0, "Connections per server (0: unbounded).", minimum=0),
+        Option("cas_attempts", int, 20, "Tries of a contended patch.", minimum=1),
+    )
 
     def __init__(
         self,
@@ -183,7 +201,7 @@ class MemcachedStore(Store):
         #: contention on single sessions, for monitoring.
         self.cas_conflicts = 0
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._process = ProcessGuard()
 
     @classmethod
     def from_url(cls, url: SplitResult, key_prefix: str | None = None) -> MemcachedStore:
@@ -199,18 +217,12 @@ class MemcachedStore(Store):
                 f"SESSION_STORE: a memcached:// URL has no path, got {url.geturl()!r}"
             )
         servers = _servers(url.netloc)
-        options: dict[str, str] = {}
-        for option, value in parse_qsl(url.query, keep_blank_values=True):
-            if option not in _OPTIONS:
-                raise ConfigurationError(
-                    f"SESSION_STORE: unknown Memcached option {option!r}; known: "
-                    + ", ".join(_OPTIONS)
-                )
-            options[option] = value
-        connect_timeout = _number(options, "connect_timeout", _DEFAULT_TIMEOUT)
-        timeout = _number(options, "timeout", _DEFAULT_TIMEOUT)
-        max_pool_size = int(_number(options, "max_pool_size", 0, integer=True)) or None
-        cas_attempts = int(_number(options, "cas_attempts", 20, integer=True))
+        given, _ = parse_options("Memcached", url.query, cls.url_options)
+        options = {**option_defaults(cls.url_options), **given}
+        if "prefix" not in given and key_prefix is not None:
+            options["prefix"] = key_prefix
+        connect_timeout, timeout = options["connect_timeout"], options["timeout"]
+        max_pool_size = options["max_pool_size"] or None
         common: dict[str, Any] = {
             "connect_timeout": connect_timeout,
             "timeout": timeout,
@@ -225,8 +237,8 @@ class MemcachedStore(Store):
             client = StrictHashClient(servers, use_pooling=True, **common)
         return cls(
             client,
-            prefix=options.get("prefix", key_prefix if key_prefix is not None else "session:"),
-            cas_attempts=cas_attempts,
+            prefix=options["prefix"],
+            cas_attempts=options["cas_attempts"],
             name=shown,
         )
 
@@ -244,9 +256,8 @@ class MemcachedStore(Store):
         on a fresh one: every command the store sends is safe to repeat (reads; ``add``/``cas``
         fail harmlessly the second time), except the one ``retry=False`` marks.
         """
-        if self._pid != os.getpid():
+        if self._process.forked():
             # Forked (gunicorn --preload): connections must not be shared across processes.
-            self._pid = os.getpid()
             self.client.close()
         attempt = 0
         while True:
@@ -295,7 +306,7 @@ class MemcachedStore(Store):
         """Run a command that stores ``record``; an item Memcached finds too large becomes a
         :class:`SessionDataError` naming the largest value."""
         try:
-            return self._call(command, *args, **kwargs)
+            return self._call(command, *args, noreply=False, **kwargs)
         except _TooLarge as exc:
             largest = max(record.values, key=lambda name: len(record.values[name]), default="")
             raise SessionDataError(
@@ -303,7 +314,7 @@ class MemcachedStore(Store):
                 f"the stored session is larger than Memcached's item size limit (-I): {exc}",
             ) from None
 
-    def _conflict(self, attempt: int) -> None:
+    def _lost_race(self, attempt: int) -> None:
         with self._lock:
             self.cas_conflicts += 1
         # Full-jitter exponential backoff: 0-1 ms, 0-2 ms, 0-4 ms, ... capped at 0-20 ms (at
@@ -311,101 +322,34 @@ class MemcachedStore(Store):
         # flat out, 12,000 patches: the worst patch lost 9 races in a row (13 with a 10 ms cap).
         time.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.02)))
 
-    # -- the contract ------------------------------------------------------------------------------
+    # -- the primitives of KeyValueStore -----------------------------------------------------------
 
-    def load(self, key: str, touch: Touch | None = None) -> Record | None:
-        item = self._key(key)
-        if touch is None:
-            data = self._call(self.client.get, item)
-            return None if data is None else _decode(data)
-        data, cas = self._call(self.client.gets, item)
-        if data is None:
-            return None
-        record = _decode(data)
-        if record.is_live(touch.now) and record.last_seen < touch.if_seen_before:
-            touched = dataclasses.replace(
-                record, last_seen=touch.now, expires=min(touch.expires, record.absolute_expires)
-            )
-            # A lost race (None or False) skips the touch: another request wrote the session
-            # meanwhile, which refreshed it, or ended it, which must stay so.
-            expire = _exptime(touched.expires, touch.now)
-            self._write(
-                self.client.cas, touched, item, _encode(touched), cas, expire=expire, noreply=False
-            )
-        return record
+    def _get(self, key: str) -> Record | None:
+        data = self._call(self.client.get, self._key(key))
+        return None if data is None else _decode(data)
 
-    def create(self, key: str, record: Record) -> bool:
-        expire = _exptime(min(record.expires, record.absolute_expires), record.last_seen)
-        item = self._key(key)
-        added = self._write(
-            self.client.add, record, item, _encode(record), expire=expire, noreply=False
-        )
-        return bool(added)
+    def _gets(self, key: str) -> tuple[Record | None, Any]:
+        data, cas = self._call(self.client.gets, self._key(key))
+        return (None if data is None else _decode(data)), cas
 
-    def patch(self, key: str, patch: Patch) -> bool:
-        """Apply ``patch`` by ``gets`` + ``cas``, retried when another writer got in between.
+    def _add(self, key: str, record: Record, now: float) -> bool:
+        expire = _exptime(_end(record), now)
+        command = self.client.add
+        return bool(self._write(command, record, self._key(key), _encode(record), expire=expire))
 
-        With ``patch.new_key`` (ID regeneration) the session is first written under the new key
-        (``add``), then the old item is swapped for a tombstone by ``cas``. Until that swap
-        succeeds the old session stays live and untouched, so a crash in between leaves it as it
-        was plus an orphan item under a key whose ID was never sent to anyone (it expires on its
-        own); after the swap the old ID is ended. A client never sees the session live under
-        both IDs, and an ended session is never revived: if the old item is found ended or gone,
-        the copy under the new key is deleted and the patch refused.
-
-        ``patch.max_size`` is checked on the record each ``gets`` read, so the ``cas`` that
-        writes is the one that was checked.
-        """
-        client = self.client
-        item = self._key(key)
-        new_item = None if patch.new_key is None else self._key(patch.new_key)
-        placed = False  # our copy exists under new_item
-        for attempt in range(self.cas_attempts):
-            if attempt:
-                self._conflict(attempt)
-            data, cas = self._call(client.gets, item)
-            record = None if data is None else _decode(data)
-            if record is None or not record.is_live(patch.now) or not patch.fits(record.values):
-                if placed:
-                    self._call(client.delete, new_item, noreply=False)
-                return False
-            record.apply(patch)
-            doc = _encode(record)
-            expire = _exptime(record.expires, patch.now)
-            if new_item is None:
-                if self._write(client.cas, record, item, doc, cas, expire=expire, noreply=False):
-                    return True
-                continue
-            if placed:
-                self._write(client.set, record, new_item, doc, expire=expire, noreply=False)
-            elif self._write(client.add, record, new_item, doc, expire=expire, noreply=False):
-                placed = True
-            else:
-                raise SessionStoreUnavailable(self.name, "the new session key already exists")
-            tombstone = _encode(Record.tombstone(patch.tombstone_until))
-            until = _exptime(patch.tombstone_until, patch.now)
-            # Not repeated on a broken connection: had the first swap landed, a second would
-            # fail, and the loop would then take our own tombstone for a logout.
-            if self._call(
-                client.cas, item, tombstone, cas, expire=until, noreply=False, retry=False
-            ):
-                return True
-        if placed:
-            self._call(client.delete, new_item, noreply=False)
-        raise SessionStoreUnavailable(
-            self.name,
-            f"a patch lost {self.cas_attempts} compare-and-swap races in a row on one session",
+    def _cas(self, key: str, record: Record, token: Any, now: float, repeat: bool = True) -> bool:
+        expire = _exptime(_end(record), now)
+        item, doc = self._key(key), _encode(record)
+        return bool(
+            self._write(self.client.cas, record, item, doc, token, expire=expire, retry=repeat)
         )
 
-    def delete(self, key: str, tombstone_until: float | None = None) -> None:
-        item = self._key(key)
-        if tombstone_until is None:
-            self._call(self.client.delete, item, noreply=False)
-            return
-        data = _encode(Record.tombstone(tombstone_until))
-        # The contract gives no "now" here; the clock tells Memcached how long to keep it.
-        expire = _exptime(tombstone_until, time.time())
-        self._call(self.client.set, item, data, expire=expire, noreply=False)
+    def _set(self, key: str, record: Record, now: float | None) -> None:
+        expire = _exptime(_end(record), now)
+        self._write(self.client.set, record, self._key(key), _encode(record), expire=expire)
+
+    def _remove(self, key: str) -> None:
+        self._call(self.client.delete, self._key(key), noreply=False)
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
         """Nothing to do: Memcached drops items when their time is over."""
@@ -419,9 +363,19 @@ class _TooLarge(Exception):
     """Memcached refused an item as too large."""
 
 
-def _exptime(end: float, now: float) -> int:
+def _end(record: Record) -> float:
+    """When the item holding ``record`` may go: the end of its idle or absolute expiry."""
+    return capped_expires(record.expires, record.absolute_expires)
+
+
+def _exptime(end: float, now: float | None) -> int:
     """Memcached's expiry for an item that must live until ``end``, ``now`` being the caller's
-    time: seconds from now, or past 30 days an absolute Unix time, as Memcached reads them."""
+    time: seconds from now, or past 30 days an absolute Unix time, as Memcached reads them.
+
+    Without ``now`` (a tombstone left by :meth:`MemcachedStore.delete`), ``end`` itself, as an
+    absolute time: the store never reads the clock."""
+    if now is None:
+        return int(min(math.ceil(end) + 1, _MAX_EXPTIME))
     ttl = end - now
     if ttl <= 0:
         return 1  # already over: kept a moment, the reader enforces the expiry anyway
@@ -429,7 +383,8 @@ def _exptime(end: float, now: float) -> int:
     # second early: one more second keeps it until ``end`` (the reader enforces the exact end).
     seconds = math.ceil(ttl) + 1
     if seconds > RELATIVE_TTL_LIMIT:
-        return int(min(time.time() + seconds, _MAX_EXPTIME))
+        # end + 1 is now + seconds on the caller's clock, without reading the clock here.
+        return int(min(math.ceil(end) + 1, _MAX_EXPTIME))
     return seconds
 
 
@@ -461,9 +416,7 @@ def _decode(data: Any) -> Record:
         raise SessionDataCorrupt("stored Memcached item is not a JSON object")
     if doc.get("x") == 1:
         return Record.tombstone(_time(doc, "e"))
-    values = doc.get("v")
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise SessionDataCorrupt("stored Memcached item holds no object of serialized values")
+    values = check_values(doc.get("v"), "the values of a stored Memcached item")
     user_id = doc.get("u")
     if user_id is not None and not isinstance(user_id, str):
         raise SessionDataCorrupt("stored Memcached item has a user id that is not a string")
@@ -513,20 +466,6 @@ def _servers(netloc: str) -> list[tuple[str, int]]:
             raise ConfigurationError(f"SESSION_STORE: bad Memcached port in {part!r}")
         servers.append((host, port))
     return servers
-
-
-def _number(options: dict[str, str], name: str, default: float, integer: bool = False) -> float:
-    text = options.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        value = -1
-    if value < 0 or not math.isfinite(value):
-        kind = "a whole number" if integer else "a number of seconds"
-        raise ConfigurationError(f"SESSION_STORE: Memcached {name} must be {kind}, got {text!r}")
-    return value
 
 
 def _check_client(client: Any) -> None:

@@ -28,10 +28,20 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, parse_qsl
+from urllib.parse import SplitResult
 
-from ..errors import ConfigurationError, SessionDataCorrupt, SessionStoreUnavailable
+from ..errors import ConfigurationError, SessionStoreUnavailable
 from .base import Capabilities, Patch, Record, Store, Touch
+from .helpers import (
+    Option,
+    ProcessGuard,
+    capped_expires,
+    clear_in_batches,
+    keyset_pages,
+    parse_options,
+    record_from_row,
+    touch_due,
+)
 
 _T = TypeVar("_T")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
@@ -42,6 +52,12 @@ class SQLiteStore(Store):
     """Sessions in one SQLite file, shared by every process and thread that opens it."""
 
     capabilities = Capabilities(by_user=True, scan=True, clear_expired=True)
+    #: The options of its URL's query string.
+    url_options = (
+        Option("table", str, "serversession", "The table's name."),
+        Option("timeout", float, 5.0, "Seconds a writer waits for the lock.", minimum=0),
+        Option("synchronous", str, "normal", "normal, full or extra (PRAGMA synchronous)."),
+    )
 
     def __init__(
         self,
@@ -74,7 +90,7 @@ class SQLiteStore(Store):
         self.timeout = timeout
         self.synchronous = synchronous.upper()
         self._pool: deque[sqlite3.Connection] = deque()
-        self._pid = os.getpid()
+        self._process = ProcessGuard()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
         t = table
@@ -106,22 +122,7 @@ class SQLiteStore(Store):
                 f"SESSION_STORE: an SQLite URL has no host: use sqlite:///relative.db or"
                 f" sqlite:////absolute/path.db, got {url.geturl()!r}"
             )
-        settings: dict[str, Any] = {}
-        for name, value in parse_qsl(url.query, keep_blank_values=True):
-            if name == "table" or name == "synchronous":
-                settings[name] = value
-            elif name == "timeout":
-                try:
-                    settings[name] = float(value)
-                except ValueError:
-                    raise ConfigurationError(
-                        f"SESSION_STORE: SQLite timeout must be a number of seconds, got {value!r}"
-                    ) from None
-            else:
-                raise ConfigurationError(
-                    f"SESSION_STORE: unknown SQLite option {name!r}; known: table, timeout,"
-                    " synchronous"
-                )
+        settings, _ = parse_options("SQLite", url.query, cls.url_options)
         return cls(url.path[1:], **settings)
 
     # -- connections ---------------------------------------------------------------------------
@@ -196,10 +197,9 @@ class SQLiteStore(Store):
 
     def _run(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``operation`` on a pooled connection, turning driver errors into ours."""
-        if self._pid != os.getpid():
+        if self._process.forked():
             # Forked (e.g. gunicorn --preload): connections must not cross processes.
             self._pool = deque()
-            self._pid = os.getpid()
         try:
             conn = self._pool.pop()
         except IndexError:
@@ -226,12 +226,8 @@ class SQLiteStore(Store):
             row = conn.execute(self._sql_load, (key,)).fetchone()
             if row is None:
                 return None
-            record = _record(row)
-            if (
-                touch is not None
-                and record.last_seen < touch.if_seen_before
-                and record.is_live(touch.now)
-            ):
+            record = record_from_row(row)
+            if touch is not None and touch_due(record, touch):
                 conn.execute(
                     self._sql_touch,
                     (touch.now, touch.expires, key, touch.if_seen_before, touch.now, touch.now),
@@ -246,7 +242,7 @@ class SQLiteStore(Store):
             json.dumps(record.values),
             record.created,
             record.last_seen,
-            min(record.expires, record.absolute_expires),
+            capped_expires(record.expires, record.absolute_expires),
             record.absolute_expires,
             record.user_id,
             record.info,
@@ -254,6 +250,31 @@ class SQLiteStore(Store):
         return self._run(lambda conn: conn.execute(self._sql_create, params).rowcount == 1)
 
     def patch(self, key: str, patch: Patch) -> bool:
+        sql, params = self._patch_statement(key, patch)
+        if patch.new_key is None:
+            return self._run(lambda conn: conn.execute(sql, params).rowcount == 1)
+        until = patch.tombstone_until
+        tombstone = (key, until, until, until, until)
+
+        def move(conn: sqlite3.Connection) -> bool:
+            # Moving the record and leaving its tombstone is one transaction.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                moved = conn.execute(sql, params).rowcount == 1
+                if moved:
+                    conn.execute(self._sql_tombstone, tombstone)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return moved
+
+        return self._run(move)
+
+    def _patch_statement(self, key: str, patch: Patch) -> tuple[str, list[Any]]:
+        """The ``UPDATE`` that applies ``patch`` to the live record under ``key``, and its
+        parameters."""
         assignments = ["last_seen = ?", "expires = MIN(?, absolute_expires)"]
         params: list[Any] = [patch.now, patch.expires]
         merge = None
@@ -285,39 +306,23 @@ class SQLiteStore(Store):
             sql += f" AND (SELECT count(*) FROM json_each({merged})) <= ?"
             params += [patch.max_keys] if merge is None else [merge, patch.max_keys]
         if patch.max_size is not None:
-            # The size of the data as the patch leaves it, in UTF-8 bytes of names and values,
-            # decided in the same statement: json_each yields them unescaped. Every name and
-            # value of the result comes from the stored JSON text or the patch's, where it stands
-            # quoted and escaped, never shorter: when those two texts together fit, so does the
-            # result, and the merge and the count (which cost far more) are not run.
-            sql += (
-                f" AND (length(CAST({stored} AS BLOB)) + ? <= ?"
-                " OR (SELECT COALESCE(SUM(length(CAST(j.key AS BLOB))"
-                f" + length(CAST(j.value AS BLOB))), 0) FROM json_each({merged}) AS j) <= ?)"
-            )
-            patch_bytes = 0 if merge is None else len(merge.encode("utf-8"))
-            params += [patch_bytes, patch.max_size]
-            params += [patch.max_size] if merge is None else [merge, patch.max_size]
-        if patch.new_key is None:
-            return self._run(lambda conn: conn.execute(sql, params).rowcount == 1)
-        until = patch.tombstone_until
-        tombstone = (key, until, until, until, until)
+            sql += self._size_condition(stored, merged)
+            params += _size_params(merge, patch.max_size)
+        return sql, params
 
-        def move(conn: sqlite3.Connection) -> bool:
-            # Moving the record and leaving its tombstone is one transaction.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                moved = conn.execute(sql, params).rowcount == 1
-                if moved:
-                    conn.execute(self._sql_tombstone, tombstone)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return moved
-
-        return self._run(move)
+    @staticmethod
+    def _size_condition(stored: str, merged: str) -> str:
+        """Whether the data as the patch leaves it fits ``max_size``."""
+        # The size of the data as the patch leaves it, in UTF-8 bytes of names and values,
+        # decided in the same statement: json_each yields them unescaped. Every name and
+        # value of the result comes from the stored JSON text or the patch's, where it stands
+        # quoted and escaped, never shorter: when those two texts together fit, so does the
+        # result, and the merge and the count (which cost far more) are not run.
+        return (
+            f" AND (length(CAST({stored} AS BLOB)) + ? <= ?"
+            " OR (SELECT COALESCE(SUM(length(CAST(j.key AS BLOB))"
+            f" + length(CAST(j.value AS BLOB))), 0) FROM json_each({merged}) AS j) <= ?)"
+        )
 
     def delete(self, key: str, tombstone_until: float | None = None) -> None:
         if tombstone_until is None:
@@ -333,7 +338,7 @@ class SQLiteStore(Store):
             f" WHERE user_id = ? AND NOT ended AND expires > ? AND absolute_expires > ?"
         )
         rows = self._run(lambda conn: conn.execute(sql, (user_id, now, now)).fetchall())
-        return [(row[0], _record(row[1:])) for row in rows]
+        return [(row[0], record_from_row(row[1:])) for row in rows]
 
     def scan(self, now: float, page: int = 500) -> Iterator[tuple[str, Record]]:
         # Keyset pagination: each page is one short read, never a long-held cursor.
@@ -341,24 +346,28 @@ class SQLiteStore(Store):
             f"SELECT key, {_COLUMNS} FROM {self.table} WHERE key > ?"
             f" AND NOT ended AND expires > ? AND absolute_expires > ? ORDER BY key LIMIT ?"
         )
-        after = ""
-        while True:
-            rows = self._run(partial(_fetchall, sql=sql, params=(after, now, now, page)))
-            for row in rows:
-                yield row[0], _record(row[1:])
-            if len(rows) < page:
-                return
-            after = rows[-1][0]
+
+        def read_page(after: str, size: int) -> list[Any]:
+            return self._run(partial(_fetchall, sql=sql, params=(after, now, now, size)))
+
+        for row in keyset_pages(read_page, page):
+            yield row[0], record_from_row(row[1:])
 
     def clear_expired(self, now: float, batch_size: int = 1000, limit: int | None = None) -> int:
-        removed = 0
-        while limit is None or removed < limit:
-            size = batch_size if limit is None else min(batch_size, limit - removed)
-            count = self._run(partial(_rowcount, sql=self._sql_clear, params=(now, size)))
-            removed += count
-            if count < size:
-                break
-        return removed
+        def remove(size: int) -> int:
+            return self._run(partial(_rowcount, sql=self._sql_clear, params=(now, size)))
+
+        return clear_in_batches(remove, batch_size, limit)
+
+
+def _size_params(merge: str | None, max_size: int) -> list[Any]:
+    """The parameters of :meth:`SQLiteStore._size_condition`."""
+    patch_bytes = 0 if merge is None else len(merge.encode("utf-8"))
+    return (
+        [patch_bytes, max_size, max_size]
+        if merge is None
+        else [patch_bytes, max_size, merge, max_size]
+    )
 
 
 def _rowcount(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
@@ -367,14 +376,3 @@ def _rowcount(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> in
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
     return conn.execute(sql, params).fetchall()
-
-
-def _record(row: tuple[Any, ...]) -> Record:
-    data, created, last_seen, expires, absolute_expires, user_id, ended, info = row
-    try:
-        values = json.loads(data)
-    except ValueError as exc:
-        raise SessionDataCorrupt(f"stored data is not JSON: {exc}") from None
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise SessionDataCorrupt("stored data is not an object of serialized values")
-    return Record(values, created, last_seen, expires, absolute_expires, user_id, bool(ended), info)
