@@ -5,13 +5,10 @@ peers, goals, and the servers (the tests' own fixtures). report.py renders and w
 
 from __future__ import annotations
 
-import cProfile
 import functools
 import gc
-import io
 import itertools
 import math
-import pstats
 import statistics
 import sys
 import time
@@ -513,35 +510,3 @@ def why_missing(names: Sequence[str], skipped: dict[str, str]) -> str:
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-# -- profiling -----------------------------------------------------------------------------------
-
-
-def profile_requests(
-    running: Running, endpoint: str, sections: Sequence[tuple[str, str]], top: int
-) -> str:
-    """A cProfile of one calibrated batch of ``/endpoint``, as text: the ``(title, pattern)``
-    sections first (the library's own functions drown in Werkzeug's test client), then all
-    functions by own and by cumulative time."""
-    count = running.batch[endpoint]
-    profiler = cProfile.Profile()
-    profiler.enable()
-    elapsed = time_requests(running.client, "/" + endpoint, count)
-    profiler.disable()
-    # The same batch again without the profiler: its overhead is not the library's.
-    plain = time_requests(running.client, "/" + endpoint, count)
-    out = io.StringIO()
-    out.write(
-        f"cProfile of {count} requests to {running.name} /{endpoint}: {elapsed / count * 1e6:.1f}"
-        f" µs/request under the profiler, {plain / count * 1e6:.1f} µs/request without\n"
-    )
-    stats = pstats.Stats(profiler, stream=out)
-    for title, pattern in [("Flask-ServerSession functions", "flask_serversession"), *sections]:
-        out.write(f"\n== {title}, by cumulative time ==\n")
-        stats.sort_stats("cumulative").print_stats(pattern, top)
-    out.write("\n== All functions, by own time ==\n")
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    out.write("\n== All functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()

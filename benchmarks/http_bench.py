@@ -54,13 +54,14 @@ from report import (
     skipped_section,
     spread,
 )
-from run import PACKAGES, VARIANTS_BY_NAME
+from run import PACKAGES
+from variants import VARIANTS_BY_NAME
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
 HTTP_ENDPOINTS = ("get", "set")
 #: Ours against the peer doing the same job, over HTTP.
 HTTP_PEERS = (("ours-redis", "flask-session-redis"),)
-APP = "run:wsgi_app_from_env()"
+APP = "variants:wsgi_app_from_env()"
 WORKERS = 2
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _DURATION = r"([\d.]+)(us|ms|s|m|h)"

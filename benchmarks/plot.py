@@ -1,7 +1,7 @@
 """PNG plots of the newest full benchmark results, for the README and the docs.
 
 Reads the newest full run of each kind in benchmarks/results (``<date>-testclient.json``,
-``<date>-http.json``, ``<date>-sql.json``, ``<date>-scale.json``; never an ``--only`` run) and
+``<date>-http.json``, ``<date>-scale.json``; never an ``--only`` run) and
 writes next to them:
 
 - ``<date>-testclient.png``: requests per second as a ratio to the cookie session, per variant
@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 TRIAL_DIR = os.environ.get("BENCH_RESULTS_DIR")
 RESULTS_DIR = Path(TRIAL_DIR or Path(__file__).resolve().parent / "results")
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs" / "_static" / "bench"
-KINDS = ("testclient", "http", "sql", "scale")
+KINDS = ("testclient", "http", "scale")
 #: One colour per variant or store, the same in every plot.
 COLORS = {
     "cookie": "#7f7f7f",
@@ -194,13 +194,9 @@ def _scale_lines(ax: Axes, parts: dict[str, dict[str, Any]], mode: str, style: s
         )
 
 
-def plot_scaling(sql: dict[str, Any] | None, scale: dict[str, Any] | None) -> Figure:
+def plot_scaling(scale: dict[str, Any]) -> Figure:
     """(c) load latency against the number of stored sessions."""
-    parts: dict[str, dict[str, Any]] = {}
-    if scale is not None:
-        parts.update(scale.get("scale", {}))
-    if sql is not None:
-        parts.update(sql.get("scale", {}))
+    parts: dict[str, dict[str, Any]] = scale["scale"]
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     load_ax, get_ax = fig.subplots(1, 2)
     for ax, mode, title in (
@@ -215,9 +211,8 @@ def plot_scaling(sql: dict[str, Any] | None, scale: dict[str, Any] | None) -> Fi
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    dates = sorted(r["date"] for r in (sql, scale) if r is not None)
     fig.suptitle(
-        f"Latency vs. stored sessions ({', '.join(dict.fromkeys(dates))}): median per call,"
+        f"Latency vs. stored sessions ({scale['date']}): median per call,"
         " bars = range of round medians",
         fontsize=11,
     )
@@ -284,10 +279,9 @@ def main(argv: Sequence[str]) -> int:
         r = reports["http"]
         if r.get("summary"):
             written.append(_save(plot_http(r), r["date"], "http"))
-    sql, scale = reports.get("sql"), reports.get("scale")
-    if (sql and sql.get("scale")) or (scale and scale.get("scale")):
-        date = max(r["date"] for r in (sql, scale) if r is not None)
-        written.append(_save(plot_scaling(sql, scale), date, "scaling"))
+    scale = reports.get("scale")
+    if scale and scale.get("scale"):
+        written.append(_save(plot_scaling(scale), scale["date"], "scaling"))
     if scale and scale.get("size"):
         written.append(_save(plot_session_size(scale), scale["date"], "session-size"))
     return 0 if written else 1

@@ -286,5 +286,5 @@ def breakdown_section(item: dict[str, Any]) -> Section:
         for p, text in PROBE_PARTS.items()
         if p in rounds
     ]
-    heading = f"#Where the time of {item['variant']} /get goes"
+    heading = f"Where the time of {item['variant']} /get goes"
     return Section(heading, [text], (("what", "{what}"), ("µs", "{us}")), "lr", rows)
