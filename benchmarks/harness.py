@@ -12,7 +12,7 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,16 +199,21 @@ def request_text(client: FlaskClient, path: str) -> str:
     return response.get_data(as_text=True)
 
 
-def time_requests(client: FlaskClient, path: str, count: int) -> float:
-    """Seconds for ``count`` requests, each checked for status 200."""
-    get = client.get
+def time_calls(call: Callable[[], bool], count: int, what: str) -> float:
+    """Seconds for ``count`` calls, each checked: ``call()`` says whether its answer is right."""
     # Collect garbage left by the previous batch now, so it is not charged to this variant.
     gc.collect()
     start = time.perf_counter()
     for _ in range(count):
-        if get(path, buffered=True).status_code != 200:
-            raise BenchmarkError(f"GET {path} failed during timing")
+        if not call():
+            raise BenchmarkError(f"{what}: wrong answer during timing")
     return time.perf_counter() - start
+
+
+def time_requests(client: FlaskClient, path: str, count: int) -> float:
+    """Seconds for ``count`` requests, each checked for status 200."""
+    get = client.get
+    return time_calls(lambda: get(path, buffered=True).status_code == 200, count, f"GET {path}")
 
 
 def check_session(name: str, client: FlaskClient, stored: Callable[[], int] | None) -> None:
@@ -247,20 +252,6 @@ def warm_up(call: Callable[[], object], seconds: float) -> None:
         call()
 
 
-def calibrate_endpoints(
-    client: FlaskClient,
-    endpoints: Iterable[str],
-    batch: dict[str, int],
-    seconds: float,
-    warmup: float,
-) -> None:
-    """Warm up each endpoint, then store in ``batch`` the size that takes about ``seconds``."""
-    for endpoint in endpoints:
-        path = "/" + endpoint
-        warm_up(functools.partial(request_text, client, path), warmup)
-        batch[endpoint] = calibrated(functools.partial(time_requests, client, path), seconds)
-
-
 def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
     # Rotating instead of shuffling: every variant takes every position, reproducibly.
     shift = round_index % len(items)
@@ -297,7 +288,12 @@ class Running:
         check_session(self.name, self.client, self.built.stored_sessions)
 
     def calibrate(self, seconds: float, warmup: float) -> None:
-        calibrate_endpoints(self.client, self.endpoints, self.batch, seconds, warmup)
+        """Warm up each endpoint, then find the batch size that takes about ``seconds``."""
+        for endpoint in self.endpoints:
+            path = "/" + endpoint
+            warm_up(functools.partial(request_text, self.client, path), warmup)
+            timed = functools.partial(time_requests, self.client, path)
+            self.batch[endpoint] = calibrated(timed, seconds)
 
     def measure(self) -> None:
         for endpoint in self.endpoints:
@@ -333,13 +329,7 @@ class Probe:
     us: list[float] = field(default_factory=list)
 
     def _time(self, count: int) -> float:
-        call = self.call
-        gc.collect()
-        started = time.perf_counter()
-        for _ in range(count):
-            if not call():
-                raise BenchmarkError(f"{self.name}: wrong answer during timing")
-        return time.perf_counter() - started
+        return time_calls(self.call, count, self.name)
 
     def calibrate(self, seconds: float, warmup: float) -> None:
         warm_up(self.call, warmup)
@@ -425,35 +415,38 @@ def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dic
     return summary
 
 
+def _against(
+    raw: dict[str, dict[str, list[float]]], ours: str, theirs: str, endpoint: str
+) -> tuple[float | None, list[float] | None]:
+    """The ratio of two variants' medians for one endpoint, and round by round (or Nones)."""
+    a, b = raw.get(ours, {}).get(endpoint), raw.get(theirs, {}).get(endpoint)
+    if not a or not b:
+        return None, None
+    return statistics.median(a) / statistics.median(b), _ratios(a, b)
+
+
 def compare_to_peers(
     raw: dict[str, dict[str, list[float]]],
     peers: Sequence[tuple[str, str]],
-    reference: dict[str, dict[str, float]] | None = None,
+    reference: dict[str, dict[str, float]],
 ) -> list[dict[str, Any]]:
     """Ours against the peer doing the same job (Flask-Session), endpoint by endpoint."""
     summary = summarize(raw)
     comparisons = []
     for ours, peer in peers:
-        if ours not in raw and peer not in raw:
-            continue
-        for endpoint in raw.get(ours) or raw[peer]:
-            both = ours in raw and peer in raw
+        for endpoint in raw.get(ours) or raw.get(peer) or {}:
+            ratio, round_ratios = _against(raw, ours, peer, endpoint)
             comparisons.append(
                 {
                     "ours": ours,
                     "peer": peer,
                     "endpoint": endpoint,
-                    "ours_over_peer": summary[ours][endpoint]["median"]
-                    / summary[peer][endpoint]["median"]
-                    if both
-                    else None,
-                    "round_ratios": _ratios(raw[ours][endpoint], raw[peer][endpoint])
-                    if both
-                    else None,
+                    "ours_over_peer": ratio,
+                    "round_ratios": round_ratios,
                     "peer_ratio_to_cookie": summary.get(peer, {})
                     .get(endpoint, {})
                     .get("ratio_to_cookie"),
-                    "reference_peer_ratio_to_cookie": (reference or {}).get(peer, {}).get(endpoint),
+                    "reference_peer_ratio_to_cookie": reference.get(peer, {}).get(endpoint),
                 }
             )
     return comparisons
@@ -480,12 +473,7 @@ def evaluate_goals(
     """Each goal MET, MISSED or NOT MEASURED (with the reason), never hidden."""
     results = []
     for goal in goals:
-        ours = raw.get(goal.variant, {}).get(goal.endpoint)
-        theirs = raw.get(goal.against, {}).get(goal.endpoint)
-        ratio = round_ratios = None
-        if ours and theirs:
-            ratio = statistics.median(ours) / statistics.median(theirs)
-            round_ratios = _ratios(ours, theirs)
+        ratio, round_ratios = _against(raw, goal.variant, goal.against, goal.endpoint)
         missing = [name for name in (goal.variant, goal.against) if name not in raw]
         results.append(
             {

@@ -27,13 +27,11 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis_counts
 from flask import Flask, session
-from flask.testing import FlaskClient
 from harness import (
     BASELINE,
     CART,
@@ -41,15 +39,15 @@ from harness import (
     SECRET_KEY,
     USER,
     BenchmarkError,
+    Built,
+    Running,
     Servers,
-    calibrate_endpoints,
+    Variant,
     create_app,
     goal_status,
-    progress,
     redis_server,
-    request_text,
-    rotated,
-    time_requests,
+    run_rounds,
+    start,
 )
 from report import (
     Cell,
@@ -64,7 +62,6 @@ from report import (
 )
 from scale_stores import (
     REDIS_BATCH,
-    ScaleTarget,
     check_row_format,
     log_position,
     pg_scans,
@@ -78,16 +75,17 @@ from scaling import (
     SCALE_COLUMNS,
     SCALE_TOUCH_INTERVAL,
     TESTCLIENT_GET,
+    ScaleTarget,
     clear_expired_note,
     expired_sessions,
     measure_clear_expired,
+    not_due,
     prepare_calls,
     scale_rows,
     summarize_scale,
     time_interleaved,
     time_modes,
     us,
-    verify_sample,
 )
 from sql_server import MARIADB, MARIADB_SETTINGS, PG, PG_SETTINGS, SQLServer, start_sql_servers
 
@@ -126,7 +124,6 @@ SIZE_ENDPOINT_TEXT = {
 }
 #: Werkzeug's max_cookie_size: browsers ignore bigger cookies, Werkzeug warns.
 COOKIE_LIMIT = 4093
-SIZE_REDIS_PREFIX = "size:"
 PACKAGES = ("flask", "werkzeug", "flask-serversession", "redis", "sqlalchemy", "psycopg", "pymysql")
 
 
@@ -144,7 +141,7 @@ BUILDERS: dict[str, Callable[[int, int, Servers], ScaleTarget]] = {
 def _touch(mode: str, now: float) -> Touch:
     if mode == "load-touch-due":
         return Touch(now, now + IDLE_TIMEOUT, now + 1.0)  # every live session is due
-    return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
+    return not_due(now)
 
 
 def _warm(targets: Sequence[ScaleTarget], modes: Sequence[str], calls: int, rng: Any) -> None:
@@ -173,8 +170,6 @@ def measure_store(
     failure itself."""
     rng = random.Random(f"{args.seed}:{kind}:measure")
     modes, sizes = MODES[kind], [t.size for t in targets]
-    for target in targets:
-        verify_sample(target, rng)
     _warm(targets, modes, min(200, args.calls), rng)
     if server is not None:  # the scan statistics from fresh connections, before and after
         for target in targets:
@@ -270,20 +265,12 @@ def blob_of(size: int, seed: int, which: int) -> str:
     return base64.urlsafe_b64encode(rng.randbytes(size * 3 // 4 + 3)).decode("ascii")[:size]
 
 
-@dataclass
-class SizeTarget:
-    variant: str
-    size: int
-    app: Flask
-    client: FlaskClient
-    close: Callable[[], None]
-    batch: dict[str, int] = field(default_factory=dict)
-
-
-def build_size_app(variant: str, size: int, servers: Servers, seed: int) -> Flask:
+def size_app(variant: str, size: int, servers: Servers, seed: int) -> Built:
+    """The benchmark's app whose ``/login`` also stores ``size`` characters of random text in
+    the session, and whose ``/put`` replaces them with as many others."""
     stores = {
         "ours-sqlite": f"sqlite:///{servers.tmp / f'size-{size}.sqlite3'}",
-        "ours-redis": f"redis://{HOST}:{servers.started.get('redis')}/0?prefix={SIZE_REDIS_PREFIX}{size}:",
+        "ours-redis": f"redis://{HOST}:{servers.started.get('redis')}/0?prefix=size:{size}:",
     }
 
     def configure(app: Flask) -> None:
@@ -302,102 +289,75 @@ def build_size_app(variant: str, size: int, servers: Servers, seed: int) -> Flas
         session["blob"] = next(blobs)
         return "ok"
 
-    app.add_url_rule("/login-sized", view_func=login_sized)
+    app.view_functions["login"] = login_sized
     app.add_url_rule("/put", view_func=put)
-    return app
+    close = ServerSession.store_of(app).close if variant in stores else lambda: None
+    return Built(app, close=close)
 
 
-def build_size_target(variant: str, size: int, servers: Servers, seed: int) -> SizeTarget | str:
-    """The app with a logged-in client whose session holds ``size`` characters, or why the
-    combination is not possible."""
-    app = build_size_app(variant, size, servers, seed)
-    client = app.test_client()
+def start_size(variant: str, size: int, servers: Servers, seed: int) -> Running | str:
+    """The app logged in and checked (harness.start), its session holding ``size`` characters;
+    or why the combination is not possible."""
+    build = functools.partial(size_app, variant, size, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Werkzeug's "cookie too large"
-        if request_text(client, "/login-sized") != "ok":
-            raise BenchmarkError(f"{variant} {size}: login failed")
-    cookie = client.get_cookie("session")
-    length = 0 if cookie is None else len("session=") + len(cookie.value)
-    if variant == BASELINE and length > COOKIE_LIMIT:
-        return f"the cookie would be {length:,} bytes, over the {COOKIE_LIMIT:,}-byte limit"
-    close = ServerSession.store_of(app).close if variant != BASELINE else lambda: None
-    target = SizeTarget(variant, size, app, client, close)
-    check_size_target(target)
-    return target
-
-
-def check_size_target(target: SizeTarget) -> None:
-    """The session really holds the value and every endpoint works, before any timing."""
-    client = target.client
-    if request_text(client, "/get") != USER:
-        raise BenchmarkError(f"{target.variant} {target.size}: /get lost the user")
-    written = request_text(client, "/set")
-    if request_text(client, "/n") != written:
-        raise BenchmarkError(f"{target.variant} {target.size}: /set did not persist")
-    request_text(client, "/put")
-    if target.variant == BASELINE:
-        return
-    cookie = client.get_cookie("session")
+        running = start(Variant(f"{variant} {_bytes(size)}", "", build), servers, SIZE_ENDPOINTS)
+    cookie = running.client.get_cookie("session")
     assert cookie is not None
+    if variant == BASELINE:
+        length = len("session=") + len(cookie.value)
+        if length <= COOKIE_LIMIT:
+            return running
+        running.built.close()
+        return f"the cookie would be {length:,} bytes, over the {COOKIE_LIMIT:,}-byte limit"
     session_id, _ = CookieSigner([SECRET_KEY]).unsign(cookie.value)
     assert session_id is not None
-    record = ServerSession.store_of(target.app).load(store_key(session_id))
+    record = ServerSession.store_of(running.built.app).load(store_key(session_id))
     stored = 0 if record is None else len(json.loads(record.values.get("blob", '""')))
-    if stored != target.size:
-        raise BenchmarkError(f"{target.variant}: stored a value of {stored}, not {target.size}")
+    if stored != size:
+        running.built.close()
+        raise BenchmarkError(f"{running.name}: stored a value of {stored}, not {size}")
+    return running
 
 
-def _size_targets(
-    args: Any, sizes: Sequence[int], servers: Servers, stack: ExitStack, skipped: dict[str, str]
-) -> tuple[list[SizeTarget], dict[str, dict[str, str]]]:
-    targets: list[SizeTarget] = []
-    not_possible: dict[str, dict[str, str]] = {v: {} for v in SIZE_VARIANTS}
-    for variant, size in itertools.product(SIZE_VARIANTS, sizes):
-        if variant == "ours-redis" and "redis" not in servers.started:
-            skipped["size:ours-redis"] = servers.missing.get("redis", "no redis-server")
-            continue
-        built = build_size_target(variant, size, servers, args.seed)
-        if isinstance(built, str):
-            not_possible[variant][str(size)] = built
-            continue
-        stack.callback(built.close)
-        targets.append(built)
-        calibrate_endpoints(built.client, SIZE_ENDPOINTS, built.batch, args.seconds, args.warmup)
-    return targets, not_possible
-
-
-def _median_range(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    return {"median_us": statistics.median(values), "min_us": min(values), "max_us": max(values)}
+def _median_range(rates: list[float]) -> dict[str, float] | None:
+    us = [1e6 / rate for rate in rates]
+    return {"median_us": statistics.median(us), "min_us": min(us), "max_us": max(us)}
 
 
 def run_size(args: Any, servers: Servers, skipped: dict[str, str]) -> dict[str, Any]:
+    """µs per request of each endpoint, per variant and session size, in interleaved rounds."""
     sizes = SESSION_SIZES[:3] if args.quick else SESSION_SIZES
-    raw: dict[str, dict[str, dict[str, list[float]]]] = {
-        v: {str(s): {e: [] for e in SIZE_ENDPOINTS} for s in sizes} for v in SIZE_VARIANTS
-    }
+    not_possible: dict[str, dict[str, str]] = {v: {} for v in SIZE_VARIANTS}
+    runnings: dict[tuple[str, int], Running] = {}
     with ExitStack() as stack:
-        targets, not_possible = _size_targets(args, sizes, servers, stack, skipped)
-        for round_index in range(args.rounds):
-            for target in rotated(targets, round_index):
-                for endpoint in rotated(SIZE_ENDPOINTS, round_index):
-                    count = target.batch[endpoint]
-                    elapsed = time_requests(target.client, "/" + endpoint, count)
-                    raw[target.variant][str(target.size)][endpoint].append(elapsed / count * 1e6)
-            progress(f"size: round {round_index + 1} of {args.rounds}")
+        for variant, size in itertools.product(SIZE_VARIANTS, sizes):
+            if variant == "ours-redis" and "redis" not in servers.started:
+                skipped["size:ours-redis"] = servers.missing.get("redis", "no redis-server")
+                continue
+            running = start_size(variant, size, servers, args.seed)
+            if isinstance(running, str):
+                not_possible[variant][str(size)] = running
+                continue
+            stack.callback(running.built.close)
+            running.calibrate(args.seconds, args.warmup)
+            runnings[variant, size] = running
+        run_rounds(list(runnings.values()), args.rounds, "size: ")
     return {
         "sizes": list(sizes),
         "endpoints": list(SIZE_ENDPOINTS),
-        "requests_per_measurement": {f"{t.variant}:{t.size}": dict(t.batch) for t in targets},
+        "requests_per_measurement": {r.name: r.batch for r in runnings.values()},
         "not_possible": not_possible,
-        "raw_us_per_request": raw,
+        "raw_requests_per_second": {r.name: r.rates for r in runnings.values()},
         "summary": {
-            variant: {
-                size: {e: _median_range(values) for e, values in by_endpoint.items()}
-                for size, by_endpoint in by_size.items()
+            v: {
+                str(s): {
+                    e: _median_range(runnings[v, s].rates[e]) if (v, s) in runnings else None
+                    for e in SIZE_ENDPOINTS
+                }
+                for s in sizes
             }
-            for variant, by_size in raw.items()
+            for v in SIZE_VARIANTS
         },
     }
 

@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from harness import HOST, BenchmarkError, create_app, progress
-from scaling import SCALE_TOUCH_INTERVAL, Stored, live_sessions, user_of
+from harness import HOST, BenchmarkError, create_app
+from scaling import SCALE_TOUCH_INTERVAL, ScaleTarget, Stored, user_of
 from sql_server import PG, SQLServer
 
 from flask_serversession import ServerSession
@@ -31,40 +30,6 @@ REDIS_PREFIX = "scale:"
 #: The columns of a session row, in the order the bulk loads write them.
 COLUMNS: tuple[str, ...] = ("key", "data", "created", "last_seen", "expires", "absolute_expires")
 COLUMNS += ("user_id", "ended", "version")
-
-
-@dataclass
-class ScaleTarget:
-    """One store of ``size`` reproducible sessions (of ``tag``) and a test client of an app on
-    it, with how to add more sessions in the store's own format and count them."""
-
-    kind: str
-    size: int
-    tag: str
-    store: Store
-    client: FlaskClient
-    insert: Callable[[Iterable[Stored]], None]
-    count: Callable[[], int]
-    #: What the store occupies, measured right after the load.
-    footprint: Callable[[], dict[str, Any]]
-    load_seconds: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind}-{self.size}"
-
-    def load(self, now: float, seed: int) -> ScaleTarget:
-        """The live sessions in, timed (generating, writing and analyzing them), and counted."""
-        started = time.perf_counter()
-        self.insert(live_sessions(self.tag, self.size, now, seed))
-        self.load_seconds = time.perf_counter() - started
-        if self.count() != self.size:
-            raise BenchmarkError(f"{self.label}: not all {self.size:,} sessions arrived")
-        self.details = {"rows_per_second": round(self.size / self.load_seconds)}
-        self.details.update(self.footprint())
-        progress(f"{self.label}: {self.size:,} sessions in {self.load_seconds:.1f} s")
-        return self
 
 
 def _app_on(url: str) -> tuple[FlaskClient, Store]:
