@@ -172,25 +172,14 @@ def plot_http(report: dict[str, Any]) -> Figure:
     return fig
 
 
-def _scale_lines(ax: Axes, parts: dict[str, dict[str, Any]], mode: str, style: str = "-o") -> None:
-    for store, part in parts.items():
-        summary = part["summary"]
-        sizes = [int(s) for s in summary if mode in summary[s]]
-        if not sizes:
-            continue
-        entries = [summary[str(s)][mode] for s in sizes]
-        medians = [e["median_us"] for e in entries]
-        low = [m - e["round_median_min_us"] for m, e in zip(medians, entries, strict=True)]
-        high = [e["round_median_max_us"] - m for m, e in zip(medians, entries, strict=True)]
+def _line(ax: Axes, name: str, points: Sequence[tuple[int, float, float, float]]) -> None:
+    """One line of (x, median, low, high) points, the range as error bars."""
+    if points:
+        xs, medians, lows, highs = zip(*points, strict=True)
+        errors = [[m - lo for m, lo in zip(medians, lows, strict=True)]]
+        errors.append([hi - m for m, hi in zip(medians, highs, strict=True)])
         ax.errorbar(
-            sizes,
-            medians,
-            yerr=[low, high],
-            fmt=style,
-            color=_color(store),
-            label=store,
-            capsize=3,
-            ms=4,
+            xs, medians, yerr=errors, fmt="-o", color=_color(name), label=name, capsize=3, ms=4
         )
 
 
@@ -203,7 +192,13 @@ def plot_scaling(scale: dict[str, Any]) -> Figure:
         (load_ax, "load", "store.load (a read)"),
         (get_ax, "testclient-get", "GET /get, test client"),
     ):
-        _scale_lines(ax, parts, mode)
+        for store, part in parts.items():
+            entries = [(int(s), e[mode]) for s, e in part["summary"].items() if mode in e]
+            points = [
+                (s, e["median_us"], e["round_median_min_us"], e["round_median_max_us"])
+                for s, e in entries
+            ]
+            _line(ax, store, points)
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
         ax.set_xlabel("stored sessions")
@@ -228,24 +223,9 @@ def plot_session_size(scale: dict[str, Any]) -> Figure:
     axes = fig.subplots(1, len(endpoints), sharey=True)
     for ax, endpoint in zip(axes, endpoints, strict=True):
         for variant, by_size in part["summary"].items():
-            points = [(s, by_size[str(s)][endpoint]) for s in sizes if str(s) in by_size]
-            points = [(s, e) for s, e in points if e is not None]
-            if not points:
-                continue
-            xs = [s for s, _ in points]
-            medians = [e["median_us"] for _, e in points]
-            low = [m - e["min_us"] for m, (_, e) in zip(medians, points, strict=True)]
-            high = [e["max_us"] - m for m, (_, e) in zip(medians, points, strict=True)]
-            ax.errorbar(
-                xs,
-                medians,
-                yerr=[low, high],
-                fmt="-o",
-                color=_color(variant),
-                label=variant,
-                capsize=3,
-                ms=4,
-            )
+            entries = [(s, by_size[str(s)][endpoint]) for s in sizes if str(s) in by_size]
+            points = [(s, e["median_us"], e["min_us"], e["max_us"]) for s, e in entries if e]
+            _line(ax, variant, points)
         ax.axvline(scale["settings"]["cookie_limit"], color="#7f7f7f", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
