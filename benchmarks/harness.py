@@ -495,6 +495,16 @@ def why_missing(names: Sequence[str], skipped: dict[str, str]) -> str:
     return "; ".join(f"{name}: {skipped.get(name, 'not in this run')}" for name in names)
 
 
+#: Request kinds whose store calls are counted (``/rw`` reads, then writes), and the store calls
+#: issues 3 and 4 require of ours for each: untouched 0, read-only 1, assign-only 1, both 2.
+COUNT_ENDPOINTS = ("none", "get", "set", "rw")
+EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
+
+
+def expected_calls(variant: str, endpoint: str) -> int | None:
+    return EXPECTED_CALLS[endpoint] if variant.startswith("ours-") else None
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

@@ -10,16 +10,21 @@ import json
 from collections import Counter
 from typing import Any
 
-from harness import CART, HOST, USER, BenchmarkError, Running, request_text
-from report import Section, counts, expected, rows_of
+from harness import (
+    CART,
+    COUNT_ENDPOINTS,
+    HOST,
+    USER,
+    BenchmarkError,
+    Running,
+    expected_calls,
+    request_text,
+)
+from report import Section, rows_of
 
 SAMPLE = json.dumps({"user": USER, "cart": CART})
-#: Request kinds whose store commands are counted; ``/rw`` reads, then writes.
-ROUND_TRIP_ENDPOINTS = ("none", "get", "set", "rw")
 #: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
 REFERENCE_FLASK_SESSION_MEMORY = 152
-#: Store round trips per request kind that issue 3 requires of the Redis store.
-EXPECTED_ROUND_TRIPS = {"ours-redis": {"none": 0, "get": 1, "set": 1, "rw": 2}}
 
 
 def redis_admin(port: int) -> Any:
@@ -67,10 +72,10 @@ def _count_one(running: Running, admin: Any, monitor: Any, endpoint: str) -> dic
     request_text(running.client, path)
     sent, in_scripts = _seen_until(admin, monitor, f"bench-after-{endpoint}")
     return {
-        "round_trips": sum(sent.values()),
+        "calls": sum(sent.values()),
         "sent": dict(sorted(sent.items())),
         "in_scripts": dict(sorted(in_scripts.items())),
-        "expected": EXPECTED_ROUND_TRIPS.get(running.name, {}).get(endpoint),
+        "expected": expected_calls(running.name, endpoint),
     }
 
 
@@ -82,7 +87,7 @@ def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
     with redis_admin(port) as admin, redis_admin(port) as watcher:
         admin.ping()
         with watcher.monitor() as monitor:
-            return {e: _count_one(running, admin, monitor, e) for e in ROUND_TRIP_ENDPOINTS}
+            return {e: _count_one(running, admin, monitor, e) for e in COUNT_ENDPOINTS}
 
 
 def measure_memory(running: Running, port: int) -> dict[str, Any]:
@@ -118,14 +123,6 @@ def measure_memory(running: Running, port: int) -> dict[str, Any]:
         }
 
 
-ROUND_TRIP_COLUMNS = (
-    ("variant", "{variant}"),
-    ("endpoint", "/{endpoint}"),
-    ("round trips", "{round_trips}"),
-    ("expected", lambda r: expected(r["round_trips"], r["expected"])),
-    ("sent", lambda r: counts(r["sent"])),
-    ("in scripts", lambda r: counts(r["in_scripts"])),
-)
 MEMORY_COLUMNS = (
     ("variant", "{variant}"),
     ("MEMORY USAGE", "{memory_usage_bytes} B"),
@@ -134,18 +131,6 @@ MEMORY_COLUMNS = (
     ("type, encoding", "{type}, {encoding}"),
     ("stored as", "{shape}"),
 )
-
-
-def round_trips_section(round_trips: dict[str, dict[str, dict[str, Any]]]) -> Section:
-    text = (
-        "One request of each kind, seen by the server's `MONITOR`: *round trips* are the"
-        " commands a client sent, *in scripts* the commands Lua scripts ran."
-        " `/rw` reads, then writes."
-        " *expected* is what issue 3 requires of ours."
-    )
-    rows = rows_of(round_trips, "variant", "endpoint")
-    heading = "Redis commands per request" if rows else None
-    return Section(heading, [text] if rows else (), ROUND_TRIP_COLUMNS, "llrrll", rows)
 
 
 def memory_section(memory: dict[str, dict[str, Any]]) -> Section:

@@ -381,8 +381,7 @@ def _footprint(d: dict[str, Any]) -> str:
         return f"{_mib(d['file_bytes'])} file"
     if "used_memory_added_bytes" in d:
         return f"{_mib(d['used_memory_added_bytes'])} memory ({d['bytes_per_session']} B/session)"
-    levels = "" if d["pk_levels"] is None else f", {d['pk_levels']} primary key levels"
-    return f"table {_mib(d['table_bytes'])}, indexes {_mib(d['index_bytes'])}{levels}"
+    return f"table {_mib(d['table_bytes'])}, indexes {_mib(d['index_bytes'])}"
 
 
 def _scans(d: dict[str, Any]) -> str:
@@ -493,10 +492,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str]) -> Any:
     parser = arguments(__doc__, rounds=5, seconds=0.15, warmup=0.1)
-    parser.add_argument("--calls", type=int, default=1000, help="timed calls per store and round")
-    parser.add_argument("--seed", type=int, default=20261125)
     args = parser.parse_args(argv)
-    args.expired = EXPIRED_SESSIONS
+    args.calls, args.seed, args.expired = 1000, 20261125, EXPIRED_SESSIONS
     if args.quick:
         args.rounds, args.calls, args.seconds, args.warmup, args.expired = 1, 100, 0.02, 0.01, 1000
     return args

@@ -213,16 +213,9 @@ def table_sizes(server: SQLServer, table: str) -> dict[str, Any]:
             " WHERE table_schema = %s AND table_name = %s",
             (server.database, table),
         )[0]
-        return {"table_bytes": int(data), "index_bytes": int(index), "pk_levels": None}
+        return {"table_bytes": int(data), "index_bytes": int(index)}
     heap, indexes = server.query("SELECT pg_table_size(%s), pg_indexes_size(%s)", (table, table))[0]
-    levels = None
-    try:
-        server.query("CREATE EXTENSION IF NOT EXISTS pageinspect")
-        # The level of the root, plus one: 0 means the root is a leaf.
-        levels = int(server.query("SELECT level FROM bt_metap(%s)", (f"{table}_pkey",))[0][0]) + 1
-    except Exception:  # pageinspect is not always installed
-        pass
-    return {"table_bytes": int(heap), "index_bytes": int(indexes), "pk_levels": levels}
+    return {"table_bytes": int(heap), "index_bytes": int(indexes)}
 
 
 def sql_target(server: SQLServer, size: int, tmp: Path) -> ScaleTarget:

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from harness import HOST, Running, Servers, progress, request_text
-from report import Section, counts, expected, rows_of
+from harness import COUNT_ENDPOINTS, HOST, Running, Servers, expected_calls, progress, request_text
 from sqlalchemy import event
 
 from flask_serversession import ServerSession
@@ -26,14 +25,6 @@ PG = "postgresql"
 MARIADB = "mariadb"
 OURS_PG = "ours-postgresql"
 OURS_MARIADB = "ours-mariadb"
-#: Request kinds whose statements are counted; ``/rw`` reads, then writes.
-COUNT_ENDPOINTS = ("none", "get", "set", "rw")
-#: Statements per request kind that issue 4 requires of ours (the touch is not due here).
-EXPECTED_STATEMENTS = {
-    OURS_PG: {"none": 0, "get": 1, "set": 1, "rw": 2},
-    OURS_MARIADB: {"none": 0, "get": 1, "set": 1, "rw": 2},
-}
-
 
 #: PostgreSQL settings over the tests' throwaway ones, back to PostgreSQL's defaults (fsync,
 #: full page writes, 128MB shared buffers) except that commits do not wait for the WAL flush:
@@ -189,32 +180,10 @@ def count_statements(running: Running) -> dict[str, dict[str, Any]]:
         finally:
             event.remove(engine, "commit", commit)
             event.remove(engine, "before_cursor_execute", before_cursor_execute)
-        statements = [kind for kind in sent if kind != "COMMIT"]
         counted[endpoint] = {
-            "statements": len(statements),
+            "calls": sum(kind != "COMMIT" for kind in sent),
             "sent": dict(Counter(sent)),
-            "expected": EXPECTED_STATEMENTS.get(running.name, {}).get(endpoint),
+            "in_scripts": {},
+            "expected": expected_calls(running.name, endpoint),
         }
     return counted
-
-
-def statements_section(statements: dict[str, dict[str, dict[str, Any]]]) -> Section:
-    if not statements:
-        return Section()
-    text = (
-        "One request of each kind after one that is not counted (the rate-limited touch is"
-        " not due): the statements SQLAlchemy sent (`before_cursor_execute`) and the COMMITs it"
-        " ran (a driver's own BEGIN is not seen). `WITH` is our read with its touch riding"
-        " along. *expected* is what issue 4 requires of ours. `/rw` reads, then writes."
-    )
-    rows = rows_of(statements, "variant", "endpoint")
-    return Section("SQL statements per request", [text], STATEMENT_COLUMNS, "llrrl", rows)
-
-
-STATEMENT_COLUMNS = (
-    ("variant", "{variant}"),
-    ("endpoint", "/{endpoint}"),
-    ("statements", "{statements}"),
-    ("expected", lambda r: expected(r["statements"], r["expected"])),
-    ("SQLAlchemy sent", lambda r: counts(r["sent"])),
-)
