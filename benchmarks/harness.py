@@ -199,6 +199,17 @@ def request_text(client: FlaskClient, path: str) -> str:
     return response.get_data(as_text=True)
 
 
+def session_key(client: FlaskClient) -> str:
+    """The store key of the session whose cookie ``client`` holds."""
+    from flask_serversession.ids import CookieSigner, store_key
+
+    cookie = client.get_cookie("session")
+    session_id = None if cookie is None else CookieSigner([SECRET_KEY]).unsign(cookie.value)[0]
+    if session_id is None:
+        raise BenchmarkError("the client holds no valid session cookie")
+    return store_key(session_id)
+
+
 def time_calls(call: Callable[[], bool], count: int, what: str) -> float:
     """Seconds for ``count`` calls, each checked: ``call()`` says whether its answer is right."""
     # Collect garbage left by the previous batch now, so it is not charged to this variant.

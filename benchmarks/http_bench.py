@@ -372,9 +372,7 @@ def main(argv: Sequence[str]) -> int:
     report = record.report(
         machine=machine_info(PACKAGES, redis_server=redis_version),
         settings={
-            "rounds": args.rounds,
-            "duration": args.duration,
-            "warmup": args.warmup,
+            **vars(args),
             "threads": THREADS,
             "connections": CONNECTIONS,
             "workers": WORKERS,
@@ -382,7 +380,6 @@ def main(argv: Sequence[str]) -> int:
             "server": "gunicorn, sync workers, bound to 127.0.0.1",
             "variants": {name: VARIANTS_BY_NAME[name].description for name in variants},
             "endpoints": list(HTTP_ENDPOINTS),
-            "quick": args.quick,
         },
         skipped=skipped,
         order=order,

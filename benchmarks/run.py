@@ -71,7 +71,6 @@ from sql_read import (
     breakdown_section,
     build_probes,
     no_session_probe,
-    ours_memory_probe,
     summarize_breakdown,
 )
 from sql_server import OURS_MARIADB, OURS_PG, count_statements
@@ -128,7 +127,7 @@ def sql_probes(runnings: Sequence[Running], servers: Servers) -> list[Probe]:
     ours = [r for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
     if not ours:
         return []
-    probes = [no_session_probe(), ours_memory_probe()]
+    probes = [no_session_probe()]
     for running in ours:
         probes += build_probes(running, servers.require(running.variant.needs[0]))
     return probes
@@ -361,7 +360,9 @@ def main(argv: Sequence[str]) -> int:
         port = servers.started.get("redis")
         version = None if port is None else redis_version(port)
         sql = {
-            k: servers.started[k].version for k in ("postgresql", "mariadb") if k in servers.started
+            k: servers.started[k].describe()
+            for k in ("postgresql", "mariadb")
+            if k in servers.started
         }
     summary = summarize(results["raw"])
     report = record.report(

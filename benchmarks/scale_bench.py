@@ -36,7 +36,6 @@ from harness import (
     BASELINE,
     CART,
     HOST,
-    SECRET_KEY,
     USER,
     BenchmarkError,
     Built,
@@ -47,6 +46,7 @@ from harness import (
     goal_status,
     redis_server,
     run_rounds,
+    session_key,
     start,
 )
 from report import (
@@ -90,7 +90,6 @@ from scaling import (
 from sql_server import MARIADB, MARIADB_SETTINGS, PG, PG_SETTINGS, SQLServer, start_sql_servers
 
 from flask_serversession import ServerSession
-from flask_serversession.ids import CookieSigner, store_key
 from flask_serversession.stores import Touch
 
 SCALE_SIZES = (1_000, 100_000, 1_000_000)
@@ -210,7 +209,7 @@ def run_store(kind: str, sizes: Sequence[int], servers: Servers, args: Any) -> d
         result = measure_store(kind, targets, args, server)
         if kind in TOMBSTONES:
             largest = targets[-1]
-            tag, count = f"{largest.tag}-expired", args.expired
+            tag, count = f"{largest.tag}-expired", args.expired_sessions
             expired = expired_sessions(tag, count, time.time(), args.seed, TOMBSTONES[kind])
             add = functools.partial(largest.insert, expired)
             clear = measure_clear_expired(largest.store, largest.size, count, largest.count, add)
@@ -222,7 +221,7 @@ def run_store(kind: str, sizes: Sequence[int], servers: Servers, args: Any) -> d
 
 
 def run_scale(args: Any, servers: Servers, skipped: dict[str, str]) -> dict[str, Any]:
-    sizes = QUICK_SCALE_SIZES if args.quick else SCALE_SIZES
+    sizes = args.scale_sizes
     result: dict[str, Any] = {}
     for kind in STORES:
         need = "redis" if kind == "redis" else kind
@@ -310,9 +309,7 @@ def start_size(variant: str, size: int, servers: Servers, seed: int) -> Running 
             return running
         running.built.close()
         return f"the cookie would be {length:,} bytes, over the {COOKIE_LIMIT:,}-byte limit"
-    session_id, _ = CookieSigner([SECRET_KEY]).unsign(cookie.value)
-    assert session_id is not None
-    record = ServerSession.store_of(running.built.app).load(store_key(session_id))
+    record = ServerSession.store_of(running.built.app).load(session_key(running.client))
     stored = 0 if record is None else len(json.loads(record.values.get("blob", '""')))
     if stored != size:
         running.built.close()
@@ -327,7 +324,7 @@ def _median_range(rates: list[float]) -> dict[str, float] | None:
 
 def run_size(args: Any, servers: Servers, skipped: dict[str, str]) -> dict[str, Any]:
     """µs per request of each endpoint, per variant and session size, in interleaved rounds."""
-    sizes = SESSION_SIZES[:3] if args.quick else SESSION_SIZES
+    sizes = args.session_sizes
     not_possible: dict[str, dict[str, str]] = {v: {} for v in SIZE_VARIANTS}
     runnings: dict[tuple[str, int], Running] = {}
     with ExitStack() as stack:
@@ -475,7 +472,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     intro = [
         f"{machine['cpu_count']} CPUs, Python {machine['python']}, SQLite {machine['sqlite']}, "
         + ", ".join(f"{kind} {version}" for kind, version in machine["servers"].items())
-        + f" (started by the run on 127.0.0.1; settings in the JSON); load average"
+        + f" (started by the run on 127.0.0.1); load average"
         f" {report['load_average_before']} before, {report['load_average_after']} after;"
         f" {report['duration_seconds']:.0f} s in all.",
         *(f"\n**Skipped** {key}: {reason}" for key, reason in report["skipped"].items()),
@@ -493,9 +490,12 @@ def render_markdown(report: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str]) -> Any:
     parser = arguments(__doc__, rounds=5, seconds=0.15, warmup=0.1)
     args = parser.parse_args(argv)
-    args.calls, args.seed, args.expired = 1000, 20261125, EXPIRED_SESSIONS
+    args.calls, args.seed, args.expired_sessions = 1000, 20261125, EXPIRED_SESSIONS
+    args.scale_sizes, args.session_sizes = list(SCALE_SIZES), list(SESSION_SIZES)
     if args.quick:
-        args.rounds, args.calls, args.seconds, args.warmup, args.expired = 1, 100, 0.02, 0.01, 1000
+        args.rounds, args.calls, args.seconds, args.warmup = 1, 100, 0.02, 0.01
+        args.expired_sessions, args.scale_sizes = 1000, list(QUICK_SCALE_SIZES)
+        args.session_sizes = args.session_sizes[:3]
     return args
 
 
@@ -510,7 +510,7 @@ def main(argv: Sequence[str]) -> int:
         start_sql_servers(servers, (PG, MARIADB))
         scale = run_scale(args, servers, skipped)
         size = run_size(args, servers, skipped)
-        versions = {kind: s.version for kind, s in servers.started.items() if kind in (PG, MARIADB)}
+        versions = {k: s.describe() for k, s in servers.started.items() if k in (PG, MARIADB)}
         if "redis" in servers.started:
             versions["redis"] = redis_counts.redis_version(servers.started["redis"])
     report = record.report(
@@ -521,15 +521,7 @@ def main(argv: Sequence[str]) -> int:
             mariadb_arguments=list(MARIADB_SETTINGS),
         ),
         settings={
-            "rounds": args.rounds,
-            "calls": args.calls,
-            "seconds": args.seconds,
-            "warmup": args.warmup,
-            "seed": args.seed,
-            "quick": args.quick,
-            "scale_sizes": list(QUICK_SCALE_SIZES if args.quick else SCALE_SIZES),
-            "session_sizes": list(SESSION_SIZES[:3] if args.quick else SESSION_SIZES),
-            "expired_sessions": args.expired,
+            **vars(args),
             "touch_interval": SCALE_TOUCH_INTERVAL,
             "redis_batch": REDIS_BATCH,
             "cookie_limit": COOKIE_LIMIT,

@@ -130,41 +130,31 @@ def prepare_calls(
     target: ScaleTarget, mode: str, indices: Sequence[int], touch: Callable[[float], Touch]
 ) -> Prepared:
     """The calls of one measurement, made before any clock runs, and the check of their
-    answers (run after the clocks stopped). A load mode loads with ``touch(now)``."""
+    answers (run after the clocks stopped): each must find its live session's user. A load
+    mode loads with ``touch(now)``; ``testclient-get`` sends the session's cookie."""
+    now = time.time()
+    ids = [session_id_of(target.tag, i) for i in indices]
+    calls: list[Callable[[], Any]]
     if mode == TESTCLIENT_GET:
         get = target.client.get
-        calls: list[Callable[[], Any]] = [
-            functools.partial(
-                get, "/get", headers=cookie_header(session_id_of(target.tag, i)), buffered=True
-            )
-            for i in indices
+        calls = [
+            functools.partial(get, "/get", headers=cookie_header(i), buffered=True) for i in ids
         ]
+    else:
+        load = target.store.load
+        calls = [functools.partial(load, store_key(i), touch(now)) for i in ids]
 
-        def check_responses(answers: list[Any]) -> None:
-            for index, response in zip(indices, answers, strict=True):
-                body = response.get_data(as_text=True)
-                if response.status_code != 200 or body != user_of(index):
-                    raise BenchmarkError(
-                        f"{target.label}: /get answered {response.status} {body!r}"
-                    )
+    def user(answer: Any) -> Any:
+        if isinstance(answer, Record):
+            return json.loads(answer.values.get("user", "null")) if answer.is_live(now) else None
+        return answer.get_data(as_text=True) if answer and answer.status_code == 200 else None
 
-        return calls, check_responses
+    def check(answers: list[Any]) -> None:
+        for index, answer in zip(indices, answers, strict=True):
+            if user(answer) != user_of(index):
+                raise BenchmarkError(f"{target.label} {mode}: session {index} answered {answer!r}")
 
-    now = time.time()
-    load = target.store.load
-    calls = [
-        functools.partial(load, store_key(session_id_of(target.tag, i)), touch(now))
-        for i in indices
-    ]
-
-    def check_records(records: list[Any]) -> None:
-        for index, record in zip(indices, records, strict=True):
-            if not isinstance(record, Record) or not record.is_live(now):
-                raise BenchmarkError(f"{target.label}: load of {index} found no live session")
-            if record.values["user"] != json.dumps(user_of(index)):
-                raise BenchmarkError(f"{target.label}: load of {index} read {record.values!r}")
-
-    return calls, check_records
+    return calls, check
 
 
 def time_interleaved(

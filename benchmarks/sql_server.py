@@ -97,6 +97,11 @@ class SQLServer:
         finally:
             conn.close()
 
+    def describe(self) -> str:
+        """Its version and the settings that matter here, as the server reports them."""
+        settings = ", ".join(f"{name}={value}" for name, value in self.settings.items())
+        return f"{self.version} ({settings})"
+
     def count(self, table: str) -> int:
         quote = '"' if self.kind == PG else "`"
         return int(self.query(f"SELECT count(*) FROM {quote}{table}{quote}")[0][0])
