@@ -214,7 +214,7 @@ def _us(delta: float | None) -> str:
     return "n/a" if delta is None else f"{delta:+.0f}"
 
 
-#: The requests-per-second table of a test-client run (run.py and sql_bench.py).
+#: The requests-per-second table.
 THROUGHPUT = (
     ("variant", "{variant}"),
     ("endpoint", "/{endpoint}"),

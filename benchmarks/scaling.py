@@ -1,5 +1,5 @@
-"""Timing session loads against stores of many sizes: what scale_bench.py (SQLite, Redis) and
-sql_bench.py (PostgreSQL, MariaDB) share.
+"""Timing session loads against stores of many sizes, for scale_bench.py: the sessions, a store
+of them (scale_stores.py makes one per kind), the timed calls, the summaries.
 
 Sessions are reproducible from a tag and an index (their ID, their user), so a store bulk-loaded
 with a million of them can be read back at random. A measurement prepares all its calls before
