@@ -463,10 +463,14 @@ def compare_to_peers(
     return comparisons
 
 
-def goal_status(met: bool, measured: float | None) -> str:
-    if measured is None:
-        return "NOT MEASURED"
-    return "MET" if met else "MISSED"
+def goal_result(
+    goal: str, ratio: float | None, target: float, at_most: bool = False, **fields: Any
+) -> dict[str, Any]:
+    """A goal MET, MISSED or NOT MEASURED (say why in ``not_measured_because``), never hidden:
+    ``ratio`` at least (or ``at_most``) ``target``."""
+    met = ratio is not None and (ratio <= target if at_most else ratio >= target)
+    status = "NOT MEASURED" if ratio is None else "MET" if met else "MISSED"
+    return {"goal": goal, "target_ratio": target, "ratio": ratio, "status": status, **fields}
 
 
 @dataclass(frozen=True)
@@ -481,23 +485,18 @@ class Goal:
 def evaluate_goals(
     goals: Sequence[Goal], raw: dict[str, dict[str, list[float]]], skipped: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """Each goal MET, MISSED or NOT MEASURED (with the reason), never hidden."""
     results = []
     for goal in goals:
         ratio, round_ratios = _against(raw, goal.variant, goal.against, goal.endpoint)
         missing = [name for name in (goal.variant, goal.against) if name not in raw]
         results.append(
-            {
-                "goal": f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}",
-                "variant": goal.variant,
-                "endpoint": goal.endpoint,
-                "against": goal.against,
-                "target_ratio": goal.target,
-                "ratio": ratio,
-                "round_ratios": round_ratios,
-                "status": goal_status(ratio is not None and ratio >= goal.target, ratio),
-                "not_measured_because": why_missing(missing, skipped) if ratio is None else None,
-            }
+            goal_result(
+                f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}",
+                ratio,
+                goal.target,
+                round_ratios=round_ratios,
+                not_measured_because=why_missing(missing, skipped) if ratio is None else None,
+            )
         )
     return results
 

@@ -35,7 +35,7 @@ from harness import (
     Variant,
     compare_to_peers,
     evaluate_goals,
-    goal_status,
+    goal_result,
     run_rounds,
     runnable,
     started,
@@ -195,16 +195,13 @@ def memory_goal(memory: dict[str, dict[str, Any]], skipped: dict[str, str]) -> d
     theirs = memory.get("flask-session-redis", {}).get("memory_usage_bytes")
     measured = ours / theirs if ours and theirs else None
     missing = [n for n in ("ours-redis", "flask-session-redis") if n not in memory]
-    return {
-        "goal": f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis",
-        "variant": "ours-redis",
-        "endpoint": None,
-        "against": "flask-session-redis",
-        "target_ratio": MEMORY_GOAL,
-        "ratio": measured,
-        "status": goal_status(measured is not None and measured <= MEMORY_GOAL, measured),
-        "not_measured_because": why_missing(missing, skipped) if measured is None else None,
-    }
+    return goal_result(
+        f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis",
+        measured,
+        MEMORY_GOAL,
+        at_most=True,
+        not_measured_because=why_missing(missing, skipped) if measured is None else None,
+    )
 
 
 # -- the report ----------------------------------------------------------------------------------

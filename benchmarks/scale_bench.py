@@ -43,7 +43,7 @@ from harness import (
     Servers,
     Variant,
     create_app,
-    goal_status,
+    goal_result,
     redis_server,
     run_rounds,
     session_key,
@@ -236,21 +236,18 @@ def evaluate_scale_goals(scale: dict[str, dict[str, Any]]) -> list[dict[str, Any
     goals = []
     for kind in (k for k in (PG, MARIADB) if k in scale):
         result = scale[kind]
-        largest, smallest = str(max(result["sizes"])), min(result["sizes"])
+        largest, smallest = max(result["sizes"]), min(result["sizes"])
         for mode in result["modes"]:
-            entry = result["summary"][largest][mode]
-            measured = entry["ratio_to_smallest"]
+            entry = result["summary"][str(largest)][mode]
+            text = f"{kind} {mode}: latency with {largest:,} sessions <= {SCALE_GOAL}x that with"
             goals.append(
-                {
-                    "goal": f"{kind} {mode}: latency with {int(largest):,} sessions <="
-                    f" {SCALE_GOAL}x that with {smallest:,}",
-                    "server": kind,
-                    "mode": mode,
-                    "target_ratio": SCALE_GOAL,
-                    "ratio": measured,
-                    "round_ratios": entry["round_ratios"],
-                    "status": goal_status(measured <= SCALE_GOAL, measured),
-                }
+                goal_result(
+                    f"{text} {smallest:,}",
+                    entry["ratio_to_smallest"],
+                    SCALE_GOAL,
+                    at_most=True,
+                    round_ratios=entry["round_ratios"],
+                )
             )
     return goals
 
