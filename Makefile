@@ -77,7 +77,6 @@ bench: $(STAMP)
 		fi; }
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/http_bench.py
-	$(PY) benchmarks/sql_bench.py
 	$(PY) benchmarks/scale_bench.py
 	$(PY) benchmarks/patch_bench.py
 	$(PY) benchmarks/plot.py

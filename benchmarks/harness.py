@@ -5,17 +5,14 @@ peers, goals, and the servers (the tests' own fixtures). report.py renders and w
 
 from __future__ import annotations
 
-import cProfile
 import functools
 import gc
-import io
 import itertools
 import math
-import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,16 +199,32 @@ def request_text(client: FlaskClient, path: str) -> str:
     return response.get_data(as_text=True)
 
 
-def time_requests(client: FlaskClient, path: str, count: int) -> float:
-    """Seconds for ``count`` requests, each checked for status 200."""
-    get = client.get
+def session_key(client: FlaskClient) -> str:
+    """The store key of the session whose cookie ``client`` holds."""
+    from flask_serversession.ids import CookieSigner, store_key
+
+    cookie = client.get_cookie("session")
+    session_id = None if cookie is None else CookieSigner([SECRET_KEY]).unsign(cookie.value)[0]
+    if session_id is None:
+        raise BenchmarkError("the client holds no valid session cookie")
+    return store_key(session_id)
+
+
+def time_calls(call: Callable[[], bool], count: int, what: str) -> float:
+    """Seconds for ``count`` calls, each checked: ``call()`` says whether its answer is right."""
     # Collect garbage left by the previous batch now, so it is not charged to this variant.
     gc.collect()
     start = time.perf_counter()
     for _ in range(count):
-        if get(path, buffered=True).status_code != 200:
-            raise BenchmarkError(f"GET {path} failed during timing")
+        if not call():
+            raise BenchmarkError(f"{what}: wrong answer during timing")
     return time.perf_counter() - start
+
+
+def time_requests(client: FlaskClient, path: str, count: int) -> float:
+    """Seconds for ``count`` requests, each checked for status 200."""
+    get = client.get
+    return time_calls(lambda: get(path, buffered=True).status_code == 200, count, f"GET {path}")
 
 
 def check_session(name: str, client: FlaskClient, stored: Callable[[], int] | None) -> None:
@@ -250,20 +263,6 @@ def warm_up(call: Callable[[], object], seconds: float) -> None:
         call()
 
 
-def calibrate_endpoints(
-    client: FlaskClient,
-    endpoints: Iterable[str],
-    batch: dict[str, int],
-    seconds: float,
-    warmup: float,
-) -> None:
-    """Warm up each endpoint, then store in ``batch`` the size that takes about ``seconds``."""
-    for endpoint in endpoints:
-        path = "/" + endpoint
-        warm_up(functools.partial(request_text, client, path), warmup)
-        batch[endpoint] = calibrated(functools.partial(time_requests, client, path), seconds)
-
-
 def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
     # Rotating instead of shuffling: every variant takes every position, reproducibly.
     shift = round_index % len(items)
@@ -300,7 +299,12 @@ class Running:
         check_session(self.name, self.client, self.built.stored_sessions)
 
     def calibrate(self, seconds: float, warmup: float) -> None:
-        calibrate_endpoints(self.client, self.endpoints, self.batch, seconds, warmup)
+        """Warm up each endpoint, then find the batch size that takes about ``seconds``."""
+        for endpoint in self.endpoints:
+            path = "/" + endpoint
+            warm_up(functools.partial(request_text, self.client, path), warmup)
+            timed = functools.partial(time_requests, self.client, path)
+            self.batch[endpoint] = calibrated(timed, seconds)
 
     def measure(self) -> None:
         for endpoint in self.endpoints:
@@ -336,13 +340,7 @@ class Probe:
     us: list[float] = field(default_factory=list)
 
     def _time(self, count: int) -> float:
-        call = self.call
-        gc.collect()
-        started = time.perf_counter()
-        for _ in range(count):
-            if not call():
-                raise BenchmarkError(f"{self.name}: wrong answer during timing")
-        return time.perf_counter() - started
+        return time_calls(self.call, count, self.name)
 
     def calibrate(self, seconds: float, warmup: float) -> None:
         warm_up(self.call, warmup)
@@ -428,44 +426,51 @@ def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dic
     return summary
 
 
+def _against(
+    raw: dict[str, dict[str, list[float]]], ours: str, theirs: str, endpoint: str
+) -> tuple[float | None, list[float] | None]:
+    """The ratio of two variants' medians for one endpoint, and round by round (or Nones)."""
+    a, b = raw.get(ours, {}).get(endpoint), raw.get(theirs, {}).get(endpoint)
+    if not a or not b:
+        return None, None
+    return statistics.median(a) / statistics.median(b), _ratios(a, b)
+
+
 def compare_to_peers(
     raw: dict[str, dict[str, list[float]]],
     peers: Sequence[tuple[str, str]],
-    reference: dict[str, dict[str, float]] | None = None,
+    reference: dict[str, dict[str, float]],
 ) -> list[dict[str, Any]]:
     """Ours against the peer doing the same job (Flask-Session), endpoint by endpoint."""
     summary = summarize(raw)
     comparisons = []
     for ours, peer in peers:
-        if ours not in raw and peer not in raw:
-            continue
-        for endpoint in raw.get(ours) or raw[peer]:
-            both = ours in raw and peer in raw
+        for endpoint in raw.get(ours) or raw.get(peer) or {}:
+            ratio, round_ratios = _against(raw, ours, peer, endpoint)
             comparisons.append(
                 {
                     "ours": ours,
                     "peer": peer,
                     "endpoint": endpoint,
-                    "ours_over_peer": summary[ours][endpoint]["median"]
-                    / summary[peer][endpoint]["median"]
-                    if both
-                    else None,
-                    "round_ratios": _ratios(raw[ours][endpoint], raw[peer][endpoint])
-                    if both
-                    else None,
+                    "ours_over_peer": ratio,
+                    "round_ratios": round_ratios,
                     "peer_ratio_to_cookie": summary.get(peer, {})
                     .get(endpoint, {})
                     .get("ratio_to_cookie"),
-                    "reference_peer_ratio_to_cookie": (reference or {}).get(peer, {}).get(endpoint),
+                    "reference_peer_ratio_to_cookie": reference.get(peer, {}).get(endpoint),
                 }
             )
     return comparisons
 
 
-def goal_status(met: bool, measured: float | None) -> str:
-    if measured is None:
-        return "NOT MEASURED"
-    return "MET" if met else "MISSED"
+def goal_result(
+    goal: str, ratio: float | None, target: float, at_most: bool = False, **fields: Any
+) -> dict[str, Any]:
+    """A goal MET, MISSED or NOT MEASURED (say why in ``not_measured_because``), never hidden:
+    ``ratio`` at least (or ``at_most``) ``target``."""
+    met = ratio is not None and (ratio <= target if at_most else ratio >= target)
+    status = "NOT MEASURED" if ratio is None else "MET" if met else "MISSED"
+    return {"goal": goal, "target_ratio": target, "ratio": ratio, "status": status, **fields}
 
 
 @dataclass(frozen=True)
@@ -480,28 +485,18 @@ class Goal:
 def evaluate_goals(
     goals: Sequence[Goal], raw: dict[str, dict[str, list[float]]], skipped: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """Each goal MET, MISSED or NOT MEASURED (with the reason), never hidden."""
     results = []
     for goal in goals:
-        ours = raw.get(goal.variant, {}).get(goal.endpoint)
-        theirs = raw.get(goal.against, {}).get(goal.endpoint)
-        ratio = round_ratios = None
-        if ours and theirs:
-            ratio = statistics.median(ours) / statistics.median(theirs)
-            round_ratios = _ratios(ours, theirs)
+        ratio, round_ratios = _against(raw, goal.variant, goal.against, goal.endpoint)
         missing = [name for name in (goal.variant, goal.against) if name not in raw]
         results.append(
-            {
-                "goal": f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}",
-                "variant": goal.variant,
-                "endpoint": goal.endpoint,
-                "against": goal.against,
-                "target_ratio": goal.target,
-                "ratio": ratio,
-                "round_ratios": round_ratios,
-                "status": goal_status(ratio is not None and ratio >= goal.target, ratio),
-                "not_measured_because": why_missing(missing, skipped) if ratio is None else None,
-            }
+            goal_result(
+                f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}",
+                ratio,
+                goal.target,
+                round_ratios=round_ratios,
+                not_measured_because=why_missing(missing, skipped) if ratio is None else None,
+            )
         )
     return results
 
@@ -510,38 +505,16 @@ def why_missing(names: Sequence[str], skipped: dict[str, str]) -> str:
     return "; ".join(f"{name}: {skipped.get(name, 'not in this run')}" for name in names)
 
 
+#: Request kinds whose store calls are counted (``/rw`` reads, then writes), and the store calls
+#: issues 3 and 4 require of ours for each: untouched 0, read-only 1, assign-only 1, both 2.
+COUNT_ENDPOINTS = ("none", "get", "set", "rw")
+EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
+
+
+def expected_calls(variant: str, endpoint: str) -> int | None:
+    return EXPECTED_CALLS[endpoint] if variant.startswith("ours-") else None
+
+
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-# -- profiling -----------------------------------------------------------------------------------
-
-
-def profile_requests(
-    running: Running, endpoint: str, sections: Sequence[tuple[str, str]], top: int
-) -> str:
-    """A cProfile of one calibrated batch of ``/endpoint``, as text: the ``(title, pattern)``
-    sections first (the library's own functions drown in Werkzeug's test client), then all
-    functions by own and by cumulative time."""
-    count = running.batch[endpoint]
-    profiler = cProfile.Profile()
-    profiler.enable()
-    elapsed = time_requests(running.client, "/" + endpoint, count)
-    profiler.disable()
-    # The same batch again without the profiler: its overhead is not the library's.
-    plain = time_requests(running.client, "/" + endpoint, count)
-    out = io.StringIO()
-    out.write(
-        f"cProfile of {count} requests to {running.name} /{endpoint}: {elapsed / count * 1e6:.1f}"
-        f" µs/request under the profiler, {plain / count * 1e6:.1f} µs/request without\n"
-    )
-    stats = pstats.Stats(profiler, stream=out)
-    for title, pattern in [("Flask-ServerSession functions", "flask_serversession"), *sections]:
-        out.write(f"\n== {title}, by cumulative time ==\n")
-        stats.sort_stats("cumulative").print_stats(pattern, top)
-    out.write("\n== All functions, by own time ==\n")
-    stats.strip_dirs().sort_stats("tottime").print_stats(top)
-    out.write("\n== All functions, by cumulative time ==\n")
-    stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()

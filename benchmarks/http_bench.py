@@ -54,14 +54,17 @@ from report import (
     skipped_section,
     spread,
 )
-from run import PACKAGES, VARIANTS_BY_NAME
+from run import PACKAGES
+from variants import VARIANTS_BY_NAME
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
 HTTP_ENDPOINTS = ("get", "set")
 #: Ours against the peer doing the same job, over HTTP.
 HTTP_PEERS = (("ours-redis", "flask-session-redis"),)
-APP = "run:wsgi_app_from_env()"
+APP = "variants:wsgi_app_from_env()"
 WORKERS = 2
+#: wrk's threads and connections.
+THREADS, CONNECTIONS = 2, 8
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 _DURATION = r"([\d.]+)(us|ms|s|m|h)"
 
@@ -74,68 +77,36 @@ def _ms(number: str, unit: str) -> float:
 
 
 def parse_wrk(output: str) -> dict[str, Any]:
-    """The numbers of one ``wrk --latency`` run: req/s, latency percentiles (ms), errors."""
+    """The numbers of one ``wrk --latency`` run: req/s, p50 and p99 latency (ms), errors."""
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    total = re.search(r"^\s*(\d+) requests in " + _DURATION, output, re.M)
-    if rate is None or total is None:
-        raise BenchmarkError(f"wrk printed something unexpected:\n{output}")
     percentiles = {
         int(match[1]): _ms(match[2], match[3])
         for match in re.finditer(r"^\s+(\d+)%\s+" + _DURATION + r"\s*$", output, re.M)
     }
-    if 50 not in percentiles or 99 not in percentiles:
-        raise BenchmarkError(f"wrk printed no latency distribution (--latency):\n{output}")
+    if rate is None or 50 not in percentiles or 99 not in percentiles:
+        raise BenchmarkError(f"wrk printed no rate or latency distribution (--latency):\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    socket = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    errors = (
-        dict(zip(("connect", "read", "write", "timeout"), map(int, socket.groups()), strict=True))
-        if socket
-        else {}
-    )
+    socket = re.search(r"Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)", output)
+    errors = sum(map(int, socket.groups())) if socket else 0
     return {
         "requests_per_second": float(rate[1]),
-        "requests": int(total[1]),
-        "seconds": _ms(total[2], total[3]) / 1e3,
         "p50_ms": percentiles[50],
-        "p75_ms": percentiles.get(75),
-        "p90_ms": percentiles.get(90),
         "p99_ms": percentiles[99],
-        "non_2xx": int(non_2xx[1]) if non_2xx else 0,
-        "socket_errors": errors,
+        # Every request must be answered, and answered 200: a failing server is not fast.
+        "failed": (int(non_2xx[1]) if non_2xx else 0) + errors,
     }
 
 
-@dataclass(frozen=True)
-class Load:
-    """How wrk loads a server."""
-
-    threads: int
-    connections: int
-    seconds: int
-
-
-def run_wrk(wrk: str, port: int, path: str, cookie: str, load: Load) -> dict[str, Any]:
-    argv = [
-        wrk,
-        f"-t{load.threads}",
-        f"-c{load.connections}",
-        f"-d{load.seconds}s",
-        "--latency",
-        "-H",
-        f"Cookie: {cookie}",
-        f"http://127.0.0.1:{port}{path}",
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=load.seconds + 60)
+def run_wrk(wrk: str, port: int, path: str, cookie: str, seconds: int) -> dict[str, Any]:
+    argv = [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    argv += ["-H", f"Cookie: {cookie}", f"http://{HOST}:{port}{path}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     result = parse_wrk(done.stdout)
-    errors = result["socket_errors"]
-    # Every request must have been answered, and answered 200: a failing server is not fast.
-    if result["non_2xx"] or errors.get("connect") or errors.get("timeout"):
+    if result["failed"]:
         raise BenchmarkError(
-            f"wrk on {path}: {result['non_2xx']} non-2xx responses, socket errors {errors}"
+            f"wrk on {path}: non-2xx responses, connect errors or timeouts:\n{done.stdout}"
         )
     return result
 
@@ -179,72 +150,63 @@ class Served:
     """One variant under gunicorn, and a browser (tests/http_server.py) holding a logged-in
     session's cookie."""
 
-    variant: str
+    name: str
     port: int
     wrk: str
-    load: Load
+    seconds: int
     browser: Any = None
     #: wrk's numbers per endpoint, round by round.
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return self.variant
+    def _get(self, browser: Any, path: str) -> str:
+        """The body of ``GET path``; anything but 200 fails the run."""
+        response = browser.get(path)
+        if response.status != 200:
+            raise BenchmarkError(f"{self.name}: GET {path} answered {response.status}")
+        return str(response.text)
+
+    def login(self) -> None:
+        """Create the session wrk will use, and check that it reads and writes."""
+        from http_server import Browser
+
+        self.browser = Browser(f"http://{HOST}:{self.port}")
+        if self._get(self.browser, "/login") != "ok" or not self.browser.jar:
+            raise BenchmarkError(f"{self.name}: /login set no session cookie")
+        self.verify()
+
+    def verify(self) -> None:
+        """The session cookie reads back the session; a write reads back (in a copy of the jar:
+        the cookie session's /set changes the cookie, and wrk must send the logged-in one)."""
+        got = self._get(self.browser, "/get")
+        if got != USER:
+            raise BenchmarkError(f"{self.name}: /get returned {got!r}, expected {USER!r}")
+        trial = type(self.browser)(self.browser.base_url)
+        trial.jar = dict(self.browser.jar)
+        written, read_back = self._get(trial, "/set"), self._get(trial, "/n")
+        if read_back != written:
+            raise BenchmarkError(f"{self.name}: /set wrote {written!r}, /n read {read_back!r}")
+
+    def wrk_all(self, seconds: int) -> dict[str, dict[str, Any]]:
+        from http_server import cookie_header
+
+        cookie = cookie_header(self.browser.jar) or ""
+        return {e: run_wrk(self.wrk, self.port, "/" + e, cookie, seconds) for e in HTTP_ENDPOINTS}
 
     def calibrate(self, seconds: float, warmup: float) -> None:
         """wrk for ``warmup`` seconds on each endpoint, nothing recorded."""
-        for endpoint in HTTP_ENDPOINTS if warmup else ():
-            load = Load(self.load.threads, self.load.connections, int(warmup))
-            run_wrk(self.wrk, self.port, "/" + endpoint, self.cookie, load)
+        if warmup:
+            self.wrk_all(int(warmup))
 
     def measure(self) -> None:
-        for endpoint in HTTP_ENDPOINTS:
-            result = run_wrk(self.wrk, self.port, "/" + endpoint, self.cookie, self.load)
+        for endpoint, result in self.wrk_all(self.seconds).items():
             self.results.setdefault(endpoint, []).append(result)
-
-    @property
-    def cookie(self) -> str:
-        from http_server import cookie_header
-
-        return cookie_header(self.browser.jar) or ""
-
-
-def _get(served: Served, browser: Any, path: str) -> str:
-    """The body of ``GET path``; anything but 200 fails the run."""
-    response = browser.get(path)
-    if response.status != 200:
-        raise BenchmarkError(f"{served.variant}: GET {path} answered {response.status}")
-    return str(response.text)
-
-
-def login(served: Served) -> None:
-    """Create the session wrk will use, and check that it reads and writes."""
-    from http_server import Browser
-
-    served.browser = Browser(f"http://{HOST}:{served.port}")
-    if _get(served, served.browser, "/login") != "ok" or not served.browser.jar:
-        raise BenchmarkError(f"{served.variant}: /login set no session cookie")
-    verify(served)
-
-
-def verify(served: Served) -> None:
-    """The session cookie reads back the session; a write reads back (in a copy of the jar:
-    the cookie session's /set changes the cookie, and wrk must send the logged-in one)."""
-    got = _get(served, served.browser, "/get")
-    if got != USER:
-        raise BenchmarkError(f"{served.variant}: /get returned {got!r}, expected {USER!r}")
-    trial = type(served.browser)(served.browser.base_url)
-    trial.jar = dict(served.browser.jar)
-    written, read_back = _get(served, trial, "/set"), _get(served, trial, "/n")
-    if read_back != written:
-        raise BenchmarkError(f"{served.variant}: /set wrote {written!r}, /n read {read_back!r}")
 
 
 # -- the run -------------------------------------------------------------------------------------
 
 
 def run(
-    variants: Sequence[str], wrk: str, load: Load, args: Any, servers: Servers
+    variants: Sequence[str], wrk: str, args: Any, servers: Servers
 ) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[list[str]]]:
     served: list[Served] = []
     for name in variants:
@@ -253,14 +215,14 @@ def run(
         if "redis" in servers.started:
             env["BENCH_REDIS_PORT"] = str(servers.started["redis"])
         port = servers.stack.enter_context(gunicorn(name, servers.tmp / name, env))
-        served.append(Served(name, port, wrk, load))
+        served.append(Served(name, port, wrk, args.duration))
     for item in served:
-        login(item)
+        item.login()
         item.calibrate(0, args.warmup)
     order = run_rounds(served, args.rounds)
     for item in served:
-        verify(item)
-    return {item.variant: item.results for item in served}, order
+        item.verify()
+    return {item.name: item.results for item in served}, order
 
 
 def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
@@ -361,8 +323,6 @@ def render_markdown(report: dict[str, Any]) -> str:
 def parse_args(argv: Sequence[str]) -> Any:
     parser = arguments(__doc__, rounds=3, warmup=1)
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument("--only", help=f"comma-separated variants, of: {', '.join(HTTP_VARIANTS)}")
     args = parser.parse_args(argv)
     if args.quick:
@@ -393,7 +353,6 @@ def main(argv: Sequence[str]) -> int:
     except Unavailable as exc:
         print(f"HTTP benchmark skipped: {exc}")
         return 0
-    load = Load(args.threads, args.connections, args.duration)
     record = Record("http", argv)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
         servers = Servers(stack, Path(tmp))
@@ -405,7 +364,7 @@ def main(argv: Sequence[str]) -> int:
             if VARIANTS_BY_NAME[n].needs and "redis" in servers.missing
         }
         variants = [name for name in args.variants if name not in skipped]
-        raw, order = run(variants, wrk, load, args, servers)
+        raw, order = run(variants, wrk, args, servers)
         redis_version = None
         if "redis" in servers.started:
             redis_version = redis_counts.redis_version(servers.started["redis"])
@@ -413,17 +372,14 @@ def main(argv: Sequence[str]) -> int:
     report = record.report(
         machine=machine_info(PACKAGES, redis_server=redis_version),
         settings={
-            "rounds": args.rounds,
-            "duration": args.duration,
-            "warmup": args.warmup,
-            "threads": args.threads,
-            "connections": args.connections,
+            **vars(args),
+            "threads": THREADS,
+            "connections": CONNECTIONS,
             "workers": WORKERS,
             "wrk": wrk_version,
             "server": "gunicorn, sync workers, bound to 127.0.0.1",
             "variants": {name: VARIANTS_BY_NAME[name].description for name in variants},
             "endpoints": list(HTTP_ENDPOINTS),
-            "quick": args.quick,
         },
         skipped=skipped,
         order=order,

@@ -1,7 +1,7 @@
 """PNG plots of the newest full benchmark results, for the README and the docs.
 
 Reads the newest full run of each kind in benchmarks/results (``<date>-testclient.json``,
-``<date>-http.json``, ``<date>-sql.json``, ``<date>-scale.json``; never an ``--only`` run) and
+``<date>-http.json``, ``<date>-scale.json``; never an ``--only`` run) and
 writes next to them:
 
 - ``<date>-testclient.png``: requests per second as a ratio to the cookie session, per variant
@@ -36,7 +36,7 @@ from matplotlib.figure import Figure
 TRIAL_DIR = os.environ.get("BENCH_RESULTS_DIR")
 RESULTS_DIR = Path(TRIAL_DIR or Path(__file__).resolve().parent / "results")
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs" / "_static" / "bench"
-KINDS = ("testclient", "http", "sql", "scale")
+KINDS = ("testclient", "http", "scale")
 #: One colour per variant or store, the same in every plot.
 COLORS = {
     "cookie": "#7f7f7f",
@@ -172,42 +172,33 @@ def plot_http(report: dict[str, Any]) -> Figure:
     return fig
 
 
-def _scale_lines(ax: Axes, parts: dict[str, dict[str, Any]], mode: str, style: str = "-o") -> None:
-    for store, part in parts.items():
-        summary = part["summary"]
-        sizes = [int(s) for s in summary if mode in summary[s]]
-        if not sizes:
-            continue
-        entries = [summary[str(s)][mode] for s in sizes]
-        medians = [e["median_us"] for e in entries]
-        low = [m - e["round_median_min_us"] for m, e in zip(medians, entries, strict=True)]
-        high = [e["round_median_max_us"] - m for m, e in zip(medians, entries, strict=True)]
+def _line(ax: Axes, name: str, points: Sequence[tuple[int, float, float, float]]) -> None:
+    """One line of (x, median, low, high) points, the range as error bars."""
+    if points:
+        xs, medians, lows, highs = zip(*points, strict=True)
+        errors = [[m - lo for m, lo in zip(medians, lows, strict=True)]]
+        errors.append([hi - m for m, hi in zip(medians, highs, strict=True)])
         ax.errorbar(
-            sizes,
-            medians,
-            yerr=[low, high],
-            fmt=style,
-            color=_color(store),
-            label=store,
-            capsize=3,
-            ms=4,
+            xs, medians, yerr=errors, fmt="-o", color=_color(name), label=name, capsize=3, ms=4
         )
 
 
-def plot_scaling(sql: dict[str, Any] | None, scale: dict[str, Any] | None) -> Figure:
+def plot_scaling(scale: dict[str, Any]) -> Figure:
     """(c) load latency against the number of stored sessions."""
-    parts: dict[str, dict[str, Any]] = {}
-    if scale is not None:
-        parts.update(scale.get("scale", {}))
-    if sql is not None:
-        parts.update(sql.get("scale", {}))
+    parts: dict[str, dict[str, Any]] = scale["scale"]
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     load_ax, get_ax = fig.subplots(1, 2)
     for ax, mode, title in (
         (load_ax, "load", "store.load (a read)"),
         (get_ax, "testclient-get", "GET /get, test client"),
     ):
-        _scale_lines(ax, parts, mode)
+        for store, part in parts.items():
+            entries = [(int(s), e[mode]) for s, e in part["summary"].items() if mode in e]
+            points = [
+                (s, e["median_us"], e["round_median_min_us"], e["round_median_max_us"])
+                for s, e in entries
+            ]
+            _line(ax, store, points)
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
         ax.set_xlabel("stored sessions")
@@ -215,9 +206,8 @@ def plot_scaling(sql: dict[str, Any] | None, scale: dict[str, Any] | None) -> Fi
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    dates = sorted(r["date"] for r in (sql, scale) if r is not None)
     fig.suptitle(
-        f"Latency vs. stored sessions ({', '.join(dict.fromkeys(dates))}): median per call,"
+        f"Latency vs. stored sessions ({scale['date']}): median per call,"
         " bars = range of round medians",
         fontsize=11,
     )
@@ -233,24 +223,9 @@ def plot_session_size(scale: dict[str, Any]) -> Figure:
     axes = fig.subplots(1, len(endpoints), sharey=True)
     for ax, endpoint in zip(axes, endpoints, strict=True):
         for variant, by_size in part["summary"].items():
-            points = [(s, by_size[str(s)][endpoint]) for s in sizes if str(s) in by_size]
-            points = [(s, e) for s, e in points if e is not None]
-            if not points:
-                continue
-            xs = [s for s, _ in points]
-            medians = [e["median_us"] for _, e in points]
-            low = [m - e["min_us"] for m, (_, e) in zip(medians, points, strict=True)]
-            high = [e["max_us"] - m for m, (_, e) in zip(medians, points, strict=True)]
-            ax.errorbar(
-                xs,
-                medians,
-                yerr=[low, high],
-                fmt="-o",
-                color=_color(variant),
-                label=variant,
-                capsize=3,
-                ms=4,
-            )
+            entries = [(s, by_size[str(s)][endpoint]) for s in sizes if str(s) in by_size]
+            points = [(s, e["median_us"], e["min_us"], e["max_us"]) for s, e in entries if e]
+            _line(ax, variant, points)
         ax.axvline(scale["settings"]["cookie_limit"], color="#7f7f7f", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -284,10 +259,9 @@ def main(argv: Sequence[str]) -> int:
         r = reports["http"]
         if r.get("summary"):
             written.append(_save(plot_http(r), r["date"], "http"))
-    sql, scale = reports.get("sql"), reports.get("scale")
-    if (sql and sql.get("scale")) or (scale and scale.get("scale")):
-        date = max(r["date"] for r in (sql, scale) if r is not None)
-        written.append(_save(plot_scaling(sql, scale), date, "scaling"))
+    scale = reports.get("scale")
+    if scale and scale.get("scale"):
+        written.append(_save(plot_scaling(scale), scale["date"], "scaling"))
     if scale and scale.get("size"):
         written.append(_save(plot_session_size(scale), scale["date"], "session-size"))
     return 0 if written else 1

@@ -1,52 +1,43 @@
-"""Requests per second through Flask's test client: Flask's cookie session, Flask-ServerSession
-(memory, SQLite, Redis and Memcached stores) and Flask-Session 0.8 (SQLAlchemy on SQLite, and
-Redis), in one process. The Redis variants share one redis-server that the run starts, and stops,
-itself.
+"""Requests per second through Flask's test client, in one process: Flask's cookie session,
+Flask-ServerSession (memory, SQLite, Redis, Memcached, PostgreSQL and MariaDB stores) and
+Flask-Session 0.8 (SQLAlchemy on SQLite and on PostgreSQL, and Redis); the servers are started,
+and stopped, by the run itself (variants.py).
 
 Every variant serves the same app; variants are interleaved round by round and each result is
 reported as a ratio to the cookie session measured in the same run, so that a noisy, shared
-machine moves all numbers together instead of skewing one comparison. For the Redis variants the
-run also counts the commands each kind of request sends (``INFO commandstats`` and ``MONITOR``)
-and measures the memory one stored session takes (``MEMORY USAGE``). See benchmarks/README.md.
+machine moves all numbers together instead of skewing one comparison. After the timed rounds the
+run counts what reaches the store for each kind of request (Redis commands, SQL statements) and
+measures the memory one stored Redis session takes (``MEMORY USAGE``); in the same rounds it
+breaks ours' SQL reads down (sql_read.py). See benchmarks/README.md.
 
     python benchmarks/run.py                      # the full run (what `make bench` does)
     python benchmarks/run.py --quick              # smoke check: 1 round, tiny batches, no files
     python benchmarks/run.py --rounds 5 --seconds 0.4 --only ours-sqlite,cookie
-    python benchmarks/run.py --profile ours-redis:get    # cProfile one variant and endpoint
 """
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack, closing
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
 from harness import (
     BASELINE,
     HOST,
-    Built,
     Goal,
     Probe,
+    Running,
     Servers,
     Timed,
     Variant,
     compare_to_peers,
-    create_app,
     evaluate_goals,
-    goal_status,
-    import_or_fail,
-    memcached_server,
-    profile_requests,
-    redis_server,
+    goal_result,
     run_rounds,
     runnable,
-    start,
     started,
     summarize,
     why_missing,
@@ -56,15 +47,15 @@ from redis_counts import (
     count_round_trips,
     measure_memory,
     memory_section,
-    redis_admin,
     redis_version,
-    round_trips_section,
 )
 from report import (
     Record,
     Section,
     arguments,
     choose,
+    counts,
+    expected,
     finish,
     goal_lines,
     machine_info,
@@ -75,181 +66,23 @@ from report import (
     skipped_section,
     spread,
 )
+from sql_read import (
+    InstrumentedGet,
+    breakdown_section,
+    build_probes,
+    no_session_probe,
+    summarize_breakdown,
+)
+from sql_server import OURS_MARIADB, OURS_PG, count_statements
+from variants import FLASK_SESSION_PG, VARIANTS_BY_NAME, start_servers
 
 ENDPOINTS = ("none", "get", "set")
-#: Key prefixes of the two Redis variants: equally long, so that MEMORY USAGE (which counts the
-#: key) compares the stored sessions, not the prefixes.
-OURS_REDIS_PREFIX = "bench:our:"
-FLASK_SESSION_REDIS_PREFIX = "bench:fls:"
 RAW_GET_KEY = "bench:raw-get"
 RAW_GET = "raw-redis-get"
 
-PACKAGES = (
-    "flask",
-    "werkzeug",
-    "itsdangerous",
-    "flask-serversession",
-    "flask-session",
-    "flask-sqlalchemy",
-    "sqlalchemy",
-    "msgspec",
-    "redis",
-    "gunicorn",
-)
-
-
-# -- variants ------------------------------------------------------------------------------------
-
-
-def _count_rows(path: Path, table: str) -> Callable[[], int]:
-    def count() -> int:
-        # closing(): sqlite3's own context manager only ends the transaction.
-        with closing(sqlite3.connect(path)) as conn:
-            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-
-    return count
-
-
-def _count_keys(port: int, prefix: str) -> Callable[[], int]:
-    def count() -> int:
-        with redis_admin(port) as admin:
-            return sum(1 for _ in admin.scan_iter(match=prefix + "*", count=1000))
-
-    return count
-
-
-def _no_session_setup(app: Flask) -> None:
-    """The cookie session: Flask's own, nothing to install."""
-
-
-def _ours(store: str, **extra: Any) -> Built:
-    from flask_serversession import ServerSession
-
-    def configure(app: Flask) -> None:
-        ServerSession(app, store=store)
-
-    app = create_app(configure)
-    return Built(app, close=ServerSession.store_of(app).close, **extra)
-
-
-def _build_ours_sqlite(servers: Servers) -> Built:
-    path = servers.tmp / "ours.sqlite3"
-    # An absolute path gives the four slashes of an absolute SQLAlchemy-style URL.
-    return _ours(f"sqlite:///{path}", stored_sessions=_count_rows(path, "serversession"))
-
-
-def _build_ours_redis(servers: Servers) -> Built:
-    port = servers.require("redis")
-    return _ours(
-        f"redis://{HOST}:{port}/0?prefix={OURS_REDIS_PREFIX}",
-        stored_sessions=_count_keys(port, OURS_REDIS_PREFIX),
-        redis_prefix=OURS_REDIS_PREFIX,
-    )
-
-
-def _build_ours_memcached(servers: Servers) -> Built:
-    port = servers.require("memcached")
-    return _ours(f"memcached://{HOST}:{port}?prefix={OURS_REDIS_PREFIX}")
-
-
-def _build_flask_session_sqlalchemy(servers: Servers) -> Built:
-    name = "flask-session-sqlalchemy"
-    session = import_or_fail(name, "flask_session").Session
-    db = import_or_fail(name, "flask_sqlalchemy").SQLAlchemy()
-    path = servers.tmp / "flask_session.sqlite3"
-
-    def configure(app: Flask) -> None:
-        app.config.update(
-            SQLALCHEMY_DATABASE_URI=f"sqlite:///{path}",
-            SESSION_TYPE="sqlalchemy",
-            SESSION_SQLALCHEMY=db,
-        )
-        db.init_app(app)
-        # Flask-Session 0.8 creates its "sessions" table here (checkfirst), in an app context.
-        session(app)
-
-    app = create_app(configure)
-
-    def close() -> None:
-        with app.app_context():
-            db.engine.dispose()
-
-    return Built(app, stored_sessions=_count_rows(path, "sessions"), close=close)
-
-
-def _build_flask_session_redis(servers: Servers) -> Built:
-    session = import_or_fail("flask-session-redis", "flask_session").Session
-    import redis
-
-    port = servers.require("redis")
-    # Flask-Session's documented set-up: a redis.Redis it is given, otherwise its defaults.
-    client = redis.Redis(host=HOST, port=port)
-
-    def configure(app: Flask) -> None:
-        app.config.update(
-            SESSION_TYPE="redis",
-            SESSION_REDIS=client,
-            SESSION_KEY_PREFIX=FLASK_SESSION_REDIS_PREFIX,
-        )
-        session(app)
-
-    return Built(
-        create_app(configure),
-        stored_sessions=_count_keys(port, FLASK_SESSION_REDIS_PREFIX),
-        close=client.close,
-        redis_prefix=FLASK_SESSION_REDIS_PREFIX,
-    )
-
-
-VARIANTS: tuple[Variant, ...] = (
-    Variant(
-        BASELINE,
-        "Flask's default signed-cookie session",
-        lambda s: Built(create_app(_no_session_setup)),
-    ),
-    Variant("ours-memory", 'Flask-ServerSession, store="memory://"', lambda s: _ours("memory://")),
-    Variant("ours-sqlite", "Flask-ServerSession, SQLite file store", _build_ours_sqlite),
-    Variant(
-        "ours-redis",
-        f'Flask-ServerSession, store="redis://{HOST}:PORT/0?prefix={OURS_REDIS_PREFIX}"',
-        _build_ours_redis,
-        ("redis",),
-    ),
-    Variant(
-        "ours-memcached",
-        f'Flask-ServerSession, store="memcached://{HOST}:PORT"',
-        _build_ours_memcached,
-        ("memcached",),
-    ),
-    Variant(
-        "flask-session-sqlalchemy",
-        'Flask-Session 0.8, SESSION_TYPE="sqlalchemy", Flask-SQLAlchemy on an SQLite file',
-        _build_flask_session_sqlalchemy,
-    ),
-    Variant(
-        "flask-session-redis",
-        'Flask-Session 0.8, SESSION_TYPE="redis", SESSION_REDIS=redis.Redis(host, port)',
-        _build_flask_session_redis,
-        ("redis",),
-    ),
-)
-VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
-
-
-def wsgi_app_from_env() -> Flask:
-    """The app of one variant, for a WSGI server (http_bench.py runs it under gunicorn).
-
-    ``BENCH_VARIANT`` names the variant, ``BENCH_DIR`` is the directory for its files and
-    ``BENCH_REDIS_PORT`` the port of the redis-server on 127.0.0.1, if it needs one.
-    """
-    variant = VARIANTS_BY_NAME[os.environ["BENCH_VARIANT"]]
-    port = os.environ.get("BENCH_REDIS_PORT")
-    servers = Servers(ExitStack(), Path(os.environ["BENCH_DIR"]))
-    if port:
-        servers.started["redis"] = int(port)
-    # Never closed: the worker process ends with it.
-    return variant.build(servers).app
-
+PACKAGES: tuple[str, ...] = ("flask", "werkzeug", "itsdangerous", "flask-serversession")
+PACKAGES += ("flask-session", "flask-sqlalchemy", "sqlalchemy", "msgspec", "redis", "gunicorn")
+PACKAGES += ("psycopg", "pymysql")
 
 GOALS = (
     Goal("ours-sqlite", "none", 0.95),
@@ -259,6 +92,8 @@ GOALS = (
     Goal("ours-redis", "get", 0.6),
     Goal("ours-redis", "get", 1.3, against="flask-session-redis"),
     Goal("ours-redis", "set", 0.65),
+    Goal(OURS_PG, "get", 0.5),
+    Goal(OURS_PG, "get", 3.0, against=FLASK_SESSION_PG),
 )
 #: Ours may take at most this many times the memory of Flask-Session's Redis session.
 MEMORY_GOAL = 1.5
@@ -268,7 +103,11 @@ REFERENCE: dict[str, dict[str, float]] = {
     "flask-session-redis": {"none": 0.39, "get": 0.45, "set": 0.58},
 }
 #: Ours against the peer that does the same job.
-PEERS = (("ours-sqlite", "flask-session-sqlalchemy"), ("ours-redis", "flask-session-redis"))
+PEERS = (
+    ("ours-sqlite", "flask-session-sqlalchemy"),
+    ("ours-redis", "flask-session-redis"),
+    (OURS_PG, FLASK_SESSION_PG),
+)
 # -- the run -------------------------------------------------------------------------------------
 
 
@@ -283,15 +122,41 @@ def raw_get_probe(port: int) -> Probe:
     return Probe(RAW_GET, lambda: client.get(RAW_GET_KEY) is not None, client.close)
 
 
+def sql_probes(runnings: Sequence[Running], servers: Servers) -> list[Probe]:
+    """Where the time of ours' SQL reads goes (sql_read.py), when an SQL store is measured."""
+    ours = [r for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
+    if not ours:
+        return []
+    probes = [no_session_probe()]
+    for running in ours:
+        probes += build_probes(running, servers.require(running.variant.needs[0]))
+    return probes
+
+
+def count_store_calls(runnings: Sequence[Running], servers: Servers) -> dict[str, Any]:
+    """After the timed rounds (MONITOR must not slow them down): what reaches each store."""
+    counted: dict[str, Any] = {"store_calls": {}, "memory": {}}
+    for running in runnings:
+        if running.built.redis_prefix is not None:
+            port = servers.require("redis")
+            counted["store_calls"][running.name] = count_round_trips(running, port)
+            counted["memory"][running.name] = measure_memory(running, port)
+        if running.built.engine is not None:
+            counted["store_calls"][running.name] = count_statements(running)
+    return counted
+
+
 def run(args: Any, servers: Servers, variants: Sequence[Variant]) -> dict[str, Any]:
-    """The timed rounds, then (so that MONITOR never slows them down) the Redis counts."""
-    results: dict[str, Any] = {"round_trips": {}, "memory": {}}
+    """The timed rounds (variants, probes, ours' instrumented SQL reads), then the counts."""
+    results: dict[str, Any] = {}
     with started(variants, servers, ENDPOINTS) as runnings, ExitStack() as stack:
-        probes = []
+        probes = sql_probes(runnings, servers)
         if "redis" in servers.started:
             probes.append(raw_get_probe(servers.started["redis"]))
-            stack.callback(probes[0].close)
-        timed: list[Timed] = [*runnings, *probes]
+        for probe in probes:
+            stack.callback(probe.close)
+        instrumented = [InstrumentedGet(r) for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
+        timed: list[Timed] = [*runnings, *probes, *instrumented]
         for item in timed:
             item.calibrate(args.seconds, args.warmup)
         results["order"] = run_rounds(timed, args.rounds)
@@ -299,13 +164,11 @@ def run(args: Any, servers: Servers, variants: Sequence[Variant]) -> dict[str, A
             running.verify()  # timing must not have broken anything either
         results["raw"] = {r.name: r.rates for r in runnings}
         results["batch"] = {r.name: r.batch for r in runnings}
-        results["raw_get"] = [1e6 / us for probe in probes for us in probe.us]
-        results["raw_get_batch"] = probes[0].batch if probes else None
-        for running in runnings:
-            if running.built.redis_prefix is not None:
-                port = servers.require("redis")
-                results["round_trips"][running.name] = count_round_trips(running, port)
-                results["memory"][running.name] = measure_memory(running, port)
+        results["batch"].update({p.name: {"calls": p.batch} for p in probes})
+        results["probes_us"] = {p.name: p.us for p in probes}
+        results["instrumented"] = {i.kind: i.rounds for i in instrumented}
+        results["raw_get"] = [1e6 / us for us in results["probes_us"].get(RAW_GET, [])]
+        results.update(count_store_calls(runnings, servers))
     return results
 
 
@@ -332,16 +195,13 @@ def memory_goal(memory: dict[str, dict[str, Any]], skipped: dict[str, str]) -> d
     theirs = memory.get("flask-session-redis", {}).get("memory_usage_bytes")
     measured = ours / theirs if ours and theirs else None
     missing = [n for n in ("ours-redis", "flask-session-redis") if n not in memory]
-    return {
-        "goal": f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis",
-        "variant": "ours-redis",
-        "endpoint": None,
-        "against": "flask-session-redis",
-        "target_ratio": MEMORY_GOAL,
-        "ratio": measured,
-        "status": goal_status(measured is not None and measured <= MEMORY_GOAL, measured),
-        "not_measured_because": why_missing(missing, skipped) if measured is None else None,
-    }
+    return goal_result(
+        f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis",
+        measured,
+        MEMORY_GOAL,
+        at_most=True,
+        not_measured_because=why_missing(missing, skipped) if measured is None else None,
+    )
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -351,7 +211,7 @@ def _us(delta: float | None) -> str:
     return "n/a" if delta is None else f"{delta:+.0f}"
 
 
-#: The requests-per-second table of a test-client run (run.py and sql_bench.py).
+#: The requests-per-second table.
 THROUGHPUT = (
     ("variant", "{variant}"),
     ("endpoint", "/{endpoint}"),
@@ -377,6 +237,32 @@ RAW_GET_COLUMNS = (
     ("GET / cookie request", "{ratio:.2f}"),
     ("per round", lambda item: spread(item["round_ratios"], "")),
 )
+
+
+CALL_COLUMNS = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("store calls", "{calls}"),
+    ("expected", lambda r: expected(r["calls"], r["expected"])),
+    ("sent", lambda r: counts(r["sent"])),
+    ("in scripts", lambda r: counts(r["in_scripts"])),
+)
+
+
+def calls_section(calls: dict[str, dict[str, dict[str, Any]]]) -> Section:
+    if not calls:
+        return Section()
+    text = (
+        "One request of each kind, after one that is not counted (connections made, scripts"
+        " loaded; the rate-limited touch is not due). Redis, seen by the server's `MONITOR`:"
+        " *store calls* are the commands a client sent (a round trip each), *in scripts* those"
+        " its Lua scripts ran. SQL: the statements SQLAlchemy sent (`before_cursor_execute`),"
+        " and under *sent* also the COMMITs it ran (a driver's own BEGIN is not seen); `WITH`"
+        " is our read with its touch riding along. *expected* is what issues 3 and 4 require of"
+        " ours. `/rw` reads, then writes."
+    )
+    rows = rows_of(calls, "variant", "endpoint")
+    return Section("Store calls per request", [text], CALL_COLUMNS, "llrrll", rows)
 
 
 def throughput_section(summary: dict[str, Any], text: str, heading: str | None = None) -> Section:
@@ -414,7 +300,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs,"
         f" SQLite {machine['sqlite']}{redis_text}; Flask {packages['flask']},"
         f" Flask-ServerSession {packages['flask-serversession']},"
-        f" Flask-Session {packages['flask-session']}, SQLAlchemy {packages['sqlalchemy']}.",
+        f" Flask-Session {packages['flask-session']}, SQLAlchemy {packages['sqlalchemy']}"
+        + "".join(f", {kind} {v}" for kind, v in machine.get("sql_servers", {}).items())
+        + ".",
         f"{settings['rounds']} round(s) of ~{settings['seconds']} s per measurement, variants"
         f" interleaved (rotated each round); load average {report['load_average_before']} before,"
         f" {report['load_average_after']} after; {report['duration_seconds']:.0f} s in all.",
@@ -431,8 +319,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         Section("Goals", notes=goal_lines(report["goals"])),
         raw_get_section(report["raw_redis_get"]),
         peers_section(report["comparisons"]),
-        round_trips_section(report["round_trips"]),
+        calls_section(report["store_calls"]),
         memory_section(report["memory"]),
+        *(breakdown_section(item) for item in report["read_breakdown"].values()),
     ]
     title = f"Flask test-client benchmark, {report['date']}"
     return render(title, intro, sections, report["command"])
@@ -441,55 +330,22 @@ def render_markdown(report: dict[str, Any]) -> str:
 # -- command line --------------------------------------------------------------------------------
 
 
-def start_servers(servers: Servers, variants: Sequence[Variant]) -> None:
-    needs = {need for variant in variants for need in variant.needs}
-    if "redis" in needs:
-        servers.start("redis", lambda: redis_server(servers.tmp / "redis"))
-    if "memcached" in needs:
-        servers.start("memcached", lambda: memcached_server(servers.tmp / "memcached"))
-
-
-def profile(args: Any) -> str:
-    name, _, endpoint = args.profile.partition(":")
-    variant = VARIANTS_BY_NAME[name]
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
-        servers = Servers(stack, Path(tmp))
-        start_servers(servers, [variant])
-        running = start(variant, servers, [endpoint])
-        try:
-            running.calibrate(args.seconds * 5, args.warmup)
-            sections = [("redis-py functions", "site-packages/redis/")] if variant.needs else []
-            return profile_requests(running, endpoint, sections, args.top)
-        finally:
-            running.built.close()
-
-
 def parse_args(argv: Sequence[str]) -> Any:
     parser = arguments(__doc__, rounds=11, seconds=0.4, warmup=0.3)
     parser.add_argument(
         "--only", help=f"comma-separated variants, of: {', '.join(VARIANTS_BY_NAME)}"
     )
-    parser.add_argument(
-        "--profile", metavar="VARIANT:ENDPOINT", help="print a cProfile of one variant and endpoint"
-    )
-    parser.add_argument("--top", type=int, default=25, help="rows per profile listing")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.warmup = 1, 0.02, 0.01
     if args.rounds < 1 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--rounds must be >= 1, --seconds > 0, --warmup >= 0")
     args.variants = [VARIANTS_BY_NAME[n] for n in choose(parser, args.only, list(VARIANTS_BY_NAME))]
-    name, _, endpoint = (args.profile or "").partition(":")
-    if args.profile and (name not in VARIANTS_BY_NAME or endpoint not in ENDPOINTS):
-        parser.error(f"--profile wants VARIANT:ENDPOINT, endpoint one of {ENDPOINTS}")
     return args
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    if args.profile:
-        print(profile(args))
-        return 0
     record = Record("testclient", argv)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         servers = Servers(stack, Path(tmp))
@@ -500,9 +356,14 @@ def main(argv: Sequence[str]) -> int:
         results = run(args, servers, variants)
         port = servers.started.get("redis")
         version = None if port is None else redis_version(port)
+        sql = {
+            k: servers.started[k].describe()
+            for k in ("postgresql", "mariadb")
+            if k in servers.started
+        }
     summary = summarize(results["raw"])
     report = record.report(
-        machine=machine_info(PACKAGES, redis_server=version),
+        machine=machine_info(PACKAGES, redis_server=version, sql_servers=sql),
         settings={
             "rounds": args.rounds,
             "seconds": args.seconds,
@@ -511,7 +372,6 @@ def main(argv: Sequence[str]) -> int:
             "variants": {v.name: v.description for v in variants},
             "endpoints": list(ENDPOINTS),
             "requests_per_measurement": results["batch"],
-            "raw_get_per_measurement": results["raw_get_batch"],
         },
         skipped=skipped,
         order=results["order"],
@@ -524,8 +384,9 @@ def main(argv: Sequence[str]) -> int:
             memory_goal(results["memory"], skipped),
         ],
         comparisons=compare_to_peers(results["raw"], PEERS, REFERENCE),
-        round_trips=results["round_trips"],
+        store_calls=results["store_calls"],
         memory=results["memory"],
+        read_breakdown=summarize_breakdown(results["probes_us"], results["instrumented"], summary),
     )
     suffix = "-only-" + "+".join(v.name for v in args.variants) if args.only else ""
     return finish(report, render_markdown(report), args.quick, suffix)

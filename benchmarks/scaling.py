@@ -1,5 +1,5 @@
-"""Timing session loads against stores of many sizes: what scale_bench.py (SQLite, Redis) and
-sql_bench.py (PostgreSQL, MariaDB) share.
+"""Timing session loads against stores of many sizes, for scale_bench.py: the sessions, a store
+of them (scale_stores.py makes one per kind), the timed calls, the summaries.
 
 Sessions are reproducible from a tag and an index (their ID, their user), so a store bulk-loaded
 with a million of them can be read back at random. A measurement prepares all its calls before
@@ -20,9 +20,9 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from flask.testing import FlaskClient
 from harness import SECRET_KEY, BenchmarkError, percentile, progress, rotated
@@ -47,19 +47,63 @@ EXPIRED_SESSIONS = 100_000
 Prepared = tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]
 
 
-class Target(Protocol):
-    """A store of ``size`` reproducible sessions (of ``tag``) and a client of an app on it."""
+@dataclass(frozen=True)
+class Stored:
+    """One session as a store keeps it."""
+
+    key: str
+    values: dict[str, str]
+    created: float
+    last_seen: float
+    expires: float
+    absolute_expires: float
+    user_id: str | None = None
+    ended: bool = False
+    version: int = 1
+
+
+@dataclass
+class ScaleTarget:
+    """One store of ``size`` reproducible sessions (of ``tag``) and a test client of an app on
+    it, with how to add sessions in the store's own format and count them (scale_stores.py)."""
+
+    kind: str
+    size: int
+    tag: str
+    store: Store
+    client: FlaskClient
+    insert: Callable[[Iterable[Stored]], None]
+    count: Callable[[], int]
+    #: What the store occupies, measured right after the load.
+    footprint: Callable[[], dict[str, Any]]
+    load_seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def size(self) -> int: ...
-    @property
-    def tag(self) -> str: ...
-    @property
-    def label(self) -> str: ...
-    @property
-    def store(self) -> Store: ...
-    @property
-    def client(self) -> FlaskClient: ...
+    def label(self) -> str:
+        return f"{self.kind}-{self.size}"
+
+    def load(self, now: float, seed: int) -> None:
+        """The live sessions in, timed (generating, writing and analyzing them), counted, and
+        a sample of them read back, directly and through the app."""
+        started = time.perf_counter()
+        self.insert(live_sessions(self.tag, self.size, now, seed))
+        self.load_seconds = time.perf_counter() - started
+        if self.count() != self.size:
+            raise BenchmarkError(f"{self.label}: not all {self.size:,} sessions arrived")
+        self.details = {"rows_per_second": round(self.size / self.load_seconds)}
+        self.details.update(self.footprint())
+        progress(f"{self.label}: {self.size:,} sessions in {self.load_seconds:.1f} s")
+        rng = random.Random(f"{seed}:{self.tag}:sample")
+        sample = [0, self.size - 1, *(rng.randrange(self.size) for _ in range(20))]
+        for mode in ("load", TESTCLIENT_GET):
+            calls, check = prepare_calls(self, mode, sample, not_due)
+            check([call() for call in calls])
+
+
+def not_due(now: float) -> Touch:
+    """A touch that is not due: the scale stores' sessions were seen in the last 10 minutes."""
+    return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
 
 
 def session_id_of(tag: str, index: int) -> str:
@@ -82,67 +126,39 @@ def cookie_header(session_id: str) -> dict[str, str]:
     return {"Cookie": f"session={_signer().sign(session_id)}"}
 
 
-def verify_sample(target: Target, rng: random.Random) -> None:
-    """The first, the last and 20 random sessions read back, directly and through the app."""
-    now = time.time()
-    for index in [0, target.size - 1, *(rng.randrange(target.size) for _ in range(20))]:
-        session_id = session_id_of(target.tag, index)
-        record = target.store.load(store_key(session_id))
-        if record is None or not record.is_live(now):
-            raise BenchmarkError(f"{target.label}: session {index} is not live")
-        if record.values.get("user") != json.dumps(user_of(index)):
-            raise BenchmarkError(f"{target.label}: session {index} holds {record.values!r}")
-        response = target.client.get("/get", headers=cookie_header(session_id), buffered=True)
-        body = response.get_data(as_text=True)
-        if response.status_code != 200 or body != user_of(index):
-            raise BenchmarkError(
-                f"{target.label}: /get of session {index} answered {response.status} {body!r}"
-            )
-
-
 def prepare_calls(
-    target: Target, mode: str, indices: Sequence[int], touch: Callable[[float], Touch]
+    target: ScaleTarget, mode: str, indices: Sequence[int], touch: Callable[[float], Touch]
 ) -> Prepared:
     """The calls of one measurement, made before any clock runs, and the check of their
-    answers (run after the clocks stopped). A load mode loads with ``touch(now)``."""
+    answers (run after the clocks stopped): each must find its live session's user. A load
+    mode loads with ``touch(now)``; ``testclient-get`` sends the session's cookie."""
+    now = time.time()
+    ids = [session_id_of(target.tag, i) for i in indices]
+    calls: list[Callable[[], Any]]
     if mode == TESTCLIENT_GET:
         get = target.client.get
-        calls: list[Callable[[], Any]] = [
-            functools.partial(
-                get, "/get", headers=cookie_header(session_id_of(target.tag, i)), buffered=True
-            )
-            for i in indices
+        calls = [
+            functools.partial(get, "/get", headers=cookie_header(i), buffered=True) for i in ids
         ]
+    else:
+        load = target.store.load
+        calls = [functools.partial(load, store_key(i), touch(now)) for i in ids]
 
-        def check_responses(answers: list[Any]) -> None:
-            for index, response in zip(indices, answers, strict=True):
-                body = response.get_data(as_text=True)
-                if response.status_code != 200 or body != user_of(index):
-                    raise BenchmarkError(
-                        f"{target.label}: /get answered {response.status} {body!r}"
-                    )
+    def user(answer: Any) -> Any:
+        if isinstance(answer, Record):
+            return json.loads(answer.values.get("user", "null")) if answer.is_live(now) else None
+        return answer.get_data(as_text=True) if answer and answer.status_code == 200 else None
 
-        return calls, check_responses
+    def check(answers: list[Any]) -> None:
+        for index, answer in zip(indices, answers, strict=True):
+            if user(answer) != user_of(index):
+                raise BenchmarkError(f"{target.label} {mode}: session {index} answered {answer!r}")
 
-    now = time.time()
-    load = target.store.load
-    calls = [
-        functools.partial(load, store_key(session_id_of(target.tag, i)), touch(now))
-        for i in indices
-    ]
-
-    def check_records(records: list[Any]) -> None:
-        for index, record in zip(indices, records, strict=True):
-            if not isinstance(record, Record) or not record.is_live(now):
-                raise BenchmarkError(f"{target.label}: load of {index} found no live session")
-            if record.values["user"] != json.dumps(user_of(index)):
-                raise BenchmarkError(f"{target.label}: load of {index} read {record.values!r}")
-
-    return calls, check_records
+    return calls, check
 
 
 def time_interleaved(
-    targets: Sequence[Target],
+    targets: Sequence[ScaleTarget],
     mode: str,
     calls: int,
     rng: random.Random,
@@ -171,21 +187,6 @@ def time_interleaved(
     for size, (_, check) in prepared.items():
         check(answers[size])
     return {size: [t * 1e6 for t in values] for size, values in times.items()}
-
-
-@dataclass(frozen=True)
-class Stored:
-    """One session as a store keeps it."""
-
-    key: str
-    values: dict[str, str]
-    created: float
-    last_seen: float
-    expires: float
-    absolute_expires: float
-    user_id: str | None = None
-    ended: bool = False
-    version: int = 1
 
 
 def live_sessions(tag: str, count: int, now: float, seed: int) -> Iterator[Stored]:
@@ -261,7 +262,7 @@ def summarize_scale(
 
 
 def time_modes(
-    targets: Sequence[Target],
+    targets: Sequence[ScaleTarget],
     modes: Sequence[str],
     rounds: int,
     calls: int,

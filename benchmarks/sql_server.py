@@ -1,26 +1,21 @@
 """PostgreSQL and MariaDB for the SQL benchmarks, and what they ran.
 
 The servers are the tests' (tests/sql_servers.py: 127.0.0.1, free ports, temp dirs, stopped by PID)
-with the benchmark's settings, and an admin connection of the benchmark's own. The statements a
-request sends are counted twice: as SQLAlchemy sent them and as the server ran them.
+with the benchmark's settings, and an admin connection of the benchmark's own. And the
+statements a request sends, as SQLAlchemy sent them.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from harness import HOST, BenchmarkError, Running, Servers, progress, request_text
-from report import Section, counts, expected, rows_of
+from harness import COUNT_ENDPOINTS, HOST, Running, Servers, expected_calls, progress, request_text
 from sqlalchemy import event
 
 from flask_serversession import ServerSession
@@ -30,14 +25,6 @@ PG = "postgresql"
 MARIADB = "mariadb"
 OURS_PG = "ours-postgresql"
 OURS_MARIADB = "ours-mariadb"
-#: Request kinds whose statements are counted; ``/rw`` reads, then writes.
-COUNT_ENDPOINTS = ("none", "get", "set", "rw")
-#: Statements per request kind that issue 4 requires of ours (the touch is not due here).
-EXPECTED_STATEMENTS = {
-    OURS_PG: {"none": 0, "get": 1, "set": 1, "rw": 2},
-    OURS_MARIADB: {"none": 0, "get": 1, "set": 1, "rw": 2},
-}
-
 
 #: PostgreSQL settings over the tests' throwaway ones, back to PostgreSQL's defaults (fsync,
 #: full page writes, 128MB shared buffers) except that commits do not wait for the WAL flush:
@@ -48,8 +35,6 @@ PG_SETTINGS = {
     "full_page_writes": "on",
     "shared_buffers": "128MB",
     "synchronous_commit": "off",
-    # Parsed by the statement count (PgStatementLog).
-    "log_line_prefix": "@@%p@@ ",
 }
 #: MariaDB options over the tests' ones: a commit that does not wait for the log flush (as
 #: synchronous_commit=off on PostgreSQL), MariaDB's own log size and doublewrite, and a buffer
@@ -78,7 +63,6 @@ class SQLServer:
     url: str
     port: int
     database: str
-    log_path: Path
     version: str = ""
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -113,6 +97,11 @@ class SQLServer:
         finally:
             conn.close()
 
+    def describe(self) -> str:
+        """Its version and the settings that matter here, as the server reports them."""
+        settings = ", ".join(f"{name}={value}" for name, value in self.settings.items())
+        return f"{self.version} ({settings})"
+
     def count(self, table: str) -> int:
         quote = '"' if self.kind == PG else "`"
         return int(self.query(f"SELECT count(*) FROM {quote}{table}{quote}")[0][0])
@@ -124,7 +113,7 @@ def postgresql_server() -> Iterator[SQLServer]:
     from sql_servers import DATABASE, postgresql
 
     with postgresql(PG_SETTINGS) as server:
-        found = SQLServer(PG, server.url, server.port, DATABASE, server.process.log_path)
+        found = SQLServer(PG, server.url, server.port, DATABASE)
         found.version = str(found.query("SHOW server_version")[0][0])
         for name in ("shared_buffers", "fsync", "synchronous_commit", "full_page_writes"):
             found.settings[name] = str(found.query(f"SHOW {name}")[0][0])
@@ -139,14 +128,14 @@ def mariadb_server() -> Iterator[SQLServer]:
 
     with mariadb(MARIADB_SETTINGS) as server:
         url = server.url.replace("mysql+pymysql://", "mariadb+pymysql://", 1)
-        found = SQLServer(MARIADB, url, server.port, DATABASE, server.process.log_path)
+        found = SQLServer(MARIADB, url, server.port, DATABASE)
         found.version = str(found.query("SELECT VERSION()")[0][0])
         for name in ("innodb_buffer_pool_size", "innodb_flush_log_at_trx_commit"):
             found.settings[name] = str(found.query(f"SELECT @@{name}")[0][0])
         yield found
 
 
-def start_servers(servers: Servers, kinds: Iterable[str]) -> None:
+def start_sql_servers(servers: Servers, kinds: Iterable[str]) -> None:
     starters = {PG: postgresql_server, MARIADB: mariadb_server}
     for kind in dict.fromkeys(kinds):
         clock = time.perf_counter()
@@ -172,156 +161,34 @@ def _kind(statement: str) -> str:
     return words[0].upper() if words else "?"
 
 
-_TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "START"}
-
-
-class PgStatementLog:
-    """What PostgreSQL ran, from its log with ``log_statement = 'all'`` (on only while counting).
-
-    Every statement a client sent is logged, BEGIN and COMMIT too (psycopg sends BEGIN itself,
-    so SQLAlchemy's events never see it). Markers sent on an admin connection delimit one
-    request's statements."""
-
-    _LINE = re.compile(r"^@@(\d+)@@ LOG:  (?:statement|execute [^:]+): (.*)$")
-
-    def __init__(self, server: SQLServer) -> None:
-        self.server = server
-        self.conn: Any = None
-
-    def __enter__(self) -> PgStatementLog:
-        self.conn = self.server.connect()
-        self.conn.execute("ALTER SYSTEM SET log_statement = 'all'")
-        self.conn.execute("SELECT pg_reload_conf()")
-        time.sleep(0.5)  # every backend reloads its configuration before its next statement
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.conn.execute("ALTER SYSTEM RESET log_statement")
-            self.conn.execute("SELECT pg_reload_conf()")
-        finally:
-            self.conn.close()
-
-    def _mark(self) -> str:
-        marker = f"bench-mark-{uuid.uuid4().hex}"  # unique in the whole log
-        self.conn.execute(f"SELECT '{marker}'")
-        return marker
-
-    def _logged(self, last: str) -> list[str]:
-        for _ in range(50):  # the log file is written by the server: wait for the last marker
-            lines = self.server.log_path.read_text(errors="replace").splitlines()
-            statements = [m.group(2) for m in map(self._LINE.match, lines) if m]
-            if any(last in s for s in statements):
-                return statements
-            time.sleep(0.05)
-        raise BenchmarkError("PostgreSQL's statement log never showed the end marker")
-
-    def around(self, action: Callable[[], object]) -> list[str]:
-        """The statements (their first words) the server ran during ``action``, in order."""
-        first = self._mark()
-        action()
-        last = self._mark()
-        statements = self._logged(last)
-        start_at = next(i for i, s in enumerate(statements) if first in s)
-        end_at = next(i for i, s in enumerate(statements) if last in s)
-        return [_kind(s) for s in statements[start_at + 1 : end_at]]
-
-
-class MariaDBCounters:
-    """What MariaDB ran, from ``SHOW GLOBAL STATUS LIKE 'Com_%'`` deltas (COMMIT, ROLLBACK and
-    SET statements included)."""
-
-    def __init__(self, server: SQLServer) -> None:
-        self.server = server
-        self.conn: Any = None
-
-    def __enter__(self) -> MariaDBCounters:
-        self.conn = self.server.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.close()
-
-    def _snapshot(self) -> dict[str, int]:
-        with self.conn.cursor() as cursor:
-            cursor.execute("SHOW GLOBAL STATUS LIKE 'Com\\_%'")
-            return {str(name): int(value) for name, value in cursor.fetchall()}
-
-    def around(self, action: Callable[[], object]) -> list[str]:
-        before = self._snapshot()
-        action()
-        after = self._snapshot()
-        kinds: list[str] = []
-        for name, value in sorted(after.items()):
-            # Less our own SHOW GLOBAL STATUS.
-            delta = value - before.get(name, 0) - (name == "Com_show_status")
-            kinds += [name.removeprefix("Com_").upper()] * delta
-        return kinds
-
-
-def _count_one(running: Running, view: Any, sent: list[str], endpoint: str) -> dict[str, Any]:
-    path = "/" + endpoint
-    request_text(running.client, path)  # connections made, statements prepared
-    sent.clear()
-    ran = view.around(functools.partial(request_text, running.client, path))
-    ran_other = [k for k in ran if k not in _TRANSACTION_CONTROL]
-    # PostgreSQL's log names each statement; MariaDB's counters only count them.
-    agree = (
-        sorted(ran_other) == sorted(sent)
-        if isinstance(view, PgStatementLog)
-        else len(ran_other) == len(sent)
-    )
-    if not agree:
-        raise BenchmarkError(f"{running.name} {path}: SQLAlchemy sent {sent}, the server ran {ran}")
-    return {
-        "statements": len(sent),
-        "sqlalchemy": dict(Counter(sent)),
-        "server_total": len(ran),
-        "server": dict(Counter(ran)),
-        "expected": EXPECTED_STATEMENTS.get(running.name, {}).get(endpoint),
-    }
-
-
-def count_statements(running: Running, servers: Servers) -> dict[str, dict[str, Any]]:
-    """One request of each kind (after one not counted): the statements SQLAlchemy sent and
-    those the server ran; the two must agree on everything but transaction control."""
+def count_statements(running: Running) -> dict[str, dict[str, Any]]:
+    """For one request of each kind (after one not counted, so connections are made), the
+    statements SQLAlchemy sent (``before_cursor_execute``) and the transactions it committed.
+    tests/test_sql.py pins ours' counts; this shows them next to Flask-Session's."""
     engine = running.built.engine
-    server: SQLServer = servers.require(running.variant.needs[0])
     sent: list[str] = []
 
     def before_cursor_execute(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
         sent.append(_kind(statement))
 
-    event.listen(engine, "before_cursor_execute", before_cursor_execute)
-    view = PgStatementLog(server) if server.kind == PG else MariaDBCounters(server)
-    try:
-        with view:
-            return {e: _count_one(running, view, sent, e) for e in COUNT_ENDPOINTS}
-    finally:
-        event.remove(engine, "before_cursor_execute", before_cursor_execute)
+    def commit(conn: Any) -> None:
+        sent.append("COMMIT")
 
-
-def statements_section(statements: dict[str, dict[str, dict[str, Any]]]) -> Section:
-    if not statements:
-        return Section()
-    text = (
-        "One request of each kind after one that is not counted (the rate-limited touch is"
-        " not due). *statements* are what SQLAlchemy sent (`before_cursor_execute`);"
-        " *server* is what the server ran: PostgreSQL's log (`log_statement = all`), which"
-        " also shows the BEGIN that psycopg sends itself and every COMMIT; MariaDB's"
-        " `Com_*` counters. `WITH` is our read with its touch riding along. *expected* is"
-        " what issue 4 requires of ours. `/rw` reads, then writes."
-    )
-    rows = rows_of(statements, "variant", "endpoint")
-    return Section("Statements per request", [text], STATEMENT_COLUMNS, "llrrlrl", rows)
-
-
-STATEMENT_COLUMNS = (
-    ("variant", "{variant}"),
-    ("endpoint", "/{endpoint}"),
-    ("statements", "{statements}"),
-    ("expected", lambda r: expected(r["statements"], r["expected"])),
-    ("SQLAlchemy sent", lambda r: counts(r["sqlalchemy"])),
-    ("server ran (total)", "{server_total}"),
-    ("server ran", lambda r: counts(r["server"])),
-)
+    counted: dict[str, dict[str, Any]] = {}
+    for endpoint in COUNT_ENDPOINTS:
+        request_text(running.client, "/" + endpoint)
+        event.listen(engine, "before_cursor_execute", before_cursor_execute)
+        event.listen(engine, "commit", commit)
+        try:
+            sent.clear()
+            request_text(running.client, "/" + endpoint)
+        finally:
+            event.remove(engine, "commit", commit)
+            event.remove(engine, "before_cursor_execute", before_cursor_execute)
+        counted[endpoint] = {
+            "calls": sum(kind != "COMMIT" for kind in sent),
+            "sent": dict(Counter(sent)),
+            "in_scripts": {},
+            "expected": expected_calls(running.name, endpoint),
+        }
+    return counted
