@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 
 from flask_serversession import ConfigurationError, ServerSession
-from flask_serversession.config import KEYS
+from flask_serversession.config import KEYS, read_config
 from flask_serversession.extension import _State
 from flask_serversession.stores.memory import MemoryStore
 from flask_serversession.stores.sqlite import SQLiteStore
@@ -147,3 +147,34 @@ def test_every_key_is_documented() -> None:
     documented = {line for line in doc.splitlines() if line.startswith("| `")}
     expected = {f"| `{key.name}` | {key.default} | {key.meaning} |" for key in KEYS}
     assert documented == expected
+
+
+def test_anonymous_idle_timeout_is_the_idle_timeout_unless_set() -> None:
+    app = Flask(__name__)
+    app.config["SESSION_IDLE_TIMEOUT"] = timedelta(hours=8)
+    config = read_config(app, {}, "memory://")
+    assert config.idle_for(None) == config.idle_for("alice") == 8 * 3600
+    app.config["SESSION_ANONYMOUS_IDLE_TIMEOUT"] = timedelta(minutes=30)
+    config = read_config(app, {}, "memory://")
+    assert (config.idle_for(None), config.idle_for("alice")) == (1800, 8 * 3600)
+    assert config.touch_interval == 60
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"SESSION_ANONYMOUS_IDLE_TIMEOUT": 7200}, "longer than the idle timeout"),
+        ({"SESSION_ANONYMOUS_IDLE_TIMEOUT": 0}, "SESSION_ANONYMOUS_IDLE_TIMEOUT"),
+        (
+            {"SESSION_ANONYMOUS_IDLE_TIMEOUT": 100, "SESSION_TOUCH_INTERVAL": 120},
+            "SESSION_TOUCH_INTERVAL must be shorter",
+        ),
+    ],
+)
+def test_anonymous_idle_timeout_refuses_what_cannot_work(
+    settings: dict[str, object], message: str
+) -> None:
+    app = Flask(__name__)
+    app.config.update(SESSION_IDLE_TIMEOUT=3600, **settings)
+    with pytest.raises(ConfigurationError, match=message):
+        read_config(app, {}, "memory://")

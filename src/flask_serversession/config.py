@@ -71,13 +71,20 @@ KEYS: tuple[Key, ...] = (
         "A session unused for this long (seconds or timedelta) expires on the server.",
     ),
     Key(
+        "SESSION_ANONYMOUS_IDLE_TIMEOUT",
+        "the idle timeout",
+        "Idle timeout of a session bound to no user (see ``session.login``): a visitor's CSRF"
+        " token or cart. At most SESSION_IDLE_TIMEOUT; set it shorter when logged-in sessions"
+        " may idle long.",
+    ),
+    Key(
         "SESSION_ABSOLUTE_TIMEOUT",
         "30 days",
         "A session ends this long after it was created, however active. ``None`` disables.",
     ),
     Key(
         "SESSION_TOUCH_INTERVAL",
-        "60 seconds (at most half the idle timeout)",
+        "60 seconds (at most half the shorter idle timeout)",
         "How often a read-only request may refresh the idle expiry in the store.",
     ),
     Key(
@@ -295,6 +302,14 @@ class Config:
     permanent: bool = False
     #: Flask-Session compatibility and migration (see :mod:`flask_serversession.migrate`).
     flask_session: FlaskSessionCompat = field(default_factory=_NoFlaskSession)
+    #: The idle timeout of a session bound to no user (SESSION_ANONYMOUS_IDLE_TIMEOUT);
+    #: ``None``: :attr:`idle_timeout`, as for every session.
+    anonymous_idle_timeout: float | None = None
+
+    def idle_for(self, user_id: str | None) -> float:
+        """The idle timeout of a session bound to ``user_id`` (``None``: to no user)."""
+        anonymous = self.anonymous_idle_timeout
+        return self.idle_timeout if user_id is not None or anonymous is None else anonymous
 
     @property
     def plugins(self) -> tuple[PluginFactory, ...]:
@@ -305,7 +320,7 @@ class Config:
 def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | None) -> Config:
     """Parse ``app.config`` and ``options`` into a :class:`Config`; raise on bad values."""
     values = _merged(app, options)
-    idle, absolute, touch_interval = _timeouts(values)
+    idle, absolute, touch_interval, anonymous = _timeouts(values)
     cookie = _cookie(values)
     compat = _flask_session(app, values)
     if store is None and values.get("SESSION_STORE") is None and compat.store is not None:
@@ -334,6 +349,7 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         },
         permanent=compat.permanent,
         flask_session=compat,
+        anonymous_idle_timeout=anonymous,
     )
 
 
@@ -350,8 +366,9 @@ def _merged(app: Flask, options: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _timeouts(values: Mapping[str, Any]) -> tuple[float, float, float]:
-    """The idle timeout, the absolute timeout and the touch interval, in seconds."""
+def _timeouts(values: Mapping[str, Any]) -> tuple[float, float, float, float | None]:
+    """The idle timeout, the absolute timeout, the touch interval and the anonymous idle
+    timeout (``None``: the idle timeout), in seconds."""
     lifetime = values.get("PERMANENT_SESSION_LIFETIME")
     if lifetime is None or lifetime in (FLASK_LIFETIME, FLASK_LIFETIME.total_seconds()):
         lifetime = DEFAULT_IDLE_TIMEOUT  # Flask's default is a cookie's life, not an idle one
@@ -362,16 +379,33 @@ def _timeouts(values: Mapping[str, Any]) -> tuple[float, float, float]:
         if absolute_raw is None
         else _seconds(values, "SESSION_ABSOLUTE_TIMEOUT", 30 * _DAY)
     )
+    anonymous = _anonymous_idle(values, idle)
+    shortest = idle if anonymous is None else anonymous
     touch = values.get("SESSION_TOUCH_INTERVAL")
     touch_interval = (
-        min(60.0, idle / 2) if touch is None else _seconds(values, "SESSION_TOUCH_INTERVAL", 60)
+        min(60.0, shortest / 2) if touch is None else _seconds(values, "SESSION_TOUCH_INTERVAL", 60)
     )
-    if touch_interval >= idle:
+    if touch_interval >= shortest:
         raise ConfigurationError(
-            "SESSION_TOUCH_INTERVAL must be shorter than the idle timeout, or active sessions"
-            " would expire"
+            "SESSION_TOUCH_INTERVAL must be shorter than the idle timeout"
+            f"{'' if anonymous is None else ' (and SESSION_ANONYMOUS_IDLE_TIMEOUT)'},"
+            " or active sessions would expire"
         )
-    return idle, absolute, touch_interval
+    return idle, absolute, touch_interval, anonymous
+
+
+def _anonymous_idle(values: Mapping[str, Any], idle: float) -> float | None:
+    """SESSION_ANONYMOUS_IDLE_TIMEOUT in seconds; ``None`` when unset or equal to ``idle``."""
+    if values.get("SESSION_ANONYMOUS_IDLE_TIMEOUT") is None:
+        return None
+    anonymous = _seconds(values, "SESSION_ANONYMOUS_IDLE_TIMEOUT", idle)
+    if anonymous > idle:
+        raise ConfigurationError(
+            f"SESSION_ANONYMOUS_IDLE_TIMEOUT ({anonymous:g} s) is longer than the idle timeout"
+            f" ({idle:g} s): a visitor's session would outlive a logged-in user's; make it"
+            " shorter, or leave it unset"
+        )
+    return None if anonymous == idle else anonymous
 
 
 def _cookie(values: Mapping[str, Any]) -> dict[str, Any]:

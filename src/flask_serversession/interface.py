@@ -150,10 +150,16 @@ class ServerSessionInterface(SessionInterface):
         config = self.config
         now = self.clock()
         key = store_key(session_id)
-        touch = Touch(now, now + config.idle_timeout, now - config.touch_interval)
+        anonymous = config.anonymous_idle_timeout
+        touch = Touch(
+            now,
+            now + config.idle_timeout,
+            now - config.touch_interval,
+            None if anonymous is None else now + anonymous,
+        )
         try:
             record = self.store.load(key, touch)
-            if record is None or not record.is_live(now):
+            if record is None or not self._live(record, now):
                 session.set_loaded(None, {}, {}, ended=self.ended_meanwhile(session, record))
                 return
             values = {name: loads_value(text) for name, text in record.values.items()}
@@ -166,6 +172,16 @@ class ServerSessionInterface(SessionInterface):
             session.set_loaded(None, {}, {})
             return
         session.set_loaded(record, record.values, values)
+
+    def _live(self, record: Record, now: float) -> bool:
+        """Whether ``record`` (as read, before the touch) is a live session: one bound to no
+        user that has idled past SESSION_ANONYMOUS_IDLE_TIMEOUT is not, whatever expiry it was
+        stored with (by an assign-only write, which cannot know the binding, or under a longer
+        timeout configured then)."""
+        anonymous = self.config.anonymous_idle_timeout
+        if anonymous is None or record.user_id is not None:
+            return record.is_live(now)
+        return record.is_live(now) and now < record.last_seen + anonymous
 
     @staticmethod
     def ended_meanwhile(session: ServerSideSession, record: Record | None) -> bool:
@@ -308,8 +324,9 @@ class ServerSessionInterface(SessionInterface):
         if diff.changed:
             self._check_size(diff.serialized)
             limits = {"max_size": config.max_size, "max_keys": config.max_keys}
+        user = rotation.get("user_id") or (changes.record.user_id if changes.record else None)
         return Patch(
-            diff.changed, diff.deleted, now, now + config.idle_timeout, **rotation, **limits
+            diff.changed, diff.deleted, now, now + config.idle_for(user), **rotation, **limits
         )
 
     def _save_regenerate(
@@ -398,7 +415,7 @@ class ServerSessionInterface(SessionInterface):
             values=values,
             created=now,
             last_seen=now,
-            expires=now + config.idle_timeout,
+            expires=now + config.idle_for(login),
             absolute_expires=now + config.absolute_timeout,
             user_id=login,
             info=None if login is None else self._client_info(now),

@@ -84,7 +84,8 @@ local function fits(z, n, max_size, max_keys)
 end
 """
 
-# KEYS[1]; ARGV: now, new expires, if_seen_before. Returns HGETALL as read.
+# KEYS[1]; ARGV: now, new expires, if_seen_before, new expires of a session bound to no user.
+# Returns HGETALL as read.
 LOAD_TOUCH = """
 local data = redis.call('HGETALL', KEYS[1])
 local m = {}
@@ -97,6 +98,7 @@ local now = tonumber(ARGV[1])
 local a = tonumber(m['a'])
 if tonumber(m['s']) < tonumber(ARGV[3]) and now < tonumber(m['e']) and now < a then
   local e = ARGV[2]
+  if not m['u'] then e = ARGV[4] end
   if tonumber(e) > a then e = m['a'] end
   redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
   redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(e) - now))

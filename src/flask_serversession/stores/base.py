@@ -129,12 +129,22 @@ class Touch:
     """A rate-limited refresh of a session's idle expiry, applied by :meth:`Store.load`.
 
     Applied only to a live record whose ``last_seen`` is before ``if_seen_before``: it then
-    sets ``last_seen = now`` and ``expires = min(expires, absolute_expires)``.
+    sets ``last_seen = now`` and ``expires = min(expires_for(record.user_id),
+    absolute_expires)``: ``anonymous_expires`` for a record bound to no user when given, else
+    ``expires``.
     """
 
     now: float
     expires: float
     if_seen_before: float
+    #: The idle expiry of a record bound to no user (a shorter one: see
+    #: ``SESSION_ANONYMOUS_IDLE_TIMEOUT``); ``None``: ``expires`` for every record.
+    anonymous_expires: float | None = None
+
+    def expires_for(self, user_id: str | None) -> float:
+        """The idle expiry this touch gives a record bound to ``user_id``."""
+        anonymous = self.anonymous_expires
+        return self.expires if user_id is not None or anonymous is None else anonymous
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class KeyValueStore(Store):
             return self._get(key)
         record, token = self._gets(key)
         if record is not None and touch_due(record, touch):
-            expires = capped_expires(touch.expires, record.absolute_expires)
+            expires = capped_expires(touch.expires_for(record.user_id), record.absolute_expires)
             touched = dataclasses.replace(record, last_seen=touch.now, expires=expires)
             self._cas(key, touched, token, touch.now)  # a lost race skips the touch
         return record

@@ -194,7 +194,12 @@ class RedisStore(Store):
         if touch is None:
             data = self._run(lambda: self.client.hgetall(redis_key), self.read_retries)
             return _record(_pairs(data))
-        args = (_ms(touch.now), _ms(touch.expires), _ms(touch.if_seen_before))
+        args = (
+            _ms(touch.now),
+            _ms(touch.expires),
+            _ms(touch.if_seen_before),
+            _ms(touch.expires_for(None)),
+        )
         flat = self._run(lambda: self._load_touch(keys=[redis_key], args=args), self.read_retries)
         return _record(_flat_pairs(flat))
 

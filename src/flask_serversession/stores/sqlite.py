@@ -96,7 +96,8 @@ class SQLiteStore(Store):
         t = table
         self._sql_load = f"SELECT {_COLUMNS} FROM {t} WHERE key = ?"
         self._sql_touch = (
-            f"UPDATE {t} SET last_seen = ?, expires = MIN(?, absolute_expires)"
+            f"UPDATE {t} SET last_seen = ?,"
+            f" expires = MIN(CASE WHEN user_id IS NULL THEN ? ELSE ? END, absolute_expires)"
             f" WHERE key = ? AND last_seen < ? AND expires > ? AND absolute_expires > ?"
             f" AND NOT ended"
         )
@@ -230,7 +231,15 @@ class SQLiteStore(Store):
             if touch is not None and touch_due(record, touch):
                 conn.execute(
                     self._sql_touch,
-                    (touch.now, touch.expires, key, touch.if_seen_before, touch.now, touch.now),
+                    (
+                        touch.now,
+                        touch.expires_for(None),
+                        touch.expires,
+                        key,
+                        touch.if_seen_before,
+                        touch.now,
+                        touch.now,
+                    ),
                 )
             return record
 

@@ -243,6 +243,19 @@ class StoreContract:
         after = store.load(key)
         assert after is not None and after.last_seen == T0 and after.expires == T0 + HOUR
 
+    def test_store_touch_gives_sessions_of_no_user_their_own_expiry(self, store: Store) -> None:
+        """A touch with ``anonymous_expires`` sets it on a record bound to no user, and
+        ``expires`` on a bound one (SESSION_ANONYMOUS_IDLE_TIMEOUT), both capped as ever."""
+        anonymous, bound, short = _key(), _key(), _key()
+        store.create(anonymous, _record(idle=HOUR))
+        store.create(bound, _record(idle=HOUR, user_id="alice"))
+        store.create(short, _record(idle=HOUR, absolute=200))
+        now = T0 + 120
+        for key in (anonymous, bound, short):
+            store.load(key, Touch(now, now + HOUR, now - 60, anonymous_expires=now + 300))
+        expiries = [getattr(store.load(key), "expires", None) for key in (anonymous, bound, short)]
+        assert expiries == [now + 300, now + HOUR, T0 + 200]
+
     def test_store_touch_never_revives(self, store: Store) -> None:
         key = _key()
         store.create(key, _record(idle=10))

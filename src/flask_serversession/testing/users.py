@@ -8,9 +8,10 @@ from flask.testing import FlaskClient
 
 from ..errors import InvalidUserId, SessionDataError, UnsupportedOperation
 from ..extension import ServerSession
+from ..ids import store_key
 from ..session import ServerSideSession
 from ..stores import Store
-from .app import _cookie, _interface
+from .app import _cookie, _interface, make_app
 from .doubles import T0, Clock, CountingStore
 
 
@@ -40,6 +41,32 @@ class AppUsers:
         client.get("/logout")
         assert manager.sessions_of("alice") == []
         assert client.get("/whoami").json == {"user": None, "handle": None, "auth": None}
+
+    def test_app_anonymous_sessions_idle_out_sooner(self, store: Store, clock: Clock) -> None:
+        """SESSION_ANONYMOUS_IDLE_TIMEOUT: a visitor's session (bound to no user) ends after
+        its own, shorter idle time, whether last written by a read-and-write or an assign-only
+        request, and leaves the store then; a logged-in one keeps the idle timeout."""
+        app = make_app(store, idle_timeout=3600, anonymous_idle_timeout=600)
+        _interface(app).clock = clock
+        visitor, assigner, user = app.test_client(), app.test_client(), app.test_client()
+        visitor.get("/rw/csrf/t1")
+        assigner.get("/set/csrf/t2")
+        assigner.get("/set/csrf/t3")  # assign-only: stored without knowing the binding
+        user.get("/login/carol")
+        user.get("/set/csrf/t4")
+        clock.advance(590)  # read within the anonymous timeout: touched, still there
+        assert [c.get("/get/csrf").text for c in (visitor, user)] == ["'t1'", "'t4'"]
+        key = store_key((_cookie(visitor) or "").split(".")[0])
+        record = store.load(key)
+        assert record is not None and record.expires == clock() + 600
+        clock.advance(601)
+        assert [c.get("/get/csrf").text for c in (visitor, assigner, user)] == [
+            "None",
+            "None",
+            "'t4'",
+        ]
+        record = store.load(key)
+        assert record is None or not record.is_live(clock())  # gone from the store too
 
     def test_app_revoke_and_log_out_everywhere_else(self, app: Flask, clock: Clock) -> None:
         manager = ServerSession.manager(app)

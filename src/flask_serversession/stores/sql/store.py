@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TextClause,
     bindparam,
+    case,
     delete,
     func,
     select,
@@ -285,7 +286,13 @@ class SQLStore(Store):
             )
             .values(
                 last_seen=bindparam("p_now", type_=Double()),
-                expires=func.least(bindparam("p_expires", type_=Double()), c.absolute_expires),
+                expires=func.least(
+                    case(
+                        (c.user_id.is_(None), bindparam("p_anonymous_expires", type_=Double())),
+                        else_=bindparam("p_expires", type_=Double()),
+                    ),
+                    c.absolute_expires,
+                ),
             )
         )
         if self._dialect.touch_on_read:
@@ -370,6 +377,7 @@ class SQLStore(Store):
             "p_key": key,
             "p_now": touch.now,
             "p_expires": touch.expires,
+            "p_anonymous_expires": touch.expires_for(None),
             "p_before": touch.if_seen_before,
         }
         if self._dialect.touch_on_read:
