@@ -21,6 +21,13 @@ from flask_serversession.serialization import dumps_value, loads_value
 walk = serialization._serializer
 
 
+@pytest.fixture(autouse=True, params=["installed", "stdlib"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test reads with the parser in use (msgspec's where installed) and the stdlib's."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(serialization, "_fast_parse", serialization._scan_parse)
+
+
 def _walk_dumps(value: Any) -> str:
     return json.dumps(walk.tag(value), separators=(",", ":"), allow_nan=False)
 
