@@ -354,7 +354,7 @@ def dumps_value(key: str, value: Any) -> str:
     """
     if not isinstance(key, str):
         raise SessionDataError(repr(key), f"session keys must be str, not {type(key).__name__}")
-    if "\x00" in key or not _encodable(key):
+    if "\x00" in key or not (key.isascii() or _encodable(key)):
         raise SessionDataError(key, "the key name holds a NUL character or a lone surrogate")
     try:
         return _serializer.dumps(value)
