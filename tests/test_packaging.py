@@ -15,19 +15,23 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
-    """The wheel, built by the build backend pyproject.toml names, in-process (no network)."""
+def _build(kind: str, out: Path) -> Path:
+    """A wheel or sdist, built by the build backend pyproject.toml names, in-process (no
+    network)."""
     from flit_core import buildapi  # type: ignore[import-untyped]
 
-    out = tmp_path_factory.mktemp("wheel")
     here = os.getcwd()
     os.chdir(ROOT)
     try:
-        name = buildapi.build_wheel(str(out))
+        name = getattr(buildapi, f"build_{kind}")(str(out))
     finally:
         os.chdir(here)
-    return zipfile.ZipFile(out / name)
+    return out / str(name)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    return zipfile.ZipFile(_build("wheel", tmp_path_factory.mktemp("wheel")))
 
 
 def _metadata(wheel: zipfile.ZipFile) -> tuple[Message, dict[str, list[str]]]:
@@ -96,16 +100,7 @@ def test_readme_has_no_link_a_package_index_would_break() -> None:
 
 @pytest.fixture(scope="module")
 def sdist(tmp_path_factory: pytest.TempPathFactory) -> tarfile.TarFile:
-    from flit_core import buildapi
-
-    out = tmp_path_factory.mktemp("sdist")
-    here = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        name = buildapi.build_sdist(str(out))
-    finally:
-        os.chdir(here)
-    return tarfile.open(out / name)
+    return tarfile.open(_build("sdist", tmp_path_factory.mktemp("sdist")))
 
 
 def test_sdist_carries_what_the_readme_names(sdist: tarfile.TarFile) -> None:

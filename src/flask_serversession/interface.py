@@ -28,7 +28,7 @@ from .errors import (
 )
 from .ids import CookieSigner, new_session_id, store_key
 from .saving import Changes, SaveStep, decide_save, needs_cookie
-from .serialization import dumps_value, loads_value
+from .serialization import dumps_value
 from .session import ServerSideSession
 from .stores import Patch, Record, Touch
 from .stores.base import value_size
@@ -159,19 +159,25 @@ class ServerSessionInterface(SessionInterface):
         )
         try:
             record = self.store.load(key, touch)
-            if record is None or not self._live(record, now):
-                session.set_loaded(None, {}, {}, ended=self.ended_meanwhile(session, record))
-                return
-            values = {name: loads_value(text) for name, text in record.values.items()}
         except SessionDataCorrupt as exc:
-            # Not something we wrote (a planted payload, a half-migrated row): never trusted,
-            # never executed, reported, and replaced by a new session.
-            logger.error("dropping an unreadable stored session: %s", exc)
-            signals.reject(app, "corrupt")
-            self.store.delete(key)
+            self._drop_corrupt(app, key, exc)
             session.set_loaded(None, {}, {})
             return
-        session.set_loaded(record, record.values, values)
+        if record is None or not self._live(record, now):
+            session.set_loaded(None, {}, {}, ended=self.ended_meanwhile(session, record))
+            return
+        # Each value is decoded when the view first reads it; one that does not decode then
+        # drops the record as an unreadable one does here.
+        session.set_loaded(
+            record, record.values, on_corrupt=lambda exc: self._drop_corrupt(app, key, exc)
+        )
+
+    def _drop_corrupt(self, app: Flask, key: str, exc: SessionDataCorrupt) -> None:
+        """A stored session that is not something we wrote (a planted payload, a half-migrated
+        row): never trusted, never executed, reported, and deleted; a new session follows."""
+        logger.error("dropping an unreadable stored session: %s", exc)
+        signals.reject(app, "corrupt")
+        self.store.delete(key)
 
     def _live(self, record: Record, now: float) -> bool:
         """Whether ``record`` (as read, before the touch) is a live session: one bound to no

@@ -5,20 +5,36 @@ from, whether it must rotate, bind a user or be destroyed) and what it holds. :f
 turns it into the next :data:`SaveStep` without any store; the interface carries the step out,
 and asks again when a step changed the session (a destroy that leaves values to save, a patch
 that found the session gone, a join). :meth:`Changes.diff` finds what changed, serializing only
-the values that may have.
+the values that may have: never one the view was not handed (:data:`NOT_DECODED`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from uuid import UUID
+
+from markupsafe import Markup
 
 if TYPE_CHECKING:
     from .stores import Record
 
 #: Values of these types cannot change in place: if the object is the one loaded, it is unchanged.
-_IMMUTABLE = (str, int, float, bool, type(None), bytes)
+_IMMUTABLE = (str, int, float, bool, type(None), bytes, Markup, UUID, datetime, date)
+
+
+class _NotDecoded:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_DECODED"
+
+
+#: In :attr:`Changes.values`: a value loaded but never read, so never handed to the view. It is
+#: unchanged by construction; its text is in :attr:`Changes.stored`.
+NOT_DECODED: Any = _NotDecoded()
 
 
 class Origin(Protocol):
@@ -54,11 +70,12 @@ class Changes:
     loaded: bool
     #: The record it was loaded from, ``None`` if none was.
     record: Record | None
-    #: The current values (before loading: only those assigned).
+    #: The current values (before loading: only those assigned); :data:`NOT_DECODED` for
+    #: those loaded but never read.
     values: Mapping[str, Any]
     #: Serialized values as loaded (or as a plug-in pre-filled them).
     stored: Mapping[str, str]
-    #: The objects as loaded, to skip serializing immutable values nobody replaced.
+    #: The objects as decoded, to skip serializing immutable values nobody replaced.
     originals: Mapping[str, Any]
     #: The ID of a session :meth:`destroy` ended in this request, still to delete.
     destroy_id: str | None = None
@@ -85,7 +102,9 @@ class Changes:
         originals = self.originals
         stored = self.stored
         for key, value in self.values.items():
-            if key in stored and value is originals.get(key) and type(value) in _IMMUTABLE:
+            if value is NOT_DECODED or (
+                key in stored and value is originals.get(key) and type(value) in _IMMUTABLE
+            ):
                 serialized[key] = stored[key]
                 continue
             text = serialize(key, value)

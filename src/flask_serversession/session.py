@@ -2,23 +2,26 @@
 
 Nothing is read from the store until the view reads the session. Assignments made before that
 are kept as pending changes, and if the view never reads, they are saved as a patch without
-loading at all. At the end of the request the interface compares each value, serialized, with
-what was loaded, so nested changes (``session["cart"].append(3)``) are saved without
+loading at all. Once loaded, each value stays as its stored text until the view reads it: a
+value never read is never decoded, and never encoded again at save. At the end of the request
+the values the view was handed that can change in place are serialized and compared with what
+was loaded, so nested changes (``session["cart"].append(3)``) are saved without
 ``session.modified = True``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, ItemsView, Iterator, ValuesView
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from flask.sessions import SessionMixin
 
-from .errors import NotServerSideSession
+from . import serialization
+from .errors import NotServerSideSession, SessionDataCorrupt
 from .ids import check_user_id, store_key
-from .saving import Changes, Origin
+from .saving import NOT_DECODED, Changes, Origin
 
 if TYPE_CHECKING:
     from .stores import Record
@@ -48,12 +51,16 @@ class ServerSideSession(SessionMixin):
         self._opened_at = opened_at
         #: The ID from the request's cookie once verified (``None`` for a new session).
         self._session_id = session_id
-        #: Current values. Before loading: only the values assigned so far.
+        #: Current values. Before loading: only the values assigned so far. A value loaded but
+        #: not read yet is :data:`~.saving.NOT_DECODED`: its text is in ``_stored``.
         self._data: dict[str, Any] = {}
         #: Serialized values as loaded; compared at save to find what changed.
         self._stored: dict[str, str] = {}
-        #: The objects as loaded, to skip serializing immutable values nobody replaced.
+        #: The objects as decoded (handed to the view), to skip serializing immutable values
+        #: nobody replaced.
         self._originals: dict[str, Any] = {}
+        #: Told when a stored value turns out not to decode (see :meth:`set_loaded`).
+        self._on_corrupt: Callable[[SessionDataCorrupt], None] | None = None
         #: The stored record's metadata, when one was loaded.
         self.record: Record | None = None
         #: The store held a tombstone: the session was ended by a concurrent request, so this
@@ -136,21 +143,33 @@ class ServerSideSession(SessionMixin):
         self,
         record: Record | None,
         stored: dict[str, str],
-        values: dict[str, Any],
+        values: dict[str, Any] | None = None,
         ended: bool = False,
         session_id: str | None = None,
+        on_corrupt: Callable[[SessionDataCorrupt], None] | None = None,
     ) -> None:
         """Called by the loader with what the store held (``record`` None: nothing live;
         ``ended``: a tombstone, the session was ended on purpose meanwhile). ``session_id``:
-        the session was moved in under that new ID, which the response must carry."""
+        the session was moved in under that new ID, which the response must carry.
+
+        ``values``: ``stored`` decoded; ``None`` to decode each value the first time the view
+        reads it. A value that then does not decode is reported to ``on_corrupt`` (which may
+        raise), and the session becomes new and empty, as if the record had been unreadable
+        from the start: only the values this request wrote are kept, to be saved afresh.
+        """
         if session_id is not None:
             self._session_id = session_id
             self._cookie_pending = True
         pending = self._data
         self.record = record
         self._stored = stored
-        self._originals = values
-        self._data = dict(values)
+        if values is None:
+            self._originals = {}
+            self._data = dict.fromkeys(stored, NOT_DECODED)
+        else:
+            self._originals = values
+            self._data = dict(values)
+        self._on_corrupt = on_corrupt
         self._data.update(pending)
         self._ended = ended
         self._loader = None
@@ -169,10 +188,64 @@ class ServerSideSession(SessionMixin):
         self.modified = True
         return self._data
 
+    def _decode(self, key: str) -> Any:
+        """The value of ``key``, decoded from its stored text now; :class:`KeyError` if that
+        text turned out corrupt (the session is then new and empty, see :meth:`set_loaded`)."""
+        try:
+            value = serialization.loads_value(self._stored[key])
+        except SessionDataCorrupt as exc:
+            self._drop_corrupt(exc)
+            raise KeyError(key) from None
+        self._originals[key] = value
+        self._data[key] = value
+        return value
+
+    def _decode_all(self) -> dict[str, Any]:
+        """Every value decoded: for the reads that hand out all of them (items, values, copy)."""
+        data = self._read()
+        try:
+            for key in [key for key, value in data.items() if value is NOT_DECODED]:
+                self._decode(key)
+        except KeyError:
+            pass  # a corrupt value emptied the session: nothing left to decode
+        return self._data
+
+    def _written(self) -> dict[str, Any]:
+        """The values this request wrote: assigned, or replaced by another object."""
+        originals = self._originals
+        return {
+            key: value
+            for key, value in self._data.items()
+            if value is not NOT_DECODED
+            and (self._loader is not None or key not in originals or value is not originals[key])
+        }
+
+    def _drop_corrupt(self, exc: SessionDataCorrupt) -> None:
+        """A stored value does not decode: the record is not ours to trust. The session becomes
+        new, keeping only what this request wrote (saved as a new session), and the interface
+        is told (it reports and deletes the record)."""
+        on_corrupt = self._on_corrupt
+        self._data = self._written()
+        self._stored = {}
+        self._originals = {}
+        self._on_corrupt = None
+        self.record = None
+        self._session_id = None
+        self._regenerate = False
+        if on_corrupt is not None:
+            try:
+                on_corrupt(exc)
+            except BaseException:
+                self._failed = True  # as a failed load: the view gets the error, nothing saved
+                raise
+
     # -- the mapping -------------------------------------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        return self._read()[key]
+        value = self._read()[key]
+        if value is NOT_DECODED:
+            return self._decode(key)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._write()[key] = value
@@ -192,37 +265,62 @@ class ServerSideSession(SessionMixin):
         return key in self._read()
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._read().get(key, default)
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def setdefault(self, key: str, default: Any = None) -> Any:
-        data = self._read()
-        if key not in data:
+        try:
+            return self[key]
+        except KeyError:
             self.modified = True
-        return data.setdefault(key, default)
+            self._data[key] = default
+            return default
 
     def pop(self, key: str, *default: Any) -> Any:
-        data = self._read()
         self.modified = True
-        return data.pop(key, *default)
+        try:
+            value = self[key]
+        except KeyError:
+            if default:
+                return default[0]
+            raise
+        del self._data[key]
+        return value
 
     def popitem(self) -> tuple[str, Any]:
         data = self._read()
         self.modified = True
-        return data.popitem()
+        while data:
+            key = next(reversed(data))
+            try:
+                return key, self.pop(key)
+            except KeyError:  # a corrupt value emptied the session
+                data = self._data
+        raise KeyError("popitem(): the session is empty")
 
     def clear(self) -> None:
         self._read()
         self.modified = True
         self._data.clear()
 
+    def items(self) -> ItemsView[str, Any]:
+        self._decode_all()
+        return super().items()
+
+    def values(self) -> ValuesView[Any]:
+        self._decode_all()
+        return super().values()
+
     def copy(self) -> dict[str, Any]:
         """A plain ``dict`` with the session's values (a shallow copy)."""
-        return dict(self._read())
+        return dict(self._decode_all())
 
     def __repr__(self) -> str:
         if self._loader is not None:
             return f"<{type(self).__name__} (not loaded) pending={self._data!r}>"
-        return f"<{type(self).__name__} {self._data!r}>"
+        return f"<{type(self).__name__} {self._decode_all()!r}>"
 
     @property
     def permanent(self) -> bool:
@@ -269,12 +367,7 @@ class ServerSideSession(SessionMixin):
         """
         self.accessed = True
         self.modified = True
-        originals = self._originals
-        carried = {
-            key: value
-            for key, value in self._data.items()
-            if self._loader is not None or key not in originals or value is not originals[key]
-        }
+        carried = self._written()
         if self._session_id is not None:
             self._destroy_id = self._session_id
         self._session_id = None
