@@ -143,23 +143,29 @@ def test_round_trips_per_request(redis_server: ServerProcess) -> None:
         assert server_side.get("evalsha", 0) + server_side.get("hgetall", 0) >= trips
 
 
-def test_touch_rides_on_the_read(redis_server: ServerProcess) -> None:
-    store = _url_store(f"redis://127.0.0.1:{redis_server.port}/0?prefix={_prefix()}")
+def test_touch_costs_a_second_trip_only_when_due(redis_server: ServerProcess) -> None:
+    """A read is one plain HGETALL; the touch, once per touch interval, is one more round trip
+    (a script that checks again before it refreshes), and the read after it is plain again."""
+    counting = CountingRedis(port=redis_server.port)
+    counting.sent = []
+    store = RedisStore(counting, prefix=_prefix())
     app = make_app(store)
     app.session_interface.clock = lambda: time.time() + 3600  # type: ignore[attr-defined]
     client = app.test_client()
     client.get("/set/user/alice")
     admin = redis.Redis(port=redis_server.port)
     app.session_interface.clock = lambda: time.time() + 3700  # type: ignore[attr-defined]
-    before = _command_calls(admin)
-    assert client.get("/get/user").text == "'alice'"
-    # One script call read the hash and refreshed its expiry: one round trip.
-    assert _delta(before, _command_calls(admin)) == {
-        "evalsha": 1,
-        "hgetall": 1,
-        "hset": 1,
-        "pexpire": 1,
-    }
+    for touched in (True, False):
+        counting.sent.clear()
+        before = _command_calls(admin)
+        assert client.get("/get/user").text == "'alice'"
+        ran = _delta(before, _command_calls(admin))
+        if touched:
+            assert counting.sent == ["hgetall", "evalsha"]
+            assert ran == {"hgetall": 1, "evalsha": 1, "hmget": 1, "hset": 1, "pexpire": 1}
+        else:
+            assert counting.sent == ["hgetall"]
+            assert ran == {"hgetall": 1}
     store.close()
 
 

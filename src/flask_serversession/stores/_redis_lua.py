@@ -84,26 +84,23 @@ local function fits(z, n, max_size, max_keys)
 end
 """
 
+# The touch, run only when the hash the store just read (a plain HGETALL) shows it is due; it
+# checks again here, atomically, so that a session ended, expired or refreshed by another request
+# between the two round trips is left alone (never revived, never moved back in time).
 # KEYS[1]; ARGV: now, new expires, if_seen_before, new expires of a session bound to no user.
-# Returns HGETALL as read.
-LOAD_TOUCH = """
-local data = redis.call('HGETALL', KEYS[1])
-local m = {}
-for i = 1, #data, 2 do
-  local name = data[i]
-  if string.byte(name, 1) ~= 58 then m[name] = data[i + 1] end
-end
-if not m['a'] or m['x'] then return data end
+# 1 if applied, 0 if not.
+TOUCH = """
+local m = redis.call('HMGET', KEYS[1], 's', 'e', 'a', 'u', 'x')
+if not m[3] or m[5] then return 0 end
 local now = tonumber(ARGV[1])
-local a = tonumber(m['a'])
-if tonumber(m['s']) < tonumber(ARGV[3]) and now < tonumber(m['e']) and now < a then
-  local e = ARGV[2]
-  if not m['u'] then e = ARGV[4] end
-  if tonumber(e) > a then e = m['a'] end
-  redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
-  redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(e) - now))
-end
-return data
+local a = tonumber(m[3])
+if tonumber(m[1]) >= tonumber(ARGV[3]) or now >= tonumber(m[2]) or now >= a then return 0 end
+local e = ARGV[2]
+if not m[4] then e = ARGV[4] end
+if tonumber(e) > a then e = m[3] end
+redis.call('HSET', KEYS[1], 's', ARGV[1], 'e', e)
+redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(e) - now))
+return 1
 """
 
 # KEYS[1]; ARGV: ttl ms, then field/value pairs. 1 if created, 0 if the key exists.

@@ -10,12 +10,15 @@ One hash per session, so a patch touches only the changed fields::
 
 The key's native TTL follows the session's expiry, so Redis removes dead sessions itself
 (``clear_expired`` does nothing). The ``{...}`` hash tag keeps every key one operation needs in
-one Cluster slot. A read is one round trip: one Lua script (loaded once, called by SHA,
-reloaded on ``NOSCRIPT`` after a restart or failover) reads the hash and refreshes its idle
-expiry when due; a patch is one script too, atomic, and never re-creates a session that is
-gone; it keeps the size and count of the values in two fields, updated from the lengths
-(``HSTRLEN``) of the fields it changes only, so a size or key limit costs what the patch
-changes, however large the session. Regenerating an ID takes
+one Cluster slot. A read is one round trip, a plain ``HGETALL``; when what it read shows
+that the rate-limited touch is due (at most once per ``SESSION_TOUCH_INTERVAL`` per session),
+a second one runs a small Lua script that checks again and refreshes the idle expiry, so a
+session ended or expired meanwhile is never revived. (One script doing both would save that
+rare second trip but cost every read the script's overhead.) Scripts are loaded once, called
+by SHA, reloaded on ``NOSCRIPT`` after a restart or failover. A patch is one script too,
+atomic, and never re-creates a session that is gone; it keeps the size and count of the values
+in two fields, updated from the lengths (``HSTRLEN``) of the fields it changes only, so a size
+or key limit costs what the patch changes, however large the session. Regenerating an ID takes
 two steps (the two keys live in different Cluster slots), and binding a user also writes the
 user's index (a sorted set), before the session.
 
@@ -48,9 +51,9 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote
 
 from ..errors import ConfigurationError, SessionDataCorrupt, SessionStoreUnavailable
-from ._redis_lua import CREATE, INDEX_USER, LOAD_TOUCH, PATCH, PRUNE_INDEX, TAKE, TOMBSTONE
+from ._redis_lua import CREATE, INDEX_USER, PATCH, PRUNE_INDEX, TAKE, TOMBSTONE, TOUCH
 from .base import Capabilities, Patch, Record, Store, Touch, values_size
-from .helpers import Option, capped_expires, option_defaults, parse_options, redact
+from .helpers import Option, capped_expires, option_defaults, parse_options, redact, touch_due
 
 _T = TypeVar("_T")
 
@@ -114,7 +117,7 @@ class RedisStore(Store):
         self.read_retries = read_retries
         self.name = name or f"redis ({type(client).__name__})"
         self._errors = _driver_errors()
-        self._load_touch = client.register_script(LOAD_TOUCH)
+        self._touch = client.register_script(TOUCH)
         self._create = client.register_script(CREATE)
         self._patch = client.register_script(PATCH)
         self._take = client.register_script(TAKE)
@@ -191,17 +194,19 @@ class RedisStore(Store):
 
     def load(self, key: str, touch: Touch | None = None) -> Record | None:
         redis_key = self._key(key)
-        if touch is None:
-            data = self._run(lambda: self.client.hgetall(redis_key), self.read_retries)
-            return _record(_pairs(data))
-        args = (
-            _ms(touch.now),
-            _ms(touch.expires),
-            _ms(touch.if_seen_before),
-            _ms(touch.expires_for(None)),
-        )
-        flat = self._run(lambda: self._load_touch(keys=[redis_key], args=args), self.read_retries)
-        return _record(_flat_pairs(flat))
+        data = self._run(lambda: self.client.hgetall(redis_key), self.read_retries)
+        record = _record(_pairs(data)) if data else None
+        if record is not None and touch_due(record, touch):
+            assert touch is not None
+            args = (
+                _ms(touch.now),
+                _ms(touch.expires),
+                _ms(touch.if_seen_before),
+                _ms(touch.expires_for(None)),
+            )
+            # Safe to repeat: once applied, last seen is no longer before if_seen_before.
+            self._run(lambda: self._touch(keys=[redis_key], args=args), self.read_retries)
+        return record
 
     def create(self, key: str, record: Record) -> bool:
         end = capped_expires(record.expires, record.absolute_expires)
@@ -403,7 +408,10 @@ def _text(value: Any) -> str:
 
 
 def _pairs(data: Any) -> dict[str, str]:
-    return {_text(name): _text(value) for name, value in data.items()}
+    try:
+        return {name.decode(): value.decode() for name, value in data.items()}
+    except AttributeError:  # a client made with decode_responses=True: text already
+        return {_text(name): _text(value) for name, value in data.items()}
 
 
 def _flat_pairs(flat: Any) -> dict[str, str]:

@@ -84,7 +84,9 @@ deletes in batches, each its own short transaction.
 
 The package: :mod:`.store` holds :class:`SQLStore`, one class for both dialects; what differs
 between them (statements, JSON functions, upserts) lives in :mod:`.postgresql` and :mod:`.mysql`,
-what they share (the table, URL options, the engine a URL makes, driver errors) in :mod:`.common`.
+what they share (the table, URL options, the engine a URL makes, driver errors) in :mod:`.common`. A
+session read skips SQLAlchemy's per-statement work and goes through the driver's cursor, unless
+the engine has cursor events or ``echo`` on (:mod:`.direct`).
 
 Driver errors (connection refused, a server restart, a pool timeout) become
 :class:`~flask_serversession.errors.SessionStoreUnavailable`; a deadlock or a serialization

@@ -53,6 +53,7 @@ from .common import (
     retryable,
     session_table,
 )
+from .direct import NOT_DIRECT, DirectReads
 from .mysql import MySQL
 from .postgresql import PostgreSQL
 
@@ -300,6 +301,7 @@ class SQLStore(Store):
             # the SELECT sees the row as it was before it (one snapshot per statement). It
             # writes nothing when the touch is not due.
             self._select_touch = self._select.add_cte(self._touch.cte("touch"))
+        self._direct = DirectReads(self.engine)
         values = {
             "key": bindparam("p_key"),
             "data": self._json_param("p_data"),
@@ -372,7 +374,7 @@ class SQLStore(Store):
 
     def load(self, key: str, touch: Touch | None = None) -> Record | None:
         if touch is None:
-            return self._run(lambda conn: _first(conn.execute(self._select, {"p_key": key})))
+            return self._read(self._select, {"p_key": key})
         params = {
             "p_key": key,
             "p_now": touch.now,
@@ -381,7 +383,7 @@ class SQLStore(Store):
             "p_before": touch.if_seen_before,
         }
         if self._dialect.touch_on_read:
-            return self._run(lambda conn: _first(conn.execute(self._select_touch, params)))
+            return self._read(self._select_touch, params)
 
         def load_then_touch(conn: Connection) -> Record | None:
             record = _first(conn.execute(self._select, params))
@@ -390,6 +392,16 @@ class SQLStore(Store):
             return record
 
         return self._run(load_then_touch)
+
+    def _read(self, statement: Any, params: dict[str, Any]) -> Record | None:
+        """The record ``statement`` reads: through the driver's cursor when it can (see
+        :mod:`.direct`), else through SQLAlchemy."""
+        sql = self._direct.sql_of(statement)
+        if sql is not None:
+            found = self._run(partial(self._direct.first, sql=sql, params=params))
+            if found is not NOT_DIRECT:
+                return found  # type: ignore[no-any-return]
+        return self._run(lambda conn: _first(conn.execute(statement, params)))
 
     def create(self, key: str, record: Record) -> bool:
         self._check_names(record.values)
