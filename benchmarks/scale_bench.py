@@ -5,7 +5,8 @@
   scale_stores.py), the sizes interleaved call by call; then ``clear_expired`` of 100,000
   expired sessions in the largest store of each kind that needs it (Redis expires its keys).
 - ``size``: µs per request of ``/get``, ``/set`` and ``/put`` with a session holding 100 B to
-  1 MB, on ``cookie`` (while its cookie fits the browsers' 4 KB), ``ours-sqlite``, ``ours-redis``.
+  1 MB, on ``cookie`` (while its cookie fits the browsers' 4 KB), ``ours-memory``, ``ours-sqlite``,
+  ``ours-redis``.
 
 The servers are the tests' (redis-server, PostgreSQL, MariaDB on 127.0.0.1, free ports, stopped by
 PID); a missing one is skipped with the reason.
@@ -114,7 +115,7 @@ TOMBSTONES = {"sqlite": 0.0, PG: 0.1, MARIADB: 0.1}
 #: with the smallest.
 SCALE_GOAL = 1.2
 SESSION_SIZES = (100, 1_000, 10_000, 100_000, 1_000_000)
-SIZE_VARIANTS = (BASELINE, "ours-sqlite", "ours-redis")
+SIZE_VARIANTS = (BASELINE, "ours-memory", "ours-sqlite", "ours-redis")
 SIZE_ENDPOINTS = ("get", "set", "put")
 SIZE_ENDPOINT_TEXT = {
     "get": "`session.get('user')`: the session is loaded, big value included",
@@ -265,6 +266,7 @@ def size_app(variant: str, size: int, servers: Servers, seed: int) -> Built:
     """The benchmark's app whose ``/login`` also stores ``size`` characters of random text in
     the session, and whose ``/put`` replaces them with as many others."""
     stores = {
+        "ours-memory": "memory://",
         "ours-sqlite": f"sqlite:///{servers.tmp / f'size-{size}.sqlite3'}",
         "ours-redis": f"redis://{HOST}:{servers.started.get('redis')}/0?prefix=size:{size}:",
     }
