@@ -70,9 +70,9 @@ store checks what it reads (:class:`~flask_serversession.errors.SessionDataCorru
 Alembic: call :func:`session_table` on your migration's ``target_metadata`` and build the store
 with ``create_table=False``; autogenerate then writes the table's migration like any other.
 
-Per operation, one statement: ``load`` is one ``SELECT`` (on PostgreSQL it also carries the
-rate-limited touch, as an ``UPDATE`` in a ``WITH`` clause that writes nothing unless the touch is
-due; on MySQL the touch, when due, is a second statement); ``patch`` is one ``UPDATE`` that merges
+Per operation, one statement: ``load`` is one plain ``SELECT`` (the rate-limited touch, when the
+row read shows it due, is a second statement, an ``UPDATE`` that re-checks the row is still live
+and due); ``patch`` is one ``UPDATE`` that merges
 only the changed names into the stored object (``(data || changes) - deleted`` on PostgreSQL,
 ``JSON_MERGE_PATCH`` on MySQL), so concurrent patches of different names all land, and it matches
 only a live record, so nothing ended or expired is ever re-created. A patch with a size limit

@@ -272,9 +272,6 @@ class Dialect:
     :class:`~flask_serversession.stores.sql.SQLStore` builds everything else itself.
     """
 
-    #: Whether ``load``'s rate-limited touch rides on its ``SELECT`` (one statement).
-    touch_on_read = False
-
     def __init__(self, table: Table, engine: Engine) -> None:
         self.table = table
         self.engine = engine

@@ -30,8 +30,6 @@ from .common import Dialect
 class PostgreSQL(Dialect):
     """PostgreSQL: ``data`` is JSONB."""
 
-    touch_on_read = True
-
     def data_text(self) -> ColumnElement[Any]:
         return cast(self.table.c.data, Text)
 

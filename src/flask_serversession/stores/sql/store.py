@@ -296,11 +296,6 @@ class SQLStore(Store):
                 ),
             )
         )
-        if self._dialect.touch_on_read:
-            # The touch rides on the read: a data-modifying WITH runs once, to completion, and
-            # the SELECT sees the row as it was before it (one snapshot per statement). It
-            # writes nothing when the touch is not due.
-            self._select_touch = self._select.add_cte(self._touch.cte("touch"))
         self._direct = DirectReads(self.engine)
         values = {
             "key": bindparam("p_key"),
@@ -373,25 +368,22 @@ class SQLStore(Store):
     # -- the contract --------------------------------------------------------------------------
 
     def load(self, key: str, touch: Touch | None = None) -> Record | None:
-        if touch is None:
-            return self._read(self._select, {"p_key": key})
-        params = {
-            "p_key": key,
-            "p_now": touch.now,
-            "p_expires": touch.expires,
-            "p_anonymous_expires": touch.expires_for(None),
-            "p_before": touch.if_seen_before,
-        }
-        if self._dialect.touch_on_read:
-            return self._read(self._select_touch, params)
-
-        def load_then_touch(conn: Connection) -> Record | None:
-            record = _first(conn.execute(self._select, params))
-            if record is not None and touch_due(record, touch):
-                conn.execute(self._touch, params)
-            return record
-
-        return self._run(load_then_touch)
+        # A plain read, and the touch as a second statement only when the row read shows it
+        # due (once per SESSION_TOUCH_INTERVAL per session): folding the touch into every read
+        # (a data-modifying WITH on PostgreSQL) made each read plan and run an UPDATE too. The
+        # touch re-checks, in its own WHERE, that the row is still live and still due, so a
+        # session ended or touched in between is left as it is.
+        record = self._read(self._select, {"p_key": key})
+        if record is not None and touch is not None and touch_due(record, touch):
+            params = {
+                "p_key": key,
+                "p_now": touch.now,
+                "p_expires": touch.expires,
+                "p_anonymous_expires": touch.expires_for(None),
+                "p_before": touch.if_seen_before,
+            }
+            self._run(lambda conn: conn.execute(self._touch, params))
+        return record
 
     def _read(self, statement: Any, params: dict[str, Any]) -> Record | None:
         """The record ``statement`` reads: through the driver's cursor when it can (see
