@@ -460,6 +460,7 @@ def test_flask_session_keys_accepted(
     redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = Flask(__name__)
+    app.secret_key = "migration-secret"  # SESSION_TYPE needs one at start-up (issue 18)
     app.config.update(
         SESSION_TYPE="redis",
         SESSION_REDIS=redis_client,

@@ -43,6 +43,7 @@ class FlaskSessionSetup:
     """What Flask-Session's keys say: our store (``None``: not implied), the old store to
     migrate from, and cookie and permanence rules."""
 
+    session_type: str | None = None
     store: Store | None = None
     legacy: LegacyStore | None = None
     use_signer: bool = False
@@ -61,8 +62,8 @@ def flask_session_setup(
     app: Flask, values: Mapping[str, Any], key_prefix: str | None
 ) -> FlaskSessionSetup:
     """Read Flask-Session's configuration keys; raise ConfigurationError at start-up."""
-    setup = FlaskSessionSetup()
     kind = _session_type(values)
+    setup = FlaskSessionSetup(session_type=kind)
     prefix = key_prefix if key_prefix is not None else "session:"
     if kind is not None:
         setup.store, setup.legacy = _STORES[kind](app, values, prefix)
