@@ -9,16 +9,28 @@ Flask-Session and we share. The start-up checks a migrating app hits first are a
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from flask import Flask, session
+import redis
+from flask import Flask, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_sqlalchemy import SQLAlchemy
+from pymemcache.client.base import Client as MemcacheClient  # type: ignore[import-untyped]
+from servers import ServerProcess
+from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from flask_serversession import ConfigurationError, ServerSession, Session
+from flask_serversession.stores.memcached import MemcachedStore
+from flask_serversession.stores.memory import MemoryStore
+from flask_serversession.stores.redis import RedisStore
+from flask_serversession.stores.sql import SQLStore
+from flask_serversession.stores.sqlite import SQLiteStore
 
 # -- start-up: SECRET_KEY ------------------------------------------------------------------------
 
@@ -81,3 +93,166 @@ def test_the_native_entry_still_lets_the_key_come_later(
     client = app.test_client()
     assert client.post("/set").text == "value set"
     assert client.get_cookie("session") is not None
+
+
+# -- start-up: in-memory SQLite ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("uri", ["sqlite://", "sqlite:///", "sqlite:///:memory:"])
+def test_in_memory_sqlite_gives_the_memory_store(uri: str) -> None:
+    """Flask-Session's own SQLAlchemy test uses an in-memory SQLite database; before issue 18
+    start-up failed with "an SQLite store needs a file path". That database lives as long as
+    the process, shared by its threads: the memory store does the same."""
+    db = SQLAlchemy()
+    app = Flask(__name__)
+    app.secret_key = "a key"
+    app.config.update(SQLALCHEMY_DATABASE_URI=uri, SESSION_TYPE="sqlalchemy", SESSION_SQLALCHEMY=db)
+    db.init_app(app)
+    Session(app)
+    assert isinstance(ServerSession.store_of(app), MemoryStore)
+    assert ServerSession.config_of(app).flask_session.legacy is None  # no Flask-Session table
+
+
+# -- Flask-Session's behaviour, on every store it and we share -----------------------------------
+
+#: Each store Flask-Session 0.8 and we both have, as ``SESSION_TYPE`` and its client name it;
+#: and the class of our store it gives.
+SHARED_STORES = {
+    "redis": RedisStore,
+    "memcached": MemcachedStore,
+    "sqlalchemy-sqlite-file": SQLiteStore,
+    "sqlalchemy-postgresql": SQLStore,
+    "sqlalchemy-sqlite-memory": MemoryStore,
+}
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=list(SHARED_STORES))
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """One key of :data:`SHARED_STORES`."""
+    kind: str = request.param
+    return kind
+
+
+@pytest.fixture
+def flask_session_app(
+    request: pytest.FixtureRequest, store_kind: str, tmp_path: Path
+) -> Iterator[Flask]:
+    """The app of Flask-Session's suite on one store, configured with Flask-Session's keys as
+    its users write them, on this run's servers (a fresh key prefix or database file;
+    PostgreSQL's table dropped after)."""
+    prefix = f"fscompat{next(_prefixes)}:"
+    if store_kind == "redis":
+        server: ServerProcess = request.getfixturevalue("redis_server")
+        client = redis.Redis(port=server.port)
+        yield _app({"SESSION_TYPE": "redis", "SESSION_REDIS": client, "SESSION_KEY_PREFIX": prefix})
+        client.close()
+    elif store_kind == "memcached":
+        server = request.getfixturevalue("memcached_server")
+        mc = MemcacheClient(("127.0.0.1", server.port), timeout=5)
+        yield _app(
+            {"SESSION_TYPE": "memcached", "SESSION_MEMCACHED": mc, "SESSION_KEY_PREFIX": prefix}
+        )
+        mc.close()
+    else:
+        yield from _sqlalchemy_app(request, store_kind.removeprefix("sqlalchemy-"), tmp_path)
+
+
+def _sqlalchemy_app(
+    request: pytest.FixtureRequest, database: str, tmp_path: Path
+) -> Iterator[Flask]:
+    if database == "postgresql":
+        uri = request.getfixturevalue("pg_server").url
+    else:
+        uri = f"sqlite:///{tmp_path / 'app.db'}" if database == "sqlite-file" else "sqlite://"
+    # NullPool: no connection outlives the test; in memory, Flask-SQLAlchemy's one connection.
+    options = {} if database == "sqlite-memory" else {"poolclass": NullPool}
+    db = SQLAlchemy(engine_options=options)
+    app = _app(
+        {"SQLALCHEMY_DATABASE_URI": uri, "SESSION_TYPE": "sqlalchemy", "SESSION_SQLALCHEMY": db},
+        setup=db.init_app,  # before Session(app), as Flask-Session asks too
+    )
+    yield app
+    with app.app_context():
+        if database == "postgresql":
+            with db.engine.begin() as conn:
+                conn.execute(text("DROP TABLE IF EXISTS serversession"))
+        db.engine.dispose()
+
+
+def _app(config: dict[str, Any], setup: Callable[[Flask], None] | None = None) -> Flask:
+    """An app with the views of Flask-Session's suite, set up as its users do, with our
+    ``Session`` imported in place of Flask-Session's."""
+    app = Flask(__name__)
+    app.secret_key = "compat-secret"
+    app.config.update(config)
+    if setup is not None:
+        setup(app)
+
+    @app.get("/")
+    def hello() -> str:
+        return "hello world"
+
+    @app.post("/set")
+    def set_value() -> str:
+        session["value"] = request.form["value"]
+        return "value set"
+
+    @app.post("/modify")
+    def modify() -> str:
+        session["value"] = request.form["value"]
+        return "value set"
+
+    @app.post("/delete")
+    def delete() -> str:
+        del session["value"]
+        return "value deleted"
+
+    @app.get("/get")
+    def get() -> str:
+        value: str = session.get("value", "no value set")
+        return value
+
+    Session(app)
+    return app
+
+
+def test_flask_session_behaviour(flask_session_app: Flask, store_kind: str) -> None:
+    app = flask_session_app
+    assert type(ServerSession.store_of(app)) is SHARED_STORES[store_kind]
+    client = app.test_client()
+
+    # A view that does not touch the session: no cookie, no Vary.
+    response = client.get("/")
+    assert response.text == "hello world"
+    assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+    # Reading an empty session: nothing stored, so still no cookie; but the answer depended
+    # on the cookie, so a cache must key it by the cookie.
+    response = client.get("/get")
+    assert response.text == "no value set" and "Set-Cookie" not in response.headers
+    assert response.headers["Vary"] == "Cookie"
+    assert client.get_cookie("session") is None
+
+    # The first write sends the cookie: our signed ID, never the value.
+    response = client.post("/set", data={"value": "42"})
+    assert response.text == "value set" and response.headers["Vary"] == "Cookie"
+    cookie = client.get_cookie("session")
+    assert cookie is not None and "42" not in cookie.value
+    assert cookie.expires is not None  # SESSION_PERMANENT: True by default, as Flask-Session's
+    response = client.get("/get")
+    assert response.text == "42" and response.headers["Vary"] == "Cookie"
+    assert app.test_client().get("/get").text == "no value set"  # another visitor
+
+    # Modify, then delete.
+    assert client.post("/modify", data={"value": "43"}).text == "value set"
+    assert client.get("/get").text == "43"
+    assert client.post("/delete").text == "value deleted"
+    assert client.get("/get").text == "no value set"
+
+    # The value was on the server: the cookie alone, in a fresh client, finds it.
+    assert client.post("/set", data={"value": "44"}).text == "value set"
+    replay = app.test_client()
+    latest = client.get_cookie("session")
+    assert latest is not None
+    replay.set_cookie("session", latest.value)
+    assert replay.get("/get").text == "44"

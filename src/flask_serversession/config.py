@@ -137,7 +137,7 @@ KEYS: tuple[Key, ...] = (
         "SESSION_SQLALCHEMY",
         "none",
         "Flask-Session's: the Flask-SQLAlchemy ``db`` of SESSION_TYPE sqlalchemy (our own table"
-        " goes in its database).",
+        " goes in its database; an in-memory SQLite one gives the memory store).",
     ),
     Key(
         "SESSION_SQLALCHEMY_TABLE",

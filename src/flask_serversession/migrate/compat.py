@@ -176,17 +176,7 @@ def _sqlalchemy(
             f"SESSION_SQLALCHEMY_TABLE {table!r} is the table Flask-ServerSession keeps its own"
             " sessions in: name the table Flask-Session used (its default is 'sessions')"
         )
-    store: Store
-    if engine.dialect.name == "sqlite":
-        from ..stores.sqlite import SQLiteStore
-
-        store = SQLiteStore(engine.url.database or "", table=_OUR_TABLE)
-    else:
-        from ..stores.sql import SQLStore
-
-        store = SQLStore.from_flask_sqlalchemy(
-            db, bind_key, app=app, table=_OUR_TABLE, schema=schema
-        )
+    store = _sql_store(app, db, engine, bind_key, schema)
     from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -200,6 +190,40 @@ def _sqlalchemy(
         logger.info("no Flask-Session table %r: there are no sessions to move from it", table)
         return store, None
     return store, SQLAlchemyLegacy(engine, prefix, table, schema)
+
+
+def _sql_store(app: Flask, db: Any, engine: Any, bind_key: str | None, schema: str | None) -> Store:
+    """Our store in the database of Flask-Session's engine."""
+    if engine.dialect.name != "sqlite":
+        from ..stores.sql import SQLStore
+
+        return SQLStore.from_flask_sqlalchemy(
+            db, bind_key, app=app, table=_OUR_TABLE, schema=schema
+        )
+    if _in_memory_sqlite(engine.url):
+        # The database lives as long as this process, shared by its threads (Flask-SQLAlchemy
+        # keeps one connection for it): so does the memory store, without funnelling every
+        # request through that one connection, and without a table in the app's database.
+        from ..stores.memory import MemoryStore
+
+        logger.info(
+            "SESSION_SQLALCHEMY is an in-memory SQLite database: sessions are kept in this"
+            " process's memory (the memory store), and end with it, as that database does"
+        )
+        return MemoryStore()
+    from ..stores.sqlite import SQLiteStore
+
+    return SQLiteStore(engine.url.database, table=_OUR_TABLE)
+
+
+def _in_memory_sqlite(url: Any) -> bool:
+    """Whether the SQLAlchemy ``url`` of an SQLite engine names an in-memory database:
+    ``sqlite://``, ``sqlite:///``, ``sqlite:///:memory:`` or a ``file:`` URI with
+    ``mode=memory``."""
+    database = url.database
+    if not database or database == ":memory:":
+        return True
+    return bool(url.query.get("mode") == "memory")
 
 
 #: Our store and Flask-Session's, by ``SESSION_TYPE``.
