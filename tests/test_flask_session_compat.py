@@ -256,3 +256,32 @@ def test_flask_session_behaviour(flask_session_app: Flask, store_kind: str) -> N
     assert latest is not None
     replay.set_cookie("session", latest.value)
     assert replay.get("/get").text == "44"
+
+
+# -- start-up: Flask-Session's fallbacks for a missing client ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "replacement"),
+    [
+        ("redis", "SESSION_REDIS = redis.Redis(host='localhost', port=6379)"),
+        (
+            "memcached",
+            "SESSION_MEMCACHED = pymemcache.client.base.PooledClient(('127.0.0.1', 11211))",
+        ),
+        ("sqlalchemy", "SESSION_SQLALCHEMY = db, your SQLAlchemy(app)"),
+    ],
+)
+def test_a_missing_client_is_refused_naming_the_line_that_replaces_the_fallback(
+    kind: str, replacement: str
+) -> None:
+    """Flask-Session made a client when none was given (Redis and memcached on localhost, a
+    SQLAlchemy(app)); we refuse, and say which one line does what its fallback did."""
+    app = Flask(__name__)
+    app.secret_key = "a key"
+    app.config["SESSION_TYPE"] = kind
+    with pytest.raises(ConfigurationError) as info:
+        Session(app)
+    message = str(info.value)
+    assert message.startswith(f"SESSION_TYPE {kind!r} needs SESSION_") and "\n" not in message
+    assert "Flask-Session" in message and replacement in message

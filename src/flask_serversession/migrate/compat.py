@@ -128,8 +128,9 @@ def _redis(app: Flask, values: Mapping[str, Any], prefix: str) -> tuple[Store, L
     client = values.get("SESSION_REDIS")
     if client is None:
         raise ConfigurationError(
-            "SESSION_TYPE 'redis' needs SESSION_REDIS (a redis.Redis client); there is no"
-            " default host"
+            "SESSION_TYPE 'redis' needs SESSION_REDIS (a redis.Redis client): Flask-Session fell"
+            " back to redis.Redis() on localhost, we never pick a host silently; set"
+            " SESSION_REDIS = redis.Redis(host='localhost', port=6379) to keep that"
         )
     from ..stores.redis import RedisStore
 
@@ -140,7 +141,10 @@ def _memcached(app: Flask, values: Mapping[str, Any], prefix: str) -> tuple[Stor
     client = values.get("SESSION_MEMCACHED")
     if client is None:
         raise ConfigurationError(
-            "SESSION_TYPE 'memcached' needs SESSION_MEMCACHED (a pymemcache client)"
+            "SESSION_TYPE 'memcached' needs SESSION_MEMCACHED (a pymemcache client):"
+            " Flask-Session fell back to a client of 127.0.0.1:11211, we never pick a host"
+            " silently; set SESSION_MEMCACHED ="
+            " pymemcache.client.base.PooledClient(('127.0.0.1', 11211)) to keep that"
         )
     from ..stores.memcached import MemcachedStore
 
@@ -158,7 +162,8 @@ def _sqlalchemy(
     if db is None:
         raise ConfigurationError(
             "SESSION_TYPE 'sqlalchemy' needs SESSION_SQLALCHEMY (your Flask-SQLAlchemy db,"
-            " initialised on the app first)"
+            " initialised on the app first): Flask-Session made a SQLAlchemy(app) of its own,"
+            " we use the app's; set SESSION_SQLALCHEMY = db, your SQLAlchemy(app)"
         )
     bind_key = values.get("SESSION_SQLALCHEMY_BIND_KEY")
     schema = values.get("SESSION_SQLALCHEMY_SCHEMA")
