@@ -26,11 +26,82 @@ from sqlalchemy import text
 from sqlalchemy.pool import NullPool
 
 from flask_serversession import ConfigurationError, ServerSession, Session
+from flask_serversession.extension import _State
 from flask_serversession.stores.memcached import MemcachedStore
 from flask_serversession.stores.memory import MemoryStore
 from flask_serversession.stores.redis import RedisStore
 from flask_serversession.stores.sql import SQLStore
 from flask_serversession.stores.sqlite import SQLiteStore
+
+#: Key prefixes, one per test, so that tests sharing a Redis or memcached never meet.
+_prefixes = itertools.count()
+
+# -- start-up: Flask-Session's keys (moved here from test_migrate.py) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "closest"),
+    [
+        ("filesystem", "use the default SQLite store"),
+        ("cachelib", "use Redis"),
+        ("mongodb", "closest is the SQL store"),
+        ("dynamodb", "closest is Redis"),
+    ],
+)
+def test_unsupported_types_fail_at_start_up(kind: str, closest: str) -> None:
+    app = Flask(__name__)
+    app.config["SESSION_TYPE"] = kind
+    with pytest.raises(ConfigurationError, match=f"SESSION_TYPE {kind}: .*{closest}"):
+        Session(app)
+
+
+@pytest.fixture
+def redis_client(redis_server: ServerProcess) -> Iterator[redis.Redis]:
+    client = redis.Redis(port=redis_server.port)
+    yield client
+    client.close()
+
+
+def test_flask_session_keys_accepted(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Flask(__name__)
+    app.secret_key = "migration-secret"  # SESSION_TYPE needs one at start-up (issue 18)
+    app.config.update(
+        SESSION_TYPE="redis",
+        SESSION_REDIS=redis_client,
+        SESSION_KEY_PREFIX=f"fscompat{next(_prefixes)}:",
+        SESSION_PERMANENT=False,
+        SESSION_USE_SIGNER=True,
+        SESSION_ID_LENGTH=16,
+        SESSION_CLEANUP_N_REQUESTS=100,
+        SESSION_SERIALIZATION_FORMAT="json",
+    )
+    with caplog.at_level(logging.INFO):
+        Session(app)
+    assert "SESSION_ID_LENGTH=16 only tells which cookies are Flask-Session's" in caplog.text
+    state: _State = app.extensions["serversession"]
+    legacy = state.config.flask_session.legacy
+    assert legacy is not None  # IDs of 16 bytes: 22 characters, and no other length
+    assert legacy.is_sid("a" * 22) and not legacy.is_sid("a" * 43)
+    assert state.config.permanent is False
+    assert type(state.store).__name__ == "RedisStore"
+    with pytest.raises(ConfigurationError, match="needs SESSION_REDIS"):
+        Session(_redis_less())
+
+
+def _redis_less() -> Flask:
+    app = Flask(__name__)
+    app.config["SESSION_TYPE"] = "redis"
+    return app
+
+
+def test_migrate_without_type_is_refused() -> None:
+    app = Flask(__name__)
+    app.config.update(SESSION_STORE="memory://", SESSION_MIGRATE_FROM_FLASK_SESSION=True)
+    with pytest.raises(ConfigurationError, match="needs SESSION_TYPE"):
+        Session(app)
+
 
 # -- start-up: SECRET_KEY ------------------------------------------------------------------------
 
@@ -124,7 +195,6 @@ SHARED_STORES = {
     "sqlalchemy-postgresql": SQLStore,
     "sqlalchemy-sqlite-memory": MemoryStore,
 }
-_prefixes = itertools.count()
 
 
 @pytest.fixture(params=list(SHARED_STORES))
