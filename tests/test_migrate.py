@@ -32,7 +32,7 @@ from sql_servers import SQLServer
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from flask_serversession import ConfigurationError, Session
+from flask_serversession import Session
 from flask_serversession.cli import sessions
 from flask_serversession.extension import _State
 from flask_serversession.ids import new_session_id, store_key
@@ -435,65 +435,6 @@ def test_import_needs_a_flask_session_store() -> None:
     app = _our_app({"SESSION_STORE": "memory://"})
     result = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
     assert result.exit_code == 5 and "no Flask-Session store is configured" in result.stderr
-
-
-# -- configuration -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kind", "closest"),
-    [
-        ("filesystem", "use the default SQLite store"),
-        ("cachelib", "use Redis"),
-        ("mongodb", "closest is the SQL store"),
-        ("dynamodb", "closest is Redis"),
-    ],
-)
-def test_unsupported_types_fail_at_start_up(kind: str, closest: str) -> None:
-    app = Flask(__name__)
-    app.config["SESSION_TYPE"] = kind
-    with pytest.raises(ConfigurationError, match=f"SESSION_TYPE {kind}: .*{closest}"):
-        Session(app)
-
-
-def test_flask_session_keys_accepted(
-    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
-) -> None:
-    app = Flask(__name__)
-    app.config.update(
-        SESSION_TYPE="redis",
-        SESSION_REDIS=redis_client,
-        SESSION_KEY_PREFIX=_prefix(),
-        SESSION_PERMANENT=False,
-        SESSION_USE_SIGNER=True,
-        SESSION_ID_LENGTH=16,
-        SESSION_CLEANUP_N_REQUESTS=100,
-        SESSION_SERIALIZATION_FORMAT="json",
-    )
-    with caplog.at_level(logging.INFO):
-        Session(app)
-    assert "SESSION_ID_LENGTH=16 only tells which cookies are Flask-Session's" in caplog.text
-    state: _State = app.extensions["serversession"]
-    legacy = state.config.flask_session.legacy
-    assert legacy is not None  # IDs of 16 bytes: 22 characters, and no other length
-    assert legacy.is_sid("a" * 22) and not legacy.is_sid("a" * 43)
-    assert state.config.permanent is False
-    assert type(state.store).__name__ == "RedisStore"
-    with pytest.raises(ConfigurationError, match="needs SESSION_REDIS"):
-        Session(_redis_less())
-
-
-def _redis_less() -> Flask:
-    app = Flask(__name__)
-    app.config["SESSION_TYPE"] = "redis"
-    return app
-
-
-def test_migrate_without_type_is_refused() -> None:
-    app = Flask(__name__)
-    app.config.update(SESSION_STORE="memory://", SESSION_MIGRATE_FROM_FLASK_SESSION=True)
-    with pytest.raises(ConfigurationError, match="needs SESSION_TYPE"):
-        Session(app)
 
 
 # -- Flask cookie sessions -----------------------------------------------------------------------

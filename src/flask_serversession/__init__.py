@@ -19,15 +19,11 @@ from .errors import (
     SessionTooManyKeys,
     UnsupportedOperation,
 )
-from .extension import ServerSession
+from .extension import ServerSession, Session
 from .manage import SessionInfo, SessionManager
 from .session import ServerSideSession, current_session
 from .signals import session_created, session_destroyed, session_regenerated, session_rejected
 from .stores import Store, register_store, store_from_url
-
-#: Flask-Session's name for the extension: ``from flask_serversession import Session`` lets an
-#: app that used Flask-Session switch by changing only the import (see docs/migrating.md).
-Session = ServerSession
 
 __all__ = [
     "ConfigurationError",

@@ -3,7 +3,8 @@
 Keys are read from ``app.config`` when :meth:`ServerSession.init_app` runs; keyword options
 given to :class:`ServerSession` (``idle_timeout=600`` for ``SESSION_IDLE_TIMEOUT``) win over
 ``app.config``. ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` are the exception: they are read on
-each request, like Flask does, so they may be set after ``init_app``.
+each request, like Flask does, so they may be set after ``init_app`` (except through the
+Flask-Session entry, ``Session``, or with ``SESSION_TYPE``: those need ``SECRET_KEY`` at start-up).
 
 :data:`KEYS` is the reference table; docs/configuration.md is checked against it by a test.
 """
@@ -136,7 +137,7 @@ KEYS: tuple[Key, ...] = (
         "SESSION_SQLALCHEMY",
         "none",
         "Flask-Session's: the Flask-SQLAlchemy ``db`` of SESSION_TYPE sqlalchemy (our own table"
-        " goes in its database).",
+        " goes in its database; an in-memory SQLite one gives the memory store).",
     ),
     Key(
         "SESSION_SQLALCHEMY_TABLE",
@@ -207,7 +208,8 @@ KEYS: tuple[Key, ...] = (
     Key(
         "SECRET_KEY",
         "required",
-        "Flask's: signs the session ID in the cookie. Read on each request.",
+        "Flask's: signs the session ID in the cookie. Read on each request; ``Session`` (the"
+        " Flask-Session entry) and SESSION_TYPE require it at start-up.",
     ),
     Key(
         "SECRET_KEY_FALLBACKS",
@@ -247,6 +249,9 @@ _OPTION_NAMES = {
 class FlaskSessionCompat(Protocol):
     """What Flask-Session's keys said, as the migration plug-in read them."""
 
+    #: Flask-Session's ``SESSION_TYPE``, lower case, when it names a store we serve
+    #: (``None``: not set, or ``"null"``).
+    session_type: str | None
     #: Our store in the place Flask-Session's keys name (``None``: not implied).
     store: Store | None
     #: Flask-Session's own store, to migrate from (``None``: nothing to migrate).
@@ -265,6 +270,7 @@ class FlaskSessionCompat(Protocol):
 class _NoFlaskSession:
     """No Flask-Session key is set: nothing to migrate from."""
 
+    session_type: str | None = None
     store: Store | None = None
     legacy: Any = None
     permanent: bool = False

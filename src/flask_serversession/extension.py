@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app
 
 from .config import Config, read_config
+from .errors import ConfigurationError
 from .interface import ServerSessionInterface
 from .manage import SessionInfo, SessionManager
 from .stores import Store
+
+logger = logging.getLogger("flask_serversession")
+
+#: Why an app without ``SECRET_KEY`` cannot start through the Flask-Session entry: one line.
+MISSING_SECRET_KEY = (
+    "SECRET_KEY is not set: Flask-ServerSession signs the session ID in every cookie with it"
+    " (Flask-Session did not, unless SESSION_USE_SIGNER), so no session could be saved; set"
+    " app.secret_key before Session(app), e.g. to the output of"
+    " python -c 'import secrets; print(secrets.token_hex())'"
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,14 @@ class ServerSession:
     .. versionadded:: 0.1
     """
 
+    #: Refuse to start (:class:`~flask_serversession.errors.ConfigurationError`) when the app
+    #: has no ``SECRET_KEY`` at :meth:`init_app`. Off here: like Flask, ``ServerSession`` reads
+    #: the key on each request, so it may be set after ``init_app`` (a warning is logged; until
+    #: it is set, sessions read empty and a write fails as Flask's own session does). On for
+    #: :class:`Session` and whenever ``SESSION_TYPE`` is set: an app moving from Flask-Session,
+    #: which needed no key, must learn at start-up that it now does.
+    require_secret_key = False
+
     def __init__(
         self, app: Flask | None = None, store: Store | str | None = None, **options: Any
     ) -> None:
@@ -65,6 +85,7 @@ class ServerSession:
         so mistakes show at start-up, not on the first request.
         """
         config = read_config(app, self._options, store if store is not None else self._store)
+        self._check_secret_key(app, config)
         interface = ServerSessionInterface(config)
         for make_plugin in config.plugins:  # e.g. migration, when Flask-Session keys ask for it
             plugin = make_plugin(interface)
@@ -73,6 +94,17 @@ class ServerSession:
         app.session_interface = interface
         app.extensions["serversession"] = _State(
             config, interface, SessionManager(config, interface)
+        )
+
+    def _check_secret_key(self, app: Flask, config: Config) -> None:
+        """Raise where a missing ``SECRET_KEY`` must stop start-up; else warn that it is
+        missing."""
+        if app.secret_key:
+            return
+        if self.require_secret_key or config.flask_session.session_type is not None:
+            raise ConfigurationError(MISSING_SECRET_KEY)
+        logger.warning(
+            "SECRET_KEY is not set yet: until it is, sessions read empty and cannot be saved"
         )
 
     @staticmethod
@@ -139,3 +171,17 @@ class ServerSession:
         :meth:`SessionManager.clear_expired <flask_serversession.SessionManager.clear_expired>`
         of ``app`` (which also takes a ``progress`` callback)."""
         return self.manager(app).clear_expired()
+
+
+class Session(ServerSession):
+    """Flask-Session's name for the extension: ``from flask_serversession import Session`` lets
+    an app that used Flask-Session switch by changing only the import (see docs/migrating.md).
+
+    It is :class:`ServerSession`, except that it refuses to start without ``SECRET_KEY``
+    (:attr:`~ServerSession.require_secret_key`): Flask-Session worked without one, we sign
+    every cookie with it.
+
+    .. versionadded:: 0.1
+    """
+
+    require_secret_key = True

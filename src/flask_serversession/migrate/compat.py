@@ -43,6 +43,7 @@ class FlaskSessionSetup:
     """What Flask-Session's keys say: our store (``None``: not implied), the old store to
     migrate from, and cookie and permanence rules."""
 
+    session_type: str | None = None
     store: Store | None = None
     legacy: LegacyStore | None = None
     use_signer: bool = False
@@ -61,8 +62,8 @@ def flask_session_setup(
     app: Flask, values: Mapping[str, Any], key_prefix: str | None
 ) -> FlaskSessionSetup:
     """Read Flask-Session's configuration keys; raise ConfigurationError at start-up."""
-    setup = FlaskSessionSetup()
     kind = _session_type(values)
+    setup = FlaskSessionSetup(session_type=kind)
     prefix = key_prefix if key_prefix is not None else "session:"
     if kind is not None:
         setup.store, setup.legacy = _STORES[kind](app, values, prefix)
@@ -127,8 +128,9 @@ def _redis(app: Flask, values: Mapping[str, Any], prefix: str) -> tuple[Store, L
     client = values.get("SESSION_REDIS")
     if client is None:
         raise ConfigurationError(
-            "SESSION_TYPE 'redis' needs SESSION_REDIS (a redis.Redis client); there is no"
-            " default host"
+            "SESSION_TYPE 'redis' needs SESSION_REDIS (a redis.Redis client): Flask-Session fell"
+            " back to redis.Redis() on localhost, we never pick a host silently; set"
+            " SESSION_REDIS = redis.Redis(host='localhost', port=6379) to keep that"
         )
     from ..stores.redis import RedisStore
 
@@ -139,7 +141,10 @@ def _memcached(app: Flask, values: Mapping[str, Any], prefix: str) -> tuple[Stor
     client = values.get("SESSION_MEMCACHED")
     if client is None:
         raise ConfigurationError(
-            "SESSION_TYPE 'memcached' needs SESSION_MEMCACHED (a pymemcache client)"
+            "SESSION_TYPE 'memcached' needs SESSION_MEMCACHED (a pymemcache client):"
+            " Flask-Session fell back to a client of 127.0.0.1:11211, we never pick a host"
+            " silently; set SESSION_MEMCACHED ="
+            " pymemcache.client.base.PooledClient(('127.0.0.1', 11211)) to keep that"
         )
     from ..stores.memcached import MemcachedStore
 
@@ -157,7 +162,8 @@ def _sqlalchemy(
     if db is None:
         raise ConfigurationError(
             "SESSION_TYPE 'sqlalchemy' needs SESSION_SQLALCHEMY (your Flask-SQLAlchemy db,"
-            " initialised on the app first)"
+            " initialised on the app first): Flask-Session made a SQLAlchemy(app) of its own,"
+            " we use the app's; set SESSION_SQLALCHEMY = db, your SQLAlchemy(app)"
         )
     bind_key = values.get("SESSION_SQLALCHEMY_BIND_KEY")
     schema = values.get("SESSION_SQLALCHEMY_SCHEMA")
@@ -175,17 +181,7 @@ def _sqlalchemy(
             f"SESSION_SQLALCHEMY_TABLE {table!r} is the table Flask-ServerSession keeps its own"
             " sessions in: name the table Flask-Session used (its default is 'sessions')"
         )
-    store: Store
-    if engine.dialect.name == "sqlite":
-        from ..stores.sqlite import SQLiteStore
-
-        store = SQLiteStore(engine.url.database or "", table=_OUR_TABLE)
-    else:
-        from ..stores.sql import SQLStore
-
-        store = SQLStore.from_flask_sqlalchemy(
-            db, bind_key, app=app, table=_OUR_TABLE, schema=schema
-        )
+    store = _sql_store(app, db, engine, bind_key, schema)
     from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -199,6 +195,40 @@ def _sqlalchemy(
         logger.info("no Flask-Session table %r: there are no sessions to move from it", table)
         return store, None
     return store, SQLAlchemyLegacy(engine, prefix, table, schema)
+
+
+def _sql_store(app: Flask, db: Any, engine: Any, bind_key: str | None, schema: str | None) -> Store:
+    """Our store in the database of Flask-Session's engine."""
+    if engine.dialect.name != "sqlite":
+        from ..stores.sql import SQLStore
+
+        return SQLStore.from_flask_sqlalchemy(
+            db, bind_key, app=app, table=_OUR_TABLE, schema=schema
+        )
+    if _in_memory_sqlite(engine.url):
+        # The database lives as long as this process, shared by its threads (Flask-SQLAlchemy
+        # keeps one connection for it): so does the memory store, without funnelling every
+        # request through that one connection, and without a table in the app's database.
+        from ..stores.memory import MemoryStore
+
+        logger.info(
+            "SESSION_SQLALCHEMY is an in-memory SQLite database: sessions are kept in this"
+            " process's memory (the memory store), and end with it, as that database does"
+        )
+        return MemoryStore()
+    from ..stores.sqlite import SQLiteStore
+
+    return SQLiteStore(engine.url.database, table=_OUR_TABLE)
+
+
+def _in_memory_sqlite(url: Any) -> bool:
+    """Whether the SQLAlchemy ``url`` of an SQLite engine names an in-memory database:
+    ``sqlite://``, ``sqlite:///``, ``sqlite:///:memory:`` or a ``file:`` URI with
+    ``mode=memory``."""
+    database = url.database
+    if not database or database == ":memory:":
+        return True
+    return bool(url.query.get("mode") == "memory")
 
 
 #: Our store and Flask-Session's, by ``SESSION_TYPE``.
