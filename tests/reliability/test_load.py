@@ -220,13 +220,28 @@ def test_load_soak(clocked: Store) -> None:
     clocked_load(clocked, sessions=50_000, wave=1_000)
 
 
+def wave_seconds(store: Store, wave: int) -> float:
+    """How long one wave of ``wave`` sessions takes on ``store`` on this machine now."""
+    client = make_app(store, idle_timeout=3600.0).test_client(use_cookies=False)
+    started = time.monotonic()
+    run_wave(client, 0, wave, Figures())
+    return time.monotonic() - started
+
+
+def realtime_idle(least: float, one_wave: float) -> float:
+    """The real idle timeout of a run: ``least``, or three times one wave's measured duration
+    if that is longer (a busy machine), so that no session idles out while its own wave is
+    still sending its requests. The bound the test checks scales with it."""
+    return max(least, 3 * one_wave)
+
+
 def realtime_load(
     store: Store, count: Callable[[], int], sessions: int, wave: int, idle: float, slack: float
 ) -> Figures:
     """Real time, the store's own expiry: the records never outnumber the sessions written
     within the idle timeout (plus ``slack`` seconds of the store's expiry granularity), and
-    none remain once it has passed. ``idle`` (real seconds) must exceed the time one wave takes,
-    or a wave's first sessions expire before their last requests."""
+    none remain once it has passed. ``idle`` (real seconds) must exceed the time one wave takes
+    (see :func:`realtime_idle`), or a wave's first sessions expire before their last requests."""
     ended: list[float] = []  # when each wave's last request was answered
 
     def bound() -> int:
@@ -245,6 +260,13 @@ def redis_load(server: ServerProcess, sessions: int, wave: int, idle: float) -> 
     prefix = f"load{uuid.uuid4().hex[:12]}:"
     store = store_from_url(f"redis://127.0.0.1:{server.port}?prefix={prefix}")
     direct = redis.Redis(port=server.port)
+    trial = store_from_url(f"redis://127.0.0.1:{server.port}?prefix=trial{prefix}")
+    try:
+        idle = realtime_idle(idle, wave_seconds(trial, wave))
+    finally:
+        trial.close()
+        for key in direct.scan_iter(match=f"trial{prefix}*", count=1000):
+            direct.delete(key)
 
     def keys() -> int:
         return sum(1 for _ in direct.scan_iter(match=f"{prefix}*", count=1000))
@@ -281,6 +303,8 @@ def memcached_load(workdir: Path, sessions: int, wave: int, idle: float) -> None
             return int(direct.stats()[b"curr_items"])
 
         try:
+            idle = realtime_idle(idle, wave_seconds(store, wave))
+            direct.flush_all()  # the trial wave's items: the run counts its own alone
             figures = realtime_load(store, items, sessions, wave, idle, slack=2.1)
             final = items()
             print(figures.report(f"memcached (port {server.port})", final))
