@@ -1,6 +1,6 @@
 """The one benchmark harness: the app every test-client variant serves, checked requests, batch
-timing and calibration, interleaved rounds, medians and ratios to the cookie session and to the
-peers, goals, and the servers (the tests' own fixtures). report.py renders and writes results.
+timing and calibration, interleaved rounds, medians, ratios to the cookie session and to the
+peers, goals. variants.py starts the servers and builds the variants; report.py renders.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from flask.testing import FlaskClient
 BASELINE = "cookie"
 USER = "alice"
 CART = [1, 2, 3]
+#: What ``/login`` stores: a logged-in user.
+LOGIN: dict[str, Any] = {"user": USER, "cart": CART}
 SECRET_KEY = "benchmark-secret-key-not-for-production"
 HOST = "127.0.0.1"
 #: The tests' server modules (servers.py, redis_servers.py, ...): one harness for both.
@@ -46,20 +48,18 @@ def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-# -- the app -------------------------------------------------------------------------------------
-
-
-def create_app(configure: Callable[[Flask], None]) -> Flask:
-    """The one app every variant serves; ``configure`` installs the session implementation."""
+def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | None = None) -> Flask:
+    """The one app every variant serves; ``configure`` installs the session implementation,
+    ``login`` is what ``/login`` stores (a user and a cart by default)."""
     app = Flask(__name__)
     app.secret_key = SECRET_KEY
     configure(app)
     counter = itertools.count(1)
+    stored = LOGIN if login is None else login
 
     @app.get("/login")
-    def login() -> str:
-        session["user"] = USER
-        session["cart"] = list(CART)
+    def log_in() -> str:
+        session.update({k: list(v) if isinstance(v, list) else v for k, v in stored.items()})
         return "ok"
 
     @app.get("/none")
@@ -73,26 +73,27 @@ def create_app(configure: Callable[[Flask], None]) -> Flask:
     @app.get("/set")
     def set_() -> str:
         # A new value each time, so no implementation can skip the write as unchanged.
-        n = next(counter)
-        session["n"] = n
+        session["n"] = n = next(counter)
         return str(n)
 
     @app.get("/rw")
     def read_write() -> str:
-        # Reads, then writes: the round-trip count of a request that does both.
         user = session.get("user")
-        n = next(counter)
-        session["n"] = n
+        session["n"] = n = next(counter)
         return f"{user} {n}"
 
     @app.get("/n")
     def read_n() -> str:
         return str(session.get("n"))
 
+    @app.get("/keys")
+    def keys() -> str:
+        return str(len(session))
+
     return app
 
 
-# -- servers: the tests' fixtures ----------------------------------------------------------------
+# -- servers and variants ------------------------------------------------------------------------
 
 
 @contextmanager
@@ -109,24 +110,6 @@ def available(start: Callable[[], AbstractContextManager[_T]]) -> Iterator[_T]:
         raise Unavailable(str(exc).strip().splitlines()[0] if str(exc) else repr(exc)) from exc
     with stack:
         yield value
-
-
-@contextmanager
-def redis_server(workdir: Path) -> Iterator[int]:
-    """A redis-server on 127.0.0.1 without persistence (tests/redis_servers.py); its port."""
-    from redis_servers import standalone
-
-    with standalone(workdir) as server:
-        yield server.port
-
-
-@contextmanager
-def memcached_server(workdir: Path) -> Iterator[int]:
-    """A memcached on 127.0.0.1 (tests/memcached_servers.py); its port."""
-    from memcached_servers import running
-
-    with running(workdir) as servers:
-        yield servers[0].port
 
 
 @dataclass
@@ -151,9 +134,6 @@ class Servers:
         return self.started[name]
 
 
-# -- variants ------------------------------------------------------------------------------------
-
-
 @dataclass
 class Built:
     """A variant's app, ready to serve, with what is needed to check and release it."""
@@ -171,22 +151,23 @@ class Built:
 class Variant:
     name: str
     description: str
-    build: Callable[[Servers], Built]
+    #: The app on ``servers``, its ``/login`` storing ``login`` (None: :data:`LOGIN`).
+    build: Callable[[Servers, dict[str, Any] | None], Built]
     #: The servers (names in :class:`Servers`) the variant needs.
     needs: tuple[str, ...] = ()
 
 
-def import_or_fail(variant: str, module: str) -> Any:
-    """``module`` imported, or a :class:`BenchmarkError` naming what to install."""
-    import importlib
+def runnable(variants: Sequence[Variant], servers: Servers) -> tuple[list[Variant], dict[str, str]]:
+    """The variants whose servers run, and why each other one is skipped."""
+    skipped = {
+        v.name: servers.missing[n] for v in variants for n in v.needs if n in servers.missing
+    }
+    for name, reason in skipped.items():
+        progress(f"{name} skipped: {reason}")
+    return [v for v in variants if v.name not in skipped], skipped
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise BenchmarkError(
-            f"{variant} needs {exc.name}: pip install --group bench (make bench does),"
-            " or leave the variant out with --only"
-        ) from exc
+
+# -- checked, timed requests ---------------------------------------------------------------------
 
 
 def request_text(client: FlaskClient, path: str) -> str:
@@ -212,8 +193,7 @@ def session_key(client: FlaskClient) -> str:
 
 def time_calls(call: Callable[[], bool], count: int, what: str) -> float:
     """Seconds for ``count`` calls, each checked: ``call()`` says whether its answer is right."""
-    # Collect garbage left by the previous batch now, so it is not charged to this variant.
-    gc.collect()
+    gc.collect()  # garbage of the previous batch is not charged to this one
     start = time.perf_counter()
     for _ in range(count):
         if not call():
@@ -227,32 +207,24 @@ def time_requests(client: FlaskClient, path: str, count: int) -> float:
     return time_calls(lambda: get(path, buffered=True).status_code == 200, count, f"GET {path}")
 
 
-def check_session(name: str, client: FlaskClient, stored: Callable[[], int] | None) -> None:
-    """Fail unless the variant really keeps the session: a broken session must not look fast."""
-    got = request_text(client, "/get")
-    if got != USER:
+def check_session(name: str, get: Callable[[str], str], keys: int | None = None) -> None:
+    """Fail unless the variant really keeps the session (``get(path)`` answers a request): a
+    broken session must not look fast. ``keys``: how many values the session holds at least."""
+    if (got := get("/get")) != USER:
         raise BenchmarkError(f"{name}: /get returned {got!r}, expected {USER!r}")
-    written = request_text(client, "/set")
-    read_back = request_text(client, "/n")
-    if read_back != written:
+    if (written := get("/set")) != (read_back := get("/n")):
         raise BenchmarkError(f"{name}: /set wrote {written!r} but /n read back {read_back!r}")
-    both = request_text(client, "/rw")
-    user, _, n = both.partition(" ")
-    if user != USER or request_text(client, "/n") != n:
+    user, _, n = (both := get("/rw")).partition(" ")
+    if user != USER or get("/n") != n:
         raise BenchmarkError(f"{name}: /rw answered {both!r}, /n did not read back its write")
-    if request_text(client, "/none") != "none":
-        raise BenchmarkError(f"{name}: /none answered wrongly")
-    if stored is not None and stored() < 1:
-        raise BenchmarkError(f"{name}: the session is not in the store")
+    if get("/none") != "none" or (keys is not None and int(get("/keys")) < keys):
+        raise BenchmarkError(f"{name}: /none or /keys answered wrongly")
 
 
 def calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
     """The batch size that takes about ``seconds``, from a doubling probe."""
     count = 8
-    while True:
-        elapsed = time_batch(count)
-        if elapsed >= min(0.05, seconds / 2) or count >= 1 << 20:
-            break
+    while (elapsed := time_batch(count)) < min(0.05, seconds / 2) and count < 1 << 20:
         count *= 2
     return max(1, math.ceil(count * seconds / elapsed))
 
@@ -274,7 +246,6 @@ class Timed(Protocol):
 
     @property
     def name(self) -> str: ...
-
     def calibrate(self, seconds: float, warmup: float) -> None: ...
     def measure(self) -> None: ...
 
@@ -283,49 +254,53 @@ class Timed(Protocol):
 class Running:
     """One variant during a run: its app, its logged-in client, its batches and its rates."""
 
+    name: str
     variant: Variant
     built: Built
-    client: FlaskClient
     endpoints: Sequence[str]
+    client: FlaskClient = field(init=False)
+    #: Values the session holds after ``/login`` (checked by :meth:`verify`).
+    keys: int | None = None
     batch: dict[str, int] = field(default_factory=dict)
     #: Requests per second, per endpoint, round by round.
     rates: dict[str, list[float]] = field(default_factory=dict)
 
-    @property
-    def name(self) -> str:
-        return self.variant.name
+    def __post_init__(self) -> None:
+        self.client = self.built.app.test_client()
+        if request_text(self.client, "/login") != "ok":
+            raise BenchmarkError(f"{self.name}: /login failed")
+        self.verify()
 
     def verify(self) -> None:
-        check_session(self.name, self.client, self.built.stored_sessions)
+        check_session(self.name, functools.partial(request_text, self.client), self.keys)
+        if self.built.stored_sessions is not None and self.built.stored_sessions() < 1:
+            raise BenchmarkError(f"{self.name}: the session is not in the store")
 
     def calibrate(self, seconds: float, warmup: float) -> None:
         """Warm up each endpoint, then find the batch size that takes about ``seconds``."""
         for endpoint in self.endpoints:
-            path = "/" + endpoint
-            warm_up(functools.partial(request_text, self.client, path), warmup)
-            timed = functools.partial(time_requests, self.client, path)
+            warm_up(functools.partial(request_text, self.client, "/" + endpoint), warmup)
+            timed = functools.partial(time_requests, self.client, "/" + endpoint)
             self.batch[endpoint] = calibrated(timed, seconds)
 
     def measure(self) -> None:
         for endpoint in self.endpoints:
-            count = self.batch[endpoint]
-            elapsed = time_requests(self.client, "/" + endpoint, count)
+            elapsed = time_requests(self.client, "/" + endpoint, count := self.batch[endpoint])
             self.rates.setdefault(endpoint, []).append(count / elapsed)
 
 
-def start(variant: Variant, servers: Servers, endpoints: Sequence[str]) -> Running:
-    """The variant built, logged in and checked."""
-    built = variant.build(servers)
-    try:
-        client = built.app.test_client()
-        if request_text(client, "/login") != "ok":
-            raise BenchmarkError(f"{variant.name}: /login failed")
-        running = Running(variant, built, client, endpoints)
-        running.verify()
-    except BaseException:
-        built.close()
-        raise
-    return running
+@contextmanager
+def started(
+    variants: Sequence[Variant], servers: Servers, endpoints: Sequence[str]
+) -> Iterator[list[Running]]:
+    """The variants built, logged in and checked (one failing still closes the others)."""
+    with ExitStack() as stack:
+        runnings = []
+        for variant in variants:
+            built = variant.build(servers, None)
+            stack.callback(built.close)
+            runnings.append(Running(variant.name, variant, built, endpoints))
+        yield runnings
 
 
 @dataclass
@@ -355,40 +330,11 @@ def run_rounds(timed: Sequence[Timed], rounds: int, label: str = "") -> list[lis
     machine hit every variant, not the one that happened to run last. The orders."""
     order: list[list[str]] = []
     for round_index in range(rounds):
-        this_round = rotated(timed, round_index)
-        order.append([item.name for item in this_round])
-        for item in this_round:
+        order.append([item.name for item in rotated(timed, round_index)])
+        for item in rotated(timed, round_index):
             item.measure()
         progress(f"{label}round {round_index + 1}/{rounds} done")
     return order
-
-
-@contextmanager
-def started(
-    variants: Sequence[Variant], servers: Servers, endpoints: Sequence[str]
-) -> Iterator[list[Running]]:
-    """The variants started (one failing still closes the others), closed at the end."""
-    runnings: list[Running] = []
-    try:
-        for variant in variants:
-            runnings.append(start(variant, servers, endpoints))
-        yield runnings
-    finally:
-        for running in runnings:
-            running.built.close()
-
-
-def runnable(variants: Sequence[Variant], servers: Servers) -> tuple[list[Variant], dict[str, str]]:
-    """The variants whose servers run, and why each other one is skipped."""
-    skipped = {
-        v.name: servers.missing[need]
-        for v in variants
-        for need in v.needs
-        if need in servers.missing
-    }
-    for name, reason in skipped.items():
-        progress(f"{name} skipped: {reason}")
-    return [v for v in variants if v.name not in skipped], skipped
 
 
 # -- summaries, peers, goals ---------------------------------------------------------------------
@@ -401,25 +347,20 @@ def _ratios(ours: Sequence[float], theirs: Sequence[float]) -> list[float]:
 def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Medians, ranges and ratios to the cookie session of the same run, per variant and
     endpoint, from the requests per second of every round."""
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
     base = raw.get(BASELINE)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
     for name, by_endpoint in raw.items():
         summary[name] = {}
         for endpoint, rates in by_endpoint.items():
-            entry: dict[str, Any] = {
-                "median": statistics.median(rates),
-                "min": min(rates),
-                "max": max(rates),
-                "ratio_to_cookie": None,
-                "extra_us_per_request": None,
-                "round_ratios": None,
-            }
+            median = statistics.median(rates)
+            entry: dict[str, Any] = {"median": median, "min": min(rates), "max": max(rates)}
+            entry |= dict.fromkeys(("ratio_to_cookie", "extra_us_per_request", "round_ratios"))
             if base is not None:
                 base_median = statistics.median(base[endpoint])
-                entry["ratio_to_cookie"] = entry["median"] / base_median
+                entry["ratio_to_cookie"] = median / base_median
                 # The test client's own cost is in every variant and pulls ratios toward 1;
                 # the difference in time per request is the session's cost on its own.
-                entry["extra_us_per_request"] = 1e6 / entry["median"] - 1e6 / base_median
+                entry["extra_us_per_request"] = 1e6 / median - 1e6 / base_median
                 # Same-round ratios show how far noise moved the comparison between rounds.
                 entry["round_ratios"] = _ratios(rates, base[endpoint])
             summary[name][endpoint] = entry
@@ -447,6 +388,7 @@ def compare_to_peers(
     for ours, peer in peers:
         for endpoint in raw.get(ours) or raw.get(peer) or {}:
             ratio, round_ratios = _against(raw, ours, peer, endpoint)
+            peer_ratio = summary.get(peer, {}).get(endpoint, {}).get("ratio_to_cookie")
             comparisons.append(
                 {
                     "ours": ours,
@@ -454,9 +396,7 @@ def compare_to_peers(
                     "endpoint": endpoint,
                     "ours_over_peer": ratio,
                     "round_ratios": round_ratios,
-                    "peer_ratio_to_cookie": summary.get(peer, {})
-                    .get(endpoint, {})
-                    .get("ratio_to_cookie"),
+                    "peer_ratio_to_cookie": peer_ratio,
                     "reference_peer_ratio_to_cookie": reference.get(peer, {}).get(endpoint),
                 }
             )
@@ -503,18 +443,3 @@ def evaluate_goals(
 
 def why_missing(names: Sequence[str], skipped: dict[str, str]) -> str:
     return "; ".join(f"{name}: {skipped.get(name, 'not in this run')}" for name in names)
-
-
-#: Request kinds whose store calls are counted (``/rw`` reads, then writes), and the store calls
-#: issues 3 and 4 require of ours for each: untouched 0, read-only 1, assign-only 1, both 2.
-COUNT_ENDPOINTS = ("none", "get", "set", "rw")
-EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
-
-
-def expected_calls(variant: str, endpoint: str) -> int | None:
-    return EXPECTED_CALLS[endpoint] if variant.startswith("ours-") else None
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

@@ -28,25 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis_counts
 from harness import (
     HOST,
-    USER,
     BenchmarkError,
     Servers,
     Unavailable,
+    check_session,
     progress,
-    redis_server,
     run_rounds,
+    runnable,
     summarize,
 )
 from report import (
     Record,
     Section,
-    arguments,
-    choose,
     finish,
     machine_info,
+    parse,
     ratio,
     render,
     rows_of,
@@ -55,7 +53,7 @@ from report import (
     spread,
 )
 from run import PACKAGES
-from variants import VARIANTS_BY_NAME
+from variants import VARIANTS_BY_NAME, needed, server_version, start_servers
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
 HTTP_ENDPOINTS = ("get", "set")
@@ -65,23 +63,15 @@ APP = "variants:wsgi_app_from_env()"
 WORKERS = 2
 #: wrk's threads and connections.
 THREADS, CONNECTIONS = 2, 8
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-_DURATION = r"([\d.]+)(us|ms|s|m|h)"
-
-
-# -- wrk -----------------------------------------------------------------------------------------
-
-
-def _ms(number: str, unit: str) -> float:
-    return float(number) * _UNITS[unit]
+_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
 
 def parse_wrk(output: str) -> dict[str, Any]:
     """The numbers of one ``wrk --latency`` run: req/s, p50 and p99 latency (ms), errors."""
     rate = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
     percentiles = {
-        int(match[1]): _ms(match[2], match[3])
-        for match in re.finditer(r"^\s+(\d+)%\s+" + _DURATION + r"\s*$", output, re.M)
+        int(match[1]): float(match[2]) * _MS[match[3]]
+        for match in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
     }
     if rate is None or 50 not in percentiles or 99 not in percentiles:
         raise BenchmarkError(f"wrk printed no rate or latency distribution (--latency):\n{output}")
@@ -111,14 +101,11 @@ def run_wrk(wrk: str, port: int, path: str, cookie: str, seconds: int) -> dict[s
     return result
 
 
-# -- the servers ---------------------------------------------------------------------------------
-
-
 def _answers(port: int) -> bool:
     from http_server import request
 
     try:
-        return request(f"http://{HOST}:{port}", "/none").status == 200
+        return bool(request(f"http://{HOST}:{port}", "/none").status == 200)
     except OSError:
         return False
 
@@ -133,9 +120,8 @@ def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
     argv = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "sync"]
     argv += ["--bind", f"{HOST}:{port}", "--pythonpath", str(Path(__file__).resolve().parent)]
     argv += ["--log-level", "warning", APP]
-    env = {**os.environ, **env}
     server = ServerProcess(
-        f"gunicorn-{name}", argv, port, workdir, ready=lambda: _answers(port), env=env
+        f"gunicorn-{name}", argv, port, workdir, ready=lambda: _answers(port), env=os.environ | env
     )
     server.start()
     try:
@@ -148,7 +134,7 @@ def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
 @dataclass
 class Served:
     """One variant under gunicorn, and a browser (tests/http_server.py) holding a logged-in
-    session's cookie."""
+    session's cookie, which every wrk connection sends."""
 
     name: str
     port: int
@@ -158,33 +144,27 @@ class Served:
     #: wrk's numbers per endpoint, round by round.
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def _get(self, browser: Any, path: str) -> str:
-        """The body of ``GET path``; anything but 200 fails the run."""
-        response = browser.get(path)
-        if response.status != 200:
-            raise BenchmarkError(f"{self.name}: GET {path} answered {response.status}")
-        return str(response.text)
-
-    def login(self) -> None:
-        """Create the session wrk will use, and check that it reads and writes."""
+    def __post_init__(self) -> None:
         from http_server import Browser
 
         self.browser = Browser(f"http://{HOST}:{self.port}")
-        if self._get(self.browser, "/login") != "ok" or not self.browser.jar:
+        if self.browser.get("/login").text != "ok" or not self.browser.jar:
             raise BenchmarkError(f"{self.name}: /login set no session cookie")
         self.verify()
 
     def verify(self) -> None:
-        """The session cookie reads back the session; a write reads back (in a copy of the jar:
-        the cookie session's /set changes the cookie, and wrk must send the logged-in one)."""
-        got = self._get(self.browser, "/get")
-        if got != USER:
-            raise BenchmarkError(f"{self.name}: /get returned {got!r}, expected {USER!r}")
+        """The session reads and writes, checked in a copy of the jar: the cookie session's
+        /set changes the cookie, and wrk must send the logged-in one."""
         trial = type(self.browser)(self.browser.base_url)
         trial.jar = dict(self.browser.jar)
-        written, read_back = self._get(trial, "/set"), self._get(trial, "/n")
-        if read_back != written:
-            raise BenchmarkError(f"{self.name}: /set wrote {written!r}, /n read {read_back!r}")
+
+        def get(path: str) -> str:
+            response = trial.get(path)
+            if response.status != 200:
+                raise BenchmarkError(f"{self.name}: GET {path} answered {response.status}")
+            return str(response.text)
+
+        check_session(self.name, get)
 
     def wrk_all(self, seconds: int) -> dict[str, dict[str, Any]]:
         from http_server import cookie_header
@@ -202,53 +182,46 @@ class Served:
             self.results.setdefault(endpoint, []).append(result)
 
 
-# -- the run -------------------------------------------------------------------------------------
-
-
-def run(
-    variants: Sequence[str], wrk: str, args: Any, servers: Servers
-) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], list[list[str]]]:
+def run(variants: Sequence[str], wrk: str, args: Any, servers: Servers) -> dict[str, Any]:
     served: list[Served] = []
     for name in variants:
-        env = {"BENCH_VARIANT": name, "BENCH_DIR": str(servers.tmp / name)}
-        (servers.tmp / name).mkdir()
+        (workdir := servers.tmp / name).mkdir()
+        env = {"BENCH_VARIANT": name, "BENCH_DIR": str(workdir)}
         if "redis" in servers.started:
             env["BENCH_REDIS_PORT"] = str(servers.started["redis"])
-        port = servers.stack.enter_context(gunicorn(name, servers.tmp / name, env))
+        port = servers.stack.enter_context(gunicorn(name, workdir, env))
         served.append(Served(name, port, wrk, args.duration))
     for item in served:
-        item.login()
         item.calibrate(0, args.warmup)
     order = run_rounds(served, args.rounds)
     for item in served:
         item.verify()
-    return {item.name: item.results for item in served}, order
+    return {"raw": {item.name: item.results for item in served}, "order": order}
 
 
 def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
     """Per variant and endpoint: req/s (median, range, ratios to the cookie session, as in the
     test-client runs) and the median p50 and p99 latencies, with the worst round's p99."""
-    rates = {
-        v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
-        for v, by in raw.items()
-    }
-    summary = summarize(rates)
-    return {
-        variant: {
-            endpoint: {
-                "median_rps": summary[variant][endpoint]["median"],
-                "min_rps": summary[variant][endpoint]["min"],
-                "max_rps": summary[variant][endpoint]["max"],
-                "p50_ms": statistics.median(r["p50_ms"] for r in results),
-                "p99_ms": statistics.median(r["p99_ms"] for r in results),
-                "p99_ms_max": max(r["p99_ms"] for r in results),
-                "ratio_to_cookie": summary[variant][endpoint]["ratio_to_cookie"],
-                "round_ratios": summary[variant][endpoint]["round_ratios"],
-            }
-            for endpoint, results in by_endpoint.items()
+    summary = summarize(
+        {
+            v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
+            for v, by in raw.items()
         }
-        for variant, by_endpoint in raw.items()
-    }
+    )
+    result: dict[str, dict[str, Any]] = {}
+    for variant, by_endpoint in raw.items():
+        result[variant] = {}
+        for endpoint, rounds in by_endpoint.items():
+            rps = summary[variant][endpoint]
+            result[variant][endpoint] = {
+                **{f"{k}_rps": rps[k] for k in ("median", "min", "max")},
+                "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
+                "p99_ms": statistics.median(r["p99_ms"] for r in rounds),
+                "p99_ms_max": max(r["p99_ms"] for r in rounds),
+                "ratio_to_cookie": rps["ratio_to_cookie"],
+                "round_ratios": rps["round_ratios"],
+            }
+    return result
 
 
 def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -256,14 +229,13 @@ def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "ours": ours,
             "peer": peer,
-            "endpoint": endpoint,
-            "rps_ratio": summary[ours][endpoint]["median_rps"]
-            / summary[peer][endpoint]["median_rps"],
-            "p99_ratio": summary[ours][endpoint]["p99_ms"] / summary[peer][endpoint]["p99_ms"],
+            "endpoint": e,
+            "rps_ratio": summary[ours][e]["median_rps"] / summary[peer][e]["median_rps"],
+            "p99_ratio": summary[ours][e]["p99_ms"] / summary[peer][e]["p99_ms"],
         }
         for ours, peer in HTTP_PEERS
         if ours in summary and peer in summary
-        for endpoint in HTTP_ENDPOINTS
+        for e in HTTP_ENDPOINTS
     ]
 
 
@@ -277,6 +249,12 @@ HTTP_COLUMNS = (
     ("p50 ms", "{p50_ms:.2f}"),
     ("p99 ms", "{p99_ms:.2f}"),
     ("p99 worst", "{p99_ms_max:.2f}"),
+)
+HTTP_TEXT = (
+    "Median over rounds of wrk's requests per second (min-max), and of its 50th and 99th"
+    " latency percentiles (*p99 worst*: the worst round). *vs cookie* divides the median"
+    " req/s by the cookie session's for the same endpoint in this run; *per round* is the"
+    " range of that ratio round by round."
 )
 
 
@@ -296,12 +274,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         f" before, {report['load_average_after']} after; {report['duration_seconds']:.0f} s"
         " in all.",
     ]
-    text = (
-        "Median over rounds of wrk's requests per second (min-max), and of its 50th and 99th"
-        " latency percentiles (*p99 worst*: the worst round). *vs cookie* divides the median"
-        " req/s by the cookie session's for the same endpoint in this run; *per round* is the"
-        " range of that ratio round by round."
-    )
     rows = rows_of(report["summary"], "variant", "endpoint")
     peers = [
         f"- /{c['endpoint']}: {c['ours']} serves {ratio(c['rps_ratio'])} the requests per second"
@@ -309,29 +281,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         for c in report["comparisons"]
     ]
     sections = [
-        Section(None, [text], HTTP_COLUMNS, "llrrrrrrr", rows),
+        Section(None, [HTTP_TEXT], HTTP_COLUMNS, "llrrrrrrr", rows),
         skipped_section(report["skipped"]),
         Section("Ours against Flask-Session" if peers else None, notes=peers),
     ]
     title = f"HTTP benchmark (gunicorn + wrk), {report['date']}"
     return render(title, intro, sections, report["command"])
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str]) -> Any:
-    parser = arguments(__doc__, rounds=3, warmup=1)
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
-    parser.add_argument("--only", help=f"comma-separated variants, of: {', '.join(HTTP_VARIANTS)}")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.duration, args.warmup = 1, 1, 0
-    args.warmup = int(args.warmup)
-    if args.rounds < 1 or args.duration < 1 or args.warmup < 0:
-        parser.error("--rounds and --duration must be >= 1, --warmup >= 0")
-    args.variants = choose(parser, args.only, HTTP_VARIANTS)
-    return args
 
 
 def tools() -> tuple[str, str]:
@@ -347,28 +302,28 @@ def tools() -> tuple[str, str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parse_args(argv)
+    def duration(parser: Any) -> None:
+        parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (5)")
+
+    quick: dict[str, Any] = {"rounds": 1, "duration": 1, "warmup": 0}
+    args = parse(__doc__, argv, rounds=3, warmup=1, only=HTTP_VARIANTS, quick=quick, extra=duration)
+    args.warmup = int(args.warmup)
+    if args.duration < 1:
+        sys.exit("--duration must be >= 1")
     try:
         wrk, wrk_version = tools()
     except Unavailable as exc:
         print(f"HTTP benchmark skipped: {exc}")
         return 0
     record = Record("http", argv)
+    chosen = [VARIANTS_BY_NAME[name] for name in args.variants]
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
         servers = Servers(stack, Path(tmp))
-        if any(VARIANTS_BY_NAME[name].needs for name in args.variants):
-            servers.start("redis", lambda: redis_server(servers.tmp / "redis"))
-        skipped = {
-            n: servers.missing["redis"]
-            for n in args.variants
-            if VARIANTS_BY_NAME[n].needs and "redis" in servers.missing
-        }
-        variants = [name for name in args.variants if name not in skipped]
-        raw, order = run(variants, wrk, args, servers)
-        redis_version = None
-        if "redis" in servers.started:
-            redis_version = redis_counts.redis_version(servers.started["redis"])
-    summary = summarize_wrk(raw)
+        start_servers(servers, needed(chosen))
+        variants, skipped = runnable(chosen, servers)
+        results = run([v.name for v in variants], wrk, args, servers)
+        redis_version = server_version(servers, "redis")
+    summary = summarize_wrk(results["raw"])
     report = record.report(
         machine=machine_info(PACKAGES, redis_server=redis_version),
         settings={
@@ -378,17 +333,15 @@ def main(argv: Sequence[str]) -> int:
             "workers": WORKERS,
             "wrk": wrk_version,
             "server": "gunicorn, sync workers, bound to 127.0.0.1",
-            "variants": {name: VARIANTS_BY_NAME[name].description for name in variants},
+            "variants": {v.name: v.description for v in variants},
             "endpoints": list(HTTP_ENDPOINTS),
         },
         skipped=skipped,
-        order=order,
-        raw=raw,
+        **results,
         summary=summary,
         comparisons=compare(summary),
     )
-    suffix = "-only-" + "+".join(args.variants) if args.only else ""
-    return finish(report, render_markdown(report), args.quick, suffix)
+    return finish(report, render_markdown(report), args.quick, args.suffix)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB.
 Straight on the store (no Flask): a session of 20 keys of 200 bytes (about 4 KB, a typical one)
 and of 50 keys of 10 KB (500 KB, near the default limit's scale), each patched over and over.
 The two kinds of patch alternate call by call; each call is timed on its own and the medians
-are compared. The servers are the tests' own (through harness.py and sql_server.py), on 127.0.0.1
+are compared. The servers are the tests' own (through variants.py), on 127.0.0.1
 on free ports, stopped by PID however the run ends.
 
     .venv/bin/python benchmarks/patch_bench.py            # about a minute; writes results/
@@ -22,9 +22,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from harness import HOST, Servers, progress, redis_server
-from report import Record, Section, arguments, finish, render, run_main
-from sql_server import mariadb_server, postgresql_server
+from harness import Servers, progress
+from report import Record, Section, finish, parse, render, run_main
+from variants import MARIADB, PG, start_servers
 
 from flask_serversession import store_from_url
 from flask_serversession.stores import Patch, Store
@@ -35,20 +35,16 @@ SHAPES = [(20, 200), (50, 10_000)]
 #: Calls of each kind per shape (the larger session gets a fifth of them).
 CALLS = 600
 LIMIT = 1024 * 1024
-STORES = ["sqlite", "redis", "postgresql", "mariadb"]
+STORES = ["sqlite", "redis", PG, MARIADB]
 
 
 def store_urls(servers: Servers) -> dict[str, str]:
     """A URL per store kind whose server could start; the others are reported and skipped."""
-    servers.start("redis", lambda: redis_server(servers.tmp / "redis"))
-    servers.start("postgresql", postgresql_server)
-    servers.start("mariadb", mariadb_server)
+    start_servers(servers, ["redis", PG, MARIADB])
     urls = {"sqlite": f"sqlite:///{servers.tmp / 'patch.db'}"}
     if "redis" in servers.started:
-        urls["redis"] = f"redis://{HOST}:{servers.started['redis']}/0"
-    for kind in ("postgresql", "mariadb"):
-        if kind in servers.started:
-            urls[kind] = servers.started[kind].url
+        urls["redis"] = f"redis://127.0.0.1:{servers.started['redis']}/0"
+    urls |= {kind: servers.started[kind].url for kind in (PG, MARIADB) if kind in servers.started}
     return urls
 
 
@@ -109,7 +105,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    args = arguments(__doc__).parse_args(argv)
+    args = parse(__doc__, argv)
     record = Record("patch", argv)
     with tempfile.TemporaryDirectory(prefix="patch-bench-") as tmp, ExitStack() as stack:
         rows = measure_all(store_urls(Servers(stack, Path(tmp))), 20 if args.quick else CALLS)

@@ -43,8 +43,12 @@ COLORS = {
     "ours-memory": "#17becf",
     "ours-sqlite": "#1f77b4",
     "ours-redis": "#d62728",
+    "ours-memcached": "#8c564b",
+    "ours-postgresql": "#2ca02c",
+    "ours-mariadb": "#9467bd",
     "flask-session-sqlalchemy": "#aec7e8",
     "flask-session-redis": "#ff9896",
+    "flask-session-sqlalchemy-postgresql": "#98df8a",
     "sqlite": "#1f77b4",
     "redis": "#d62728",
     "postgresql": "#2ca02c",
@@ -179,7 +183,14 @@ def _line(ax: Axes, name: str, points: Sequence[tuple[int, float, float, float]]
         errors = [[m - lo for m, lo in zip(medians, lows, strict=True)]]
         errors.append([hi - m for m, hi in zip(medians, highs, strict=True)])
         ax.errorbar(
-            xs, medians, yerr=errors, fmt="-o", color=_color(name), label=name, capsize=3, ms=4
+            xs,
+            medians,
+            yerr=errors,
+            fmt="--o" if name.startswith("flask-session") else "-o",
+            color=_color(name),
+            label=name,
+            capsize=3,
+            ms=4,
         )
 
 
@@ -229,11 +240,11 @@ def plot_session_size(scale: dict[str, Any]) -> Figure:
         ax.axvline(scale["settings"]["cookie_limit"], color="#7f7f7f", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("size of the session's big value, bytes")
+        ax.set_xlabel("bytes of values in the session")
         ax.set_title(f"/{endpoint}", fontsize=10)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("µs per request (lower is better)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.suptitle(
         f"Latency vs. session size, test client, {scale['date']} (dotted: the cookie size"
         " limit; the cookie session cannot go further)",

@@ -218,21 +218,44 @@ def finish(report: dict[str, Any], markdown: str, quick: bool, suffix: str = "")
 # -- command line --------------------------------------------------------------------------------
 
 
-def arguments(
-    doc: str | None, rounds: int | None = None, seconds: float | None = None, warmup: float = 0
-) -> argparse.ArgumentParser:
-    """The options every benchmark takes: ``--quick``, and rounds, seconds per measurement and
-    warm-up for those that time in rounds."""
+def parse(
+    doc: str | None,
+    argv: Sequence[str],
+    *,
+    rounds: int | None = None,
+    seconds: float | None = None,
+    warmup: float = 0,
+    only: Iterable[str] = (),
+    quick: dict[str, Any] | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+) -> argparse.Namespace:
+    """The options every benchmark takes: ``--quick`` (which sets ``quick``), rounds, seconds
+    per measurement and warm-up for those that time in rounds, ``--only`` for those with
+    variants (``args.variants``, and ``args.suffix`` for the result files of a partial run)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny, writes no files")
-    if rounds is None:
-        return parser
-    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds (default {rounds})")
+    if rounds is not None:
+        parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds ({rounds})")
+        parser.add_argument("--warmup", type=float, default=warmup, help=f"warm-up s ({warmup})")
     if seconds is not None:
         help_text = f"seconds per measurement ({seconds})"
         parser.add_argument("--seconds", type=float, default=seconds, help=help_text)
-    parser.add_argument("--warmup", type=float, default=warmup, help=f"warm-up seconds ({warmup})")
-    return parser
+    known = list(only)
+    if known:
+        parser.add_argument("--only", help=f"comma-separated, of: {', '.join(known)}")
+    extra(parser)
+    args = parser.parse_args(argv)
+    if args.quick:
+        vars(args).update(quick or {})
+    if (
+        min(getattr(args, "rounds", 1), getattr(args, "seconds", 1)) <= 0
+        or getattr(args, "warmup", 0) < 0
+    ):
+        parser.error("--rounds and --seconds must be > 0, --warmup >= 0")
+    if known:
+        args.variants = choose(parser, args.only, known)
+        args.suffix = "-only-" + "+".join(args.variants) if args.only else ""
+    return args
 
 
 def choose(parser: argparse.ArgumentParser, only: str | None, known: Sequence[str]) -> list[str]:

@@ -1,14 +1,9 @@
 """Requests per second through Flask's test client, in one process: Flask's cookie session,
 Flask-ServerSession (memory, SQLite, Redis, Memcached, PostgreSQL and MariaDB stores) and
-Flask-Session 0.8 (SQLAlchemy on SQLite and on PostgreSQL, and Redis); the servers are started,
-and stopped, by the run itself (variants.py).
-
-Every variant serves the same app; variants are interleaved round by round and each result is
-reported as a ratio to the cookie session measured in the same run, so that a noisy, shared
-machine moves all numbers together instead of skewing one comparison. After the timed rounds the
-run counts what reaches the store for each kind of request (Redis commands, SQL statements) and
-measures the memory one stored Redis session takes (``MEMORY USAGE``); in the same rounds it
-breaks ours' SQL reads down (sql_read.py). See benchmarks/README.md.
+Flask-Session 0.8 (SQLAlchemy on SQLite and on PostgreSQL, and Redis), variants interleaved
+round by round, as ratios to the cookie session of the same run; then what reaches each store,
+the memory of one Redis session and where ours' SQL reads spend their time (store_calls.py).
+See benchmarks/README.md.
 
     python benchmarks/run.py                      # the full run (what `make bench` does)
     python benchmarks/run.py --quick              # smoke check: 1 round, tiny batches, no files
@@ -24,6 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import store_calls
 from harness import (
     BASELINE,
     HOST,
@@ -42,23 +38,13 @@ from harness import (
     summarize,
     why_missing,
 )
-from redis_counts import (
-    SAMPLE,
-    count_round_trips,
-    measure_memory,
-    memory_section,
-    redis_version,
-)
 from report import (
     Record,
     Section,
-    arguments,
-    choose,
-    counts,
-    expected,
     finish,
     goal_lines,
     machine_info,
+    parse,
     ratio,
     render,
     rows_of,
@@ -66,23 +52,28 @@ from report import (
     skipped_section,
     spread,
 )
-from sql_read import (
-    InstrumentedGet,
-    breakdown_section,
-    build_probes,
-    no_session_probe,
-    summarize_breakdown,
+from variants import (
+    FLASK_SESSION_PG,
+    MARIADB,
+    PG,
+    VARIANTS_BY_NAME,
+    needed,
+    server_version,
+    start_servers,
 )
-from sql_server import OURS_MARIADB, OURS_PG, count_statements
-from variants import FLASK_SESSION_PG, VARIANTS_BY_NAME, start_servers
 
 ENDPOINTS = ("none", "get", "set")
 RAW_GET_KEY = "bench:raw-get"
 RAW_GET = "raw-redis-get"
-
-PACKAGES: tuple[str, ...] = ("flask", "werkzeug", "itsdangerous", "flask-serversession")
-PACKAGES += ("flask-session", "flask-sqlalchemy", "sqlalchemy", "msgspec", "redis", "gunicorn")
-PACKAGES += ("psycopg", "pymysql")
+PACKAGES: tuple[str, ...] = (
+    "flask",
+    "werkzeug",
+    "itsdangerous",
+    "flask-serversession",
+    "flask-session",
+)
+PACKAGES += ("flask-sqlalchemy", "sqlalchemy", "msgspec", "redis", "gunicorn", "psycopg", "pymysql")
+OURS_PG, OURS_MARIADB = f"ours-{PG}", f"ours-{MARIADB}"
 
 GOALS = (
     Goal("ours-sqlite", "none", 0.95),
@@ -108,7 +99,6 @@ PEERS = (
     ("ours-redis", "flask-session-redis"),
     (OURS_PG, FLASK_SESSION_PG),
 )
-# -- the run -------------------------------------------------------------------------------------
 
 
 def raw_get_probe(port: int) -> Probe:
@@ -118,19 +108,19 @@ def raw_get_probe(port: int) -> Probe:
 
     # redis-py's defaults, as Flask-Session's client; a value of a session's size.
     client = redis.Redis(host=HOST, port=port)
-    client.set(RAW_GET_KEY, SAMPLE)
+    client.set(RAW_GET_KEY, store_calls.SAMPLE)
     return Probe(RAW_GET, lambda: client.get(RAW_GET_KEY) is not None, client.close)
 
 
-def sql_probes(runnings: Sequence[Running], servers: Servers) -> list[Probe]:
-    """Where the time of ours' SQL reads goes (sql_read.py), when an SQL store is measured."""
-    ours = [r for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
-    if not ours:
-        return []
-    probes = [no_session_probe()]
-    for running in ours:
-        probes += build_probes(running, servers.require(running.variant.needs[0]))
-    return probes
+def probes(runnings: Sequence[Running], servers: Servers) -> list[Probe]:
+    """The raw GET; where the time of ours' SQL reads goes, when an SQL store is measured."""
+    sql = [r for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
+    found = [store_calls.no_session_probe()] if sql else []
+    for running in sql:
+        found += store_calls.build_probes(running, servers.require(running.variant.needs[0]))
+    if "redis" in servers.started:
+        found.append(raw_get_probe(servers.started["redis"]))
+    return found
 
 
 def count_store_calls(runnings: Sequence[Running], servers: Servers) -> dict[str, Any]:
@@ -139,37 +129,34 @@ def count_store_calls(runnings: Sequence[Running], servers: Servers) -> dict[str
     for running in runnings:
         if running.built.redis_prefix is not None:
             port = servers.require("redis")
-            counted["store_calls"][running.name] = count_round_trips(running, port)
-            counted["memory"][running.name] = measure_memory(running, port)
+            counted["store_calls"][running.name] = store_calls.count_round_trips(running, port)
+            counted["memory"][running.name] = store_calls.measure_memory(running, port)
         if running.built.engine is not None:
-            counted["store_calls"][running.name] = count_statements(running)
+            counted["store_calls"][running.name] = store_calls.count_statements(running)
     return counted
 
 
 def run(args: Any, servers: Servers, variants: Sequence[Variant]) -> dict[str, Any]:
     """The timed rounds (variants, probes, ours' instrumented SQL reads), then the counts."""
-    results: dict[str, Any] = {}
     with started(variants, servers, ENDPOINTS) as runnings, ExitStack() as stack:
-        probes = sql_probes(runnings, servers)
-        if "redis" in servers.started:
-            probes.append(raw_get_probe(servers.started["redis"]))
-        for probe in probes:
+        found = probes(runnings, servers)
+        for probe in found:
             stack.callback(probe.close)
-        instrumented = [InstrumentedGet(r) for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
-        timed: list[Timed] = [*runnings, *probes, *instrumented]
+        sql = [r for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
+        instrumented = [store_calls.InstrumentedGet(r) for r in sql]
+        timed: list[Timed] = [*runnings, *found, *instrumented]
         for item in timed:
             item.calibrate(args.seconds, args.warmup)
-        results["order"] = run_rounds(timed, args.rounds)
+        results: dict[str, Any] = {"order": run_rounds(timed, args.rounds)}
         for running in runnings:
             running.verify()  # timing must not have broken anything either
         results["raw"] = {r.name: r.rates for r in runnings}
         results["batch"] = {r.name: r.batch for r in runnings}
-        results["batch"].update({p.name: {"calls": p.batch} for p in probes})
-        results["probes_us"] = {p.name: p.us for p in probes}
+        results["batch"].update({p.name: {"calls": p.batch} for p in found})
+        results["probes_us"] = {p.name: p.us for p in found}
         results["instrumented"] = {i.kind: i.rounds for i in instrumented}
         results["raw_get"] = [1e6 / us for us in results["probes_us"].get(RAW_GET, [])]
-        results.update(count_store_calls(runnings, servers))
-    return results
+        return results | count_store_calls(runnings, servers)
 
 
 def summarize_raw_get(raw_get: list[float], raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -211,7 +198,6 @@ def _us(delta: float | None) -> str:
     return "n/a" if delta is None else f"{delta:+.0f}"
 
 
-#: The requests-per-second table.
 THROUGHPUT = (
     ("variant", "{variant}"),
     ("endpoint", "/{endpoint}"),
@@ -237,51 +223,19 @@ RAW_GET_COLUMNS = (
     ("GET / cookie request", "{ratio:.2f}"),
     ("per round", lambda item: spread(item["round_ratios"], "")),
 )
-
-
-CALL_COLUMNS = (
-    ("variant", "{variant}"),
-    ("endpoint", "/{endpoint}"),
-    ("store calls", "{calls}"),
-    ("expected", lambda r: expected(r["calls"], r["expected"])),
-    ("sent", lambda r: counts(r["sent"])),
-    ("in scripts", lambda r: counts(r["in_scripts"])),
+THROUGHPUT_TEXT = (
+    "Requests per second (median over rounds, min, max). *vs cookie* is the median divided by"
+    " the cookie session's median for the same endpoint in this run; *per round* is the range"
+    " of the same ratio taken round by round; *+µs/req* is the time per request added (or,"
+    " negative, saved) against the cookie session, from the two medians."
 )
 
 
-def calls_section(calls: dict[str, dict[str, dict[str, Any]]]) -> Section:
-    if not calls:
-        return Section()
+def raw_get_section(raw_get: dict[str, Any]) -> Section:
     text = (
-        "One request of each kind, after one that is not counted (connections made, scripts"
-        " loaded; the rate-limited touch is not due). Redis, seen by the server's `MONITOR`:"
-        " *store calls* are the commands a client sent (a round trip each), *in scripts* those"
-        " its Lua scripts ran. SQL: the statements SQLAlchemy sent (`before_cursor_execute`),"
-        " and under *sent* also the COMMITs it ran (a driver's own BEGIN is not seen); `WITH`"
-        " is our read with its touch riding along. *expected* is what issues 3 and 4 require of"
-        " ours. `/rw` reads, then writes."
-    )
-    rows = rows_of(calls, "variant", "endpoint")
-    return Section("Store calls per request", [text], CALL_COLUMNS, "llrrll", rows)
-
-
-def throughput_section(summary: dict[str, Any], text: str, heading: str | None = None) -> Section:
-    rows = rows_of(summary, "variant", "endpoint")
-    return Section(heading, [text], THROUGHPUT, "llrrrrrr", rows)
-
-
-def peers_section(comparisons: list[dict[str, Any]]) -> Section:
-    heading = "Ours against Flask-Session" if comparisons else None
-    return Section(heading, (), PEER_COLUMNS, "lllrrrr", comparisons)
-
-
-def raw_get_section(raw_get: dict[str, Any] | None) -> Section:
-    if raw_get is None:
-        return Section()
-    text = (
-        f"A redis-py `GET` of a {len(SAMPLE)}-byte value on the same redis-server, timed in the"
-        f" same rounds: median {raw_get['median_us']:.1f} µs (min {raw_get['min_us']:.1f}, max"
-        f" {raw_get['max_us']:.1f})."
+        f"A redis-py `GET` of a {len(store_calls.SAMPLE)}-byte value on the same redis-server,"
+        f" timed in the same rounds: median {raw_get['median_us']:.1f} µs (min"
+        f" {raw_get['min_us']:.1f}, max {raw_get['max_us']:.1f})."
     )
     rows = rows_of(raw_get["against_cookie"], "endpoint")
     heading = "One raw redis-py GET against one cookie-session request"
@@ -289,17 +243,17 @@ def raw_get_section(raw_get: dict[str, Any] | None) -> Section:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    machine, settings = report["machine"], report["settings"]
-    packages = machine["packages"]
-    redis_text = (
-        f", redis-server {machine['redis_server']}, redis-py {packages['redis']}"
-        if machine.get("redis_server")
-        else ""
+    machine, settings, packages = (
+        report["machine"],
+        report["settings"],
+        report["machine"]["packages"],
     )
+    redis = machine.get("redis_server")
     intro = [
         f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs,"
-        f" SQLite {machine['sqlite']}{redis_text}; Flask {packages['flask']},"
-        f" Flask-ServerSession {packages['flask-serversession']},"
+        f" SQLite {machine['sqlite']}"
+        + (f", redis-server {redis}, redis-py {packages['redis']}" if redis else "")
+        + f"; Flask {packages['flask']}, Flask-ServerSession {packages['flask-serversession']},"
         f" Flask-Session {packages['flask-session']}, SQLAlchemy {packages['sqlalchemy']}"
         + "".join(f", {kind} {v}" for kind, v in machine.get("sql_servers", {}).items())
         + ".",
@@ -307,68 +261,50 @@ def render_markdown(report: dict[str, Any]) -> str:
         f" interleaved (rotated each round); load average {report['load_average_before']} before,"
         f" {report['load_average_after']} after; {report['duration_seconds']:.0f} s in all.",
     ]
-    text = (
-        "Requests per second (median over rounds, min, max). *vs cookie* is the median divided"
-        " by the cookie session's median for the same endpoint in this run; *per round* is the"
-        " range of the same ratio taken round by round; *+µs/req* is the time per request"
-        " added (or, negative, saved) against the cookie session, from the two medians."
-    )
+    peers = report["comparisons"]
     sections = [
-        throughput_section(report["summary"], text),
+        Section(
+            None,
+            [THROUGHPUT_TEXT],
+            THROUGHPUT,
+            "llrrrrrr",
+            rows_of(report["summary"], "variant", "endpoint"),
+        ),
         skipped_section(report["skipped"]),
         Section("Goals", notes=goal_lines(report["goals"])),
-        raw_get_section(report["raw_redis_get"]),
-        peers_section(report["comparisons"]),
-        calls_section(report["store_calls"]),
-        memory_section(report["memory"]),
-        *(breakdown_section(item) for item in report["read_breakdown"].values()),
+        *([raw_get_section(report["raw_redis_get"])] if report["raw_redis_get"] else []),
+        Section(
+            "Ours against Flask-Session" if peers else None, (), PEER_COLUMNS, "lllrrrr", peers
+        ),
+        *([store_calls.calls_section(report["store_calls"])] if report["store_calls"] else []),
+        *([store_calls.memory_section(report["memory"])] if report["memory"] else []),
+        *map(store_calls.breakdown_section, report["read_breakdown"].values()),
     ]
     title = f"Flask test-client benchmark, {report['date']}"
     return render(title, intro, sections, report["command"])
 
 
-# -- command line --------------------------------------------------------------------------------
-
-
-def parse_args(argv: Sequence[str]) -> Any:
-    parser = arguments(__doc__, rounds=11, seconds=0.4, warmup=0.3)
-    parser.add_argument(
-        "--only", help=f"comma-separated variants, of: {', '.join(VARIANTS_BY_NAME)}"
-    )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.rounds, args.seconds, args.warmup = 1, 0.02, 0.01
-    if args.rounds < 1 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("--rounds must be >= 1, --seconds > 0, --warmup >= 0")
-    args.variants = [VARIANTS_BY_NAME[n] for n in choose(parser, args.only, list(VARIANTS_BY_NAME))]
-    return args
-
-
 def main(argv: Sequence[str]) -> int:
-    args = parse_args(argv)
+    quick: dict[str, Any] = {"rounds": 1, "seconds": 0.02, "warmup": 0.01}
+    args = parse(
+        __doc__, argv, rounds=11, seconds=0.4, warmup=0.3, only=VARIANTS_BY_NAME, quick=quick
+    )
+    chosen = [VARIANTS_BY_NAME[n] for n in args.variants]
     record = Record("testclient", argv)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         servers = Servers(stack, Path(tmp))
-        start_servers(servers, args.variants)
-        variants, skipped = runnable(args.variants, servers)
+        start_servers(servers, needed(chosen))
+        variants, skipped = runnable(chosen, servers)
         if "redis" in servers.missing:
             skipped[RAW_GET] = servers.missing["redis"]
         results = run(args, servers, variants)
-        port = servers.started.get("redis")
-        version = None if port is None else redis_version(port)
-        sql = {
-            k: servers.started[k].describe()
-            for k in ("postgresql", "mariadb")
-            if k in servers.started
-        }
+        version = server_version(servers, "redis")
+        sql = {k: server_version(servers, k) for k in (PG, MARIADB) if k in servers.started}
     summary = summarize(results["raw"])
     report = record.report(
         machine=machine_info(PACKAGES, redis_server=version, sql_servers=sql),
         settings={
-            "rounds": args.rounds,
-            "seconds": args.seconds,
-            "warmup": args.warmup,
-            "quick": args.quick,
+            **{k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "quick")},
             "variants": {v.name: v.description for v in variants},
             "endpoints": list(ENDPOINTS),
             "requests_per_measurement": results["batch"],
@@ -386,10 +322,11 @@ def main(argv: Sequence[str]) -> int:
         comparisons=compare_to_peers(results["raw"], PEERS, REFERENCE),
         store_calls=results["store_calls"],
         memory=results["memory"],
-        read_breakdown=summarize_breakdown(results["probes_us"], results["instrumented"], summary),
+        read_breakdown=store_calls.summarize_breakdown(
+            results["probes_us"], results["instrumented"], summary
+        ),
     )
-    suffix = "-only-" + "+".join(v.name for v in args.variants) if args.only else ""
-    return finish(report, render_markdown(report), args.quick, suffix)
+    return finish(report, render_markdown(report), args.quick, args.suffix)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,425 @@
+"""What reaches the store, for run.py: the commands each kind of request sends to Redis (seen by
+the server's ``MONITOR``) and the statements it sends to SQL (SQLAlchemy's events), the memory
+one stored Redis session takes (``MEMORY USAGE``), where the time of ours' SQL reads goes; and
+their report sections.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from flask.sessions import SecureCookieSession, SessionInterface
+from harness import (
+    BASELINE,
+    LOGIN,
+    BenchmarkError,
+    Probe,
+    Running,
+    create_app,
+    request_text,
+    session_key,
+    time_requests,
+)
+from report import Section, counts, expected, rows_of
+from sqlalchemy import event
+from variants import MARIADB, PG, SQLServer, redis_admin
+
+from flask_serversession import ServerSession
+from flask_serversession.stores import Touch
+
+SAMPLE = json.dumps(LOGIN)
+#: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
+REFERENCE_FLASK_SESSION_MEMORY = 152
+#: Request kinds whose store calls are counted (``/rw`` reads, then writes), and the store calls
+#: issues 3 and 4 require of ours for each: untouched 0, read-only 1, assign-only 1, both 2.
+EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
+#: The app's touch interval (SESSION_TOUCH_INTERVAL's default) and idle timeout.
+APP_TOUCH_INTERVAL, IDLE_TIMEOUT = 60.0, 30 * 60.0
+
+
+def _counted(running: Running, endpoint: str, sent: Counter[str], scripts: Counter[str]) -> Any:
+    return {
+        "calls": sum(n for name, n in sent.items() if name != "COMMIT"),
+        "sent": dict(sorted(sent.items())),
+        "in_scripts": dict(sorted(scripts.items())),
+        "expected": EXPECTED_CALLS[endpoint] if running.name.startswith("ours-") else None,
+    }
+
+
+def _command_name(line: str) -> str:
+    """``EVALSHA 1f0c... 1 key`` -> ``EVALSHA``; ``SCRIPT LOAD ...`` -> ``SCRIPT LOAD``."""
+    words = line.split(" ", 2)
+    name = words[0].upper()
+    if name in ("SCRIPT", "CLIENT", "CONFIG", "MEMORY", "OBJECT") and len(words) > 1:
+        name += " " + words[1].upper()
+    return name
+
+
+def _seen_until(admin: Any, monitor: Any, marker: str) -> tuple[Counter[str], Counter[str]]:
+    """Commands MONITOR showed up to ``marker``: sent by clients, run in scripts."""
+    admin.echo(marker)
+    sent: Counter[str] = Counter()
+    in_scripts: Counter[str] = Counter()
+    while True:
+        command = monitor.next_command()
+        name = _command_name(command["command"])
+        if name == "ECHO" and marker in command["command"]:
+            return sent, in_scripts
+        if name not in ("INFO", "ECHO"):
+            (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
+
+
+def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
+    """For one request of each kind (after one not counted: connections made, scripts loaded),
+    the commands that reached Redis, as ``MONITOR`` shows them: those a client sent (a round
+    trip each, as redis-py pipelines nothing here) apart from those a Lua script ran.
+    tests/test_redis.py pins ours' counts; this shows them next to Flask-Session's."""
+    counted = {}
+    with redis_admin(port) as admin, redis_admin(port) as watcher:
+        admin.ping()
+        with watcher.monitor() as monitor:
+            for endpoint in EXPECTED_CALLS:
+                request_text(running.client, "/" + endpoint)
+                _seen_until(admin, monitor, f"bench-before-{endpoint}")
+                request_text(running.client, "/" + endpoint)
+                seen = _seen_until(admin, monitor, f"bench-after-{endpoint}")
+                counted[endpoint] = _counted(running, endpoint, *seen)
+    return counted
+
+
+def _kind(statement: str) -> str:
+    """The statement's first word: ``SELECT``, ``UPDATE``, ``WITH`` (our read with its touch)."""
+    words = statement.lstrip().split(None, 1)
+    return words[0].upper() if words else "?"
+
+
+def count_statements(running: Running) -> dict[str, dict[str, Any]]:
+    """For one request of each kind (after one not counted), the statements SQLAlchemy sent
+    (``before_cursor_execute``) and the transactions it committed. tests/test_sql.py pins ours'
+    counts; this shows them next to Flask-Session's."""
+    engine, sent = running.built.engine, Counter[str]()
+
+    def before_cursor_execute(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        sent[_kind(statement)] += 1
+
+    def commit(conn: Any) -> None:
+        sent["COMMIT"] += 1
+
+    counted = {}
+    for endpoint in EXPECTED_CALLS:
+        request_text(running.client, "/" + endpoint)
+        sent.clear()
+        event.listen(engine, "before_cursor_execute", before_cursor_execute)
+        event.listen(engine, "commit", commit)
+        try:
+            request_text(running.client, "/" + endpoint)
+        finally:
+            event.remove(engine, "commit", commit)
+            event.remove(engine, "before_cursor_execute", before_cursor_execute)
+        counted[endpoint] = _counted(running, endpoint, sent, Counter())
+    return counted
+
+
+def measure_memory(running: Running, port: int) -> dict[str, Any]:
+    """``MEMORY USAGE`` of the key one fresh login stores (``{"user": "alice", "cart": [1, 2, 3]}``)
+    and what the key holds."""
+    prefix = f"{running.built.redis_prefix}*"
+    with redis_admin(port) as admin:
+        before = set(admin.scan_iter(match=prefix, count=1000))
+        request_text(running.built.app.test_client(), "/login")
+        new = set(admin.scan_iter(match=prefix, count=1000)) - before
+        if len(new) != 1:
+            raise BenchmarkError(f"{running.name}: a login stored {len(new)} keys")
+        key = new.pop()
+        kind = admin.type(key)
+        if kind == "hash":
+            fields: dict[str, str] = admin.hgetall(key)
+            payload = sum(
+                len(name.encode()) + len(value.encode()) for name, value in fields.items()
+            )
+            shape = f"hash of {len(fields)} fields: " + ", ".join(sorted(fields))
+        else:
+            payload = int(admin.strlen(key))
+            shape = f"{kind} of {payload} bytes"
+        return {
+            # SAMPLES 0: every element counted, not an estimate.
+            "memory_usage_bytes": int(admin.memory_usage(key, samples=0)),
+            "key_length": len(key.encode()),
+            "stored_bytes": payload,
+            "type": kind,
+            "encoding": admin.object("encoding", key),
+            "shape": shape,
+            "ttl_seconds": int(admin.ttl(key)),
+        }
+
+
+# -- where the time of an SQL read goes ----------------------------------------------------------
+
+#: What each probe part is, in the order of the report.
+PROBE_PARTS = {
+    "select-1": "`SELECT 1` through the bare driver: the round-trip floor",
+    "statement": "the store's read statement (captured from a /get) through the bare driver",
+    "store-load": "`store.load(key, touch)` as the app calls it (SQLAlchemy Core + the store)",
+}
+
+
+def _capture_get(running: Running) -> tuple[str, Any]:
+    """The one statement ours' /get sends, with its parameters."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        captured.append((statement, parameters))
+
+    event.listen(running.built.engine, "before_cursor_execute", capture)
+    try:
+        request_text(running.client, "/get")
+    finally:
+        event.remove(running.built.engine, "before_cursor_execute", capture)
+    if len(captured) != 1:
+        raise BenchmarkError(f"{running.name}: /get ran {len(captured)} statements")
+    return captured[0]
+
+
+def build_probes(running: Running, server: SQLServer) -> list[Probe]:
+    """The probes of ``running``'s read: its /get statement is captured and replayed."""
+    statement, parameters = _capture_get(running)
+    key, store = session_key(running.client), ServerSession.store_of(running.built.app)
+    conn = server.connect()
+    cursor = conn.cursor()
+
+    def run(sql: str, params: Any = None) -> list[Any]:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()]
+
+    def load() -> bool:
+        now = time.time()
+        return store.load(key, Touch(now, now + IDLE_TIMEOUT, now - APP_TOUCH_INTERVAL)) is not None
+
+    def close() -> None:
+        cursor.close()
+        conn.close()
+
+    return [
+        Probe(f"{server.kind}:select-1", lambda: run("SELECT 1") == [(1,)], close),
+        # Its touch condition was fixed at capture: replays read and never write.
+        Probe(f"{server.kind}:statement", lambda: len(run(statement, parameters)) == 1),
+        Probe(f"{server.kind}:store-load", load),
+    ]
+
+
+class InstrumentedGet:
+    """Ours' /get with clocks inside: the time of ``store.load`` within each request, and of
+    the driver's execute within it (SQLAlchemy's before/after_cursor_execute events). Timed in
+    the same rounds as the variants; the clocks add a few µs to the total."""
+
+    def __init__(self, running: Running) -> None:
+        self.running = running
+        self.kind = str(running.variant.needs[0])
+        self.name = f"{self.kind}:instrumented-get"
+        self.rounds: list[dict[str, float]] = []
+        self.seconds = {"store_load": 0.0, "driver": 0.0}
+        self._driver_started = 0.0
+
+    def _before(self, *args: Any) -> None:
+        self._driver_started = time.perf_counter()
+
+    def _after(self, *args: Any) -> None:
+        self.seconds["driver"] += time.perf_counter() - self._driver_started
+
+    def calibrate(self, seconds: float, warmup: float) -> None:
+        """The variant's own batch, calibrated before."""
+
+    def _timed_load(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def timed_load(key: str, touch: Touch | None = None) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(key, touch)
+            finally:
+                self.seconds["store_load"] += time.perf_counter() - started
+
+        return timed_load
+
+    def measure(self) -> None:
+        """µs per request: ``total``, ``store_load`` and ``driver`` (within store_load)."""
+        store: Any = ServerSession.store_of(self.running.built.app)
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        # An attribute of this store object only; the library's code is untouched.
+        store.load = self._timed_load(store.load)
+        event.listen(store.engine, "before_cursor_execute", self._before)
+        event.listen(store.engine, "after_cursor_execute", self._after)
+        count = self.running.batch["get"]
+        try:
+            elapsed = time_requests(self.running.client, "/get", count)
+        finally:
+            event.remove(store.engine, "after_cursor_execute", self._after)
+            event.remove(store.engine, "before_cursor_execute", self._before)
+            del store.load
+        parts = {name: seconds / count * 1e6 for name, seconds in self.seconds.items()}
+        self.rounds.append({"total": elapsed / count * 1e6, **parts})
+
+
+class _NoSession(SessionInterface):
+    def open_session(self, app: Any, request: Any) -> SecureCookieSession:
+        return SecureCookieSession()
+
+    def save_session(self, app: Any, session: Any, response: Any) -> None:
+        return None
+
+
+def no_session_probe() -> Probe:
+    """The same app with a session interface that does nothing: the test client's and Flask's
+    own cost of a request, without any session."""
+
+    def configure(app: Any) -> None:
+        app.session_interface = _NoSession()
+
+    client = create_app(configure).test_client()
+    return Probe("no-session:get", lambda: client.get("/get", buffered=True).data == b"None")
+
+
+def summarize_breakdown(
+    probes: dict[str, list[float]],
+    instrumented: dict[str, list[dict[str, float]]],
+    summary: dict[str, dict[str, dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """Per server, where the time of ours' /get goes, in µs per request (medians over rounds).
+
+    ``session_cost`` is ours' /get minus the same request without any session; the goal of
+    0.5x the cookie session allows ``session_budget`` = 2 x cookie /get - no-session /get."""
+    if not probes.get("no-session:get") or not {BASELINE, "ours-memory"} <= set(summary):
+        return {}
+    floor = statistics.median(probes["no-session:get"])
+    # The ours-memory variant, timed in the same rounds.
+    memory = 1e6 / summary["ours-memory"]["get"]["median"]
+    cookie = 1e6 / summary[BASELINE]["get"]["median"]
+    breakdown: dict[str, dict[str, Any]] = {}
+    for kind in (PG, MARIADB):
+        rounds, variant = instrumented.get(kind), f"ours-{kind}"
+        if not rounds or variant not in summary:
+            continue
+        ours = 1e6 / summary[variant]["get"]["median"]
+        load, driver, clocked = (
+            statistics.median(r[part] for r in rounds) for part in ("store_load", "driver", "total")
+        )
+        isolated = {p: probes[f"{kind}:{p}"] for p in PROBE_PARTS if f"{kind}:{p}" in probes}
+        breakdown[kind] = {
+            "variant": variant,
+            "no_session_get_us": floor,
+            "cookie_get_us": cookie,
+            "cookie_session_cost_us": cookie - floor,
+            "ours_get_us": ours,
+            "ours_session_cost_us": ours - floor,
+            "session_budget_us": 2 * cookie - floor,
+            "ours_memory_get_us": memory,
+            "serversession_own_work_us": memory - floor,
+            "instrumented_total_us": clocked,
+            "store_load_in_request_us": load,
+            "driver_execute_in_request_us": driver,
+            "sqlalchemy_and_store_us": load - driver,
+            # From the instrumented run, whose parts add up (its total is the timed /get plus
+            # the clocks' few µs): what is left once Flask, the test client, Flask-ServerSession's
+            # own work (measured with the memory store) and store.load are taken out.
+            "rest_us": clocked - memory - load,
+            "instrumented_rounds": rounds,
+            "isolated_us": {part: statistics.median(us) for part, us in isolated.items()},
+            "isolated_rounds_us": isolated,
+        }
+    return breakdown
+
+
+# -- report sections -----------------------------------------------------------------------------
+
+CALL_COLUMNS = (
+    ("variant", "{variant}"),
+    ("endpoint", "/{endpoint}"),
+    ("store calls", "{calls}"),
+    ("expected", lambda r: expected(r["calls"], r["expected"])),
+    ("sent", lambda r: counts(r["sent"])),
+    ("in scripts", lambda r: counts(r["in_scripts"])),
+)
+MEMORY_COLUMNS = (
+    ("variant", "{variant}"),
+    ("MEMORY USAGE", "{memory_usage_bytes} B"),
+    ("key length", "{key_length}"),
+    ("stored bytes", "{stored_bytes}"),
+    ("type, encoding", "{type}, {encoding}"),
+    ("stored as", "{shape}"),
+)
+#: The rows of the breakdown table: what, and its µs (formats applied to the breakdown).
+BREAKDOWN = (
+    ("/get with no session at all", "{no_session_get_us:.0f}"),
+    ("cookie session /get", "{cookie_get_us:.0f}"),
+    ("ours with the memory:// store /get", "{ours_memory_get_us:.0f}"),
+    ("{variant} /get", "{ours_get_us:.0f}"),
+    ("... its session's cost ({variant} - no session)", "**{ours_session_cost_us:.0f}**"),
+    (
+        "... the same /get with the clocks (the parts below add up to it minus no session)",
+        "{instrumented_total_us:.0f}",
+    ),
+    (
+        "... ... Flask-ServerSession's own work (memory:// - no session)",
+        "{serversession_own_work_us:.0f}",
+    ),
+    ("... ... `store.load` inside the request", "{store_load_in_request_us:.0f}"),
+    (
+        "... ... ... the driver's execute (round trip + server)",
+        "{driver_execute_in_request_us:.0f}",
+    ),
+    ("... ... ... SQLAlchemy Core + the store's Python", "{sqlalchemy_and_store_us:.0f}"),
+    (
+        "... ... the rest: the same Python running slower around a round trip"
+        " (clocked - memory:// - store.load)",
+        "{rest_us:.0f}",
+    ),
+    ("session cost that 0.5x cookie allows (2 x cookie - no session)", "{session_budget_us:.0f}"),
+)
+
+
+def calls_section(calls: dict[str, dict[str, dict[str, Any]]]) -> Section:
+    text = (
+        "One request of each kind, after one that is not counted (connections made, scripts"
+        " loaded; the rate-limited touch is not due). Redis, seen by the server's `MONITOR`:"
+        " *store calls* are the commands a client sent (a round trip each), *in scripts* those"
+        " its Lua scripts ran. SQL: the statements SQLAlchemy sent (`before_cursor_execute`),"
+        " and under *sent* also the COMMITs it ran (a driver's own BEGIN is not seen); `WITH`"
+        " is our read with its touch riding along. *expected* is what issues 3 and 4 require of"
+        " ours. `/rw` reads, then writes."
+    )
+    rows = rows_of(calls, "variant", "endpoint")
+    return Section("Store calls per request", [text], CALL_COLUMNS, "llrrll", rows)
+
+
+def memory_section(memory: dict[str, dict[str, Any]]) -> Section:
+    text = (
+        f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
+        f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
+    )
+    rows = rows_of(memory, "variant")
+    return Section("Memory per stored session", [text], MEMORY_COLUMNS, "lrrrll", rows)
+
+
+def breakdown_section(item: dict[str, Any]) -> Section:
+    text = (
+        "µs per request, medians over the same rounds. *No session* is the same app with a"
+        " session interface that does nothing (the test client's and Flask's own cost). The"
+        " parts of ours' /get come from a run of /get with clocks around `store.load` and around"
+        " the driver's execute (SQLAlchemy's `before/after_cursor_execute`); the isolated calls"
+        " are timed in a loop of their own."
+    )
+    rows = [{"what": what.format_map(item), "us": v.format_map(item)} for what, v in BREAKDOWN]
+    rounds = item["isolated_rounds_us"]
+    rows += [
+        {
+            "what": f"isolated: {text}",
+            "us": f"{item['isolated_us'][p]:.0f} ({min(rounds[p]):.0f}-{max(rounds[p]):.0f})",
+        }
+        for p, text in PROBE_PARTS.items()
+        if p in rounds
+    ]
+    heading = f"Where the time of {item['variant']} /get goes"
+    return Section(heading, [text], (("what", "{what}"), ("µs", "{us}")), "lr", rows)
