@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, session
 from flask.testing import FlaskClient
@@ -38,10 +38,6 @@ _T = TypeVar("_T")
 
 class BenchmarkError(Exception):
     """Something answered wrongly; its numbers would be meaningless."""
-
-
-class Unavailable(Exception):
-    """A server or tool the benchmark needs is missing; what needs it is skipped."""
 
 
 def progress(text: str) -> None:
@@ -93,40 +89,29 @@ def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | Non
     return app
 
 
-# -- servers and variants ------------------------------------------------------------------------
-
-
-@contextmanager
-def available(start: Callable[[], AbstractContextManager[_T]]) -> Iterator[_T]:
-    """The server ``start()`` runs, stopped by PID when the block ends; :class:`Unavailable`
-    when it cannot run (the tests' fixtures skip a missing binary, or fail it under CI)."""
-    import pytest
-
-    stack = ExitStack()
-    try:
-        value = stack.enter_context(start())
-    except (ImportError, RuntimeError, pytest.skip.Exception, pytest.fail.Exception) as exc:
-        stack.close()
-        raise Unavailable(str(exc).strip().splitlines()[0] if str(exc) else repr(exc)) from exc
-    with stack:
-        yield value
+# -- servers and variants --------------------------------------------------------------------------
 
 
 @dataclass
 class Servers:
-    """The servers of one run, started with :func:`available`, or why each is missing."""
+    """The servers of one run, or why each is missing; their versions."""
 
     stack: ExitStack
     tmp: Path
     started: dict[str, Any] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
 
     def start(self, name: str, start: Callable[[], AbstractContextManager[Any]]) -> None:
+        """``start()``'s server, stopped by PID when the stack closes; or why it cannot run (the
+        tests' fixtures skip a missing binary, or fail it under CI)."""
+        import pytest
+
         try:
-            self.started[name] = self.stack.enter_context(available(start))
-        except Unavailable as exc:
-            self.missing[name] = str(exc)
-            progress(f"{name} unavailable: {exc}")
+            self.started[name] = self.stack.enter_context(start())
+        except (ImportError, RuntimeError, pytest.skip.Exception, pytest.fail.Exception) as exc:
+            self.missing[name] = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
+            progress(f"{name} unavailable: {self.missing[name]}")
 
     def require(self, name: str) -> Any:
         if name not in self.started:
@@ -155,16 +140,6 @@ class Variant:
     build: Callable[[Servers, dict[str, Any] | None], Built]
     #: The servers (names in :class:`Servers`) the variant needs.
     needs: tuple[str, ...] = ()
-
-
-def runnable(variants: Sequence[Variant], servers: Servers) -> tuple[list[Variant], dict[str, str]]:
-    """The variants whose servers run, and why each other one is skipped."""
-    skipped = {
-        v.name: servers.missing[n] for v in variants for n in v.needs if n in servers.missing
-    }
-    for name, reason in skipped.items():
-        progress(f"{name} skipped: {reason}")
-    return [v for v in variants if v.name not in skipped], skipped
 
 
 # -- checked, timed requests ---------------------------------------------------------------------
@@ -239,15 +214,6 @@ def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
     # Rotating instead of shuffling: every variant takes every position, reproducibly.
     shift = round_index % len(items)
     return [*items[shift:], *items[:shift]]
-
-
-class Timed(Protocol):
-    """Something measured in the rounds: a variant's endpoints, or one probe call."""
-
-    @property
-    def name(self) -> str: ...
-    def calibrate(self, seconds: float, warmup: float) -> None: ...
-    def measure(self) -> None: ...
 
 
 @dataclass
@@ -325,7 +291,7 @@ class Probe:
         self.us.append(self._time(self.batch) / self.batch * 1e6)
 
 
-def run_rounds(timed: Sequence[Timed], rounds: int, label: str = "") -> list[list[str]]:
+def run_rounds(timed: Sequence[Any], rounds: int, label: str = "") -> list[list[str]]:
     """Every item measured once per round, in an order rotated each round: slow drifts of the
     machine hit every variant, not the one that happened to run last. The orders."""
     order: list[list[str]] = []

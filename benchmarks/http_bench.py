@@ -28,32 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import (
-    HOST,
-    BenchmarkError,
-    Servers,
-    Unavailable,
-    check_session,
-    progress,
-    run_rounds,
-    runnable,
-    summarize,
-)
-from report import (
-    Record,
-    Section,
-    finish,
-    machine_info,
-    parse,
-    ratio,
-    render,
-    rows_of,
-    run_main,
-    skipped_section,
-    spread,
-)
+import harness as h
+import report as rp
 from run import PACKAGES
-from variants import VARIANTS_BY_NAME, needed, server_version, start_servers
+from variants import VARIANTS_BY_NAME, start_variants
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
 HTTP_ENDPOINTS = ("get", "set")
@@ -74,7 +52,9 @@ def parse_wrk(output: str) -> dict[str, Any]:
         for match in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
     }
     if rate is None or 50 not in percentiles or 99 not in percentiles:
-        raise BenchmarkError(f"wrk printed no rate or latency distribution (--latency):\n{output}")
+        raise h.BenchmarkError(
+            f"wrk printed no rate or latency distribution (--latency):\n{output}"
+        )
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket = re.search(r"Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)", output)
     errors = sum(map(int, socket.groups())) if socket else 0
@@ -89,13 +69,13 @@ def parse_wrk(output: str) -> dict[str, Any]:
 
 def run_wrk(wrk: str, port: int, path: str, cookie: str, seconds: int) -> dict[str, Any]:
     argv = [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
-    argv += ["-H", f"Cookie: {cookie}", f"http://{HOST}:{port}{path}"]
+    argv += ["-H", f"Cookie: {cookie}", f"http://{h.HOST}:{port}{path}"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
-        raise BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+        raise h.BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     result = parse_wrk(done.stdout)
     if result["failed"]:
-        raise BenchmarkError(
+        raise h.BenchmarkError(
             f"wrk on {path}: non-2xx responses, connect errors or timeouts:\n{done.stdout}"
         )
     return result
@@ -105,7 +85,7 @@ def _answers(port: int) -> bool:
     from http_server import request
 
     try:
-        return bool(request(f"http://{HOST}:{port}", "/none").status == 200)
+        return bool(request(f"http://{h.HOST}:{port}", "/none").status == 200)
     except OSError:
         return False
 
@@ -118,14 +98,14 @@ def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
 
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "sync"]
-    argv += ["--bind", f"{HOST}:{port}", "--pythonpath", str(Path(__file__).resolve().parent)]
+    argv += ["--bind", f"{h.HOST}:{port}", "--pythonpath", str(Path(__file__).resolve().parent)]
     argv += ["--log-level", "warning", APP]
     server = ServerProcess(
         f"gunicorn-{name}", argv, port, workdir, ready=lambda: _answers(port), env=os.environ | env
     )
     server.start()
     try:
-        progress(f"{name}: gunicorn PID {server.pid} on {HOST}:{port}")
+        h.progress(f"{name}: gunicorn PID {server.pid} on {h.HOST}:{port}")
         yield port
     finally:
         server.stop()
@@ -147,9 +127,9 @@ class Served:
     def __post_init__(self) -> None:
         from http_server import Browser
 
-        self.browser = Browser(f"http://{HOST}:{self.port}")
+        self.browser = Browser(f"http://{h.HOST}:{self.port}")
         if self.browser.get("/login").text != "ok" or not self.browser.jar:
-            raise BenchmarkError(f"{self.name}: /login set no session cookie")
+            raise h.BenchmarkError(f"{self.name}: /login set no session cookie")
         self.verify()
 
     def verify(self) -> None:
@@ -161,10 +141,10 @@ class Served:
         def get(path: str) -> str:
             response = trial.get(path)
             if response.status != 200:
-                raise BenchmarkError(f"{self.name}: GET {path} answered {response.status}")
+                raise h.BenchmarkError(f"{self.name}: GET {path} answered {response.status}")
             return str(response.text)
 
-        check_session(self.name, get)
+        h.check_session(self.name, get)
 
     def wrk_all(self, seconds: int) -> dict[str, dict[str, Any]]:
         from http_server import cookie_header
@@ -182,7 +162,7 @@ class Served:
             self.results.setdefault(endpoint, []).append(result)
 
 
-def run(variants: Sequence[str], wrk: str, args: Any, servers: Servers) -> dict[str, Any]:
+def run(variants: Sequence[str], wrk: str, args: Any, servers: h.Servers) -> dict[str, Any]:
     served: list[Served] = []
     for name in variants:
         (workdir := servers.tmp / name).mkdir()
@@ -193,7 +173,7 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: Servers) -> dict[
         served.append(Served(name, port, wrk, args.duration))
     for item in served:
         item.calibrate(0, args.warmup)
-    order = run_rounds(served, args.rounds)
+    order = h.run_rounds(served, args.rounds)
     for item in served:
         item.verify()
     return {"raw": {item.name: item.results for item in served}, "order": order}
@@ -202,7 +182,7 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: Servers) -> dict[
 def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
     """Per variant and endpoint: req/s (median, range, ratios to the cookie session, as in the
     test-client runs) and the median p50 and p99 latencies, with the worst round's p99."""
-    summary = summarize(
+    summary = h.summarize(
         {
             v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
             for v, by in raw.items()
@@ -239,22 +219,21 @@ def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-HTTP_COLUMNS = (
-    ("variant", "{variant}"),
-    ("endpoint", "/{endpoint}"),
-    ("median req/s", "{median_rps:,.0f}"),
-    ("min-max", "{min_rps:,.0f}-{max_rps:,.0f}"),
-    ("vs cookie", lambda e: ratio(e["ratio_to_cookie"])),
-    ("per round", lambda e: spread(e["round_ratios"])),
-    ("p50 ms", "{p50_ms:.2f}"),
-    ("p99 ms", "{p99_ms:.2f}"),
-    ("p99 worst", "{p99_ms_max:.2f}"),
+HTTP_COLUMNS = rp.columns(
+    "variant: {variant} | endpoint: /{endpoint} | median req/s: {median_rps:,.0f} | min-max:"
+    " {min_rps:,.0f}-{max_rps:,.0f} | vs cookie: {ratio_to_cookie:x} | per round:"
+    " {round_ratios:spread} | p50 ms: {p50_ms:.2f} | p99 ms: {p99_ms:.2f} | p99 worst:"
+    " {p99_ms_max:.2f}"
 )
 HTTP_TEXT = (
     "Median over rounds of wrk's requests per second (min-max), and of its 50th and 99th"
     " latency percentiles (*p99 worst*: the worst round). *vs cookie* divides the median"
     " req/s by the cookie session's for the same endpoint in this run; *per round* is the"
     " range of that ratio round by round."
+)
+PEER_LINE = (
+    "- /{endpoint}: {ours} serves {rps_ratio:x} the requests per second of {peer}, at"
+    " {p99_ratio:x} its p99 latency"
 )
 
 
@@ -270,79 +249,60 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`wrk -t{settings['threads']} -c{settings['connections']} -d{settings['duration']}s"
         f" --latency -H 'Cookie: <a logged-in session>'`, everything on 127.0.0.1;"
         f" {settings['rounds']} round(s), variants interleaved (rotated each round), after a"
-        f" {settings['warmup']} s warm-up each; load average {report['load_average_before']}"
-        f" before, {report['load_average_after']} after; {report['duration_seconds']:.0f} s"
-        " in all.",
+        f" {settings['warmup']} s warm-up each; {rp.load_line(report)}",
     ]
-    rows = rows_of(report["summary"], "variant", "endpoint")
-    peers = [
-        f"- /{c['endpoint']}: {c['ours']} serves {ratio(c['rps_ratio'])} the requests per second"
-        f" of {c['peer']}, at {ratio(c['p99_ratio'])} its p99 latency"
-        for c in report["comparisons"]
-    ]
+    rows = rp.rows_of(report["summary"], "variant", "endpoint")
+    peers = [rp.FORMAT(PEER_LINE, (), c) for c in report["comparisons"]]
     sections = [
-        Section(None, [HTTP_TEXT], HTTP_COLUMNS, "llrrrrrrr", rows),
-        skipped_section(report["skipped"]),
-        Section("Ours against Flask-Session" if peers else None, notes=peers),
+        rp.Section(None, [HTTP_TEXT], HTTP_COLUMNS, "llrrrrrrr", rows),
+        rp.skipped_section(report["skipped"]),
+        rp.Section("Ours against Flask-Session" if peers else None, notes=peers),
     ]
     title = f"HTTP benchmark (gunicorn + wrk), {report['date']}"
-    return render(title, intro, sections, report["command"])
+    return rp.render(title, intro, sections, report["command"])
 
 
-def tools() -> tuple[str, str]:
-    """wrk's path and version; :class:`Unavailable` with the reason when a tool is missing."""
+def wrk_version() -> tuple[str | None, str]:
+    """wrk's path and version; no path, and why, when wrk or gunicorn is missing."""
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise Unavailable("wrk not installed (Debian package wrk; make bench installs it as root)")
+        return None, "wrk not installed (Debian package wrk; make bench installs it as root)"
     if importlib.util.find_spec("gunicorn") is None:
-        raise Unavailable("gunicorn not installed: pip install --group bench (make bench does)")
+        return None, "gunicorn not installed: pip install --group bench (make bench does)"
     done = subprocess.run([wrk, "--version"], capture_output=True, text=True)
     output = (done.stdout or done.stderr).splitlines()
     return wrk, output[0].split(" [")[0] if output else "wrk"
 
 
 def main(argv: Sequence[str]) -> int:
-    def duration(parser: Any) -> None:
-        parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (5)")
-
-    quick: dict[str, Any] = {"rounds": 1, "duration": 1, "warmup": 0}
-    args = parse(__doc__, argv, rounds=3, warmup=1, only=HTTP_VARIANTS, quick=quick, extra=duration)
-    args.warmup = int(args.warmup)
-    if args.duration < 1:
-        sys.exit("--duration must be >= 1")
-    try:
-        wrk, wrk_version = tools()
-    except Unavailable as exc:
-        print(f"HTTP benchmark skipped: {exc}")
+    quick = {"rounds": 1, "duration": 1, "warmup": 0}
+    args = rp.parse(__doc__, argv, rounds=3, duration=5, warmup=1, only=HTTP_VARIANTS, quick=quick)
+    wrk, version = wrk_version()
+    if wrk is None:
+        print(f"HTTP benchmark skipped: {version}")
         return 0
-    record = Record("http", argv)
-    chosen = [VARIANTS_BY_NAME[name] for name in args.variants]
+    record = rp.Record("http", argv)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
-        servers = Servers(stack, Path(tmp))
-        start_servers(servers, needed(chosen))
-        variants, skipped = runnable(chosen, servers)
+        servers = h.Servers(stack, Path(tmp))
+        variants, skipped = start_variants(servers, [VARIANTS_BY_NAME[n] for n in args.variants])
         results = run([v.name for v in variants], wrk, args, servers)
-        redis_version = server_version(servers, "redis")
     summary = summarize_wrk(results["raw"])
+    settings = {"threads": THREADS, "connections": CONNECTIONS, "workers": WORKERS, "wrk": version}
+    settings |= {
+        "server": "gunicorn, sync workers, bound to 127.0.0.1",
+        "variants": {v.name: v.description for v in variants},
+        "endpoints": list(HTTP_ENDPOINTS),
+    }
     report = record.report(
-        machine=machine_info(PACKAGES, redis_server=redis_version),
-        settings={
-            **vars(args),
-            "threads": THREADS,
-            "connections": CONNECTIONS,
-            "workers": WORKERS,
-            "wrk": wrk_version,
-            "server": "gunicorn, sync workers, bound to 127.0.0.1",
-            "variants": {v.name: v.description for v in variants},
-            "endpoints": list(HTTP_ENDPOINTS),
-        },
+        machine=rp.machine_info(PACKAGES.split(), redis_server=servers.versions.get("redis")),
+        settings=vars(args) | settings,
         skipped=skipped,
         **results,
         summary=summary,
         comparisons=compare(summary),
     )
-    return finish(report, render_markdown(report), args.quick, args.suffix)
+    return rp.finish(report, render_markdown(report), args.quick, args.suffix)
 
 
 if __name__ == "__main__":
-    run_main(main, "HTTP benchmark failed")
+    rp.run_main(main, "HTTP benchmark failed")

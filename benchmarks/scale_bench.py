@@ -31,30 +31,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import harness as h
+import report as rp
 import scale_stores as ss
-from harness import (
-    BASELINE,
-    LOGIN,
-    BenchmarkError,
-    Running,
-    Servers,
-    goal_result,
-    progress,
-    run_rounds,
-    runnable,
-)
-from report import (
-    Cell,
-    Record,
-    Section,
-    finish,
-    goal_lines,
-    machine_info,
-    parse,
-    render,
-    run_main,
-    spread,
-)
 from variants import (
     MARIADB,
     MARIADB_SETTINGS,
@@ -62,9 +41,8 @@ from variants import (
     PG_SETTINGS,
     VARIANTS_BY_NAME,
     SQLServer,
-    needed,
-    server_version,
     start_servers,
+    start_variants,
 )
 
 SCALE_SIZES = (1_000, 100_000, 1_000_000)
@@ -89,7 +67,7 @@ CLEAR_BATCH_SIZE = 1000  # SESSION_CLEANUP_BATCH_SIZE's default
 #: with the smallest.
 SCALE_GOAL = 1.2
 #: A store of one size, not loaded yet: (size, its number among the sizes, servers) -> target.
-BUILDERS: dict[str, Callable[[int, int, Servers], ss.ScaleTarget]] = {
+BUILDERS: dict[str, Callable[[int, int, h.Servers], ss.ScaleTarget]] = {
     "sqlite": lambda size, n, servers: ss.sqlite_target(size, servers.tmp),
     "redis": lambda size, n, servers: ss.redis_target(size, servers.require("redis"), n),
     PG: lambda size, n, servers: ss.sql_target(servers.require(PG), size, servers.tmp),
@@ -98,15 +76,8 @@ BUILDERS: dict[str, Callable[[int, int, Servers], ss.ScaleTarget]] = {
 SESSION_SIZES = (100, 1_000, 10_000, 100_000)
 #: The values of the size part's sessions are of about this many bytes each.
 VALUE_BYTES = 340
-SIZE_VARIANTS: tuple[str, ...] = (
-    "cookie",
-    "ours-memory",
-    "ours-sqlite",
-    "ours-redis",
-    "ours-memcached",
-)
-SIZE_VARIANTS += ("ours-postgresql", "ours-mariadb", "flask-session-redis")
-SIZE_VARIANTS += ("flask-session-sqlalchemy",)
+SIZE_VARIANTS = "cookie ours-memory ours-sqlite ours-redis ours-memcached ours-postgresql"
+SIZE_VARIANTS += " ours-mariadb flask-session-redis flask-session-sqlalchemy"
 SIZE_ENDPOINTS = ("get", "rw", "set")
 SIZE_ENDPOINT_TEXT = {
     "get": "`session.get('user')`: one key read (ours loads the whole session, decodes one value)",
@@ -115,14 +86,8 @@ SIZE_ENDPOINT_TEXT = {
 }
 #: Werkzeug's max_cookie_size: browsers ignore bigger cookies, Werkzeug warns.
 COOKIE_LIMIT = 4093
-PACKAGES: tuple[str, ...] = (
-    "flask",
-    "werkzeug",
-    "flask-serversession",
-    "flask-session",
-    "flask-sqlalchemy",
-)
-PACKAGES += ("redis", "sqlalchemy", "psycopg", "pymysql", "pymemcache")
+PACKAGES = "flask werkzeug flask-serversession flask-session flask-sqlalchemy redis sqlalchemy"
+PACKAGES += " psycopg pymysql pymemcache"
 
 
 # -- the scale part ------------------------------------------------------------------------------
@@ -130,9 +95,8 @@ PACKAGES += ("redis", "sqlalchemy", "psycopg", "pymysql", "pymemcache")
 
 def _log_bytes(server: SQLServer, target: ss.ScaleTarget, mode: str, calls: int, rng: Any) -> float:
     """Write-ahead log bytes the server wrote per call, in a pass of its own (not timed)."""
-    prepared, check = ss.prepare_calls(
-        target, mode, [rng.randrange(target.size) for _ in range(calls)]
-    )
+    indices = [rng.randrange(target.size) for _ in range(calls)]
+    prepared, check = ss.prepare_calls(target, mode, indices)
     before = ss.log_position(server)
     answers = [call() for call in prepared]
     written = ss.log_position(server) - before
@@ -191,15 +155,15 @@ def measure_clear_expired(target: ss.ScaleTarget, count: int, seed: int) -> dict
     tag, fraction = f"{target.tag}-expired", TOMBSTONES[target.kind]
     target.insert(ss.expired_sessions(tag, count, time.time(), seed, fraction))
     if target.count() != live + count:
-        raise BenchmarkError("clear_expired: the expired sessions did not all arrive")
+        raise h.BenchmarkError("clear_expired: the expired sessions did not all arrive")
     started = time.perf_counter()
     removed = target.store.clear_expired(time.time(), batch_size=CLEAR_BATCH_SIZE)
     seconds = time.perf_counter() - started
     if removed != count or (left := target.count()) != live:
-        raise BenchmarkError(f"clear_expired removed {removed} of {count}, {live} live ones")
+        raise h.BenchmarkError(f"clear_expired removed {removed} of {count}, {live} live ones")
     # The last batch finds fewer than a full one; when they divide evenly, one more finds none.
     batches = math.ceil(count / CLEAR_BATCH_SIZE) + (1 if count % CLEAR_BATCH_SIZE == 0 else 0)
-    progress(f"clear_expired removed {removed:,} in {seconds:.2f} s")
+    h.progress(f"clear_expired removed {removed:,} in {seconds:.2f} s")
     return {
         "live_sessions": live,
         "expired_sessions": count,
@@ -212,7 +176,7 @@ def measure_clear_expired(target: ss.ScaleTarget, count: int, seed: int) -> dict
     }
 
 
-def run_store(kind: str, servers: Servers, args: Any) -> dict[str, Any]:
+def run_store(kind: str, servers: h.Servers, args: Any) -> dict[str, Any]:
     """One kind of store: loaded in every size, measured, then ``clear_expired`` in the largest."""
     now, server = time.time(), servers.started.get(kind) if kind in (PG, MARIADB) else None
     targets: list[ss.ScaleTarget] = []
@@ -228,7 +192,7 @@ def run_store(kind: str, servers: Servers, args: Any) -> dict[str, Any]:
         _close(targets)
 
 
-def run_scale(args: Any, servers: Servers, skipped: dict[str, str]) -> dict[str, Any]:
+def run_scale(args: Any, servers: h.Servers, skipped: dict[str, str]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for kind in MODES:
         if kind != "sqlite" and kind not in servers.started:
@@ -248,7 +212,7 @@ def evaluate_scale_goals(scale: dict[str, dict[str, Any]]) -> list[dict[str, Any
             text = f"{kind} {mode}: latency with {largest:,} sessions <= {SCALE_GOAL}x that with"
             ratio, rounds = entry["ratio_to_smallest"], entry["round_ratios"]
             goals.append(
-                goal_result(f"{text} {smallest:,}", ratio, SCALE_GOAL, True, round_ratios=rounds)
+                h.goal_result(f"{text} {smallest:,}", ratio, SCALE_GOAL, True, round_ratios=rounds)
             )
     return goals
 
@@ -262,69 +226,54 @@ def sized_login(size: int, seed: int) -> dict[str, Any]:
     count = max(1, round(size / VALUE_BYTES))
     rng = random.Random(f"{seed}:size:{size}")
     text = (base64.urlsafe_b64encode(rng.randbytes(size // count)).decode() for _ in range(count))
-    return {**LOGIN, **{f"v{i}": value[: size // count] for i, value in enumerate(text)}}
+    return {**h.LOGIN, **{f"v{i}": value[: size // count] for i, value in enumerate(text)}}
 
 
-def start_size(name: str, size: int, servers: Servers, seed: int) -> Running | str:
+def start_size(variant: h.Variant, size: int, servers: h.Servers, seed: int) -> h.Running | str:
     """The variant logged in with a session of ``size`` and checked; or why not possible."""
     login = sized_login(size, seed)
-    built = VARIANTS_BY_NAME[name].build(servers, login)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Werkzeug's "cookie too large"
-        try:
+    built = variant.build(servers, login)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Werkzeug's "cookie too large"
             # /keys is checked after /set has added "n".
-            running = Running(
-                f"{name} {_bytes(size)}",
-                VARIANTS_BY_NAME[name],
-                built,
-                SIZE_ENDPOINTS,
-                len(login) + 1,
-            )
-        except BaseException:
-            built.close()
-            raise
-    cookie = running.client.get_cookie("session")
-    length = len("session=") + len(cookie.value) if cookie else 0
-    if name == BASELINE and length > COOKIE_LIMIT:
+            name = f"{variant.name} {_bytes(size)}"
+            running = h.Running(name, variant, built, SIZE_ENDPOINTS, len(login) + 1)
+        cookie = running.client.get_cookie("session")
+        length = len(f"session={cookie.value if cookie else ''}")
+        if variant.name != h.BASELINE or length <= COOKIE_LIMIT:
+            return running
         built.close()
         return f"the cookie would be {length:,} bytes, over the {COOKIE_LIMIT:,}-byte limit"
-    return running
+    except BaseException:
+        built.close()
+        raise
 
 
-def _median_range(rates: list[float]) -> dict[str, float]:
-    us = [1e6 / rate for rate in rates]
-    return {"median_us": statistics.median(us), "min_us": min(us), "max_us": max(us)}
-
-
-def run_size(args: Any, servers: Servers, skipped: dict[str, str]) -> dict[str, Any]:
+def run_size(args: Any, servers: h.Servers, variants: list[h.Variant]) -> dict[str, Any]:
     """µs per request of each endpoint, per variant and session size, in interleaved rounds."""
-    variants, missing = runnable([VARIANTS_BY_NAME[n] for n in SIZE_VARIANTS], servers)
-    skipped.update({f"size:{name}": reason for name, reason in missing.items()})
     not_possible: dict[str, dict[str, str]] = {v.name: {} for v in variants}
-    runnings: dict[tuple[str, int], Running] = {}
+    runnings: dict[tuple[str, int], h.Running] = {}
     with ExitStack() as stack:
         for variant, size in itertools.product(variants, args.session_sizes):
-            running = start_size(variant.name, size, servers, args.seed)
+            running = start_size(variant, size, servers, args.seed)
             if isinstance(running, str):
                 not_possible[variant.name][str(size)] = running
                 continue
             stack.callback(running.built.close)
             running.calibrate(args.seconds, args.warmup)
             runnings[variant.name, size] = running
-        run_rounds(list(runnings.values()), args.rounds, "size: ")
-    summary = {
-        v.name: {
-            str(s): {
-                e: _median_range(runnings[v.name, s].rates[e]) if (v.name, s) in runnings else None
-                for e in SIZE_ENDPOINTS
-            }
-            for s in args.session_sizes
+        h.run_rounds(list(runnings.values()), args.rounds, "size: ")
+    summary: dict[str, Any] = {v.name: {} for v in variants}
+    for (name, size), running in runnings.items():
+        us = {e: [1e6 / rate for rate in rates] for e, rates in running.rates.items()}
+        summary[name][str(size)] = {
+            e: {"median_us": statistics.median(u), "min_us": min(u), "max_us": max(u)}
+            for e, u in us.items()
         }
-        for v in variants
-    }
     return {
         "sizes": list(args.session_sizes),
-        "values": {str(s): len(sized_login(s, args.seed)) - len(LOGIN) for s in args.session_sizes},
+        "values": {str(s): len(sized_login(s, 0)) - len(h.LOGIN) for s in args.session_sizes},
         "endpoints": list(SIZE_ENDPOINTS),
         "requests_per_measurement": {r.name: r.batch for r in runnings.values()},
         "not_possible": not_possible,
@@ -336,16 +285,12 @@ def run_size(args: Any, servers: Servers, skipped: dict[str, str]) -> dict[str, 
 # -- report --------------------------------------------------------------------------------------
 
 
-def us(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
-
-
 def _bytes(size: int) -> str:
     return f"{size / 1000:g} KB"
 
 
-def _mib(size: int | None) -> str:
-    return "n/a" if size is None else f"{size / 2**20:,.1f} MiB"
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.1f} MiB"
 
 
 def _footprint(d: dict[str, Any]) -> str:
@@ -356,64 +301,46 @@ def _footprint(d: dict[str, Any]) -> str:
     return f"table {_mib(d['table_bytes'])}, indexes {_mib(d['index_bytes'])}"
 
 
-def _scans(d: dict[str, Any]) -> str:
-    return f"{d['seq_scans']} / {d['index_scans']:,}" if "seq_scans" in d else "n/a"
-
-
-LOAD_COLUMNS: tuple[tuple[str, Cell], ...] = (
-    ("store", "{store}"),
-    ("sessions", "{size:,}"),
-    ("bulk load s", "{load_seconds:.1f}"),
-    ("sessions/s", "{rows_per_second:,}"),
-    ("size", _footprint),
-    ("seq scans / index scans while measured", _scans),
+LOAD_COLUMNS = rp.columns(
+    "store: {store} | sessions: {size:,} | bulk load s: {load_seconds:.1f}"
+    " | sessions/s: {rows_per_second:,}"
 )
-LATENCY_COLUMNS: tuple[tuple[str, Cell], ...] = (
-    ("store", "{store}"),
-    ("mode", "{mode}"),
-    ("sessions", "{size:,}"),
-    ("median µs", lambda e: us(e["median_us"])),
-    ("p90 µs", lambda e: us(e["p90_us"])),
-    ("p99 µs", lambda e: us(e["p99_us"])),
-    (
-        "round medians µs",
-        lambda e: f"{us(e['round_median_min_us'])}-{us(e['round_median_max_us'])}",
-    ),
-    ("vs smallest", "{ratio_to_smallest:.2f}x"),
-    ("per round", lambda e: spread(e["round_ratios"])),
-    ("log bytes per call", lambda e: "n/a" if e["log"] is None else f"{e['log']:,.0f}"),
+LOAD_COLUMNS += [("size", _footprint)]
+LOAD_COLUMNS += rp.columns("seq scans / index scans while measured: {scans}")
+LATENCY_COLUMNS = rp.columns(
+    "store: {store} | mode: {mode} | sessions: {size:,} | median µs: {median_us:us}"
+    " | p90 µs: {p90_us:us} | p99 µs: {p99_us:us}"
+    " | round medians µs: {round_median_min_us:us}-{round_median_max_us:us}"
+    " | vs smallest: {ratio_to_smallest:.2f}x | per round: {round_ratios:spread}"
+    " | log bytes per call: {log:,.0f}"
+)
+SCALE_TEXT = (
+    "Stores holding {sizes} live sessions in the store's own format (SQLite: one file each, one"
+    " `executemany` in one transaction; Redis: one database each, pipelined HSET + PEXPIRE in"
+    " batches of {redis_batch:,}; PostgreSQL: COPY; MariaDB: LOAD DATA; one table each),"
+    " analyzed. {rounds} rounds; in each, per kind of call, {calls:,} calls per store, the"
+    " stores interleaved call by call (their order rotated at every step), each call on a"
+    " session drawn at random from its whole store and timed on its own. Median, p90, p99 over"
+    " all calls; *round medians* the range of the per-round medians; *vs smallest* the median"
+    " over that of the smallest store, *per round* the same ratio round by round. *Log bytes"
+    " per call*: the write-ahead log the SQL server wrote per call (PostgreSQL WAL, InnoDB"
+    " redo), from a pass of its own after the timed rounds (server-wide, so background work"
+    " such as autovacuum or InnoDB's purge shows as a few bytes): a read writes none, a due"
+    " touch writes its row and index entries, plus, on PostgreSQL, a full image of each page it"
+    " is the first to modify since the last checkpoint (`full_page_writes`). *Bulk load s*"
+    " includes generating and analyzing."
+)
+CLEAR_NOTE = (
+    "- {kind}: `clear_expired` of {expired_sessions:,} expired sessions ({tombstones:.0%} of"
+    " them tombstones) added to the {live_sessions:,}-session store, batch size {batch_size:,}:"
+    " **{seconds:.2f} s** ({rows_per_second:,.0f} rows/s, {statements} batches,"
+    " {ms_per_batch:.1f} ms each); {live_sessions_after:,} live sessions left, as before."
 )
 
 
-def clear_expired_note(kind: str, clear: dict[str, Any]) -> str:
-    return (
-        f"- {kind}: `clear_expired` of {clear['expired_sessions']:,} expired sessions"
-        f" ({TOMBSTONES[kind]:.0%} of them tombstones) added to the"
-        f" {clear['live_sessions']:,}-session store, batch size {clear['batch_size']:,}:"
-        f" **{clear['seconds']:.2f} s** ({clear['rows_per_second']:,.0f} rows/s,"
-        f" {clear['statements']} batches, {clear['ms_per_batch']:.1f} ms each);"
-        f" {clear['live_sessions_after']:,} live sessions left, as before."
-    )
-
-
-def scale_sections(scale: dict[str, Any], settings: dict[str, Any]) -> list[Section]:
-    text = (
-        f"Stores holding {', '.join(f'{s:,}' for s in settings['scale_sizes'])} live sessions"
-        " in the store's own format (SQLite: one file each, one `executemany` in one"
-        f" transaction; Redis: one database each, pipelined HSET + PEXPIRE in batches of"
-        f" {ss.REDIS_BATCH:,}; PostgreSQL: COPY; MariaDB: LOAD DATA; one table each), analyzed."
-        f" {settings['rounds']} rounds; in each, per kind of call, {settings['calls']:,} calls"
-        " per store, the stores interleaved call by call (their order rotated at every step),"
-        " each call on a session drawn at random from its whole store and timed on its own."
-        " Median, p90, p99 over all calls; *round medians* the range of the per-round medians;"
-        " *vs smallest* the median over that of the smallest store, *per round* the same ratio"
-        " round by round. *Log bytes per call*: the write-ahead log the SQL server wrote per"
-        " call (PostgreSQL WAL, InnoDB redo), from a pass of its own after the timed rounds"
-        " (server-wide, so background work such as autovacuum or InnoDB's purge shows as a few"
-        " bytes): a read writes none, a due touch writes its row and index entries, plus, on"
-        " PostgreSQL, a full image of each page it is the first to modify since the last"
-        " checkpoint (`full_page_writes`). *Bulk load s* includes generating and analyzing."
-    )
+def scale_sections(scale: dict[str, Any], settings: dict[str, Any]) -> list[rp.Section]:
+    sizes = ", ".join(f"{s:,}" for s in settings["scale_sizes"])
+    text = rp.FORMAT(SCALE_TEXT, (), {**settings, "sizes": sizes})
     rows = [
         {**part["summary"][str(size)][mode], "store": kind, "mode": mode, "size": size}
         | {"log": part.get("log_bytes_per_call", {}).get(str(size), {}).get(mode)}
@@ -422,28 +349,32 @@ def scale_sections(scale: dict[str, Any], settings: dict[str, Any]) -> list[Sect
         for size in part["sizes"]
     ]
     loads = [
-        {**part["stores"][str(size)], "store": kind, "size": size}
+        {**d, "store": kind, "size": size}
+        | {"scans": f"{d['seq_scans']} / {d['index_scans']:,}" if "seq_scans" in d else None}
         for kind, part in scale.items()
         for size in part["sizes"]
+        for d in [part["stores"][str(size)]]
     ]
     notes = [
-        clear_expired_note(k, p["clear_expired"]) for k, p in scale.items() if "clear_expired" in p
+        rp.FORMAT(CLEAR_NOTE, (), {**part["clear_expired"], "kind": k, "tombstones": TOMBSTONES[k]})
+        for k, part in scale.items()
+        if "clear_expired" in part
     ]
     notes += ["- redis removes expired keys itself."] if "redis" in scale else []
     modes = [f"- **{mode}**: {text}" for mode, text in SCALE_MODE_TEXT.items()]
     return [
-        Section("Scale", [text], notes=modes),
-        Section(None, (), LATENCY_COLUMNS, "llrrrrrrrr", rows),
-        Section(None, (), LOAD_COLUMNS, "lrrrlr", loads, notes),
+        rp.Section("Scale", [text], notes=modes),
+        rp.Section(None, (), LATENCY_COLUMNS, "llrrrrrrrr", rows),
+        rp.Section(None, (), LOAD_COLUMNS, "lrrrlr", loads, notes),
     ]
 
 
 def _size_cell(size: str, row: dict[str, Any]) -> str:
-    e = row[size][row["endpoint"]]
-    return "n/a" if e is None else f"{us(e['median_us'])} ({us(e['min_us'])}-{us(e['max_us'])})"
+    e = row.get(size, {}).get(row["endpoint"])
+    return rp.FORMAT("{median_us:us} ({min_us:us}-{max_us:us})", (), e) if e else "n/a"
 
 
-def size_section(part: dict[str, Any], settings: dict[str, Any]) -> Section:
+def size_section(part: dict[str, Any], settings: dict[str, Any]) -> rp.Section:
     values = ", ".join(f"{n} at {_bytes(int(s))}" for s, n in part["values"].items())
     text = (
         f"A logged-in session (user, cart) that also holds values of ~{VALUE_BYTES} bytes of"
@@ -454,7 +385,7 @@ def size_section(part: dict[str, Any], settings: dict[str, Any]) -> Section:
     rows = [
         {"variant": variant, "endpoint": endpoint, **by_size}
         for variant, by_size in part["summary"].items()
-        if any(e is not None for by_e in by_size.values() for e in by_e.values())
+        if by_size
         for endpoint in part["endpoints"]
     ]
     notes = [f"- **/{e}**: {text}" for e, text in SIZE_ENDPOINT_TEXT.items()]
@@ -463,26 +394,25 @@ def size_section(part: dict[str, Any], settings: dict[str, Any]) -> Section:
         for variant, reasons in part["not_possible"].items()
         for size, reason in reasons.items()
     ]
-    columns: list[tuple[str, Cell]] = [("variant", "{variant}"), ("endpoint", "/{endpoint}")]
+    columns: list[tuple[str, rp.Cell]] = rp.columns("variant: {variant} | endpoint: /{endpoint}")
     columns += [(_bytes(s), functools.partial(_size_cell, str(s))) for s in part["sizes"]]
-    return Section("Session size", [text], columns, "ll" + "r" * len(part["sizes"]), rows, notes)
+    align = "ll" + "r" * len(part["sizes"])
+    return rp.Section("Session size", [text], columns, align, rows, notes)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
+    servers = ", ".join(f"{kind} {version}" for kind, version in machine["servers"].items())
     intro = [
-        f"{machine['cpu_count']} CPUs, Python {machine['python']}, SQLite {machine['sqlite']}, "
-        + ", ".join(f"{kind} {version}" for kind, version in machine["servers"].items())
-        + f" (started by the run on 127.0.0.1); load average"
-        f" {report['load_average_before']} before, {report['load_average_after']} after;"
-        f" {report['duration_seconds']:.0f} s in all.",
+        f"{machine['cpu_count']} CPUs, Python {machine['python']}, SQLite {machine['sqlite']},"
+        f" {servers} (started by the run on 127.0.0.1); {rp.load_line(report)}",
         *(f"\n**Skipped** {key}: {reason}" for key, reason in report["skipped"].items()),
     ]
     sections = scale_sections(report["scale"], report["settings"]) if report["scale"] else []
-    sections.append(Section("Goals", notes=goal_lines(report["goals"])))
+    sections.append(rp.Section("Goals", notes=rp.goal_lines(report["goals"])))
     sections.append(size_section(report["size"], report["settings"]))
     title = f"Scaling and session size ({report['date']})"
-    return render(title, intro, sections, report["command"])
+    return rp.render(title, intro, sections, report["command"])
 
 
 def main(argv: Sequence[str]) -> int:
@@ -494,31 +424,24 @@ def main(argv: Sequence[str]) -> int:
         "expired": 1000,
     }
     quick |= {"scale_sizes": list(QUICK_SCALE_SIZES), "session_sizes": list(SESSION_SIZES[:3])}
-    args = parse(__doc__, argv, rounds=5, seconds=0.15, warmup=0.1, quick=quick)
-    if not args.quick:
-        args.calls, args.expired = 1000, 100_000
-        args.scale_sizes, args.session_sizes = list(SCALE_SIZES), list(SESSION_SIZES)
-    args.seed = 20261125
+    full: dict[str, Any] = {"calls": 1000, "expired": 100_000, "seed": 20261125}
+    full |= {"scale_sizes": list(SCALE_SIZES), "session_sizes": list(SESSION_SIZES)}
+    args = rp.parse(__doc__, argv, rounds=5, seconds=0.15, warmup=0.1, quick=quick)
+    vars(args).update({k: v for k, v in full.items() if k not in vars(args)})
     ss.check_row_format()
-    record = Record("scale", argv)
-    skipped: dict[str, str] = {}
+    record = rp.Record("scale", argv)
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ExitStack() as stack:
-        servers = Servers(stack, Path(tmp))
-        start_servers(
-            servers, ["redis", PG, MARIADB, *needed(VARIANTS_BY_NAME[n] for n in SIZE_VARIANTS)]
-        )
+        servers = h.Servers(stack, Path(tmp))
+        size_variants = [VARIANTS_BY_NAME[name] for name in SIZE_VARIANTS.split()]
+        start_servers(servers, ["redis", PG, MARIADB])
+        variants, missing = start_variants(servers, size_variants)
+        skipped = {f"size:{name}": reason for name, reason in missing.items()}
         scale = run_scale(args, servers, skipped)
-        size = run_size(args, servers, skipped)
-        versions = {
-            k: server_version(servers, k) for k in (PG, MARIADB, "redis") if k in servers.started
-        }
+        size = run_size(args, servers, variants)
+    machine: dict[str, Any] = {"servers": {k: v for k, v in servers.versions.items() if v}}
+    machine |= {"postgresql_arguments": PG_SETTINGS, "mariadb_arguments": list(MARIADB_SETTINGS)}
     report = record.report(
-        machine=machine_info(
-            PACKAGES,
-            servers=versions,
-            postgresql_arguments=PG_SETTINGS,
-            mariadb_arguments=list(MARIADB_SETTINGS),
-        ),
+        machine=rp.machine_info(PACKAGES.split(), **machine),
         settings={**vars(args), "touch_interval": ss.SCALE_TOUCH_INTERVAL},
         scale=scale,
         size=size,
@@ -526,8 +449,8 @@ def main(argv: Sequence[str]) -> int:
         skipped=skipped,
     )
     report["settings"] |= {"redis_batch": ss.REDIS_BATCH, "cookie_limit": COOKIE_LIMIT}
-    return finish(report, render_markdown(report), args.quick)
+    return rp.finish(report, render_markdown(report), args.quick)
 
 
 if __name__ == "__main__":
-    run_main(main, "scale benchmark failed")
+    rp.run_main(main, "scale benchmark failed")

@@ -13,26 +13,16 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import harness as h
 from flask.sessions import SecureCookieSession, SessionInterface
-from harness import (
-    BASELINE,
-    LOGIN,
-    BenchmarkError,
-    Probe,
-    Running,
-    create_app,
-    request_text,
-    session_key,
-    time_requests,
-)
-from report import Section, counts, expected, rows_of
+from report import Section, columns, rows_of
 from sqlalchemy import event
 from variants import MARIADB, PG, SQLServer, redis_admin
 
 from flask_serversession import ServerSession
 from flask_serversession.stores import Touch
 
-SAMPLE = json.dumps(LOGIN)
+SAMPLE = json.dumps(h.LOGIN)
 #: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
 REFERENCE_FLASK_SESSION_MEMORY = 152
 #: Request kinds whose store calls are counted (``/rw`` reads, then writes), and the store calls
@@ -42,7 +32,7 @@ EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
 APP_TOUCH_INTERVAL, IDLE_TIMEOUT = 60.0, 30 * 60.0
 
 
-def _counted(running: Running, endpoint: str, sent: Counter[str], scripts: Counter[str]) -> Any:
+def _counted(running: h.Running, endpoint: str, sent: Counter[str], scripts: Counter[str]) -> Any:
     return {
         "calls": sum(n for name, n in sent.items() if name != "COMMIT"),
         "sent": dict(sorted(sent.items())),
@@ -74,7 +64,7 @@ def _seen_until(admin: Any, monitor: Any, marker: str) -> tuple[Counter[str], Co
             (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
 
 
-def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
+def count_round_trips(running: h.Running, port: int) -> dict[str, dict[str, Any]]:
     """For one request of each kind (after one not counted: connections made, scripts loaded),
     the commands that reached Redis, as ``MONITOR`` shows them: those a client sent (a round
     trip each, as redis-py pipelines nothing here) apart from those a Lua script ran.
@@ -84,9 +74,9 @@ def count_round_trips(running: Running, port: int) -> dict[str, dict[str, Any]]:
         admin.ping()
         with watcher.monitor() as monitor:
             for endpoint in EXPECTED_CALLS:
-                request_text(running.client, "/" + endpoint)
+                h.request_text(running.client, "/" + endpoint)
                 _seen_until(admin, monitor, f"bench-before-{endpoint}")
-                request_text(running.client, "/" + endpoint)
+                h.request_text(running.client, "/" + endpoint)
                 seen = _seen_until(admin, monitor, f"bench-after-{endpoint}")
                 counted[endpoint] = _counted(running, endpoint, *seen)
     return counted
@@ -98,7 +88,7 @@ def _kind(statement: str) -> str:
     return words[0].upper() if words else "?"
 
 
-def count_statements(running: Running) -> dict[str, dict[str, Any]]:
+def count_statements(running: h.Running) -> dict[str, dict[str, Any]]:
     """For one request of each kind (after one not counted), the statements SQLAlchemy sent
     (``before_cursor_execute``) and the transactions it committed. tests/test_sql.py pins ours'
     counts; this shows them next to Flask-Session's."""
@@ -112,12 +102,12 @@ def count_statements(running: Running) -> dict[str, dict[str, Any]]:
 
     counted = {}
     for endpoint in EXPECTED_CALLS:
-        request_text(running.client, "/" + endpoint)
+        h.request_text(running.client, "/" + endpoint)
         sent.clear()
         event.listen(engine, "before_cursor_execute", before_cursor_execute)
         event.listen(engine, "commit", commit)
         try:
-            request_text(running.client, "/" + endpoint)
+            h.request_text(running.client, "/" + endpoint)
         finally:
             event.remove(engine, "commit", commit)
             event.remove(engine, "before_cursor_execute", before_cursor_execute)
@@ -125,16 +115,29 @@ def count_statements(running: Running) -> dict[str, dict[str, Any]]:
     return counted
 
 
-def measure_memory(running: Running, port: int) -> dict[str, Any]:
+def count_all(runnings: list[h.Running], servers: h.Servers) -> dict[str, Any]:
+    """After the timed rounds (MONITOR must not slow them down): what reaches each store."""
+    counted: dict[str, Any] = {"store_calls": {}, "memory": {}}
+    for running in runnings:
+        if running.built.redis_prefix is not None:
+            port = servers.require("redis")
+            counted["store_calls"][running.name] = count_round_trips(running, port)
+            counted["memory"][running.name] = measure_memory(running, port)
+        if running.built.engine is not None:
+            counted["store_calls"][running.name] = count_statements(running)
+    return counted
+
+
+def measure_memory(running: h.Running, port: int) -> dict[str, Any]:
     """``MEMORY USAGE`` of the key one fresh login stores (``{"user": "alice", "cart": [1, 2, 3]}``)
     and what the key holds."""
     prefix = f"{running.built.redis_prefix}*"
     with redis_admin(port) as admin:
         before = set(admin.scan_iter(match=prefix, count=1000))
-        request_text(running.built.app.test_client(), "/login")
+        h.request_text(running.built.app.test_client(), "/login")
         new = set(admin.scan_iter(match=prefix, count=1000)) - before
         if len(new) != 1:
-            raise BenchmarkError(f"{running.name}: a login stored {len(new)} keys")
+            raise h.BenchmarkError(f"{running.name}: a login stored {len(new)} keys")
         key = new.pop()
         kind = admin.type(key)
         if kind == "hash":
@@ -168,7 +171,7 @@ PROBE_PARTS = {
 }
 
 
-def _capture_get(running: Running) -> tuple[str, Any]:
+def _capture_get(running: h.Running) -> tuple[str, Any]:
     """The one statement ours' /get sends, with its parameters."""
     captured: list[tuple[str, Any]] = []
 
@@ -177,18 +180,18 @@ def _capture_get(running: Running) -> tuple[str, Any]:
 
     event.listen(running.built.engine, "before_cursor_execute", capture)
     try:
-        request_text(running.client, "/get")
+        h.request_text(running.client, "/get")
     finally:
         event.remove(running.built.engine, "before_cursor_execute", capture)
     if len(captured) != 1:
-        raise BenchmarkError(f"{running.name}: /get ran {len(captured)} statements")
+        raise h.BenchmarkError(f"{running.name}: /get ran {len(captured)} statements")
     return captured[0]
 
 
-def build_probes(running: Running, server: SQLServer) -> list[Probe]:
+def build_probes(running: h.Running, server: SQLServer) -> list[h.Probe]:
     """The probes of ``running``'s read: its /get statement is captured and replayed."""
     statement, parameters = _capture_get(running)
-    key, store = session_key(running.client), ServerSession.store_of(running.built.app)
+    key, store = h.session_key(running.client), ServerSession.store_of(running.built.app)
     conn = server.connect()
     cursor = conn.cursor()
 
@@ -205,10 +208,10 @@ def build_probes(running: Running, server: SQLServer) -> list[Probe]:
         conn.close()
 
     return [
-        Probe(f"{server.kind}:select-1", lambda: run("SELECT 1") == [(1,)], close),
+        h.Probe(f"{server.kind}:select-1", lambda: run("SELECT 1") == [(1,)], close),
         # Its touch condition was fixed at capture: replays read and never write.
-        Probe(f"{server.kind}:statement", lambda: len(run(statement, parameters)) == 1),
-        Probe(f"{server.kind}:store-load", load),
+        h.Probe(f"{server.kind}:statement", lambda: len(run(statement, parameters)) == 1),
+        h.Probe(f"{server.kind}:store-load", load),
     ]
 
 
@@ -217,7 +220,7 @@ class InstrumentedGet:
     the driver's execute within it (SQLAlchemy's before/after_cursor_execute events). Timed in
     the same rounds as the variants; the clocks add a few µs to the total."""
 
-    def __init__(self, running: Running) -> None:
+    def __init__(self, running: h.Running) -> None:
         self.running = running
         self.kind = str(running.variant.needs[0])
         self.name = f"{self.kind}:instrumented-get"
@@ -254,7 +257,7 @@ class InstrumentedGet:
         event.listen(store.engine, "after_cursor_execute", self._after)
         count = self.running.batch["get"]
         try:
-            elapsed = time_requests(self.running.client, "/get", count)
+            elapsed = h.time_requests(self.running.client, "/get", count)
         finally:
             event.remove(store.engine, "after_cursor_execute", self._after)
             event.remove(store.engine, "before_cursor_execute", self._before)
@@ -271,32 +274,32 @@ class _NoSession(SessionInterface):
         return None
 
 
-def no_session_probe() -> Probe:
-    """The same app with a session interface that does nothing: the test client's and Flask's
-    own cost of a request, without any session."""
+def sql_probes(sql: list[h.Running], servers: h.Servers) -> list[h.Probe]:
+    """Ours' SQL reads taken apart; with them, the same app with a session interface that does
+    nothing: the test client's and Flask's own cost of a request, without any session."""
 
     def configure(app: Any) -> None:
         app.session_interface = _NoSession()
 
-    client = create_app(configure).test_client()
-    return Probe("no-session:get", lambda: client.get("/get", buffered=True).data == b"None")
+    client = h.create_app(configure).test_client()
+    found = [h.Probe("no-session:get", lambda: client.get("/get", buffered=True).data == b"None")]
+    for running in sql:
+        found += build_probes(running, servers.require(running.variant.needs[0]))
+    return found if sql else []
 
 
-def summarize_breakdown(
-    probes: dict[str, list[float]],
-    instrumented: dict[str, list[dict[str, float]]],
-    summary: dict[str, dict[str, dict[str, Any]]],
-) -> dict[str, dict[str, Any]]:
+def summarize_breakdown(results: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     """Per server, where the time of ours' /get goes, in µs per request (medians over rounds).
 
     ``session_cost`` is ours' /get minus the same request without any session; the goal of
     0.5x the cookie session allows ``session_budget`` = 2 x cookie /get - no-session /get."""
-    if not probes.get("no-session:get") or not {BASELINE, "ours-memory"} <= set(summary):
+    probes, instrumented = results["probes_us"], results["instrumented"]
+    if not probes.get("no-session:get") or not {h.BASELINE, "ours-memory"} <= set(summary):
         return {}
     floor = statistics.median(probes["no-session:get"])
     # The ours-memory variant, timed in the same rounds.
     memory = 1e6 / summary["ours-memory"]["get"]["median"]
-    cookie = 1e6 / summary[BASELINE]["get"]["median"]
+    cookie = 1e6 / summary[h.BASELINE]["get"]["median"]
     breakdown: dict[str, dict[str, Any]] = {}
     for kind in (PG, MARIADB):
         rounds, variant = instrumented.get(kind), f"ours-{kind}"
@@ -334,21 +337,20 @@ def summarize_breakdown(
 
 # -- report sections -----------------------------------------------------------------------------
 
-CALL_COLUMNS = (
-    ("variant", "{variant}"),
-    ("endpoint", "/{endpoint}"),
-    ("store calls", "{calls}"),
-    ("expected", lambda r: expected(r["calls"], r["expected"])),
-    ("sent", lambda r: counts(r["sent"])),
-    ("in scripts", lambda r: counts(r["in_scripts"])),
-)
-MEMORY_COLUMNS = (
-    ("variant", "{variant}"),
-    ("MEMORY USAGE", "{memory_usage_bytes} B"),
-    ("key length", "{key_length}"),
-    ("stored bytes", "{stored_bytes}"),
-    ("type, encoding", "{type}, {encoding}"),
-    ("stored as", "{shape}"),
+
+def _expected(row: dict[str, Any]) -> str:
+    """A count against what an issue requires: ``1 ok``, ``1 **MISSED**``, or ``-``."""
+    if row["expected"] is None:
+        return "-"
+    return f"{row['expected']} {'ok' if row['calls'] == row['expected'] else '**MISSED**'}"
+
+
+CALL_COLUMNS = columns("variant: {variant} | endpoint: /{endpoint} | store calls: {calls}")
+CALL_COLUMNS += [("expected", _expected)]
+CALL_COLUMNS += columns("sent: {sent:counts} | in scripts: {in_scripts:counts}")
+MEMORY_COLUMNS = columns(
+    "variant: {variant} | MEMORY USAGE: {memory_usage_bytes} B | key length: {key_length}"
+    " | stored bytes: {stored_bytes} | type, encoding: {type}, {encoding} | stored as: {shape}"
 )
 #: The rows of the breakdown table: what, and its µs (formats applied to the breakdown).
 BREAKDOWN = (
@@ -380,8 +382,10 @@ BREAKDOWN = (
 )
 
 
-def calls_section(calls: dict[str, dict[str, dict[str, Any]]]) -> Section:
-    text = (
+def sections(run: dict[str, Any]) -> list[Section]:
+    """The store calls, memory and read-breakdown parts of run.py's report."""
+    calls, memory = run["store_calls"], run["memory"]
+    calls_text = (
         "One request of each kind, after one that is not counted (connections made, scripts"
         " loaded; the rate-limited touch is not due). Redis, seen by the server's `MONITOR`:"
         " *store calls* are the commands a client sent (a round trip each), *in scripts* those"
@@ -390,17 +394,16 @@ def calls_section(calls: dict[str, dict[str, dict[str, Any]]]) -> Section:
         " is our read with its touch riding along. *expected* is what issues 3 and 4 require of"
         " ours. `/rw` reads, then writes."
     )
-    rows = rows_of(calls, "variant", "endpoint")
-    return Section("Store calls per request", [text], CALL_COLUMNS, "llrrll", rows)
-
-
-def memory_section(memory: dict[str, dict[str, Any]]) -> Section:
-    text = (
+    memory_text = (
         f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
         f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
     )
+    rows = rows_of(calls, "variant", "endpoint")
+    found = [Section("Store calls per request", [calls_text], CALL_COLUMNS, "llrrll", rows)]
     rows = rows_of(memory, "variant")
-    return Section("Memory per stored session", [text], MEMORY_COLUMNS, "lrrrll", rows)
+    found += [Section("Memory per stored session", [memory_text], MEMORY_COLUMNS, "lrrrll", rows)]
+    found = [part for part, shown in zip(found, (calls, memory), strict=True) if shown]
+    return found + [breakdown_section(item) for item in run["read_breakdown"].values()]
 
 
 def breakdown_section(item: dict[str, Any]) -> Section:

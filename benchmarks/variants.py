@@ -1,9 +1,6 @@
-"""The session implementations the benchmarks compare, and the servers they run on.
-
-The servers are the tests' own (tests/redis_servers.py, memcached_servers.py, sql_servers.py:
-127.0.0.1, free ports, temp dirs, stopped by PID) with the benchmark's settings on top. The
-variants: Flask's cookie session, Flask-ServerSession on each store, Flask-Session 0.8 on
-SQLAlchemy (SQLite, PostgreSQL) and on Redis; ``wsgi_app_from_env`` serves one under gunicorn.
+"""The session implementations the benchmarks compare, and the servers they run on: the tests'
+own (tests/redis_servers.py, memcached_servers.py, sql_servers.py: 127.0.0.1, free ports, temp
+dirs, stopped by PID) with the benchmark's settings on top (benchmarks/README.md says why).
 """
 
 from __future__ import annotations
@@ -20,31 +17,22 @@ from typing import Any
 from flask import Flask
 from harness import BASELINE, HOST, BenchmarkError, Built, Servers, Variant, create_app, progress
 
-PG = "postgresql"
-MARIADB = "mariadb"
+PG, MARIADB = "postgresql", "mariadb"
 #: Key prefixes of the two Redis variants: equally long, so that MEMORY USAGE (which counts the
 #: key) compares the stored sessions, not the prefixes.
-OURS_REDIS_PREFIX = "bench:our:"
-FLASK_SESSION_REDIS_PREFIX = "bench:fls:"
+OURS_REDIS_PREFIX, FLASK_SESSION_REDIS_PREFIX = "bench:our:", "bench:fls:"
 FLASK_SESSION_PG = "flask-session-sqlalchemy-postgresql"
 OURS_TABLE = "serversession"
 Login = dict[str, Any] | None
 
-#: PostgreSQL settings over the tests' throwaway ones, back to PostgreSQL's defaults (fsync,
-#: full page writes, 128MB shared buffers) except that commits do not wait for the WAL flush:
-#: this machine's disk is not what is measured, and the setting favours whichever library
-#: writes more (Flask-Session writes on every request).
+#: PostgreSQL's defaults over the tests' throwaway settings, but commits that do not wait for
+#: the WAL flush. MariaDB: the same for its log, and a buffer pool that holds the largest table.
 PG_SETTINGS = {
     "fsync": "on",
     "full_page_writes": "on",
     "shared_buffers": "128MB",
     "synchronous_commit": "off",
 }
-#: MariaDB options over the tests' ones: a commit that does not wait for the log flush (as
-#: synchronous_commit=off on PostgreSQL), MariaDB's own log size and doublewrite, and a buffer
-#: pool that holds the largest table of the scale part (~400 MiB with its indexes). InnoDB reads
-#: with O_DIRECT, past the OS page cache: with its default 128M pool, lookups in the
-#: 1,000,000-session table read the disk, which measures this machine's disk, not the store.
 MARIADB_SETTINGS = (
     "--innodb-buffer-pool-size=1G",
     "--innodb-log-file-size=96M",
@@ -55,16 +43,13 @@ MARIADB_SETTINGS = (
 )
 #: Per SQL server: how to ask its version and a setting, and the settings a report shows.
 _SHOW = {
-    PG: ("SHOW server_version", "SHOW {}", PG_SETTINGS.keys() | {"max_wal_size"}),
+    PG: ("SHOW server_version", "SHOW {}", [*PG_SETTINGS, "max_wal_size"]),
     MARIADB: (
         "SELECT VERSION()",
         "SELECT @@{}",
-        {"innodb_buffer_pool_size", "innodb_flush_log_at_trx_commit"},
+        ["innodb_buffer_pool_size", "innodb_flush_log_at_trx_commit"],
     ),
 }
-
-
-# -- the servers ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -76,7 +61,6 @@ class SQLServer:
     url: str
     port: int
     database: str
-    version: str = ""
     settings: dict[str, str] = field(default_factory=dict)
 
     def connect(self) -> Any:
@@ -89,27 +73,15 @@ class SQLServer:
             )
         import pymysql  # type: ignore[import-untyped]
 
+        options = {"local_infile": True, "charset": "utf8mb4", "autocommit": True}
         return pymysql.connect(
-            host=HOST,
-            port=self.port,
-            user="root",
-            database=self.database,
-            autocommit=True,
-            local_infile=True,
-            charset="utf8mb4",
+            host=HOST, port=self.port, user="root", database=self.database, **options
         )
 
     def query(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with closing(self.connect()) as conn:
-            cursor = conn.cursor()
+        with closing(self.connect()) as conn, closing(conn.cursor()) as cursor:
             cursor.execute(statement, params)
-            rows = cursor.fetchall() if cursor.description is not None else []
-            cursor.close()
-            return [tuple(row) for row in rows]
-
-    def describe(self) -> str:
-        """Its version and the settings that matter here, as the server reports them."""
-        return f"{self.version} ({', '.join(f'{k}={v}' for k, v in self.settings.items())})"
+            return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
 
     def count(self, table: str) -> int:
         quote = '"' if self.kind == PG else "`"
@@ -129,14 +101,14 @@ def sql_server(kind: str, workdir: Path) -> Iterator[SQLServer]:
         url = server.url.replace("mysql+pymysql://", "mariadb+pymysql://", 1)
         found = SQLServer(kind, url, server.port, sql_servers.DATABASE)
         version, show, names = _SHOW[kind]
-        found.version = str(found.query(version)[0][0])
-        found.settings = {n: str(found.query(show.format(n))[0][0]) for n in sorted(names)}
+        found.settings = {"version": str(found.query(version)[0][0])}
+        found.settings |= {n: str(found.query(show.format(n))[0][0]) for n in names}
         yield found
 
 
 @contextmanager
 def redis_server(workdir: Path) -> Iterator[int]:
-    """A redis-server on 127.0.0.1 without persistence (tests/redis_servers.py); its port."""
+    """A redis-server without persistence (tests/redis_servers.py); its port."""
     from redis_servers import standalone
 
     with standalone(workdir) as server:
@@ -145,11 +117,29 @@ def redis_server(workdir: Path) -> Iterator[int]:
 
 @contextmanager
 def memcached_server(workdir: Path) -> Iterator[int]:
-    """A memcached on 127.0.0.1 (tests/memcached_servers.py); its port."""
+    """A memcached (tests/memcached_servers.py); its port."""
     from memcached_servers import running
 
     with running(workdir) as servers:
         yield servers[0].port
+
+
+def redis_admin(port: int) -> Any:
+    """A separate redis-py client for the benchmark's own look-ups (never a variant's client)."""
+    import redis
+
+    return redis.Redis(host=HOST, port=port, decode_responses=True)
+
+
+def _version(name: str, server: Any) -> str | None:
+    """The version of a server the run started (SQL servers: with their settings)."""
+    if isinstance(server, SQLServer):
+        settings = ", ".join(f"{k}={v}" for k, v in server.settings.items() if k != "version")
+        return f"{server.settings['version']} ({settings})"
+    if name == "redis":
+        with redis_admin(server) as admin:
+            return str(admin.info("server")["redis_version"])
+    return None
 
 
 STARTERS: dict[str, Callable[[Path], Any]] = {
@@ -162,27 +152,25 @@ STARTERS: dict[str, Callable[[Path], Any]] = {
 
 def start_servers(servers: Servers, names: Iterable[str]) -> None:
     """The named servers, each on 127.0.0.1 and stopped by PID at the end (or why not)."""
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(n for n in names if n not in servers.started | servers.missing):
         servers.start(name, functools.partial(STARTERS[name], servers.tmp / name))
         if name in servers.started:
-            progress(f"{name} up: {server_version(servers, name)}")
+            servers.versions[name] = _version(name, servers.started[name])
+            progress(f"{name} up: {servers.versions[name] or 'running'}")
 
 
-def redis_admin(port: int) -> Any:
-    """A separate redis-py client for the benchmark's own look-ups (never a variant's client)."""
-    import redis
-
-    return redis.Redis(host=HOST, port=port, decode_responses=True)
-
-
-def server_version(servers: Servers, name: str) -> str | None:
-    """The version of a server the run started (SQL servers: with their settings)."""
-    if name not in servers.started or name == "memcached":
-        return None
-    if name != "redis":
-        return str(servers.started[name].describe())
-    with redis_admin(servers.started[name]) as admin:
-        return str(admin.info("server")["redis_version"])
+def start_variants(
+    servers: Servers, variants: Sequence[Variant]
+) -> tuple[list[Variant], dict[str, str]]:
+    """The servers the variants need started; the variants whose servers run, and why each
+    other one is skipped."""
+    start_servers(servers, (need for variant in variants for need in variant.needs))
+    skipped = {
+        v.name: servers.missing[n] for v in variants for n in v.needs if n in servers.missing
+    }
+    for name, reason in skipped.items():
+        progress(f"{name} skipped: {reason}")
+    return [v for v in variants if v.name not in skipped], skipped
 
 
 # -- the variants --------------------------------------------------------------------------------
@@ -231,13 +219,8 @@ def _ours(url: str, login: Login, **extra: Any) -> Built:
     return Built(app, close=store.close, engine=getattr(store, "engine", None), **extra)
 
 
-def _ours_memory(servers: Servers, login: Login) -> Built:
-    return _ours("memory://", login)
-
-
 def _ours_sqlite(servers: Servers, login: Login) -> Built:
-    path = servers.tmp / "ours.sqlite3"
-    # An absolute path gives the four slashes of an absolute SQLAlchemy-style URL.
+    path = servers.tmp / "ours.sqlite3"  # absolute: the four slashes of an absolute URL
     return _ours(f"sqlite:///{path}", login, stored_sessions=_count_rows(path, OURS_TABLE))
 
 
@@ -257,63 +240,64 @@ def _ours_sql(kind: str, servers: Servers, login: Login) -> Built:
     return _ours(f"{server.url}?table={OURS_TABLE}", login, stored_sessions=stored)
 
 
-def _flask_session_sqlalchemy(name: str, uri: str, login: Login, count: Callable[[], int]) -> Built:
+def _flask_session(name: str, login: Login, config: dict[str, Any], **built: Any) -> Built:
+    """Flask-Session 0.8 configured by ``config`` (its table, if any, created at start-up)."""
     session = import_or_fail(name, "flask_session").Session
-    db = import_or_fail(name, "flask_sqlalchemy").SQLAlchemy()
+    db = config.get("SESSION_SQLALCHEMY")
 
     def configure(app: Flask) -> None:
-        app.config.update(SQLALCHEMY_DATABASE_URI=uri, SESSION_TYPE="sqlalchemy")
-        app.config["SESSION_SQLALCHEMY"] = db
-        db.init_app(app)
-        # Flask-Session 0.8 creates its "sessions" table here (checkfirst), in an app context.
-        session(app)
+        app.config.update(config)
+        if db is not None:
+            db.init_app(app)
+        session(app)  # Flask-Session creates its "sessions" table here (checkfirst)
 
     app = create_app(configure, login)
-    with app.app_context():
-        engine = db.engine
-    return Built(app, stored_sessions=count, close=engine.dispose, engine=engine)
+    if db is not None:
+        with app.app_context():
+            built |= {"engine": db.engine, "close": db.engine.dispose}
+    return Built(app, **built)
+
+
+def _flask_session_sql(name: str, uri: str, login: Login, count: Callable[[], int]) -> Built:
+    db = import_or_fail(name, "flask_sqlalchemy").SQLAlchemy()
+    config = {"SQLALCHEMY_DATABASE_URI": uri, "SESSION_TYPE": "sqlalchemy"}
+    return _flask_session(name, login, {**config, "SESSION_SQLALCHEMY": db}, stored_sessions=count)
 
 
 def _flask_session_sqlite(servers: Servers, login: Login) -> Built:
     path = servers.tmp / "flask_session.sqlite3"
     count = _count_rows(path, "sessions")
-    return _flask_session_sqlalchemy("flask-session-sqlalchemy", f"sqlite:///{path}", login, count)
+    return _flask_session_sql("flask-session-sqlalchemy", f"sqlite:///{path}", login, count)
 
 
 def _flask_session_pg(servers: Servers, login: Login) -> Built:
     server: SQLServer = servers.require(PG)
     count = functools.partial(server.count, "sessions")
-    return _flask_session_sqlalchemy(FLASK_SESSION_PG, server.url, login, count)
+    return _flask_session_sql(FLASK_SESSION_PG, server.url, login, count)
 
 
 def _flask_session_redis(servers: Servers, login: Login) -> Built:
-    session = import_or_fail("flask-session-redis", "flask_session").Session
     import redis
 
     port, prefix = servers.require("redis"), FLASK_SESSION_REDIS_PREFIX
     # Flask-Session's documented set-up: a redis.Redis it is given, otherwise its defaults.
     client = redis.Redis(host=HOST, port=port)
-
-    def configure(app: Flask) -> None:
-        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client, SESSION_KEY_PREFIX=prefix)
-        session(app)
-
-    app = create_app(configure, login)
+    config = {"SESSION_TYPE": "redis", "SESSION_REDIS": client, "SESSION_KEY_PREFIX": prefix}
     count = _count_keys(port, prefix)
-    return Built(app, stored_sessions=count, close=client.close, redis_prefix=prefix)
+    name = "flask-session-redis"
+    return _flask_session(
+        name, login, config, stored_sessions=count, close=client.close, redis_prefix=prefix
+    )
 
 
 _OURS = "Flask-ServerSession, store="
 _FLASK_SESSION = 'Flask-Session 0.8, SESSION_TYPE="sqlalchemy", Flask-SQLAlchemy on'
 VARIANTS: tuple[Variant, ...] = (
     Variant(BASELINE, "Flask's default signed-cookie session", _cookie),
-    Variant("ours-memory", f'{_OURS}"memory://"', _ours_memory),
+    Variant("ours-memory", f'{_OURS}"memory://"', lambda servers, login: _ours("memory://", login)),
     Variant("ours-sqlite", "Flask-ServerSession, SQLite file store", _ours_sqlite),
     Variant(
-        "ours-redis",
-        f'{_OURS}"redis://{HOST}:PORT/0?prefix={OURS_REDIS_PREFIX}"',
-        _ours_redis,
-        ("redis",),
+        "ours-redis", f'{_OURS}"redis://{HOST}:PORT/0?prefix=bench:our:"', _ours_redis, ("redis",)
     ),
     Variant("ours-memcached", f'{_OURS}"memcached://{HOST}:PORT"', _ours_memcached, ("memcached",)),
     Variant(
@@ -345,19 +329,12 @@ VARIANTS: tuple[Variant, ...] = (
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
 
 
-def needed(variants: Iterable[Variant]) -> list[str]:
-    return list(dict.fromkeys(need for variant in variants for need in variant.needs))
-
-
 def wsgi_app_from_env() -> Flask:
-    """The app of one variant, for a WSGI server (http_bench.py runs it under gunicorn).
-
-    ``BENCH_VARIANT`` names the variant, ``BENCH_DIR`` is the directory for its files and
-    ``BENCH_REDIS_PORT`` the port of the redis-server on 127.0.0.1, if it needs one.
-    """
-    variant = VARIANTS_BY_NAME[os.environ["BENCH_VARIANT"]]
+    """The app of one variant, for a WSGI server (http_bench.py runs it under gunicorn):
+    ``BENCH_VARIANT`` names it, ``BENCH_DIR`` is the directory for its files and
+    ``BENCH_REDIS_PORT`` the port of the redis-server on 127.0.0.1, if it needs one."""
     servers = Servers(ExitStack(), Path(os.environ["BENCH_DIR"]))
     if port := os.environ.get("BENCH_REDIS_PORT"):
         servers.started["redis"] = int(port)
     # Never closed: the worker process ends with it.
-    return variant.build(servers, None).app
+    return VARIANTS_BY_NAME[os.environ["BENCH_VARIANT"]].build(servers, None).app
