@@ -1,10 +1,10 @@
-"""The one benchmark harness: the app every test-client variant serves, checked requests, batch
-timing and calibration, interleaved rounds, medians, ratios to the cookie session and to the
-peers, goals. variants.py starts the servers and builds the variants; report.py renders.
+"""The one benchmark harness: the app every variant serves, checked and timed calls, interleaved
+rounds, medians, ratios to the cookie session and to the peers, goals.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import itertools
@@ -21,18 +21,13 @@ from typing import Any, TypeVar
 from flask import Flask, session
 from flask.testing import FlaskClient
 
-BASELINE = "cookie"
-USER = "alice"
-CART = [1, 2, 3]
+BASELINE, USER, HOST = "cookie", "alice", "127.0.0.1"
 #: What ``/login`` stores: a logged-in user.
-LOGIN: dict[str, Any] = {"user": USER, "cart": CART}
+LOGIN: dict[str, Any] = {"user": USER, "cart": [1, 2, 3]}
 SECRET_KEY = "benchmark-secret-key-not-for-production"
-HOST = "127.0.0.1"
-#: The tests' server modules (servers.py, redis_servers.py, ...): one harness for both.
-TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
-if str(TESTS_DIR) not in sys.path:
-    sys.path.append(str(TESTS_DIR))
-
+# The tests' server modules (servers.py, redis_servers.py, ...) start the benchmarks' servers.
+if (TESTS_DIR := str(Path(__file__).resolve().parents[1] / "tests")) not in sys.path:
+    sys.path.append(TESTS_DIR)
 _T = TypeVar("_T")
 
 
@@ -46,7 +41,7 @@ def progress(text: str) -> None:
 
 def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | None = None) -> Flask:
     """The one app every variant serves; ``configure`` installs the session implementation,
-    ``login`` is what ``/login`` stores (a user and a cart by default)."""
+    ``login`` is what ``/login`` stores (:data:`LOGIN` by default)."""
     app = Flask(__name__)
     app.secret_key = SECRET_KEY
     configure(app)
@@ -55,7 +50,7 @@ def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | Non
 
     @app.get("/login")
     def log_in() -> str:
-        session.update({k: list(v) if isinstance(v, list) else v for k, v in stored.items()})
+        session.update(copy.deepcopy(stored))
         return "ok"
 
     @app.get("/none")
@@ -87,9 +82,6 @@ def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | Non
         return str(len(session))
 
     return app
-
-
-# -- servers and variants --------------------------------------------------------------------------
 
 
 @dataclass
@@ -142,9 +134,6 @@ class Variant:
     needs: tuple[str, ...] = ()
 
 
-# -- checked, timed requests ---------------------------------------------------------------------
-
-
 def request_text(client: FlaskClient, path: str) -> str:
     """``GET path`` through the test client; its body, or :class:`BenchmarkError` unless 200."""
     # buffered=True consumes the body and closes the response, as a WSGI server does, so
@@ -166,25 +155,9 @@ def session_key(client: FlaskClient) -> str:
     return store_key(session_id)
 
 
-def time_calls(call: Callable[[], bool], count: int, what: str) -> float:
-    """Seconds for ``count`` calls, each checked: ``call()`` says whether its answer is right."""
-    gc.collect()  # garbage of the previous batch is not charged to this one
-    start = time.perf_counter()
-    for _ in range(count):
-        if not call():
-            raise BenchmarkError(f"{what}: wrong answer during timing")
-    return time.perf_counter() - start
-
-
-def time_requests(client: FlaskClient, path: str, count: int) -> float:
-    """Seconds for ``count`` requests, each checked for status 200."""
-    get = client.get
-    return time_calls(lambda: get(path, buffered=True).status_code == 200, count, f"GET {path}")
-
-
-def check_session(name: str, get: Callable[[str], str], keys: int | None = None) -> None:
-    """Fail unless the variant really keeps the session (``get(path)`` answers a request): a
-    broken session must not look fast. ``keys``: how many values the session holds at least."""
+def check_session(name: str, get: Callable[[str], str], keys: int = 0) -> None:
+    """Fail unless the variant really keeps the session (``get(path)`` answers a request) and it
+    holds at least ``keys`` values: a broken session must not look fast."""
     if (got := get("/get")) != USER:
         raise BenchmarkError(f"{name}: /get returned {got!r}, expected {USER!r}")
     if (written := get("/set")) != (read_back := get("/n")):
@@ -192,22 +165,8 @@ def check_session(name: str, get: Callable[[str], str], keys: int | None = None)
     user, _, n = (both := get("/rw")).partition(" ")
     if user != USER or get("/n") != n:
         raise BenchmarkError(f"{name}: /rw answered {both!r}, /n did not read back its write")
-    if get("/none") != "none" or (keys is not None and int(get("/keys")) < keys):
+    if get("/none") != "none" or int(get("/keys")) < keys:
         raise BenchmarkError(f"{name}: /none or /keys answered wrongly")
-
-
-def calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
-    """The batch size that takes about ``seconds``, from a doubling probe."""
-    count = 8
-    while (elapsed := time_batch(count)) < min(0.05, seconds / 2) and count < 1 << 20:
-        count *= 2
-    return max(1, math.ceil(count * seconds / elapsed))
-
-
-def warm_up(call: Callable[[], object], seconds: float) -> None:
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        call()
 
 
 def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
@@ -217,42 +176,73 @@ def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
 
 
 @dataclass
-class Running:
-    """One variant during a run: its app, its logged-in client, its batches and its rates."""
+class Probe:
+    """One call, each answer checked, timed in batches in the rounds: µs per call, by round."""
 
     name: str
-    variant: Variant
-    built: Built
-    endpoints: Sequence[str]
-    client: FlaskClient = field(init=False)
-    #: Values the session holds after ``/login`` (checked by :meth:`verify`).
-    keys: int | None = None
-    batch: dict[str, int] = field(default_factory=dict)
-    #: Requests per second, per endpoint, round by round.
-    rates: dict[str, list[float]] = field(default_factory=dict)
+    #: One call; returns whether its answer is right.
+    call: Callable[[], bool]
+    close: Callable[[], None] = lambda: None
+    batch: int = 0
+    us: list[float] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.client = self.built.app.test_client()
+    def time(self, count: int) -> float:
+        gc.collect()  # garbage of the previous batch is not charged to this one
+        start = time.perf_counter()
+        for _ in range(count):
+            if not self.call():
+                raise BenchmarkError(f"{self.name}: wrong answer during timing")
+        return time.perf_counter() - start
+
+    def calibrate(self, seconds: float, warmup: float) -> None:
+        """Warm up, then find the batch that takes about ``seconds`` with a doubling probe."""
+        deadline = time.perf_counter() + warmup
+        while time.perf_counter() < deadline:
+            self.call()
+        count = 8
+        while (elapsed := self.time(count)) < min(0.05, seconds / 2) and count < 1 << 20:
+            count *= 2
+        self.batch = max(1, math.ceil(count * seconds / elapsed))
+
+    def measure(self) -> None:
+        self.us.append(self.time(self.batch) / self.batch * 1e6)
+
+
+class Running:
+    """One variant during a run: its app, its logged-in client, a :class:`Probe` per endpoint."""
+
+    def __init__(self, name: str, variant: Variant, built: Built, endpoints: Sequence[str]) -> None:
+        self.name, self.variant, self.built = name, variant, built
+        self.client = built.app.test_client()
+        self.probes = {e: Probe(f"{name} /{e}", self._answers_ok(f"/{e}")) for e in endpoints}
         if request_text(self.client, "/login") != "ok":
-            raise BenchmarkError(f"{self.name}: /login failed")
-        self.verify()
+            raise BenchmarkError(f"{name}: /login failed")
 
-    def verify(self) -> None:
-        check_session(self.name, functools.partial(request_text, self.client), self.keys)
+    def _answers_ok(self, path: str) -> Callable[[], bool]:
+        get = self.client.get
+        return lambda: get(path, buffered=True).status_code == 200
+
+    def verify(self, keys: int = 0) -> None:
+        check_session(self.name, functools.partial(request_text, self.client), keys)
         if self.built.stored_sessions is not None and self.built.stored_sessions() < 1:
             raise BenchmarkError(f"{self.name}: the session is not in the store")
 
+    @property
+    def batch(self) -> dict[str, int]:
+        return {endpoint: probe.batch for endpoint, probe in self.probes.items()}
+
+    @property
+    def rates(self) -> dict[str, list[float]]:
+        """Requests per second, per endpoint, round by round."""
+        return {e: [1e6 / us for us in probe.us] for e, probe in self.probes.items()}
+
     def calibrate(self, seconds: float, warmup: float) -> None:
-        """Warm up each endpoint, then find the batch size that takes about ``seconds``."""
-        for endpoint in self.endpoints:
-            warm_up(functools.partial(request_text, self.client, "/" + endpoint), warmup)
-            timed = functools.partial(time_requests, self.client, "/" + endpoint)
-            self.batch[endpoint] = calibrated(timed, seconds)
+        for probe in self.probes.values():
+            probe.calibrate(seconds, warmup)
 
     def measure(self) -> None:
-        for endpoint in self.endpoints:
-            elapsed = time_requests(self.client, "/" + endpoint, count := self.batch[endpoint])
-            self.rates.setdefault(endpoint, []).append(count / elapsed)
+        for probe in self.probes.values():
+            probe.measure()
 
 
 @contextmanager
@@ -266,29 +256,8 @@ def started(
             built = variant.build(servers, None)
             stack.callback(built.close)
             runnings.append(Running(variant.name, variant, built, endpoints))
+            runnings[-1].verify()
         yield runnings
-
-
-@dataclass
-class Probe:
-    """One call timed like a variant's request, in the same rounds: µs per call, by round."""
-
-    name: str
-    #: One call; returns whether its answer is right.
-    call: Callable[[], bool]
-    close: Callable[[], None] = lambda: None
-    batch: int = 0
-    us: list[float] = field(default_factory=list)
-
-    def _time(self, count: int) -> float:
-        return time_calls(self.call, count, self.name)
-
-    def calibrate(self, seconds: float, warmup: float) -> None:
-        warm_up(self.call, warmup)
-        self.batch = calibrated(self._time, seconds)
-
-    def measure(self) -> None:
-        self.us.append(self._time(self.batch) / self.batch * 1e6)
 
 
 def run_rounds(timed: Sequence[Any], rounds: int, label: str = "") -> list[list[str]]:
@@ -314,26 +283,24 @@ def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dic
     """Medians, ranges and ratios to the cookie session of the same run, per variant and
     endpoint, from the requests per second of every round."""
     base = raw.get(BASELINE)
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, by_endpoint in raw.items():
-        summary[name] = {}
-        for endpoint, rates in by_endpoint.items():
-            median = statistics.median(rates)
-            entry: dict[str, Any] = {"median": median, "min": min(rates), "max": max(rates)}
-            entry |= dict.fromkeys(("ratio_to_cookie", "extra_us_per_request", "round_ratios"))
-            if base is not None:
-                base_median = statistics.median(base[endpoint])
-                entry["ratio_to_cookie"] = median / base_median
-                # The test client's own cost is in every variant and pulls ratios toward 1;
-                # the difference in time per request is the session's cost on its own.
-                entry["extra_us_per_request"] = 1e6 / median - 1e6 / base_median
-                # Same-round ratios show how far noise moved the comparison between rounds.
-                entry["round_ratios"] = _ratios(rates, base[endpoint])
-            summary[name][endpoint] = entry
+    summary: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in raw}
+    for name, endpoint, rates in ((n, e, r) for n, by in raw.items() for e, r in by.items()):
+        median = statistics.median(rates)
+        entry: dict[str, Any] = {"median": median, "min": min(rates), "max": max(rates)}
+        entry |= dict.fromkeys(("ratio_to_cookie", "extra_us_per_request", "round_ratios"))
+        if base is not None:
+            base_median = statistics.median(base[endpoint])
+            entry["ratio_to_cookie"] = median / base_median
+            # The test client's own cost is in every variant and pulls ratios toward 1; the
+            # difference in time per request is the session's cost on its own.
+            entry["extra_us_per_request"] = 1e6 / median - 1e6 / base_median
+            # Same-round ratios show how far noise moved the comparison between rounds.
+            entry["round_ratios"] = _ratios(rates, base[endpoint])
+        summary[name][endpoint] = entry
     return summary
 
 
-def _against(
+def against(
     raw: dict[str, dict[str, list[float]]], ours: str, theirs: str, endpoint: str
 ) -> tuple[float | None, list[float] | None]:
     """The ratio of two variants' medians for one endpoint, and round by round (or Nones)."""
@@ -353,7 +320,7 @@ def compare_to_peers(
     comparisons = []
     for ours, peer in peers:
         for endpoint in raw.get(ours) or raw.get(peer) or {}:
-            ratio, round_ratios = _against(raw, ours, peer, endpoint)
+            ratio, round_ratios = against(raw, ours, peer, endpoint)
             peer_ratio = summary.get(peer, {}).get(endpoint, {}).get("ratio_to_cookie")
             comparisons.append(
                 {
@@ -379,33 +346,25 @@ def goal_result(
     return {"goal": goal, "target_ratio": target, "ratio": ratio, "status": status, **fields}
 
 
-@dataclass(frozen=True)
-class Goal:
-    variant: str
-    endpoint: str
-    target: float
-    #: The variant whose throughput, measured in the same run, the ratio is taken against.
-    against: str = BASELINE
+def why_missing(names: Sequence[str], present: Any, skipped: dict[str, str]) -> str | None:
+    """Why the named results are not all ``present`` (None if they are)."""
+    missing = [name for name in names if name not in present]
+    return "; ".join(f"{n}: {skipped.get(n, 'not in this run')}" for n in missing) or None
 
 
 def evaluate_goals(
-    goals: Sequence[Goal], raw: dict[str, dict[str, list[float]]], skipped: dict[str, str]
+    goals: Sequence[tuple[str, str, float, str]],
+    raw: dict[str, dict[str, list[float]]],
+    skipped: dict[str, str],
 ) -> list[dict[str, Any]]:
+    """Goals ``(variant, endpoint, target, against)``: the variant's requests per second at
+    least ``target`` times those of ``against``, measured in the same run."""
     results = []
-    for goal in goals:
-        ratio, round_ratios = _against(raw, goal.variant, goal.against, goal.endpoint)
-        missing = [name for name in (goal.variant, goal.against) if name not in raw]
+    for variant, endpoint, target, other in goals:
+        ratio, round_ratios = against(raw, variant, other, endpoint)
+        why = why_missing((variant, other), raw, skipped)
+        text = f"{variant} /{endpoint} >= {target}x {other}"
         results.append(
-            goal_result(
-                f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}",
-                ratio,
-                goal.target,
-                round_ratios=round_ratios,
-                not_measured_because=why_missing(missing, skipped) if ratio is None else None,
-            )
+            goal_result(text, ratio, target, round_ratios=round_ratios, not_measured_because=why)
         )
     return results
-
-
-def why_missing(names: Sequence[str], skipped: dict[str, str]) -> str:
-    return "; ".join(f"{name}: {skipped.get(name, 'not in this run')}" for name in names)

@@ -29,16 +29,17 @@ RAW_GET = "raw-redis-get"
 PACKAGES = "flask werkzeug itsdangerous flask-serversession flask-session flask-sqlalchemy"
 PACKAGES += " sqlalchemy msgspec redis gunicorn psycopg pymysql"
 OURS_PG, OURS_MARIADB = f"ours-{PG}", f"ours-{MARIADB}"
+#: (variant, endpoint, target, against): requests per second at least target x against's.
 GOALS = (
-    h.Goal("ours-sqlite", "none", 0.95),
-    h.Goal("ours-sqlite", "get", 0.8),
-    h.Goal("ours-sqlite", "set", 0.5),
-    h.Goal("ours-redis", "none", 0.95),
-    h.Goal("ours-redis", "get", 0.6),
-    h.Goal("ours-redis", "get", 1.3, against="flask-session-redis"),
-    h.Goal("ours-redis", "set", 0.65),
-    h.Goal(OURS_PG, "get", 0.5),
-    h.Goal(OURS_PG, "get", 3.0, against=FLASK_SESSION_PG),
+    ("ours-sqlite", "none", 0.95, h.BASELINE),
+    ("ours-sqlite", "get", 0.8, h.BASELINE),
+    ("ours-sqlite", "set", 0.5, h.BASELINE),
+    ("ours-redis", "none", 0.95, h.BASELINE),
+    ("ours-redis", "get", 0.6, h.BASELINE),
+    ("ours-redis", "get", 1.3, "flask-session-redis"),
+    ("ours-redis", "set", 0.65, h.BASELINE),
+    (OURS_PG, "get", 0.5, h.BASELINE),
+    (OURS_PG, "get", 3.0, FLASK_SESSION_PG),
 )
 #: Ours may take at most this many times the memory of Flask-Session's Redis session.
 MEMORY_GOAL = 1.5
@@ -113,14 +114,9 @@ def goals(results: dict[str, Any], skipped: dict[str, str]) -> list[dict[str, An
     bytes_of = {v: m["memory_usage_bytes"] for v, m in results["memory"].items()}
     ours, theirs = bytes_of.get("ours-redis"), bytes_of.get("flask-session-redis")
     measured = ours / theirs if ours and theirs else None
-    missing = [n for n in ("ours-redis", "flask-session-redis") if n not in bytes_of]
-    memory = h.goal_result(
-        f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis",
-        measured,
-        MEMORY_GOAL,
-        at_most=True,
-        not_measured_because=h.why_missing(missing, skipped) if measured is None else None,
-    )
+    why = h.why_missing(("ours-redis", "flask-session-redis"), bytes_of, skipped)
+    text = f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis"
+    memory = h.goal_result(text, measured, MEMORY_GOAL, True, not_measured_because=why)
     return [*h.evaluate_goals(GOALS, results["raw"], skipped), memory]
 
 

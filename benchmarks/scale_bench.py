@@ -236,9 +236,8 @@ def start_size(variant: h.Variant, size: int, servers: h.Servers, seed: int) -> 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Werkzeug's "cookie too large"
-            # /keys is checked after /set has added "n".
-            name = f"{variant.name} {_bytes(size)}"
-            running = h.Running(name, variant, built, SIZE_ENDPOINTS, len(login) + 1)
+            running = h.Running(f"{variant.name} {_bytes(size)}", variant, built, SIZE_ENDPOINTS)
+            running.verify(len(login) + 1)  # /keys is checked after /set has added "n"
         cookie = running.client.get_cookie("session")
         length = len(f"session={cookie.value if cookie else ''}")
         if variant.name != h.BASELINE or length <= COOKIE_LIMIT:

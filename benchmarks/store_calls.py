@@ -1,7 +1,6 @@
 """What reaches the store, for run.py: the commands each kind of request sends to Redis (seen by
-the server's ``MONITOR``) and the statements it sends to SQL (SQLAlchemy's events), the memory
-one stored Redis session takes (``MEMORY USAGE``), where the time of ours' SQL reads goes; and
-their report sections.
+the server's ``MONITOR``) or to SQL (SQLAlchemy's events), the memory of one stored Redis
+session, where the time of ours' SQL reads goes; and their report sections.
 """
 
 from __future__ import annotations
@@ -10,14 +9,15 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import harness as h
 from flask.sessions import SecureCookieSession, SessionInterface
 from report import Section, columns, rows_of
 from sqlalchemy import event
-from variants import MARIADB, PG, SQLServer, redis_admin
+from variants import SQLServer, redis_admin
 
 from flask_serversession import ServerSession
 from flask_serversession.stores import Touch
@@ -25,20 +25,41 @@ from flask_serversession.stores import Touch
 SAMPLE = json.dumps(h.LOGIN)
 #: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
 REFERENCE_FLASK_SESSION_MEMORY = 152
-#: Request kinds whose store calls are counted (``/rw`` reads, then writes), and the store calls
-#: issues 3 and 4 require of ours for each: untouched 0, read-only 1, assign-only 1, both 2.
+#: The store calls issues 3 and 4 require of ours for each kind of request: untouched 0,
+#: read-only 1, assign-only 1, read and write (``/rw``) 2.
 EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
 #: The app's touch interval (SESSION_TOUCH_INTERVAL's default) and idle timeout.
 APP_TOUCH_INTERVAL, IDLE_TIMEOUT = 60.0, 30 * 60.0
+Counting = Callable[[], Any]
 
 
-def _counted(running: h.Running, endpoint: str, sent: Counter[str], scripts: Counter[str]) -> Any:
-    return {
-        "calls": sum(n for name, n in sent.items() if name != "COMMIT"),
-        "sent": dict(sorted(sent.items())),
-        "in_scripts": dict(sorted(scripts.items())),
-        "expected": EXPECTED_CALLS[endpoint] if running.name.startswith("ours-") else None,
-    }
+@contextmanager
+def listening(engine: Any, **handlers: Callable[..., None]) -> Iterator[None]:
+    """SQLAlchemy's engine events handled while the block runs."""
+    for name, handler in handlers.items():
+        event.listen(engine, name, handler)
+    try:
+        yield
+    finally:
+        for name, handler in handlers.items():
+            event.remove(engine, name, handler)
+
+
+def _count(running: h.Running, counting: Counting) -> dict[str, dict[str, Any]]:
+    """For one request of each kind, after one not counted (connections made, scripts loaded),
+    what ``counting()`` saw: calls sent (COMMITs apart), and commands run in scripts."""
+    counted = {}
+    for endpoint in EXPECTED_CALLS:
+        h.request_text(running.client, "/" + endpoint)
+        with counting() as (sent, in_scripts):
+            h.request_text(running.client, "/" + endpoint)
+        counted[endpoint] = {
+            "calls": sum(n for name, n in sent.items() if name != "COMMIT"),
+            "sent": dict(sorted(sent.items())),
+            "in_scripts": dict(sorted(in_scripts.items())),
+            "expected": EXPECTED_CALLS[endpoint] if running.name.startswith("ours-") else None,
+        }
+    return counted
 
 
 def _command_name(line: str) -> str:
@@ -50,87 +71,70 @@ def _command_name(line: str) -> str:
     return name
 
 
-def _seen_until(admin: Any, monitor: Any, marker: str) -> tuple[Counter[str], Counter[str]]:
-    """Commands MONITOR showed up to ``marker``: sent by clients, run in scripts."""
-    admin.echo(marker)
-    sent: Counter[str] = Counter()
-    in_scripts: Counter[str] = Counter()
-    while True:
-        command = monitor.next_command()
-        name = _command_name(command["command"])
-        if name == "ECHO" and marker in command["command"]:
-            return sent, in_scripts
-        if name not in ("INFO", "ECHO"):
-            (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
+def _monitored(admin: Any, monitor: Any) -> Counting:
+    """Counts of the commands ``MONITOR`` shows between two ``ECHO`` markers: sent by clients
+    (a round trip each, as redis-py pipelines nothing here), and run by Lua scripts."""
+
+    def until(marker: str, sent: Counter[str], in_scripts: Counter[str]) -> None:
+        admin.echo(marker)
+        while True:
+            command = monitor.next_command()
+            name = _command_name(command["command"])
+            if name == "ECHO" and marker in command["command"]:
+                return
+            if name not in ("INFO", "ECHO"):
+                (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
+
+    @contextmanager
+    def counting() -> Iterator[tuple[Counter[str], Counter[str]]]:
+        until("bench-before", Counter(), Counter())
+        sent, in_scripts = Counter[str](), Counter[str]()
+        yield sent, in_scripts
+        until("bench-after", sent, in_scripts)
+
+    return counting
 
 
-def count_round_trips(running: h.Running, port: int) -> dict[str, dict[str, Any]]:
-    """For one request of each kind (after one not counted: connections made, scripts loaded),
-    the commands that reached Redis, as ``MONITOR`` shows them: those a client sent (a round
-    trip each, as redis-py pipelines nothing here) apart from those a Lua script ran.
-    tests/test_redis.py pins ours' counts; this shows them next to Flask-Session's."""
-    counted = {}
-    with redis_admin(port) as admin, redis_admin(port) as watcher:
-        admin.ping()
-        with watcher.monitor() as monitor:
-            for endpoint in EXPECTED_CALLS:
-                h.request_text(running.client, "/" + endpoint)
-                _seen_until(admin, monitor, f"bench-before-{endpoint}")
-                h.request_text(running.client, "/" + endpoint)
-                seen = _seen_until(admin, monitor, f"bench-after-{endpoint}")
-                counted[endpoint] = _counted(running, endpoint, *seen)
-    return counted
+def _statements(engine: Any) -> Counting:
+    """The statements SQLAlchemy sends (by first word: ``WITH`` is our read with its touch)
+    and the transactions it commits (a driver's own BEGIN is not seen)."""
 
+    @contextmanager
+    def counting() -> Iterator[tuple[Counter[str], Counter[str]]]:
+        sent = Counter[str]()
 
-def _kind(statement: str) -> str:
-    """The statement's first word: ``SELECT``, ``UPDATE``, ``WITH`` (our read with its touch)."""
-    words = statement.lstrip().split(None, 1)
-    return words[0].upper() if words else "?"
+        def before(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            sent[(statement.split(None, 1) or ["?"])[0].upper()] += 1
 
+        def commit(conn: Any) -> None:
+            sent["COMMIT"] += 1
 
-def count_statements(running: h.Running) -> dict[str, dict[str, Any]]:
-    """For one request of each kind (after one not counted), the statements SQLAlchemy sent
-    (``before_cursor_execute``) and the transactions it committed. tests/test_sql.py pins ours'
-    counts; this shows them next to Flask-Session's."""
-    engine, sent = running.built.engine, Counter[str]()
+        with listening(engine, before_cursor_execute=before, commit=commit):
+            yield sent, Counter()
 
-    def before_cursor_execute(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-        sent[_kind(statement)] += 1
-
-    def commit(conn: Any) -> None:
-        sent["COMMIT"] += 1
-
-    counted = {}
-    for endpoint in EXPECTED_CALLS:
-        h.request_text(running.client, "/" + endpoint)
-        sent.clear()
-        event.listen(engine, "before_cursor_execute", before_cursor_execute)
-        event.listen(engine, "commit", commit)
-        try:
-            h.request_text(running.client, "/" + endpoint)
-        finally:
-            event.remove(engine, "commit", commit)
-            event.remove(engine, "before_cursor_execute", before_cursor_execute)
-        counted[endpoint] = _counted(running, endpoint, sent, Counter())
-    return counted
+    return counting
 
 
 def count_all(runnings: list[h.Running], servers: h.Servers) -> dict[str, Any]:
-    """After the timed rounds (MONITOR must not slow them down): what reaches each store."""
+    """After the timed rounds (MONITOR must not slow them down): what reaches each store, and
+    the memory of a Redis session. tests/test_redis.py and test_sql.py pin ours' counts."""
     counted: dict[str, Any] = {"store_calls": {}, "memory": {}}
     for running in runnings:
         if running.built.redis_prefix is not None:
             port = servers.require("redis")
-            counted["store_calls"][running.name] = count_round_trips(running, port)
+            with redis_admin(port) as admin, redis_admin(port) as watcher:
+                with watcher.monitor() as monitor:
+                    calls = _count(running, _monitored(admin, monitor))
+            counted["store_calls"][running.name] = calls
             counted["memory"][running.name] = measure_memory(running, port)
         if running.built.engine is not None:
-            counted["store_calls"][running.name] = count_statements(running)
+            counting = _statements(running.built.engine)
+            counted["store_calls"][running.name] = _count(running, counting)
     return counted
 
 
 def measure_memory(running: h.Running, port: int) -> dict[str, Any]:
-    """``MEMORY USAGE`` of the key one fresh login stores (``{"user": "alice", "cart": [1, 2, 3]}``)
-    and what the key holds."""
+    """``MEMORY USAGE`` of the key one fresh login stores, and what the key holds."""
     prefix = f"{running.built.redis_prefix}*"
     with redis_admin(port) as admin:
         before = set(admin.scan_iter(match=prefix, count=1000))
@@ -142,9 +146,7 @@ def measure_memory(running: h.Running, port: int) -> dict[str, Any]:
         kind = admin.type(key)
         if kind == "hash":
             fields: dict[str, str] = admin.hgetall(key)
-            payload = sum(
-                len(name.encode()) + len(value.encode()) for name, value in fields.items()
-            )
+            payload = sum(len(name.encode()) + len(text.encode()) for name, text in fields.items())
             shape = f"hash of {len(fields)} fields: " + ", ".join(sorted(fields))
         else:
             payload = int(admin.strlen(key))
@@ -171,26 +173,13 @@ PROBE_PARTS = {
 }
 
 
-def _capture_get(running: h.Running) -> tuple[str, Any]:
-    """The one statement ours' /get sends, with its parameters."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-        captured.append((statement, parameters))
-
-    event.listen(running.built.engine, "before_cursor_execute", capture)
-    try:
-        h.request_text(running.client, "/get")
-    finally:
-        event.remove(running.built.engine, "before_cursor_execute", capture)
-    if len(captured) != 1:
-        raise h.BenchmarkError(f"{running.name}: /get ran {len(captured)} statements")
-    return captured[0]
-
-
 def build_probes(running: h.Running, server: SQLServer) -> list[h.Probe]:
     """The probes of ``running``'s read: its /get statement is captured and replayed."""
-    statement, parameters = _capture_get(running)
+    captured: list[tuple[str, Any]] = []
+    with listening(running.built.engine, before_cursor_execute=lambda *a: captured.append(a[2:4])):
+        h.request_text(running.client, "/get")
+    if len(captured) != 1:
+        raise h.BenchmarkError(f"{running.name}: /get ran {len(captured)} statements")
     key, store = h.session_key(running.client), ServerSession.store_of(running.built.app)
     conn = server.connect()
     cursor = conn.cursor()
@@ -210,7 +199,7 @@ def build_probes(running: h.Running, server: SQLServer) -> list[h.Probe]:
     return [
         h.Probe(f"{server.kind}:select-1", lambda: run("SELECT 1") == [(1,)], close),
         # Its touch condition was fixed at capture: replays read and never write.
-        h.Probe(f"{server.kind}:statement", lambda: len(run(statement, parameters)) == 1),
+        h.Probe(f"{server.kind}:statement", lambda: len(run(*captured[0])) == 1),
         h.Probe(f"{server.kind}:store-load", load),
     ]
 
@@ -221,48 +210,42 @@ class InstrumentedGet:
     the same rounds as the variants; the clocks add a few µs to the total."""
 
     def __init__(self, running: h.Running) -> None:
-        self.running = running
-        self.kind = str(running.variant.needs[0])
+        self.running, self.kind = running, str(running.variant.needs[0])
         self.name = f"{self.kind}:instrumented-get"
         self.rounds: list[dict[str, float]] = []
-        self.seconds = {"store_load": 0.0, "driver": 0.0}
-        self._driver_started = 0.0
-
-    def _before(self, *args: Any) -> None:
-        self._driver_started = time.perf_counter()
-
-    def _after(self, *args: Any) -> None:
-        self.seconds["driver"] += time.perf_counter() - self._driver_started
 
     def calibrate(self, seconds: float, warmup: float) -> None:
         """The variant's own batch, calibrated before."""
 
-    def _timed_load(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def timed_load(key: str, touch: Touch | None = None) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(key, touch)
-            finally:
-                self.seconds["store_load"] += time.perf_counter() - started
-
-        return timed_load
-
     def measure(self) -> None:
         """µs per request: ``total``, ``store_load`` and ``driver`` (within store_load)."""
         store: Any = ServerSession.store_of(self.running.built.app)
-        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        load, clock = store.load, time.perf_counter
+        seconds, started = {"store_load": 0.0, "driver": 0.0}, {}
+
+        def start(part: str) -> None:
+            started[part] = clock()
+
+        def stop(part: str) -> None:
+            seconds[part] += clock() - started[part]
+
+        def timed_load(key: str, touch: Touch | None = None) -> Any:
+            start("store_load")
+            try:
+                return load(key, touch)
+            finally:
+                stop("store_load")
+
         # An attribute of this store object only; the library's code is untouched.
-        store.load = self._timed_load(store.load)
-        event.listen(store.engine, "before_cursor_execute", self._before)
-        event.listen(store.engine, "after_cursor_execute", self._after)
+        store.load = timed_load
+        before, after = (lambda *a: start("driver")), (lambda *a: stop("driver"))
         count = self.running.batch["get"]
         try:
-            elapsed = h.time_requests(self.running.client, "/get", count)
+            with listening(store.engine, before_cursor_execute=before, after_cursor_execute=after):
+                elapsed = self.running.probes["get"].time(count)
         finally:
-            event.remove(store.engine, "after_cursor_execute", self._after)
-            event.remove(store.engine, "before_cursor_execute", self._before)
             del store.load
-        parts = {name: seconds / count * 1e6 for name, seconds in self.seconds.items()}
+        parts = {name: total / count * 1e6 for name, total in seconds.items()}
         self.rounds.append({"total": elapsed / count * 1e6, **parts})
 
 
@@ -277,11 +260,7 @@ class _NoSession(SessionInterface):
 def sql_probes(sql: list[h.Running], servers: h.Servers) -> list[h.Probe]:
     """Ours' SQL reads taken apart; with them, the same app with a session interface that does
     nothing: the test client's and Flask's own cost of a request, without any session."""
-
-    def configure(app: Any) -> None:
-        app.session_interface = _NoSession()
-
-    client = h.create_app(configure).test_client()
+    client = h.create_app(lambda app: setattr(app, "session_interface", _NoSession())).test_client()
     found = [h.Probe("no-session:get", lambda: client.get("/get", buffered=True).data == b"None")]
     for running in sql:
         found += build_probes(running, servers.require(running.variant.needs[0]))
@@ -301,9 +280,8 @@ def summarize_breakdown(results: dict[str, Any], summary: dict[str, Any]) -> dic
     memory = 1e6 / summary["ours-memory"]["get"]["median"]
     cookie = 1e6 / summary[h.BASELINE]["get"]["median"]
     breakdown: dict[str, dict[str, Any]] = {}
-    for kind in (PG, MARIADB):
-        rounds, variant = instrumented.get(kind), f"ours-{kind}"
-        if not rounds or variant not in summary:
+    for kind, rounds in instrumented.items():
+        if not rounds or (variant := f"ours-{kind}") not in summary:
             continue
         ours = 1e6 / summary[variant]["get"]["median"]
         load, driver, clocked = (
@@ -348,9 +326,22 @@ def _expected(row: dict[str, Any]) -> str:
 CALL_COLUMNS = columns("variant: {variant} | endpoint: /{endpoint} | store calls: {calls}")
 CALL_COLUMNS += [("expected", _expected)]
 CALL_COLUMNS += columns("sent: {sent:counts} | in scripts: {in_scripts:counts}")
+CALLS_TEXT = (
+    "One request of each kind, after one that is not counted (connections made, scripts"
+    " loaded; the rate-limited touch is not due). Redis, seen by the server's `MONITOR`:"
+    " *store calls* are the commands a client sent (a round trip each), *in scripts* those"
+    " its Lua scripts ran. SQL: the statements SQLAlchemy sent (`before_cursor_execute`),"
+    " and under *sent* also the COMMITs it ran (a driver's own BEGIN is not seen); `WITH`"
+    " is our read with its touch riding along. *expected* is what issues 3 and 4 require of"
+    " ours. `/rw` reads, then writes."
+)
 MEMORY_COLUMNS = columns(
     "variant: {variant} | MEMORY USAGE: {memory_usage_bytes} B | key length: {key_length}"
     " | stored bytes: {stored_bytes} | type, encoding: {type}, {encoding} | stored as: {shape}"
+)
+MEMORY_TEXT = (
+    f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
+    f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
 )
 #: The rows of the breakdown table: what, and its µs (formats applied to the breakdown).
 BREAKDOWN = (
@@ -380,49 +371,32 @@ BREAKDOWN = (
     ),
     ("session cost that 0.5x cookie allows (2 x cookie - no session)", "{session_budget_us:.0f}"),
 )
+BREAKDOWN_TEXT = (
+    "µs per request, medians over the same rounds. *No session* is the same app with a"
+    " session interface that does nothing (the test client's and Flask's own cost). The"
+    " parts of ours' /get come from a run of /get with clocks around `store.load` and around"
+    " the driver's execute (SQLAlchemy's `before/after_cursor_execute`); the isolated calls"
+    " are timed in a loop of their own."
+)
+
+
+def breakdown_section(item: dict[str, Any]) -> Section:
+    rows = [{"what": what.format_map(item), "us": v.format_map(item)} for what, v in BREAKDOWN]
+    for part, text in PROBE_PARTS.items():
+        if rounds := item["isolated_rounds_us"].get(part):
+            median = item["isolated_us"][part]
+            us = f"{median:.0f} ({min(rounds):.0f}-{max(rounds):.0f})"
+            rows.append({"what": f"isolated: {text}", "us": us})
+    heading = f"Where the time of {item['variant']} /get goes"
+    return Section(heading, [BREAKDOWN_TEXT], columns("what: {what} | µs: {us}"), "lr", rows)
 
 
 def sections(run: dict[str, Any]) -> list[Section]:
     """The store calls, memory and read-breakdown parts of run.py's report."""
     calls, memory = run["store_calls"], run["memory"]
-    calls_text = (
-        "One request of each kind, after one that is not counted (connections made, scripts"
-        " loaded; the rate-limited touch is not due). Redis, seen by the server's `MONITOR`:"
-        " *store calls* are the commands a client sent (a round trip each), *in scripts* those"
-        " its Lua scripts ran. SQL: the statements SQLAlchemy sent (`before_cursor_execute`),"
-        " and under *sent* also the COMMITs it ran (a driver's own BEGIN is not seen); `WITH`"
-        " is our read with its touch riding along. *expected* is what issues 3 and 4 require of"
-        " ours. `/rw` reads, then writes."
-    )
-    memory_text = (
-        f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
-        f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
-    )
     rows = rows_of(calls, "variant", "endpoint")
-    found = [Section("Store calls per request", [calls_text], CALL_COLUMNS, "llrrll", rows)]
+    found = [Section("Store calls per request", [CALLS_TEXT], CALL_COLUMNS, "llrrll", rows)]
     rows = rows_of(memory, "variant")
-    found += [Section("Memory per stored session", [memory_text], MEMORY_COLUMNS, "lrrrll", rows)]
+    found += [Section("Memory per stored session", [MEMORY_TEXT], MEMORY_COLUMNS, "lrrrll", rows)]
     found = [part for part, shown in zip(found, (calls, memory), strict=True) if shown]
     return found + [breakdown_section(item) for item in run["read_breakdown"].values()]
-
-
-def breakdown_section(item: dict[str, Any]) -> Section:
-    text = (
-        "µs per request, medians over the same rounds. *No session* is the same app with a"
-        " session interface that does nothing (the test client's and Flask's own cost). The"
-        " parts of ours' /get come from a run of /get with clocks around `store.load` and around"
-        " the driver's execute (SQLAlchemy's `before/after_cursor_execute`); the isolated calls"
-        " are timed in a loop of their own."
-    )
-    rows = [{"what": what.format_map(item), "us": v.format_map(item)} for what, v in BREAKDOWN]
-    rounds = item["isolated_rounds_us"]
-    rows += [
-        {
-            "what": f"isolated: {text}",
-            "us": f"{item['isolated_us'][p]:.0f} ({min(rounds[p]):.0f}-{max(rounds[p]):.0f})",
-        }
-        for p, text in PROBE_PARTS.items()
-        if p in rounds
-    ]
-    heading = f"Where the time of {item['variant']} /get goes"
-    return Section(heading, [text], (("what", "{what}"), ("µs", "{us}")), "lr", rows)
