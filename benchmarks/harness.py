@@ -130,8 +130,12 @@ class Variant:
     description: str
     #: The app on ``servers``, its ``/login`` storing ``login`` (None: :data:`LOGIN`).
     build: Callable[[Servers, dict[str, Any] | None], Built]
-    #: The servers (names in :class:`Servers`) the variant needs.
-    needs: tuple[str, ...] = ()
+
+    @property
+    def needs(self) -> list[str]:
+        """The servers (names in :class:`Servers`) the variant needs: those it is named after."""
+        needed = ("redis", "memcached", "postgresql", "mariadb")
+        return [server for server in needed if self.name.endswith(server)]
 
 
 def request_text(client: FlaskClient, path: str) -> str:

@@ -267,50 +267,49 @@ def sql_probes(sql: list[h.Running], servers: h.Servers) -> list[h.Probe]:
     return found if sql else []
 
 
-def summarize_breakdown(results: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    """Per server, where the time of ours' /get goes, in µs per request (medians over rounds).
+def _breakdown(kind: str, probes: dict[str, Any], us: dict[str, float]) -> dict[str, Any]:
+    """Where the time of ours' /get on one SQL server goes: µs per request, what each is."""
+    rounds, variant = probes[f"{kind}:instrumented-get"], f"ours-{kind}"
+    parts = ("total", "store_load", "driver")
+    clocked, load, driver = (statistics.median(r[part] for r in rounds) for part in parts)
+    floor, cookie, memory, ours = us["no-session"], us["cookie"], us["memory"], us[variant]
+    # From the instrumented run, whose parts add up (its total is the timed /get plus the
+    # clocks' few µs): what is left once Flask, the test client, Flask-ServerSession's own work
+    # (measured with the memory store) and store.load are taken out.
+    rows = {
+        "/get with no session at all": floor,
+        "cookie session /get": cookie,
+        "ours with the memory:// store /get": memory,
+        f"{variant} /get": ours,
+        f"... its session's cost ({variant} - no session)": ours - floor,
+        "... the same /get with the clocks (the parts below add up to it minus no session)": (
+            clocked
+        ),
+        "... ... Flask-ServerSession's own work (memory:// - no session)": memory - floor,
+        "... ... `store.load` inside the request": load,
+        "... ... ... the driver's execute (round trip + server)": driver,
+        "... ... ... SQLAlchemy Core + the store's Python": load - driver,
+        "... ... the rest: the same Python running slower around a round trip"
+        " (clocked - memory:// - store.load)": clocked - memory - load,
+        "session cost that 0.5x cookie allows (2 x cookie - no session)": 2 * cookie - floor,
+    }
+    isolated = {p: probes[f"{kind}:{p}"] for p in PROBE_PARTS if f"{kind}:{p}" in probes}
+    return {"variant": variant, "us": rows, "instrumented_rounds": rounds, "isolated_us": isolated}
 
-    ``session_cost`` is ours' /get minus the same request without any session; the goal of
-    0.5x the cookie session allows ``session_budget`` = 2 x cookie /get - no-session /get."""
-    probes, instrumented = results["probes_us"], results["instrumented"]
-    if not probes.get("no-session:get") or not {h.BASELINE, "ours-memory"} <= set(summary):
+
+def summarize_breakdown(results: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """Per SQL server, where the time of ours' /get goes (medians over the same rounds)."""
+    instrumented = results["instrumented"]
+    probes = results["probes_us"] | {f"{k}:instrumented-get": r for k, r in instrumented.items()}
+    us = {name: 1e6 / by["get"]["median"] for name, by in summary.items() if "get" in by}
+    if not probes.get("no-session:get") or not {h.BASELINE, "ours-memory"} <= set(us):
         return {}
-    floor = statistics.median(probes["no-session:get"])
-    # The ours-memory variant, timed in the same rounds.
-    memory = 1e6 / summary["ours-memory"]["get"]["median"]
-    cookie = 1e6 / summary[h.BASELINE]["get"]["median"]
-    breakdown: dict[str, dict[str, Any]] = {}
-    for kind, rounds in instrumented.items():
-        if not rounds or (variant := f"ours-{kind}") not in summary:
-            continue
-        ours = 1e6 / summary[variant]["get"]["median"]
-        load, driver, clocked = (
-            statistics.median(r[part] for r in rounds) for part in ("store_load", "driver", "total")
-        )
-        isolated = {p: probes[f"{kind}:{p}"] for p in PROBE_PARTS if f"{kind}:{p}" in probes}
-        breakdown[kind] = {
-            "variant": variant,
-            "no_session_get_us": floor,
-            "cookie_get_us": cookie,
-            "cookie_session_cost_us": cookie - floor,
-            "ours_get_us": ours,
-            "ours_session_cost_us": ours - floor,
-            "session_budget_us": 2 * cookie - floor,
-            "ours_memory_get_us": memory,
-            "serversession_own_work_us": memory - floor,
-            "instrumented_total_us": clocked,
-            "store_load_in_request_us": load,
-            "driver_execute_in_request_us": driver,
-            "sqlalchemy_and_store_us": load - driver,
-            # From the instrumented run, whose parts add up (its total is the timed /get plus
-            # the clocks' few µs): what is left once Flask, the test client, Flask-ServerSession's
-            # own work (measured with the memory store) and store.load are taken out.
-            "rest_us": clocked - memory - load,
-            "instrumented_rounds": rounds,
-            "isolated_us": {part: statistics.median(us) for part, us in isolated.items()},
-            "isolated_rounds_us": isolated,
-        }
-    return breakdown
+    us |= {"no-session": statistics.median(probes["no-session:get"]), "memory": us["ours-memory"]}
+    return {
+        kind: _breakdown(kind, probes, us)
+        for kind, rounds in instrumented.items()
+        if rounds and f"ours-{kind}" in us
+    }
 
 
 # -- report sections -----------------------------------------------------------------------------
@@ -343,34 +342,6 @@ MEMORY_TEXT = (
     f"`MEMORY USAGE key SAMPLES 0` of the key one login stores for `{SAMPLE}` (the key's own"
     f" bytes included; Flask-Session measured {REFERENCE_FLASK_SESSION_MEMORY} bytes earlier)."
 )
-#: The rows of the breakdown table: what, and its µs (formats applied to the breakdown).
-BREAKDOWN = (
-    ("/get with no session at all", "{no_session_get_us:.0f}"),
-    ("cookie session /get", "{cookie_get_us:.0f}"),
-    ("ours with the memory:// store /get", "{ours_memory_get_us:.0f}"),
-    ("{variant} /get", "{ours_get_us:.0f}"),
-    ("... its session's cost ({variant} - no session)", "**{ours_session_cost_us:.0f}**"),
-    (
-        "... the same /get with the clocks (the parts below add up to it minus no session)",
-        "{instrumented_total_us:.0f}",
-    ),
-    (
-        "... ... Flask-ServerSession's own work (memory:// - no session)",
-        "{serversession_own_work_us:.0f}",
-    ),
-    ("... ... `store.load` inside the request", "{store_load_in_request_us:.0f}"),
-    (
-        "... ... ... the driver's execute (round trip + server)",
-        "{driver_execute_in_request_us:.0f}",
-    ),
-    ("... ... ... SQLAlchemy Core + the store's Python", "{sqlalchemy_and_store_us:.0f}"),
-    (
-        "... ... the rest: the same Python running slower around a round trip"
-        " (clocked - memory:// - store.load)",
-        "{rest_us:.0f}",
-    ),
-    ("session cost that 0.5x cookie allows (2 x cookie - no session)", "{session_budget_us:.0f}"),
-)
 BREAKDOWN_TEXT = (
     "µs per request, medians over the same rounds. *No session* is the same app with a"
     " session interface that does nothing (the test client's and Flask's own cost). The"
@@ -381,11 +352,11 @@ BREAKDOWN_TEXT = (
 
 
 def breakdown_section(item: dict[str, Any]) -> Section:
-    rows = [{"what": what.format_map(item), "us": v.format_map(item)} for what, v in BREAKDOWN]
+    rows = [{"what": what, "us": f"{us:.0f}"} for what, us in item["us"].items()]
+    rows[4]["us"] = f"**{rows[4]['us']}**"  # the session's cost
     for part, text in PROBE_PARTS.items():
-        if rounds := item["isolated_rounds_us"].get(part):
-            median = item["isolated_us"][part]
-            us = f"{median:.0f} ({min(rounds):.0f}-{max(rounds):.0f})"
+        if rounds := item["isolated_us"].get(part):
+            us = f"{statistics.median(rounds):.0f} ({min(rounds):.0f}-{max(rounds):.0f})"
             rows.append({"what": f"isolated: {text}", "us": us})
     heading = f"Where the time of {item['variant']} /get goes"
     return Section(heading, [BREAKDOWN_TEXT], columns("what: {what} | µs: {us}"), "lr", rows)

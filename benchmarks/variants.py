@@ -219,6 +219,10 @@ def _ours(url: str, login: Login, **extra: Any) -> Built:
     return Built(app, close=store.close, engine=getattr(store, "engine", None), **extra)
 
 
+def _ours_memory(servers: Servers, login: Login) -> Built:
+    return _ours("memory://", login)
+
+
 def _ours_sqlite(servers: Servers, login: Login) -> Built:
     path = servers.tmp / "ours.sqlite3"  # absolute: the four slashes of an absolute URL
     return _ours(f"sqlite:///{path}", login, stored_sessions=_count_rows(path, OURS_TABLE))
@@ -238,6 +242,9 @@ def _ours_sql(kind: str, servers: Servers, login: Login) -> Built:
     server: SQLServer = servers.require(kind)
     stored = functools.partial(server.count, OURS_TABLE)
     return _ours(f"{server.url}?table={OURS_TABLE}", login, stored_sessions=stored)
+
+
+_ours_pg, _ours_mariadb = functools.partial(_ours_sql, PG), functools.partial(_ours_sql, MARIADB)
 
 
 def _flask_session(name: str, login: Login, config: dict[str, Any], **built: Any) -> Built:
@@ -276,7 +283,7 @@ def _flask_session_pg(servers: Servers, login: Login) -> Built:
     return _flask_session_sql(FLASK_SESSION_PG, server.url, login, count)
 
 
-def _flask_session_redis(servers: Servers, login: Login) -> Built:
+def _fs_redis(servers: Servers, login: Login) -> Built:
     import redis
 
     port, prefix = servers.require("redis"), FLASK_SESSION_REDIS_PREFIX
@@ -290,41 +297,19 @@ def _flask_session_redis(servers: Servers, login: Login) -> Built:
     )
 
 
-_OURS = "Flask-ServerSession, store="
-_FLASK_SESSION = 'Flask-Session 0.8, SESSION_TYPE="sqlalchemy", Flask-SQLAlchemy on'
+_OURS, _FS = "Flask-ServerSession, store=", "Flask-Session 0.8, SESSION_TYPE="
+_FS_SQL = f'{_FS}"sqlalchemy", Flask-SQLAlchemy on'
 VARIANTS: tuple[Variant, ...] = (
     Variant(BASELINE, "Flask's default signed-cookie session", _cookie),
-    Variant("ours-memory", f'{_OURS}"memory://"', lambda servers, login: _ours("memory://", login)),
-    Variant("ours-sqlite", "Flask-ServerSession, SQLite file store", _ours_sqlite),
-    Variant(
-        "ours-redis", f'{_OURS}"redis://{HOST}:PORT/0?prefix=bench:our:"', _ours_redis, ("redis",)
-    ),
-    Variant("ours-memcached", f'{_OURS}"memcached://{HOST}:PORT"', _ours_memcached, ("memcached",)),
-    Variant(
-        "ours-postgresql",
-        f'{_OURS}"postgresql+psycopg://...?table={OURS_TABLE}"',
-        functools.partial(_ours_sql, PG),
-        (PG,),
-    ),
-    Variant(
-        "ours-mariadb",
-        f'{_OURS}"mariadb+pymysql://...?table={OURS_TABLE}"',
-        functools.partial(_ours_sql, MARIADB),
-        (MARIADB,),
-    ),
-    Variant("flask-session-sqlalchemy", f"{_FLASK_SESSION} an SQLite file", _flask_session_sqlite),
-    Variant(
-        FLASK_SESSION_PG,
-        f"{_FLASK_SESSION} the same PostgreSQL server (psycopg 3)",
-        _flask_session_pg,
-        (PG,),
-    ),
-    Variant(
-        "flask-session-redis",
-        'Flask-Session 0.8, SESSION_TYPE="redis", SESSION_REDIS=redis.Redis(host, port)',
-        _flask_session_redis,
-        ("redis",),
-    ),
+    Variant("ours-memory", f'{_OURS}"memory://"', _ours_memory),
+    Variant("ours-sqlite", f'{_OURS}"sqlite:////tmp/.../ours.sqlite3"', _ours_sqlite),
+    Variant("ours-redis", f'{_OURS}"redis://{HOST}:PORT/0?prefix=bench:our:"', _ours_redis),
+    Variant("ours-memcached", f'{_OURS}"memcached://{HOST}:PORT"', _ours_memcached),
+    Variant("ours-postgresql", f'{_OURS}"postgresql+psycopg://...?table={OURS_TABLE}"', _ours_pg),
+    Variant("ours-mariadb", f'{_OURS}"mariadb+pymysql://...?table={OURS_TABLE}"', _ours_mariadb),
+    Variant("flask-session-sqlalchemy", f"{_FS_SQL} an SQLite file", _flask_session_sqlite),
+    Variant(FLASK_SESSION_PG, f"{_FS_SQL} the same PostgreSQL (psycopg 3)", _flask_session_pg),
+    Variant("flask-session-redis", f'{_FS}"redis", SESSION_REDIS=redis.Redis()', _fs_redis),
 )
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
 
