@@ -1,11 +1,6 @@
-"""Requests per second and latency over real HTTP: the benchmark app under gunicorn (2 sync
-workers), driven by wrk, both on 127.0.0.1.
-
-Variants: Flask's cookie session, Flask-Session 0.8 on Redis, and Flask-ServerSession on SQLite
-and on Redis, all served at once by their own gunicorn (the Redis ones on one redis-server the
-run starts). Every wrk connection carries the cookie of a session created before the run, so
-``/get`` reads and ``/set`` writes a logged-in user's session. Variants are interleaved round by
-round; the numbers are medians over the rounds. See benchmarks/README.md.
+"""Requests per second and latency over real HTTP: each variant under its own gunicorn (2 sync
+workers), driven by wrk with a logged-in session's cookie, all on 127.0.0.1; variants
+interleaved round by round, medians over the rounds. See benchmarks/README.md.
 
     python benchmarks/http_bench.py               # what `make bench` runs after run.py
     python benchmarks/http_bench.py --quick       # smoke check: 1 round of 1 s, no files
@@ -152,11 +147,6 @@ class Served:
         cookie = cookie_header(self.browser.jar) or ""
         return {e: run_wrk(self.wrk, self.port, "/" + e, cookie, seconds) for e in HTTP_ENDPOINTS}
 
-    def calibrate(self, seconds: float, warmup: float) -> None:
-        """wrk for ``warmup`` seconds on each endpoint, nothing recorded."""
-        if warmup:
-            self.wrk_all(int(warmup))
-
     def measure(self) -> None:
         for endpoint, result in self.wrk_all(self.seconds).items():
             self.results.setdefault(endpoint, []).append(result)
@@ -171,8 +161,8 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: h.Servers) -> dic
             env["BENCH_REDIS_PORT"] = str(servers.started["redis"])
         port = servers.stack.enter_context(gunicorn(name, workdir, env))
         served.append(Served(name, port, wrk, args.duration))
-    for item in served:
-        item.calibrate(0, args.warmup)
+    for item in served if args.warmup else ():
+        item.wrk_all(int(args.warmup))  # a warm-up, nothing recorded
     order = h.run_rounds(served, args.rounds)
     for item in served:
         item.verify()
@@ -182,12 +172,11 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: h.Servers) -> dic
 def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
     """Per variant and endpoint: req/s (median, range, ratios to the cookie session, as in the
     test-client runs) and the median p50 and p99 latencies, with the worst round's p99."""
-    summary = h.summarize(
-        {
-            v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
-            for v, by in raw.items()
-        }
-    )
+    rates = {
+        v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
+        for v, by in raw.items()
+    }
+    summary = h.summarize(rates)
     result: dict[str, dict[str, Any]] = {}
     for variant, by_endpoint in raw.items():
         result[variant] = {}

@@ -4,8 +4,7 @@ without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB.
 Straight on the store (no Flask): a session of 20 keys of 200 bytes (about 4 KB, a typical one)
 and of 50 keys of 10 KB (500 KB, near the default limit's scale), each patched over and over.
 The two kinds of patch alternate call by call; each call is timed on its own and the medians
-are compared. The servers are the tests' own (through variants.py), on 127.0.0.1
-on free ports, stopped by PID however the run ends.
+are compared.
 
     .venv/bin/python benchmarks/patch_bench.py            # about a minute; writes results/
     .venv/bin/python benchmarks/patch_bench.py --quick    # smoke check: few calls, no files

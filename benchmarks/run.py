@@ -1,8 +1,6 @@
-"""Requests per second through Flask's test client, in one process: Flask's cookie session,
-Flask-ServerSession on every store and Flask-Session 0.8 (SQLAlchemy on SQLite and PostgreSQL,
-Redis), interleaved round by round, as ratios to the cookie session of the same run; then what
-reaches each store, the memory of one Redis session and where ours' SQL reads spend their time
-(store_calls.py). See benchmarks/README.md.
+"""Requests per second through Flask's test client, every variant interleaved round by round,
+as ratios to the cookie session of the same run; then what reaches each store, the memory of a
+Redis session and where ours' SQL reads spend their time (store_calls.py). See README.md.
 
     python benchmarks/run.py                      # the full run (what `make bench` does)
     python benchmarks/run.py --quick              # smoke check: 1 round, tiny batches, no files

@@ -1,15 +1,8 @@
-"""Scaling on every store, and the cost of the session's size, through Flask's test client.
-
-- ``scale``: read latency (``store.load``, ``GET /get``) with 1,000, 100,000 and 1,000,000 live
-  sessions bulk-loaded in each store's own format (SQLite, Redis, PostgreSQL, MariaDB:
-  scale_stores.py), the sizes interleaved call by call; then ``clear_expired`` of 100,000
-  expired sessions in the largest store of each kind that needs it (Redis expires its keys).
-- ``size``: µs per request of ``/get``, ``/rw`` and ``/set`` with a logged-in session that also
-  holds values of ~340 bytes, ~0.1 to 100 KB in all, on every store of ours, Flask-Session on
-  Redis and on SQLAlchemy/SQLite, and the cookie session while its cookie fits (4 KB).
-
-The servers are the tests' (redis-server, memcached, PostgreSQL, MariaDB on 127.0.0.1, free ports,
-stopped by PID); a missing one is skipped with the reason.
+"""Scaling and session size, through Flask's test client. ``scale``: read latency with 1,000 to
+1,000,000 sessions in SQLite, Redis, PostgreSQL and MariaDB (scale_stores.py), then
+``clear_expired`` of 100,000 expired ones. ``size``: µs per request of ``/get``, ``/rw`` and
+``/set`` with sessions of ~0.1 to 100 KB, on every variant but the PostgreSQL Flask-Session.
+See benchmarks/README.md.
 
     python benchmarks/scale_bench.py             # the full run, about 7 minutes
     python benchmarks/scale_bench.py --quick     # smoke check: small sizes, no files written
@@ -34,16 +27,8 @@ from typing import Any
 import harness as h
 import report as rp
 import scale_stores as ss
-from variants import (
-    MARIADB,
-    MARIADB_SETTINGS,
-    PG,
-    PG_SETTINGS,
-    VARIANTS_BY_NAME,
-    SQLServer,
-    start_servers,
-    start_variants,
-)
+import variants
+from variants import MARIADB, PG, SQLServer
 
 SCALE_SIZES = (1_000, 100_000, 1_000_000)
 QUICK_SCALE_SIZES = (100, 1_000, 10_000)
@@ -431,14 +416,15 @@ def main(argv: Sequence[str]) -> int:
     record = rp.Record("scale", argv)
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
-        size_variants = [VARIANTS_BY_NAME[name] for name in SIZE_VARIANTS.split()]
-        start_servers(servers, ["redis", PG, MARIADB])
-        variants, missing = start_variants(servers, size_variants)
+        variants.start_servers(servers, ["redis", PG, MARIADB])
+        size_variants = [variants.VARIANTS_BY_NAME[name] for name in SIZE_VARIANTS.split()]
+        runnable, missing = variants.start_variants(servers, size_variants)
         skipped = {f"size:{name}": reason for name, reason in missing.items()}
         scale = run_scale(args, servers, skipped)
-        size = run_size(args, servers, variants)
+        size = run_size(args, servers, runnable)
     machine: dict[str, Any] = {"servers": {k: v for k, v in servers.versions.items() if v}}
-    machine |= {"postgresql_arguments": PG_SETTINGS, "mariadb_arguments": list(MARIADB_SETTINGS)}
+    machine["postgresql_arguments"] = variants.PG_SETTINGS
+    machine["mariadb_arguments"] = list(variants.MARIADB_SETTINGS)
     report = record.report(
         machine=rp.machine_info(PACKAGES.split(), **machine),
         settings={**vars(args), "touch_interval": ss.SCALE_TOUCH_INTERVAL},

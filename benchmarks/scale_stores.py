@@ -43,16 +43,7 @@ SCALE_TOUCH_INTERVAL = 20 * 60.0
 REDIS_BATCH = 10_000
 REDIS_PREFIX = "scale:"
 #: The columns of a session row, in the order the bulk loads write them.
-COLUMNS: tuple[str, ...] = (
-    "key",
-    "data",
-    "created",
-    "last_seen",
-    "expires",
-    "absolute_expires",
-    "user_id",
-)
-COLUMNS += ("ended", "version")
+COLUMNS = "key data created last_seen expires absolute_expires user_id ended version".split()
 
 
 @dataclass(frozen=True)
@@ -135,10 +126,8 @@ def check_row_format() -> None:
         ("csrf_token", "0f" * 20, json.dumps("0f" * 20)),
         ("_permanent", True, "true"),
     ):
-        if dumps_value(name, value) != text:
-            raise BenchmarkError(
-                f"row format: {name} is {dumps_value(name, value)!r}, not {text!r}"
-            )
+        if (written := dumps_value(name, value)) != text:
+            raise BenchmarkError(f"row format: {name} is {written!r}, not {text!r}")
 
 
 @dataclass
@@ -179,11 +168,8 @@ class ScaleTarget:
 
 def _app_on(url: str) -> tuple[FlaskClient, Store]:
     # No cleanup behind the measurement's back: clear_expired is measured on its own.
-    app = create_app(
-        lambda app: ServerSession(
-            app, store=url, touch_interval=SCALE_TOUCH_INTERVAL, cleanup_interval=0
-        )
-    )
+    options = {"touch_interval": SCALE_TOUCH_INTERVAL, "cleanup_interval": 0}
+    app = create_app(lambda app: ServerSession(app, store=url, **options))
     store = ServerSession.store_of(app)
     if isinstance(store, SQLStore):
         store.create_schema()  # the table and its indexes, as the store creates them
@@ -215,10 +201,11 @@ def sqlite_target(size: int, tmp: Path) -> ScaleTarget:
         with closing(sqlite3.connect(path)) as conn:
             return int(conn.execute("SELECT count(*) FROM serversession").fetchone()[0])
 
-    insert = functools.partial(_sqlite_insert, path)
-    return ScaleTarget(
-        "sqlite", size, store, client, insert, count, lambda: {"file_bytes": path.stat().st_size}
+    insert, footprint = (
+        functools.partial(_sqlite_insert, path),
+        lambda: {"file_bytes": path.stat().st_size},
     )
+    return ScaleTarget("sqlite", size, store, client, insert, count, footprint)
 
 
 def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
@@ -317,11 +304,10 @@ def sql_target(server: SQLServer, size: int, tmp: Path) -> ScaleTarget:
     table = f"scale_{size}"
     client, store = _app_on(f"{server.url}?table={table}")
     insert = functools.partial(_sql_insert, server, table, tmp)
-    count, footprint = (
-        functools.partial(server.count, table),
-        functools.partial(table_sizes, server, table),
+    count = functools.partial(server.count, table)
+    return ScaleTarget(
+        server.kind, size, store, client, insert, count, lambda: table_sizes(server, table)
     )
-    return ScaleTarget(server.kind, size, store, client, insert, count, footprint)
 
 
 def log_position(server: SQLServer) -> int:
