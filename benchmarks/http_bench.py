@@ -227,15 +227,11 @@ PEER_LINE = (
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    machine, settings = report["machine"], report["settings"]
-    packages = machine["packages"]
+    settings = report["settings"]
     intro = [
-        f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs;"
-        f" gunicorn {packages['gunicorn']} ({settings['workers']} sync workers per variant),"
-        f" {settings['wrk']}, redis-server {machine['redis_server'] or 'n/a'};"
-        f" Flask {packages['flask']}, Flask-ServerSession {packages['flask-serversession']},"
-        f" Flask-Session {packages['flask-session']}, redis-py {packages['redis']}.",
-        f"`wrk -t{settings['threads']} -c{settings['connections']} -d{settings['duration']}s"
+        rp.machine_line(report),
+        f"{settings['wrk']}, {settings['workers']} gunicorn sync workers per variant;"
+        f" `wrk -t{settings['threads']} -c{settings['connections']} -d{settings['duration']}s"
         f" --latency -H 'Cookie: <a logged-in session>'`, everything on 127.0.0.1;"
         f" {settings['rounds']} round(s), variants interleaved (rotated each round), after a"
         f" {settings['warmup']} s warm-up each; {rp.load_line(report)}",
@@ -270,7 +266,7 @@ def main(argv: Sequence[str]) -> int:
     if wrk is None:
         print(f"HTTP benchmark skipped: {version}")
         return 0
-    record = rp.Record("http", argv)
+    record = rp.Record("http", argv, PACKAGES)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants, skipped = start_variants(servers, [VARIANTS_BY_NAME[n] for n in args.variants])
@@ -283,7 +279,7 @@ def main(argv: Sequence[str]) -> int:
         "endpoints": list(HTTP_ENDPOINTS),
     }
     report = record.report(
-        machine=rp.machine_info(PACKAGES.split(), redis_server=servers.versions.get("redis")),
+        servers.versions,
         settings=vars(args) | settings,
         skipped=skipped,
         **results,

@@ -108,7 +108,7 @@ def main(argv: Sequence[str]) -> int:
     record = Record("patch", argv)
     with tempfile.TemporaryDirectory(prefix="patch-bench-") as tmp, ExitStack() as stack:
         rows = measure_all(store_urls(Servers(stack, Path(tmp))), 20 if args.quick else CALLS)
-    report = record.report(rows=rows)
+    report = record.report({}, rows=rows)
     return finish(report, render_markdown(report), args.quick)
 
 

@@ -156,32 +156,40 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def machine_info(packages: Iterable[str], **extra: Any) -> dict[str, Any]:
-    return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "sqlite": sqlite3.sqlite_version,
-        **extra,
-        "packages": {package: _version(package) for package in packages},
-    }
+def machine_line(report: dict[str, Any]) -> str:
+    """The machine, the servers and the packages of a run, in one line."""
+    machine = report["machine"]
+    servers = "".join(f", {name} {version}" for name, version in machine["servers"].items())
+    packages = ", ".join(f"{name} {v}" for name, v in machine["packages"].items() if v)
+    return (
+        f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs,"
+        f" SQLite {machine['sqlite']}{servers} (started by the run on 127.0.0.1); {packages}."
+    )
 
 
 class Record:
-    """What every report starts with (date, command, load averages, duration)."""
+    """What every report starts with: date, command, machine, load averages, duration."""
 
-    def __init__(self, kind: str, argv: Sequence[str]) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, argv: Sequence[str], packages: str = "") -> None:
+        self.kind, self.packages = kind, packages.split()
         self.started = dt.datetime.now(dt.timezone.utc).astimezone()
         self.load_before = _load_average()
         self.clock = time.perf_counter()
         script = f"benchmarks/{Path(sys.argv[0]).name}"
         self.command = " ".join(["python", script, *map(shlex.quote, argv)])
 
-    def report(self, **fields: Any) -> dict[str, Any]:
+    def report(self, servers: dict[str, str | None], **fields: Any) -> dict[str, Any]:
+        machine = {
+            "python": sys.version.split()[0],
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or None,
+            "cpu_count": os.cpu_count(),
+            "sqlite": sqlite3.sqlite_version,
+            "servers": {name: version for name, version in servers.items() if version},
+            "packages": {package: _version(package) for package in self.packages},
+        }
         return {
             "benchmark": self.kind,
             "date": self.started.date().isoformat(),
@@ -190,6 +198,7 @@ class Record:
             "load_average_before": self.load_before,
             "load_average_after": _load_average(),
             "duration_seconds": round(time.perf_counter() - self.clock, 1),
+            "machine": machine,
             **fields,
         }
 

@@ -155,16 +155,9 @@ def raw_get_sections(raw_get: dict[str, Any] | None) -> list[Section]:
 
 
 def render_markdown(run: dict[str, Any]) -> str:
-    machine, settings, packages = run["machine"], run["settings"], run["machine"]["packages"]
-    redis = machine.get("redis_server")
+    settings = run["settings"]
     intro = [
-        f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs,"
-        f" SQLite {machine['sqlite']}"
-        + (f", redis-server {redis}, redis-py {packages['redis']}" if redis else "")
-        + f"; Flask {packages['flask']}, Flask-ServerSession {packages['flask-serversession']},"
-        f" Flask-Session {packages['flask-session']}, SQLAlchemy {packages['sqlalchemy']}"
-        + "".join(f", {kind} {v}" for kind, v in machine.get("sql_servers", {}).items())
-        + ".",
+        report.machine_line(run),
         f"{settings['rounds']} round(s) of ~{settings['seconds']} s per measurement, variants"
         f" interleaved (rotated each round); {report.load_line(run)}",
     ]
@@ -190,20 +183,16 @@ def main(argv: Sequence[str]) -> int:
     args = report.parse(
         __doc__, argv, rounds=11, seconds=0.4, warmup=0.3, only=VARIANTS_BY_NAME, quick=quick
     )
-    record = report.Record("testclient", argv)
+    record = report.Record("testclient", argv, PACKAGES)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants, skipped = start_variants(servers, [VARIANTS_BY_NAME[n] for n in args.variants])
         if "redis" in servers.missing:
             skipped[RAW_GET] = servers.missing["redis"]
         results = run(args, servers, variants)
-        versions = {k: servers.versions.get(k) for k in ("redis", PG, MARIADB)}
     summary = h.summarize(results["raw"])
-    sql = {k: v for k, v in versions.items() if k != "redis" and v}
     run_report = record.report(
-        machine=report.machine_info(
-            PACKAGES.split(), redis_server=versions["redis"], sql_servers=sql
-        ),
+        servers.versions,
         settings={
             **{k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "quick")},
             "variants": {v.name: v.description for v in variants},

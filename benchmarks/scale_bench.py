@@ -385,11 +385,8 @@ def size_section(part: dict[str, Any], settings: dict[str, Any]) -> rp.Section:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    machine = report["machine"]
-    servers = ", ".join(f"{kind} {version}" for kind, version in machine["servers"].items())
     intro = [
-        f"{machine['cpu_count']} CPUs, Python {machine['python']}, SQLite {machine['sqlite']},"
-        f" {servers} (started by the run on 127.0.0.1); {rp.load_line(report)}",
+        f"{rp.machine_line(report)} {rp.load_line(report)}",
         *(f"\n**Skipped** {key}: {reason}" for key, reason in report["skipped"].items()),
     ]
     sections = scale_sections(report["scale"], report["settings"]) if report["scale"] else []
@@ -413,7 +410,7 @@ def main(argv: Sequence[str]) -> int:
     args = rp.parse(__doc__, argv, rounds=5, seconds=0.15, warmup=0.1, quick=quick)
     vars(args).update({k: v for k, v in full.items() if k not in vars(args)})
     ss.check_row_format()
-    record = rp.Record("scale", argv)
+    record = rp.Record("scale", argv, PACKAGES)
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants.start_servers(servers, ["redis", PG, MARIADB])
@@ -422,12 +419,10 @@ def main(argv: Sequence[str]) -> int:
         skipped = {f"size:{name}": reason for name, reason in missing.items()}
         scale = run_scale(args, servers, skipped)
         size = run_size(args, servers, runnable)
-    machine: dict[str, Any] = {"servers": {k: v for k, v in servers.versions.items() if v}}
-    machine["postgresql_arguments"] = variants.PG_SETTINGS
-    machine["mariadb_arguments"] = list(variants.MARIADB_SETTINGS)
     report = record.report(
-        machine=rp.machine_info(PACKAGES.split(), **machine),
-        settings={**vars(args), "touch_interval": ss.SCALE_TOUCH_INTERVAL},
+        servers.versions,
+        settings={**vars(args), "touch_interval": ss.SCALE_TOUCH_INTERVAL}
+        | {"postgresql": variants.PG_SETTINGS, "mariadb": list(variants.MARIADB_SETTINGS)},
         scale=scale,
         size=size,
         goals=evaluate_scale_goals(scale),
