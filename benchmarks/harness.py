@@ -94,13 +94,15 @@ class Servers:
     missing: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
 
-    def start(self, name: str, start: Callable[[], AbstractContextManager[Any]]) -> None:
-        """``start()``'s server, stopped by PID when the stack closes; or why it cannot run (the
-        tests' fixtures skip a missing binary, or fail it under CI)."""
+    def start(
+        self, name: str, start: Callable[[], AbstractContextManager[tuple[Any, Any]]]
+    ) -> None:
+        """``start()``'s server and its version, stopped by PID when the stack closes; or why it
+        cannot run (the tests' fixtures skip a missing binary, or fail it under CI)."""
         import pytest
 
         try:
-            self.started[name] = self.stack.enter_context(start())
+            self.started[name], self.versions[name] = self.stack.enter_context(start())
         except (ImportError, RuntimeError, pytest.skip.Exception, pytest.fail.Exception) as exc:
             self.missing[name] = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
             progress(f"{name} unavailable: {self.missing[name]}")

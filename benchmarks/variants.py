@@ -10,7 +10,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class SQLServer:
     url: str
     port: int
     database: str
-    settings: dict[str, str] = field(default_factory=dict)
 
     def connect(self) -> Any:
         """An autocommit admin connection of the benchmark's own (never a variant's)."""
@@ -89,8 +88,9 @@ class SQLServer:
 
 
 @contextmanager
-def sql_server(kind: str, workdir: Path) -> Iterator[SQLServer]:
-    """PostgreSQL or MariaDB (tests/sql_servers.py) with the benchmark's settings."""
+def sql_server(kind: str, workdir: Path) -> Iterator[tuple[SQLServer, str]]:
+    """PostgreSQL or MariaDB (tests/sql_servers.py) with the benchmark's settings; its version
+    and those settings, as the server reports them."""
     import sql_servers
 
     if kind == PG:
@@ -101,27 +101,26 @@ def sql_server(kind: str, workdir: Path) -> Iterator[SQLServer]:
         url = server.url.replace("mysql+pymysql://", "mariadb+pymysql://", 1)
         found = SQLServer(kind, url, server.port, sql_servers.DATABASE)
         version, show, names = _SHOW[kind]
-        found.settings = {"version": str(found.query(version)[0][0])}
-        found.settings |= {n: str(found.query(show.format(n))[0][0]) for n in names}
-        yield found
+        settings = ", ".join(f"{n}={found.query(show.format(n))[0][0]}" for n in names)
+        yield found, f"{found.query(version)[0][0]} ({settings})"
 
 
 @contextmanager
-def redis_server(workdir: Path) -> Iterator[int]:
-    """A redis-server without persistence (tests/redis_servers.py); its port."""
+def redis_server(workdir: Path) -> Iterator[tuple[int, str]]:
+    """A redis-server without persistence (tests/redis_servers.py); its port and version."""
     from redis_servers import standalone
 
-    with standalone(workdir) as server:
-        yield server.port
+    with standalone(workdir) as server, redis_admin(server.port) as admin:
+        yield server.port, str(admin.info("server")["redis_version"])
 
 
 @contextmanager
-def memcached_server(workdir: Path) -> Iterator[int]:
+def memcached_server(workdir: Path) -> Iterator[tuple[int, None]]:
     """A memcached (tests/memcached_servers.py); its port."""
     from memcached_servers import running
 
     with running(workdir) as servers:
-        yield servers[0].port
+        yield servers[0].port, None
 
 
 def redis_admin(port: int) -> Any:
@@ -129,17 +128,6 @@ def redis_admin(port: int) -> Any:
     import redis
 
     return redis.Redis(host=HOST, port=port, decode_responses=True)
-
-
-def _version(name: str, server: Any) -> str | None:
-    """The version of a server the run started (SQL servers: with their settings)."""
-    if isinstance(server, SQLServer):
-        settings = ", ".join(f"{k}={v}" for k, v in server.settings.items() if k != "version")
-        return f"{server.settings['version']} ({settings})"
-    if name == "redis":
-        with redis_admin(server) as admin:
-            return str(admin.info("server")["redis_version"])
-    return None
 
 
 STARTERS: dict[str, Callable[[Path], Any]] = {
@@ -155,7 +143,6 @@ def start_servers(servers: Servers, names: Iterable[str]) -> None:
     for name in dict.fromkeys(n for n in names if n not in servers.started | servers.missing):
         servers.start(name, functools.partial(STARTERS[name], servers.tmp / name))
         if name in servers.started:
-            servers.versions[name] = _version(name, servers.started[name])
             progress(f"{name} up: {servers.versions[name] or 'running'}")
 
 
