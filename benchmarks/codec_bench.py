@@ -1,19 +1,12 @@
-"""The value codec against Flask's tagger: encoding and decoding every value of a ~14 KB session.
-
-A session of 41 values as an app keeps them (a user, OAuth tokens, a cart, a wizard's state,
-flashed messages, a few datetimes), each encoded as its own document, as the stores keep them.
-Three ways, timed in one process, alternating, median of the rounds:
-
-- ``flask``: Flask's own ``TaggedJSONSerializer`` (``dumps``/``loads``), the reference;
-- ``tagger``: this library's serializer on Flask's tag walk alone (what it did before its plain
-  JSON path: ``tag`` then ``json.dumps``, ``json.loads`` then ``_untag_scan``);
-- ``ours``: :func:`~flask_serversession.serialization.dumps_value` and ``loads_value``.
+"""The value codec against Flask's tagger: encoding and decoding every value of a ~13 KB session
+of 41 values (a user, OAuth tokens, a cart, a wizard's state, flashes, datetimes), each its own
+document as the stores keep them, timed in one process, alternating: ``flask`` (Flask's own
+``TaggedJSONSerializer``, the reference), ``tagger`` (this library's serializer on Flask's tag
+walk alone: ``tag`` then ``json.dumps``, ``json.loads`` then ``_untag_scan``) and ``ours``
+(``dumps_value`` and ``loads_value``). Prints the table; writes no file. Issue 16's goal:
+``ours`` at least 5x faster than ``flask`` both ways.
 
     python benchmarks/codec_bench.py [--rounds 15] [--number 200]
-
-Prints a Markdown table (µs per whole session, best and median of the rounds, ratios to
-``flask``; report.py renders it); writes no file. The goal of issue 16: ``ours`` at least 5x
-faster than ``flask`` both ways.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import report as rp
 from harness import Servers, progress
-from report import Record, Section, finish, parse, render, run_main
 from variants import MARIADB, PG, start_servers
 
 from flask_serversession import store_from_url
@@ -56,13 +56,9 @@ def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
     assert store.create(key, StoredRecord(values, now, now, now + 3600, now + 7200))
     timings: dict[str, list[float]] = {"no limit": [], "limit": []}
     for call in range(2 * calls):
-        kind = "limit" if call % 2 else "no limit"
+        kind, now = "limit" if call % 2 else "no limit", time.time()
         patch = Patch(
-            {"k1": f'"{call}"'},
-            (),
-            time.time(),
-            time.time() + 3600,
-            max_size=LIMIT if kind == "limit" else None,
+            {"k1": f'"{call}"'}, (), now, now + 3600, max_size=LIMIT if call % 2 else None
         )
         started = time.perf_counter()
         applied = store.patch(key, patch)
@@ -79,7 +75,9 @@ def measure_all(urls: dict[str, str], calls: int) -> list[dict[str, Any]]:
             for keys, size in SHAPES:
                 n = calls if size < 1000 else max(calls // 5, 10)
                 medians = measure(store, keys, size, n)
+                ratio = medians["limit"] / medians["no limit"]
                 rows.append({"store": kind, "keys": keys, "value_bytes": size, **medians})
+                rows[-1]["ratio"] = ratio
                 progress(f"{kind} {keys} x {size} B: {medians}")
         finally:
             store.close()
@@ -92,25 +90,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; load average"
         f" {report['load_average_before']} before, {report['load_average_after']} after.",
     ]
-    columns = (
-        ("store", "{store}"),
-        ("session", "{keys} keys x {value_bytes:,} B"),
-        ("no limit", "{no limit:,.0f}"),
-        ("limit", "{limit:,.0f}"),
-        ("ratio", lambda row: f"{row['limit'] / row['no limit']:.2f}x"),
+    columns = rp.columns(
+        "store: {store} | session: {keys} keys x {value_bytes:,} B | no limit: {no limit:,.0f}"
+        " | limit: {limit:,.0f} | ratio: {ratio:x}"
     )
-    sections = [Section(None, (), columns, "llrrr", report["rows"])]
-    return render(f"Store-side size check, {report['date']}", intro, sections, report["command"])
+    sections = [rp.Section(None, (), columns, "llrrr", report["rows"])]
+    return rp.render(f"Store-side size check, {report['date']}", intro, sections, report["command"])
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parse(__doc__, argv)
-    record = Record("patch", argv)
+    args = rp.parse(__doc__, argv)
+    record = rp.Record("patch", argv)
     with tempfile.TemporaryDirectory(prefix="patch-bench-") as tmp, ExitStack() as stack:
         rows = measure_all(store_urls(Servers(stack, Path(tmp))), 20 if args.quick else CALLS)
     report = record.report({}, rows=rows)
-    return finish(report, render_markdown(report), args.quick)
+    return rp.finish(report, render_markdown(report), args.quick)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    rp.run_main(main)
