@@ -157,8 +157,6 @@ def _axes(fig: Figure, count: int, xlabel: str, log_y: bool) -> list[Axes]:
         ax.set_xscale("log")
         if log_y:
             ax.set_yscale("log")
-        else:
-            ax.set_ylim(bottom=0)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3, which="both")
     return axes
@@ -180,6 +178,7 @@ def plot_scaling(scale: dict[str, Any]) -> Figure:
                 for s, e in entries
             ]
             _line(ax, store, points)
+        ax.set_ylim(bottom=0)  # after the lines: it ends autoscaling
         ax.set_ylabel("median µs per call (lower is better)")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
