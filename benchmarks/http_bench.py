@@ -278,7 +278,9 @@ def main(argv: Sequence[str]) -> int:
         "variants": {v.name: v.description for v in variants},
         "endpoints": list(HTTP_ENDPOINTS),
     }
-    report = record.report(
+    return record.finish(
+        args,
+        render_markdown,
         servers.versions,
         settings=vars(args) | settings,
         skipped=skipped,
@@ -286,7 +288,6 @@ def main(argv: Sequence[str]) -> int:
         summary=summary,
         comparisons=compare(summary),
     )
-    return rp.finish(report, render_markdown(report), args.quick, args.suffix)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,7 @@ def main(argv: Sequence[str]) -> int:
     record = rp.Record("patch", argv)
     with tempfile.TemporaryDirectory(prefix="patch-bench-") as tmp, ExitStack() as stack:
         rows = measure_all(store_urls(Servers(stack, Path(tmp))), 20 if args.quick else CALLS)
-    report = record.report({}, rows=rows)
-    return rp.finish(report, render_markdown(report), args.quick)
+    return record.finish(args, render_markdown, {}, rows=rows)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,13 @@ class Record:
         script = f"benchmarks/{Path(sys.argv[0]).name}"
         self.command = " ".join(["python", script, *map(shlex.quote, argv)])
 
-    def report(self, servers: dict[str, str | None], **fields: Any) -> dict[str, Any]:
+    def finish(
+        self, args: Any, render: Callable[[dict[str, Any]], str], servers: Any, **fields: Any
+    ) -> int:
+        """The report (with the machine and the ``servers`` versions) printed as Markdown and
+        written to ``results/<date>-<kind><suffix>.json`` and ``.md``, unless ``args.quick`` (a
+        quick run writes only to a BENCH_RESULTS_DIR, to try plot.py on it). A partial run has a
+        suffix, so it never overwrites the day's full results."""
         machine = {
             "python": sys.version.split()[0],
             "implementation": platform.python_implementation(),
@@ -187,10 +193,10 @@ class Record:
             "processor": platform.processor() or None,
             "cpu_count": os.cpu_count(),
             "sqlite": sqlite3.sqlite_version,
-            "servers": {name: version for name, version in servers.items() if version},
+            "servers": {name: version for name, version in dict(servers).items() if version},
             "packages": {package: _version(package) for package in self.packages},
         }
-        return {
+        report = {
             "benchmark": self.kind,
             "date": self.started.date().isoformat(),
             "started_at": self.started.isoformat(timespec="seconds"),
@@ -201,27 +207,21 @@ class Record:
             "machine": machine,
             **fields,
         }
-
-
-def finish(report: dict[str, Any], markdown: str, quick: bool, suffix: str = "") -> int:
-    """Print the Markdown; write ``results/<date>-<kind><suffix>.json`` and ``.md`` unless
-    ``quick`` (a quick run writes only to a BENCH_RESULTS_DIR, to try plot.py on it). A partial
-    run has a suffix, so it never overwrites the day's full results."""
-    print(markdown)
-    if quick and not os.environ.get("BENCH_RESULTS_DIR"):
-        print("(--quick: smoke check only, no result files written)")
+        print(markdown := render(report))
+        if args.quick and not os.environ.get("BENCH_RESULTS_DIR"):
+            print("(--quick: smoke check only, no result files written)")
+            return 0
+        stem = RESULTS_DIR / f"{report['date']}-{self.kind}{getattr(args, 'suffix', '')}"
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        for path, text in (
+            (f"{stem}.json", json.dumps(report, indent=2) + "\n"),
+            (f"{stem}.md", markdown),
+        ):
+            # A run interrupted while writing must not leave a half file that looks like one.
+            Path(path + ".tmp").write_text(text, encoding="utf-8")
+            Path(path + ".tmp").replace(path)
+        progress(f"wrote {stem}.json and .md")
         return 0
-    stem = RESULTS_DIR / f"{report['date']}-{report['benchmark']}{suffix}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    for path, text in (
-        (f"{stem}.json", json.dumps(report, indent=2) + "\n"),
-        (f"{stem}.md", markdown),
-    ):
-        # A run interrupted while writing must not leave a half file that looks like a result.
-        Path(path + ".tmp").write_text(text, encoding="utf-8")
-        Path(path + ".tmp").replace(path)
-    progress(f"wrote {stem}.json and .md")
-    return 0
 
 
 # -- command line --------------------------------------------------------------------------------

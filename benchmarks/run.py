@@ -191,7 +191,9 @@ def main(argv: Sequence[str]) -> int:
             skipped[RAW_GET] = servers.missing["redis"]
         results = run(args, servers, variants)
     summary = h.summarize(results["raw"])
-    run_report = record.report(
+    return record.finish(
+        args,
+        render_markdown,
         servers.versions,
         settings={
             **{k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "quick")},
@@ -211,7 +213,6 @@ def main(argv: Sequence[str]) -> int:
         memory=results["memory"],
         read_breakdown=store_calls.summarize_breakdown(results, summary),
     )
-    return report.finish(run_report, render_markdown(run_report), args.quick, args.suffix)
 
 
 if __name__ == "__main__":

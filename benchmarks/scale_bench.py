@@ -30,8 +30,6 @@ import scale_stores as ss
 import variants
 from variants import MARIADB, PG, SQLServer
 
-SCALE_SIZES = (1_000, 100_000, 1_000_000)
-QUICK_SCALE_SIZES = (100, 1_000, 10_000)
 #: The kinds of call timed per store: a due touch only on the SQL stores, where it writes a row.
 MODES = {
     "sqlite": ("load", ss.TESTCLIENT_GET),
@@ -58,7 +56,6 @@ BUILDERS: dict[str, Callable[[int, int, h.Servers], ss.ScaleTarget]] = {
     PG: lambda size, n, servers: ss.sql_target(servers.require(PG), size, servers.tmp),
     MARIADB: lambda size, n, servers: ss.sql_target(servers.require(MARIADB), size, servers.tmp),
 }
-SESSION_SIZES = (100, 1_000, 10_000, 100_000)
 #: The values of the size part's sessions are of about this many bytes each.
 VALUE_BYTES = 340
 SIZE_VARIANTS = "cookie ours-memory ours-sqlite ours-redis ours-memcached ours-postgresql"
@@ -71,6 +68,20 @@ SIZE_ENDPOINT_TEXT = {
 }
 #: Werkzeug's max_cookie_size: browsers ignore bigger cookies, Werkzeug warns.
 COOKIE_LIMIT = 4093
+#: The full run's sizes and counts, and the quick run's.
+FULL: dict[str, Any] = {"calls": 1000, "expired": 100_000, "seed": 20261125}
+FULL |= {"scale_sizes": [1_000, 100_000, 1_000_000], "session_sizes": [100, 1_000, 10_000, 100_000]}
+QUICK: dict[str, Any] = {
+    "rounds": 1,
+    "calls": 100,
+    "seconds": 0.02,
+    "warmup": 0.01,
+    "expired": 1000,
+}
+QUICK |= {"scale_sizes": [100, 1_000, 10_000], "session_sizes": [100, 1_000, 10_000]}
+SETTINGS: dict[str, Any] = {"touch_interval": ss.SCALE_TOUCH_INTERVAL, "cookie_limit": COOKIE_LIMIT}
+SETTINGS |= {"redis_batch": ss.REDIS_BATCH, "postgresql": variants.PG_SETTINGS}
+SETTINGS |= {"mariadb": list(variants.MARIADB_SETTINGS)}
 PACKAGES = "flask werkzeug flask-serversession flask-session flask-sqlalchemy redis sqlalchemy"
 PACKAGES += " psycopg pymysql pymemcache"
 
@@ -397,18 +408,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    quick: dict[str, Any] = {
-        "rounds": 1,
-        "calls": 100,
-        "seconds": 0.02,
-        "warmup": 0.01,
-        "expired": 1000,
-    }
-    quick |= {"scale_sizes": list(QUICK_SCALE_SIZES), "session_sizes": list(SESSION_SIZES[:3])}
-    full: dict[str, Any] = {"calls": 1000, "expired": 100_000, "seed": 20261125}
-    full |= {"scale_sizes": list(SCALE_SIZES), "session_sizes": list(SESSION_SIZES)}
-    args = rp.parse(__doc__, argv, rounds=5, seconds=0.15, warmup=0.1, quick=quick)
-    vars(args).update({k: v for k, v in full.items() if k not in vars(args)})
+    args = rp.parse(__doc__, argv, rounds=5, seconds=0.15, warmup=0.1, quick=QUICK)
+    vars(args).update({k: v for k, v in FULL.items() if k not in vars(args)})
     ss.check_row_format()
     record = rp.Record("scale", argv, PACKAGES)
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ExitStack() as stack:
@@ -419,17 +420,16 @@ def main(argv: Sequence[str]) -> int:
         skipped = {f"size:{name}": reason for name, reason in missing.items()}
         scale = run_scale(args, servers, skipped)
         size = run_size(args, servers, runnable)
-    report = record.report(
+    return record.finish(
+        args,
+        render_markdown,
         servers.versions,
-        settings={**vars(args), "touch_interval": ss.SCALE_TOUCH_INTERVAL}
-        | {"postgresql": variants.PG_SETTINGS, "mariadb": list(variants.MARIADB_SETTINGS)},
+        settings=vars(args) | SETTINGS,
         scale=scale,
         size=size,
         goals=evaluate_scale_goals(scale),
         skipped=skipped,
     )
-    report["settings"] |= {"redis_batch": ss.REDIS_BATCH, "cookie_limit": COOKIE_LIMIT}
-    return rp.finish(report, render_markdown(report), args.quick)
 
 
 if __name__ == "__main__":
