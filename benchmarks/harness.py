@@ -1,10 +1,10 @@
-"""The one benchmark harness: the app every test-client variant serves, checked requests, batch
-timing and calibration, interleaved rounds, medians and ratios to the cookie session and to the
-peers, goals, and the servers (the tests' own fixtures). report.py renders and writes results.
+"""The one benchmark harness: the app every variant serves, checked and timed calls, interleaved
+rounds, medians, ratios to the cookie session and to the peers, goals.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import gc
 import itertools
@@ -16,21 +16,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, session
 from flask.testing import FlaskClient
 
-BASELINE = "cookie"
-USER = "alice"
-CART = [1, 2, 3]
+BASELINE, USER, HOST = "cookie", "alice", "127.0.0.1"
+#: What ``/login`` stores: a logged-in user.
+LOGIN: dict[str, Any] = {"user": USER, "cart": [1, 2, 3]}
 SECRET_KEY = "benchmark-secret-key-not-for-production"
-HOST = "127.0.0.1"
-#: The tests' server modules (servers.py, redis_servers.py, ...): one harness for both.
-TESTS_DIR = Path(__file__).resolve().parents[1] / "tests"
-if str(TESTS_DIR) not in sys.path:
-    sys.path.append(str(TESTS_DIR))
-
+# The tests' server modules (servers.py, redis_servers.py, ...) start the benchmarks' servers.
+if (TESTS_DIR := str(Path(__file__).resolve().parents[1] / "tests")) not in sys.path:
+    sys.path.append(TESTS_DIR)
 _T = TypeVar("_T")
 
 
@@ -38,28 +35,22 @@ class BenchmarkError(Exception):
     """Something answered wrongly; its numbers would be meaningless."""
 
 
-class Unavailable(Exception):
-    """A server or tool the benchmark needs is missing; what needs it is skipped."""
-
-
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-# -- the app -------------------------------------------------------------------------------------
-
-
-def create_app(configure: Callable[[Flask], None]) -> Flask:
-    """The one app every variant serves; ``configure`` installs the session implementation."""
+def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | None = None) -> Flask:
+    """The one app every variant serves; ``configure`` installs the session implementation,
+    ``login`` is what ``/login`` stores (:data:`LOGIN` by default)."""
     app = Flask(__name__)
     app.secret_key = SECRET_KEY
     configure(app)
     counter = itertools.count(1)
+    stored = LOGIN if login is None else login
 
     @app.get("/login")
-    def login() -> str:
-        session["user"] = USER
-        session["cart"] = list(CART)
+    def log_in() -> str:
+        session.update(copy.deepcopy(stored))
         return "ok"
 
     @app.get("/none")
@@ -73,85 +64,53 @@ def create_app(configure: Callable[[Flask], None]) -> Flask:
     @app.get("/set")
     def set_() -> str:
         # A new value each time, so no implementation can skip the write as unchanged.
-        n = next(counter)
-        session["n"] = n
+        session["n"] = n = next(counter)
         return str(n)
 
     @app.get("/rw")
     def read_write() -> str:
-        # Reads, then writes: the round-trip count of a request that does both.
         user = session.get("user")
-        n = next(counter)
-        session["n"] = n
+        session["n"] = n = next(counter)
         return f"{user} {n}"
 
     @app.get("/n")
     def read_n() -> str:
         return str(session.get("n"))
 
+    @app.get("/keys")
+    def keys() -> str:
+        return str(len(session))
+
     return app
-
-
-# -- servers: the tests' fixtures ----------------------------------------------------------------
-
-
-@contextmanager
-def available(start: Callable[[], AbstractContextManager[_T]]) -> Iterator[_T]:
-    """The server ``start()`` runs, stopped by PID when the block ends; :class:`Unavailable`
-    when it cannot run (the tests' fixtures skip a missing binary, or fail it under CI)."""
-    import pytest
-
-    stack = ExitStack()
-    try:
-        value = stack.enter_context(start())
-    except (ImportError, RuntimeError, pytest.skip.Exception, pytest.fail.Exception) as exc:
-        stack.close()
-        raise Unavailable(str(exc).strip().splitlines()[0] if str(exc) else repr(exc)) from exc
-    with stack:
-        yield value
-
-
-@contextmanager
-def redis_server(workdir: Path) -> Iterator[int]:
-    """A redis-server on 127.0.0.1 without persistence (tests/redis_servers.py); its port."""
-    from redis_servers import standalone
-
-    with standalone(workdir) as server:
-        yield server.port
-
-
-@contextmanager
-def memcached_server(workdir: Path) -> Iterator[int]:
-    """A memcached on 127.0.0.1 (tests/memcached_servers.py); its port."""
-    from memcached_servers import running
-
-    with running(workdir) as servers:
-        yield servers[0].port
 
 
 @dataclass
 class Servers:
-    """The servers of one run, started with :func:`available`, or why each is missing."""
+    """The servers of one run, or why each is missing; their versions."""
 
     stack: ExitStack
     tmp: Path
     started: dict[str, Any] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
 
-    def start(self, name: str, start: Callable[[], AbstractContextManager[Any]]) -> None:
+    def start(
+        self, name: str, start: Callable[[], AbstractContextManager[tuple[Any, Any]]]
+    ) -> None:
+        """``start()``'s server and its version, stopped by PID when the stack closes; or why it
+        cannot run (the tests' fixtures skip a missing binary, or fail it under CI)."""
+        import pytest
+
         try:
-            self.started[name] = self.stack.enter_context(available(start))
-        except Unavailable as exc:
-            self.missing[name] = str(exc)
-            progress(f"{name} unavailable: {exc}")
+            self.started[name], self.versions[name] = self.stack.enter_context(start())
+        except (ImportError, RuntimeError, pytest.skip.Exception, pytest.fail.Exception) as exc:
+            self.missing[name] = str(exc).strip().splitlines()[0] if str(exc) else repr(exc)
+            progress(f"{name} unavailable: {self.missing[name]}")
 
     def require(self, name: str) -> Any:
         if name not in self.started:
             raise BenchmarkError(f"no {name}: {self.missing.get(name, 'not started')}")
         return self.started[name]
-
-
-# -- variants ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -171,22 +130,14 @@ class Built:
 class Variant:
     name: str
     description: str
-    build: Callable[[Servers], Built]
-    #: The servers (names in :class:`Servers`) the variant needs.
-    needs: tuple[str, ...] = ()
+    #: The app on ``servers``, its ``/login`` storing ``login`` (None: :data:`LOGIN`).
+    build: Callable[[Servers, dict[str, Any] | None], Built]
 
-
-def import_or_fail(variant: str, module: str) -> Any:
-    """``module`` imported, or a :class:`BenchmarkError` naming what to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise BenchmarkError(
-            f"{variant} needs {exc.name}: pip install --group bench (make bench does),"
-            " or leave the variant out with --only"
-        ) from exc
+    @property
+    def needs(self) -> list[str]:
+        """The servers (names in :class:`Servers`) the variant needs: those it is named after."""
+        needed = ("redis", "memcached", "postgresql", "mariadb")
+        return [server for server in needed if self.name.endswith(server)]
 
 
 def request_text(client: FlaskClient, path: str) -> str:
@@ -210,57 +161,18 @@ def session_key(client: FlaskClient) -> str:
     return store_key(session_id)
 
 
-def time_calls(call: Callable[[], bool], count: int, what: str) -> float:
-    """Seconds for ``count`` calls, each checked: ``call()`` says whether its answer is right."""
-    # Collect garbage left by the previous batch now, so it is not charged to this variant.
-    gc.collect()
-    start = time.perf_counter()
-    for _ in range(count):
-        if not call():
-            raise BenchmarkError(f"{what}: wrong answer during timing")
-    return time.perf_counter() - start
-
-
-def time_requests(client: FlaskClient, path: str, count: int) -> float:
-    """Seconds for ``count`` requests, each checked for status 200."""
-    get = client.get
-    return time_calls(lambda: get(path, buffered=True).status_code == 200, count, f"GET {path}")
-
-
-def check_session(name: str, client: FlaskClient, stored: Callable[[], int] | None) -> None:
-    """Fail unless the variant really keeps the session: a broken session must not look fast."""
-    got = request_text(client, "/get")
-    if got != USER:
+def check_session(name: str, get: Callable[[str], str], keys: int = 0) -> None:
+    """Fail unless the variant really keeps the session (``get(path)`` answers a request) and it
+    holds at least ``keys`` values: a broken session must not look fast."""
+    if (got := get("/get")) != USER:
         raise BenchmarkError(f"{name}: /get returned {got!r}, expected {USER!r}")
-    written = request_text(client, "/set")
-    read_back = request_text(client, "/n")
-    if read_back != written:
+    if (written := get("/set")) != (read_back := get("/n")):
         raise BenchmarkError(f"{name}: /set wrote {written!r} but /n read back {read_back!r}")
-    both = request_text(client, "/rw")
-    user, _, n = both.partition(" ")
-    if user != USER or request_text(client, "/n") != n:
+    user, _, n = (both := get("/rw")).partition(" ")
+    if user != USER or get("/n") != n:
         raise BenchmarkError(f"{name}: /rw answered {both!r}, /n did not read back its write")
-    if request_text(client, "/none") != "none":
-        raise BenchmarkError(f"{name}: /none answered wrongly")
-    if stored is not None and stored() < 1:
-        raise BenchmarkError(f"{name}: the session is not in the store")
-
-
-def calibrated(time_batch: Callable[[int], float], seconds: float) -> int:
-    """The batch size that takes about ``seconds``, from a doubling probe."""
-    count = 8
-    while True:
-        elapsed = time_batch(count)
-        if elapsed >= min(0.05, seconds / 2) or count >= 1 << 20:
-            break
-        count *= 2
-    return max(1, math.ceil(count * seconds / elapsed))
-
-
-def warm_up(call: Callable[[], object], seconds: float) -> None:
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        call()
+    if get("/none") != "none" or int(get("/keys")) < keys:
+        raise BenchmarkError(f"{name}: /none or /keys answered wrongly")
 
 
 def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
@@ -269,68 +181,9 @@ def rotated(items: Sequence[_T], round_index: int) -> list[_T]:
     return [*items[shift:], *items[:shift]]
 
 
-class Timed(Protocol):
-    """Something measured in the rounds: a variant's endpoints, or one probe call."""
-
-    @property
-    def name(self) -> str: ...
-
-    def calibrate(self, seconds: float, warmup: float) -> None: ...
-    def measure(self) -> None: ...
-
-
-@dataclass
-class Running:
-    """One variant during a run: its app, its logged-in client, its batches and its rates."""
-
-    variant: Variant
-    built: Built
-    client: FlaskClient
-    endpoints: Sequence[str]
-    batch: dict[str, int] = field(default_factory=dict)
-    #: Requests per second, per endpoint, round by round.
-    rates: dict[str, list[float]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.variant.name
-
-    def verify(self) -> None:
-        check_session(self.name, self.client, self.built.stored_sessions)
-
-    def calibrate(self, seconds: float, warmup: float) -> None:
-        """Warm up each endpoint, then find the batch size that takes about ``seconds``."""
-        for endpoint in self.endpoints:
-            path = "/" + endpoint
-            warm_up(functools.partial(request_text, self.client, path), warmup)
-            timed = functools.partial(time_requests, self.client, path)
-            self.batch[endpoint] = calibrated(timed, seconds)
-
-    def measure(self) -> None:
-        for endpoint in self.endpoints:
-            count = self.batch[endpoint]
-            elapsed = time_requests(self.client, "/" + endpoint, count)
-            self.rates.setdefault(endpoint, []).append(count / elapsed)
-
-
-def start(variant: Variant, servers: Servers, endpoints: Sequence[str]) -> Running:
-    """The variant built, logged in and checked."""
-    built = variant.build(servers)
-    try:
-        client = built.app.test_client()
-        if request_text(client, "/login") != "ok":
-            raise BenchmarkError(f"{variant.name}: /login failed")
-        running = Running(variant, built, client, endpoints)
-        running.verify()
-    except BaseException:
-        built.close()
-        raise
-    return running
-
-
 @dataclass
 class Probe:
-    """One call timed like a variant's request, in the same rounds: µs per call, by round."""
+    """One call, each answer checked, timed in batches in the rounds: µs per call, by round."""
 
     name: str
     #: One call; returns whether its answer is right.
@@ -339,56 +192,90 @@ class Probe:
     batch: int = 0
     us: list[float] = field(default_factory=list)
 
-    def _time(self, count: int) -> float:
-        return time_calls(self.call, count, self.name)
+    def time(self, count: int) -> float:
+        gc.collect()  # garbage of the previous batch is not charged to this one
+        start = time.perf_counter()
+        for _ in range(count):
+            if not self.call():
+                raise BenchmarkError(f"{self.name}: wrong answer during timing")
+        return time.perf_counter() - start
 
     def calibrate(self, seconds: float, warmup: float) -> None:
-        warm_up(self.call, warmup)
-        self.batch = calibrated(self._time, seconds)
+        """Warm up, then find the batch that takes about ``seconds`` with a doubling probe."""
+        deadline = time.perf_counter() + warmup
+        while time.perf_counter() < deadline:
+            self.call()
+        count = 8
+        while (elapsed := self.time(count)) < min(0.05, seconds / 2) and count < 1 << 20:
+            count *= 2
+        self.batch = max(1, math.ceil(count * seconds / elapsed))
 
     def measure(self) -> None:
-        self.us.append(self._time(self.batch) / self.batch * 1e6)
+        self.us.append(self.time(self.batch) / self.batch * 1e6)
 
 
-def run_rounds(timed: Sequence[Timed], rounds: int, label: str = "") -> list[list[str]]:
-    """Every item measured once per round, in an order rotated each round: slow drifts of the
-    machine hit every variant, not the one that happened to run last. The orders."""
-    order: list[list[str]] = []
-    for round_index in range(rounds):
-        this_round = rotated(timed, round_index)
-        order.append([item.name for item in this_round])
-        for item in this_round:
-            item.measure()
-        progress(f"{label}round {round_index + 1}/{rounds} done")
-    return order
+class Running:
+    """One variant during a run: its app, its logged-in client, a :class:`Probe` per endpoint."""
+
+    def __init__(self, name: str, variant: Variant, built: Built, endpoints: Sequence[str]) -> None:
+        self.name, self.variant, self.built = name, variant, built
+        self.client = built.app.test_client()
+        self.probes = {e: Probe(f"{name} /{e}", self._answers_ok(f"/{e}")) for e in endpoints}
+        if request_text(self.client, "/login") != "ok":
+            raise BenchmarkError(f"{name}: /login failed")
+
+    def _answers_ok(self, path: str) -> Callable[[], bool]:
+        get = self.client.get
+        return lambda: get(path, buffered=True).status_code == 200
+
+    def verify(self, keys: int = 0) -> None:
+        check_session(self.name, functools.partial(request_text, self.client), keys)
+        if self.built.stored_sessions is not None and self.built.stored_sessions() < 1:
+            raise BenchmarkError(f"{self.name}: the session is not in the store")
+
+    @property
+    def batch(self) -> dict[str, int]:
+        return {endpoint: probe.batch for endpoint, probe in self.probes.items()}
+
+    @property
+    def rates(self) -> dict[str, list[float]]:
+        """Requests per second, per endpoint, round by round."""
+        return {e: [1e6 / us for us in probe.us] for e, probe in self.probes.items()}
+
+    def calibrate(self, seconds: float, warmup: float) -> None:
+        for probe in self.probes.values():
+            probe.calibrate(seconds, warmup)
+
+    def measure(self) -> None:
+        for probe in self.probes.values():
+            probe.measure()
 
 
 @contextmanager
 def started(
     variants: Sequence[Variant], servers: Servers, endpoints: Sequence[str]
 ) -> Iterator[list[Running]]:
-    """The variants started (one failing still closes the others), closed at the end."""
-    runnings: list[Running] = []
-    try:
+    """The variants built, logged in and checked (one failing still closes the others)."""
+    with ExitStack() as stack:
+        runnings = []
         for variant in variants:
-            runnings.append(start(variant, servers, endpoints))
+            built = variant.build(servers, None)
+            stack.callback(built.close)
+            runnings.append(Running(variant.name, variant, built, endpoints))
+            runnings[-1].verify()
         yield runnings
-    finally:
-        for running in runnings:
-            running.built.close()
 
 
-def runnable(variants: Sequence[Variant], servers: Servers) -> tuple[list[Variant], dict[str, str]]:
-    """The variants whose servers run, and why each other one is skipped."""
-    skipped = {
-        v.name: servers.missing[need]
-        for v in variants
-        for need in v.needs
-        if need in servers.missing
-    }
-    for name, reason in skipped.items():
-        progress(f"{name} skipped: {reason}")
-    return [v for v in variants if v.name not in skipped], skipped
+def run_rounds(timed: Sequence[Any], rounds: int, label: str = "") -> list[list[str]]:
+    """Every item measured once per round, in an order rotated each round: slow drifts of the
+    machine hit every variant, not the one that happened to run last. The orders."""
+    order: list[list[str]] = []
+    for round_index in range(rounds):
+        order.append([item.name for item in rotated(timed, round_index)])
+        for item in rotated(timed, round_index):
+            item.measure()
+        progress(f"{label}round {round_index + 1}/{rounds} done")
+    return order
 
 
 # -- summaries, peers, goals ---------------------------------------------------------------------
@@ -401,32 +288,25 @@ def _ratios(ours: Sequence[float], theirs: Sequence[float]) -> list[float]:
 def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Medians, ranges and ratios to the cookie session of the same run, per variant and
     endpoint, from the requests per second of every round."""
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
     base = raw.get(BASELINE)
-    for name, by_endpoint in raw.items():
-        summary[name] = {}
-        for endpoint, rates in by_endpoint.items():
-            entry: dict[str, Any] = {
-                "median": statistics.median(rates),
-                "min": min(rates),
-                "max": max(rates),
-                "ratio_to_cookie": None,
-                "extra_us_per_request": None,
-                "round_ratios": None,
-            }
-            if base is not None:
-                base_median = statistics.median(base[endpoint])
-                entry["ratio_to_cookie"] = entry["median"] / base_median
-                # The test client's own cost is in every variant and pulls ratios toward 1;
-                # the difference in time per request is the session's cost on its own.
-                entry["extra_us_per_request"] = 1e6 / entry["median"] - 1e6 / base_median
-                # Same-round ratios show how far noise moved the comparison between rounds.
-                entry["round_ratios"] = _ratios(rates, base[endpoint])
-            summary[name][endpoint] = entry
+    summary: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in raw}
+    for name, endpoint, rates in ((n, e, r) for n, by in raw.items() for e, r in by.items()):
+        median = statistics.median(rates)
+        entry: dict[str, Any] = {"median": median, "min": min(rates), "max": max(rates)}
+        entry |= dict.fromkeys(("ratio_to_cookie", "extra_us_per_request", "round_ratios"))
+        if base is not None:
+            base_median = statistics.median(base[endpoint])
+            entry["ratio_to_cookie"] = median / base_median
+            # The test client's own cost is in every variant and pulls ratios toward 1; the
+            # difference in time per request is the session's cost on its own.
+            entry["extra_us_per_request"] = 1e6 / median - 1e6 / base_median
+            # Same-round ratios show how far noise moved the comparison between rounds.
+            entry["round_ratios"] = _ratios(rates, base[endpoint])
+        summary[name][endpoint] = entry
     return summary
 
 
-def _against(
+def against(
     raw: dict[str, dict[str, list[float]]], ours: str, theirs: str, endpoint: str
 ) -> tuple[float | None, list[float] | None]:
     """The ratio of two variants' medians for one endpoint, and round by round (or Nones)."""
@@ -446,7 +326,8 @@ def compare_to_peers(
     comparisons = []
     for ours, peer in peers:
         for endpoint in raw.get(ours) or raw.get(peer) or {}:
-            ratio, round_ratios = _against(raw, ours, peer, endpoint)
+            ratio, round_ratios = against(raw, ours, peer, endpoint)
+            peer_ratio = summary.get(peer, {}).get(endpoint, {}).get("ratio_to_cookie")
             comparisons.append(
                 {
                     "ours": ours,
@@ -454,9 +335,7 @@ def compare_to_peers(
                     "endpoint": endpoint,
                     "ours_over_peer": ratio,
                     "round_ratios": round_ratios,
-                    "peer_ratio_to_cookie": summary.get(peer, {})
-                    .get(endpoint, {})
-                    .get("ratio_to_cookie"),
+                    "peer_ratio_to_cookie": peer_ratio,
                     "reference_peer_ratio_to_cookie": reference.get(peer, {}).get(endpoint),
                 }
             )
@@ -473,48 +352,25 @@ def goal_result(
     return {"goal": goal, "target_ratio": target, "ratio": ratio, "status": status, **fields}
 
 
-@dataclass(frozen=True)
-class Goal:
-    variant: str
-    endpoint: str
-    target: float
-    #: The variant whose throughput, measured in the same run, the ratio is taken against.
-    against: str = BASELINE
+def why_missing(names: Sequence[str], present: Any, skipped: dict[str, str]) -> str | None:
+    """Why the named results are not all ``present`` (None if they are)."""
+    missing = [name for name in names if name not in present]
+    return "; ".join(f"{n}: {skipped.get(n, 'not in this run')}" for n in missing) or None
 
 
 def evaluate_goals(
-    goals: Sequence[Goal], raw: dict[str, dict[str, list[float]]], skipped: dict[str, str]
+    goals: Sequence[tuple[str, str, float, str]],
+    raw: dict[str, dict[str, list[float]]],
+    skipped: dict[str, str],
 ) -> list[dict[str, Any]]:
+    """Goals ``(variant, endpoint, target, against)``: the variant's requests per second at
+    least ``target`` times those of ``against``, measured in the same run."""
     results = []
-    for goal in goals:
-        ratio, round_ratios = _against(raw, goal.variant, goal.against, goal.endpoint)
-        missing = [name for name in (goal.variant, goal.against) if name not in raw]
+    for variant, endpoint, target, other in goals:
+        ratio, round_ratios = against(raw, variant, other, endpoint)
+        why = why_missing((variant, other), raw, skipped)
+        text = f"{variant} /{endpoint} >= {target}x {other}"
         results.append(
-            goal_result(
-                f"{goal.variant} /{goal.endpoint} >= {goal.target}x {goal.against}",
-                ratio,
-                goal.target,
-                round_ratios=round_ratios,
-                not_measured_because=why_missing(missing, skipped) if ratio is None else None,
-            )
+            goal_result(text, ratio, target, round_ratios=round_ratios, not_measured_because=why)
         )
     return results
-
-
-def why_missing(names: Sequence[str], skipped: dict[str, str]) -> str:
-    return "; ".join(f"{name}: {skipped.get(name, 'not in this run')}" for name in names)
-
-
-#: Request kinds whose store calls are counted (``/rw`` reads, then writes), and the store calls
-#: issues 3 and 4 require of ours for each: untouched 0, read-only 1, assign-only 1, both 2.
-COUNT_ENDPOINTS = ("none", "get", "set", "rw")
-EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
-
-
-def expected_calls(variant: str, endpoint: str) -> int | None:
-    return EXPECTED_CALLS[endpoint] if variant.startswith("ours-") else None
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

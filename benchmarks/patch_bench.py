@@ -4,8 +4,7 @@ without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB.
 Straight on the store (no Flask): a session of 20 keys of 200 bytes (about 4 KB, a typical one)
 and of 50 keys of 10 KB (500 KB, near the default limit's scale), each patched over and over.
 The two kinds of patch alternate call by call; each call is timed on its own and the medians
-are compared. The servers are the tests' own (through harness.py and sql_server.py), on 127.0.0.1
-on free ports, stopped by PID however the run ends.
+are compared.
 
     .venv/bin/python benchmarks/patch_bench.py            # about a minute; writes results/
     .venv/bin/python benchmarks/patch_bench.py --quick    # smoke check: few calls, no files
@@ -22,9 +21,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from harness import HOST, Servers, progress, redis_server
-from report import Record, Section, arguments, finish, render, run_main
-from sql_server import mariadb_server, postgresql_server
+import report as rp
+from harness import Servers, progress
+from variants import MARIADB, PG, start_servers
 
 from flask_serversession import store_from_url
 from flask_serversession.stores import Patch, Store
@@ -35,20 +34,16 @@ SHAPES = [(20, 200), (50, 10_000)]
 #: Calls of each kind per shape (the larger session gets a fifth of them).
 CALLS = 600
 LIMIT = 1024 * 1024
-STORES = ["sqlite", "redis", "postgresql", "mariadb"]
+STORES = ["sqlite", "redis", PG, MARIADB]
 
 
 def store_urls(servers: Servers) -> dict[str, str]:
     """A URL per store kind whose server could start; the others are reported and skipped."""
-    servers.start("redis", lambda: redis_server(servers.tmp / "redis"))
-    servers.start("postgresql", postgresql_server)
-    servers.start("mariadb", mariadb_server)
+    start_servers(servers, ["redis", PG, MARIADB])
     urls = {"sqlite": f"sqlite:///{servers.tmp / 'patch.db'}"}
     if "redis" in servers.started:
-        urls["redis"] = f"redis://{HOST}:{servers.started['redis']}/0"
-    for kind in ("postgresql", "mariadb"):
-        if kind in servers.started:
-            urls[kind] = servers.started[kind].url
+        urls["redis"] = f"redis://127.0.0.1:{servers.started['redis']}/0"
+    urls |= {kind: servers.started[kind].url for kind in (PG, MARIADB) if kind in servers.started}
     return urls
 
 
@@ -61,13 +56,9 @@ def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
     assert store.create(key, StoredRecord(values, now, now, now + 3600, now + 7200))
     timings: dict[str, list[float]] = {"no limit": [], "limit": []}
     for call in range(2 * calls):
-        kind = "limit" if call % 2 else "no limit"
+        kind, now = "limit" if call % 2 else "no limit", time.time()
         patch = Patch(
-            {"k1": f'"{call}"'},
-            (),
-            time.time(),
-            time.time() + 3600,
-            max_size=LIMIT if kind == "limit" else None,
+            {"k1": f'"{call}"'}, (), now, now + 3600, max_size=LIMIT if call % 2 else None
         )
         started = time.perf_counter()
         applied = store.patch(key, patch)
@@ -84,7 +75,9 @@ def measure_all(urls: dict[str, str], calls: int) -> list[dict[str, Any]]:
             for keys, size in SHAPES:
                 n = calls if size < 1000 else max(calls // 5, 10)
                 medians = measure(store, keys, size, n)
+                ratio = medians["limit"] / medians["no limit"]
                 rows.append({"store": kind, "keys": keys, "value_bytes": size, **medians})
+                rows[-1]["ratio"] = ratio
                 progress(f"{kind} {keys} x {size} B: {medians}")
         finally:
             store.close()
@@ -97,25 +90,21 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; load average"
         f" {report['load_average_before']} before, {report['load_average_after']} after.",
     ]
-    columns = (
-        ("store", "{store}"),
-        ("session", "{keys} keys x {value_bytes:,} B"),
-        ("no limit", "{no limit:,.0f}"),
-        ("limit", "{limit:,.0f}"),
-        ("ratio", lambda row: f"{row['limit'] / row['no limit']:.2f}x"),
+    columns = rp.columns(
+        "store: {store} | session: {keys} keys x {value_bytes:,} B | no limit: {no limit:,.0f}"
+        " | limit: {limit:,.0f} | ratio: {ratio:x}"
     )
-    sections = [Section(None, (), columns, "llrrr", report["rows"])]
-    return render(f"Store-side size check, {report['date']}", intro, sections, report["command"])
+    sections = [rp.Section(None, (), columns, "llrrr", report["rows"])]
+    return rp.render(f"Store-side size check, {report['date']}", intro, sections, report["command"])
 
 
 def main(argv: Sequence[str]) -> int:
-    args = arguments(__doc__).parse_args(argv)
-    record = Record("patch", argv)
+    args = rp.parse(__doc__, argv)
+    record = rp.Record("patch", argv)
     with tempfile.TemporaryDirectory(prefix="patch-bench-") as tmp, ExitStack() as stack:
         rows = measure_all(store_urls(Servers(stack, Path(tmp))), 20 if args.quick else CALLS)
-    report = record.report(rows=rows)
-    return finish(report, render_markdown(report), args.quick)
+    return record.finish(args, render_markdown, {}, rows=rows)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    rp.run_main(main)

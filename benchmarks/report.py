@@ -1,6 +1,5 @@
-"""The one Markdown renderer (a report's sections -> Markdown tables) and what every run records
-and writes: date, command, machine, load averages, ``results/<date>-<kind>.json`` and ``.md``; and
-the command-line frame every benchmark shares.
+"""The one Markdown renderer (a report's sections -> Markdown tables), what every run records and
+writes (``results/<date>-<kind>.json`` and ``.md``), and the command line every benchmark shares.
 """
 
 from __future__ import annotations
@@ -12,28 +11,58 @@ import os
 import platform
 import shlex
 import signal
+import sqlite3
+import string
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from harness import BenchmarkError, progress
 
 #: Where results go; BENCH_RESULTS_DIR points a trial run elsewhere (plot.py reads it too).
-RESULTS_DIR = Path(
-    os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).resolve().parent / "results"
-)
+RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 
 
-# -- the Markdown renderer -----------------------------------------------------------------------
+def spread(values: Sequence[float] | None, unit: str = "x") -> str:
+    return f"{min(values):.2f}-{max(values):.2f}{unit}" if values else "n/a"
 
 
+def us(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+#: Format specs of the renderer's own, beside Python's: ``{ratio_to_cookie:x}`` -> ``1.23x``.
+FORMATS: dict[str, Callable[[Any], str]] = {
+    "x": lambda value: f"{value:.2f}x",
+    "spread": spread,
+    "range": lambda values: spread(values, ""),
+    "us": us,
+    "counts": lambda items: ", ".join(f"{name} {n}" for name, n in items.items()) or "-",
+}
+
+
+class _Formatter(string.Formatter):
+    """``str.format`` with :data:`FORMATS`, and ``n/a`` for a value that is None."""
+
+    def format_field(self, value: Any, spec: str) -> str:
+        if value is None:
+            return "n/a"
+        return FORMATS[spec](value) if spec in FORMATS else format(value, spec)
+
+
+FORMAT = _Formatter().vformat
 #: A table cell: a format string applied to the row (``"{median:,.0f}"``), or a function of it.
 Cell = str | Callable[[dict[str, Any]], object]
+
+
+def columns(spec: str) -> list[tuple[str, Cell]]:
+    """Columns from ``"title: {format} | title: {format} ..."``."""
+    pairs = [column.strip().split(": ", 1) for column in spec.split(" | ")]
+    return [(title, cell) for title, cell in pairs]
 
 
 @dataclass
@@ -51,34 +80,23 @@ class Section:
 
 
 def rows_of(nested: dict[str, Any], *names: str) -> list[dict[str, Any]]:
-    """Table rows from nested results: ``{a: {b: entry}}`` -> ``[{**entry, names[0]: a,
-    names[1]: b}]``."""
+    """Rows of nested results: ``{a: {b: entry}}`` -> ``[{**entry, names[0]: a, names[1]: b}]``."""
     if not names:
         return [nested]
     return [
-        {**row, names[0]: key}
-        for key, inner in nested.items()
-        for row in rows_of(inner, *names[1:])
+        {**row, names[0]: k} for k, inner in nested.items() for row in rows_of(inner, *names[1:])
     ]
 
 
-def expected(got: int, wanted: int | None) -> str:
-    """A count against what an issue requires: ``1 ok``, ``1 **MISSED**``, or ``-``."""
-    if wanted is None:
-        return "-"
-    return f"{wanted} ok" if got == wanted else f"{wanted} **MISSED**"
-
-
-def _cell(spec: Cell, row: dict[str, Any]) -> str:
-    return spec.format_map(row) if isinstance(spec, str) else str(spec(row))
-
-
 def _table(part: Section) -> list[str]:
-    marks = {"l": "---", "r": "---:"}
+    def cell(spec: Cell, row: dict[str, Any]) -> str:
+        return FORMAT(spec, (), row) if isinstance(spec, str) else str(spec(row))
+
     lines = ["", "| " + " | ".join(title for title, _ in part.columns) + " |"]
-    lines.append("|" + "|".join(marks[a] for a in part.align) + "|")
-    cells = [[_cell(spec, row) for _, spec in part.columns] for row in part.rows]
-    return lines + ["| " + " | ".join(row) + " |" for row in cells]
+    lines.append("|" + "|".join({"l": "---", "r": "---:"}[a] for a in part.align) + "|")
+    return lines + [
+        "| " + " | ".join(cell(c, row) for _, c in part.columns) + " |" for row in part.rows
+    ]
 
 
 def render(title: str, intro: Sequence[str], sections: Iterable[Section], command: str) -> str:
@@ -93,32 +111,14 @@ def render(title: str, intro: Sequence[str], sections: Iterable[Section], comman
             lines += _table(part)
         if part.notes:
             lines += ["", *part.notes]
-    # `make bench` runs each script without options.
-    make = ["make bench"] if len(command.split()) == 2 else []
-    lines += ["", "## Reproduce", "", "```sh", *make, command, "```", ""]
-    return "\n".join(lines)
-
-
-def _script() -> str:
-    return Path(sys.argv[0]).name
-
-
-def ratio(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
-
-
-def spread(values: Sequence[float] | None, unit: str = "x") -> str:
-    return "n/a" if not values else f"{min(values):.2f}-{max(values):.2f}{unit}"
-
-
-def counts(items: dict[str, int]) -> str:
-    return ", ".join(f"{name} {n}" for name, n in items.items()) or "-"
+    make = ["make bench"] if len(command.split()) == 2 else []  # it runs each without options
+    return "\n".join([*lines, "", "## Reproduce", "", "```sh", *make, command, "```", ""])
 
 
 def goal_lines(goals: Iterable[dict[str, Any]]) -> list[str]:
     lines = []
     for goal in goals:
-        measured = f"measured {ratio(goal['ratio'])}"
+        measured = FORMAT("measured {ratio:x}", (), goal)
         if goal.get("round_ratios"):
             measured += f", per round {spread(goal['round_ratios'])}"
         if goal.get("not_measured_because"):
@@ -128,127 +128,145 @@ def goal_lines(goals: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def skipped_section(skipped: dict[str, str]) -> Section:
-    return Section(
-        "Skipped" if skipped else None,
-        notes=[f"- **{name}** skipped: {reason}" for name, reason in skipped.items()],
+    notes = [f"- **{name}** skipped: {reason}" for name, reason in skipped.items()]
+    return Section("Skipped" if skipped else None, notes=notes)
+
+
+def load_line(report: dict[str, Any]) -> str:
+    return (
+        f"load average {report['load_average_before']} before, {report['load_average_after']}"
+        f" after; {report['duration_seconds']:.0f} s in all."
     )
 
 
 # -- the run's record ----------------------------------------------------------------------------
 
 
-def package_versions(packages: Iterable[str]) -> dict[str, str | None]:
-    versions: dict[str, str | None] = {}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
-def load_average() -> list[float] | None:
+def _load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
 
 
-def machine_info(packages: Iterable[str], **extra: Any) -> dict[str, Any]:
-    import sqlite3
-
-    return {
-        "python": sys.version.split()[0],
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "sqlite": sqlite3.sqlite_version,
-        **extra,
-        "packages": package_versions(packages),
-    }
+def machine_line(report: dict[str, Any]) -> str:
+    """The machine, the servers and the packages of a run, in one line."""
+    machine = report["machine"]
+    servers = "".join(f", {name} {version}" for name, version in machine["servers"].items())
+    packages = ", ".join(f"{name} {v}" for name, v in machine["packages"].items() if v)
+    return (
+        f"Python {machine['python']} on {machine['platform']}, {machine['cpu_count']} CPUs,"
+        f" SQLite {machine['sqlite']}{servers} (started by the run on 127.0.0.1); {packages}."
+    )
 
 
 class Record:
-    """What every report starts with (date, command, load averages, duration), and its end."""
+    """What every report starts with: date, command, machine, load averages, duration."""
 
-    def __init__(self, kind: str, argv: Sequence[str]) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, argv: Sequence[str], packages: str = "") -> None:
+        self.kind, self.packages = kind, packages.split()
         self.started = dt.datetime.now(dt.timezone.utc).astimezone()
-        self.load_before = load_average()
+        self.load_before = _load_average()
         self.clock = time.perf_counter()
-        self.command = " ".join(["python", f"benchmarks/{_script()}", *map(shlex.quote, argv)])
+        script = f"benchmarks/{Path(sys.argv[0]).name}"
+        self.command = " ".join(["python", script, *map(shlex.quote, argv)])
 
-    def report(self, **fields: Any) -> dict[str, Any]:
-        return {
+    def finish(
+        self, args: Any, render: Callable[[dict[str, Any]], str], servers: Any, **fields: Any
+    ) -> int:
+        """The report (with the machine and the ``servers`` versions) printed as Markdown and
+        written to ``results/<date>-<kind><suffix>.json`` and ``.md``, unless ``args.quick`` (a
+        quick run writes only to a BENCH_RESULTS_DIR, to try plot.py on it). A partial run has a
+        suffix, so it never overwrites the day's full results."""
+        machine = {
+            "python": sys.version.split()[0],
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or None,
+            "cpu_count": os.cpu_count(),
+            "sqlite": sqlite3.sqlite_version,
+            "servers": {name: version for name, version in dict(servers).items() if version},
+            "packages": {package: _version(package) for package in self.packages},
+        }
+        report = {
             "benchmark": self.kind,
             "date": self.started.date().isoformat(),
             "started_at": self.started.isoformat(timespec="seconds"),
             "command": self.command,
             "load_average_before": self.load_before,
-            "load_average_after": load_average(),
+            "load_average_after": _load_average(),
             "duration_seconds": round(time.perf_counter() - self.clock, 1),
+            "machine": machine,
             **fields,
         }
-
-
-def finish(report: dict[str, Any], markdown: str, quick: bool, suffix: str = "") -> int:
-    """Print the Markdown; write ``results/<date>-<kind><suffix>.json`` and ``.md`` unless
-    ``quick`` (a quick run writes only to a BENCH_RESULTS_DIR, to try plot.py on it). A partial
-    run has a suffix, so it never overwrites the day's full results."""
-    print(markdown)
-    if quick and not os.environ.get("BENCH_RESULTS_DIR"):
-        print("(--quick: smoke check only, no result files written)")
+        print(markdown := render(report))
+        if args.quick and not os.environ.get("BENCH_RESULTS_DIR"):
+            print("(--quick: smoke check only, no result files written)")
+            return 0
+        stem = RESULTS_DIR / f"{report['date']}-{self.kind}{getattr(args, 'suffix', '')}"
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        for path, text in (
+            (f"{stem}.json", json.dumps(report, indent=2) + "\n"),
+            (f"{stem}.md", markdown),
+        ):
+            # A run interrupted while writing must not leave a half file that looks like one.
+            Path(path + ".tmp").write_text(text, encoding="utf-8")
+            Path(path + ".tmp").replace(path)
+        progress(f"wrote {stem}.json and .md")
         return 0
-    stem = f"{report['date']}-{report['benchmark']}{suffix}"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    for path, text in (
-        (RESULTS_DIR / f"{stem}.json", json.dumps(report, indent=2) + "\n"),
-        (RESULTS_DIR / f"{stem}.md", markdown),
-    ):
-        # A run interrupted while writing must not leave a half file that looks like a result.
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    progress(f"wrote {RESULTS_DIR / stem}.json and .md")
-    return 0
 
 
 # -- command line --------------------------------------------------------------------------------
 
 
-def arguments(
-    doc: str | None, rounds: int | None = None, seconds: float | None = None, warmup: float = 0
-) -> argparse.ArgumentParser:
-    """The options every benchmark takes: ``--quick``, and rounds, seconds per measurement and
-    warm-up for those that time in rounds."""
+def parse(
+    doc: str | None,
+    argv: Sequence[str],
+    *,
+    rounds: int | None = None,
+    seconds: float | None = None,
+    warmup: float = 0,
+    only: Iterable[str] = (),
+    quick: dict[str, Any] | None = None,
+    duration: int | None = None,
+) -> argparse.Namespace:
+    """The options every benchmark takes: ``--quick`` (which sets ``quick``), rounds, seconds
+    per measurement and warm-up for those that time in rounds, ``--only`` for those with
+    variants (``args.variants``, and ``args.suffix`` for the result files of a partial run)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny, writes no files")
-    if rounds is None:
-        return parser
-    parser.add_argument("--rounds", type=int, default=rounds, help=f"rounds (default {rounds})")
-    if seconds is not None:
-        help_text = f"seconds per measurement ({seconds})"
-        parser.add_argument("--seconds", type=float, default=seconds, help=help_text)
-    parser.add_argument("--warmup", type=float, default=warmup, help=f"warm-up seconds ({warmup})")
-    return parser
-
-
-def choose(parser: argparse.ArgumentParser, only: str | None, known: Sequence[str]) -> list[str]:
-    """The names ``--only`` picks from ``known`` (all of them without it)."""
-    names = [n.strip() for n in only.split(",")] if only else list(known)
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
+    defaults = {"rounds": rounds, "seconds": seconds, "duration": duration, "warmup": warmup}
+    for name, default in defaults.items():
+        if default is not None and rounds is not None:
+            parser.add_argument(f"--{name}", type=type(default), default=default, help=f"{default}")
+    if known := list(only):
+        parser.add_argument("--only", help=f"comma-separated, of: {', '.join(known)}")
+    args = parser.parse_args(argv)
+    vars(args).update(quick if args.quick and quick else {})
+    got = {name: vars(args).get(name, 1) for name in defaults}
+    if got["rounds"] < 1 or min(got["seconds"], got["duration"]) <= 0 or got["warmup"] < 0:
+        parser.error("--rounds must be >= 1, --seconds and --duration > 0, --warmup >= 0")
+    names = [n.strip() for n in args.only.split(",")] if known and args.only else known
+    if unknown := [n for n in names if n not in known]:
         parser.error(f"unknown name(s) {unknown}; known: {', '.join(known)}")
-    return list(dict.fromkeys(names))
+    args.variants = list(dict.fromkeys(names))
+    args.suffix = "-only-" + "+".join(args.variants) if known and args.only else ""
+    return args
 
 
 def run_main(main: Callable[[Sequence[str]], int], failed: str = "benchmark failed") -> None:
     """``main(sys.argv[1:])`` as a script: SIGTERM ends it like Ctrl-C does (through every
     ``finally``, so the servers the run started are stopped by PID), one line on failure."""
 
-    def terminate(signum: int, frame: FrameType | None) -> None:
+    def terminate(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, terminate)

@@ -1,51 +1,121 @@
-"""The stores of the scale part (scale_bench.py), each bulk-loaded with many sessions in the
-store's own format: SQLite (one file per size, one ``executemany``), Redis (one database per
-size, pipelined HSET + PEXPIRE), PostgreSQL (COPY) and MariaDB (LOAD DATA), one table per size.
-Also what each one occupies, and, on the SQL servers, the log bytes and scans a call causes.
+"""Stores of many sessions, for scale_bench.py: reproducible sessions, each store bulk-loaded in
+its own format (SQLite: one ``executemany``; Redis: pipelined HSET + PEXPIRE; PostgreSQL: COPY;
+MariaDB: LOAD DATA), what each occupies, and timed reads of them, the sizes interleaved call by
+call, every answer checked after the clocks stopped.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import gc
+import hashlib
+import itertools
 import json
+import random
 import sqlite3
+import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
 from flask.testing import FlaskClient
-from harness import HOST, BenchmarkError, create_app
-from scaling import SCALE_TOUCH_INTERVAL, ScaleTarget, Stored, user_of
-from sql_server import PG, SQLServer
+from harness import HOST, SECRET_KEY, BenchmarkError, create_app, progress, rotated
+from variants import PG, SQLServer
 
 from flask_serversession import ServerSession
+from flask_serversession.ids import CookieSigner, store_key
 from flask_serversession.serialization import dumps_value
-from flask_serversession.stores import Store
+from flask_serversession.stores import Record, Store, Touch
 from flask_serversession.stores.sql import SQLStore
 
+#: The mode that times ``GET /get`` through the test client; the others time ``store.load``.
+TESTCLIENT_GET = "testclient-get"
+DAY = 24 * 3600.0
+#: The library's defaults: 30 minutes idle, 30 days in all.
+IDLE_TIMEOUT, ABSOLUTE_TIMEOUT = 30 * 60.0, 30 * DAY
+#: Touch interval of the scale stores: shorter than the idle timeout (the library requires it)
+#: and longer than any live session has been idle, so that a measured read is a read.
+SCALE_TOUCH_INTERVAL = 20 * 60.0
 REDIS_BATCH = 10_000
 REDIS_PREFIX = "scale:"
 #: The columns of a session row, in the order the bulk loads write them.
-COLUMNS: tuple[str, ...] = ("key", "data", "created", "last_seen", "expires", "absolute_expires")
-COLUMNS += ("user_id", "ended", "version")
+COLUMNS = "key data created last_seen expires absolute_expires user_id ended version".split()
 
 
-def _app_on(url: str) -> tuple[FlaskClient, Store]:
-    def configure(app: Flask) -> None:
-        # No cleanup behind the measurement's back: clear_expired is measured on its own.
-        ServerSession(app, store=url, touch_interval=SCALE_TOUCH_INTERVAL, cleanup_interval=0)
+@dataclass(frozen=True)
+class Stored:
+    """One session as a store keeps it."""
 
-    app = create_app(configure)
-    store = ServerSession.store_of(app)
-    if isinstance(store, SQLStore):
-        store.create_schema()  # the table and its indexes, as the store creates them
-    return app.test_client(use_cookies=False), store
+    key: str
+    values: dict[str, str]
+    created: float
+    last_seen: float
+    expires: float
+    absolute_expires: float
+    user_id: str | None = None
+    ended: bool = False
+    version: int = 1
+
+    def row(self) -> tuple[Any, ...]:
+        times = (self.created, self.last_seen, self.expires, self.absolute_expires)
+        return (self.key, json.dumps(self.values), *times, self.user_id, self.ended, self.version)
 
 
-def _data(s: Stored) -> str:
-    return json.dumps(s.values)
+def session_id_of(tag: str, index: int) -> str:
+    """A reproducible session ID (43 URL-safe characters, like a real one) for ``index``."""
+    digest = hashlib.sha256(f"bench:{tag}:{index}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def user_of(index: int) -> str:
+    return f"user{index}"
+
+
+def live_sessions(tag: str, count: int, now: float, seed: int) -> Iterator[Stored]:
+    """Live sessions as the store writes them: serialized values (user, cart, a CSRF token,
+    half of them permanent), created in the last 20 days, seen in the last 10 minutes (so their
+    touch is not due), 70% with a user ID (the stores that index it may ignore it)."""
+    rng = random.Random(f"{seed}:{tag}")
+    uniform, randrange, chance, bits = rng.uniform, rng.randrange, rng.random, rng.getrandbits
+    for index in range(count):
+        cart = [randrange(1, 500) for _ in range(randrange(0, 5))]
+        values = {
+            "user": json.dumps(user_of(index)),
+            "cart": json.dumps(cart, separators=(",", ":")),
+            "csrf_token": json.dumps(f"{bits(160):040x}"),
+        }
+        if chance() < 0.5:
+            values["_permanent"] = "true"
+        created, last_seen = now - uniform(3600, 20 * DAY), now - uniform(0, 600)
+        absolute = created + ABSOLUTE_TIMEOUT
+        user_id = user_of(index) if chance() < 0.7 else None
+        expires = min(last_seen + IDLE_TIMEOUT, absolute)
+        key = store_key(session_id_of(tag, index))
+        version = randrange(1, 40)
+        yield Stored(key, values, created, last_seen, expires, absolute, user_id, False, version)
+
+
+def expired_sessions(
+    tag: str, count: int, now: float, seed: int, tombstones: float
+) -> Iterator[Stored]:
+    """Sessions past their end, at most a week ago: a fraction ``tombstones`` of them logouts'
+    tombstones, the others idle for longer than the idle timeout."""
+    rng = random.Random(f"{seed}:{tag}")
+    for index in range(count):
+        key = store_key(session_id_of(tag, index))
+        if rng.random() < tombstones:
+            until = now - rng.uniform(60, 7 * DAY)
+            yield Stored(key, {}, until, until, until, until, None, True, 1)
+            continue
+        expires = now - rng.uniform(60, 7 * DAY)
+        created = expires - IDLE_TIMEOUT - rng.uniform(0, 3 * DAY)
+        values = {"user": json.dumps(user_of(index)), "cart": "[]"}
+        seen, absolute = expires - IDLE_TIMEOUT, created + ABSOLUTE_TIMEOUT
+        yield Stored(key, values, created, seen, expires, absolute, None, False, 3)
 
 
 def check_row_format() -> None:
@@ -56,57 +126,86 @@ def check_row_format() -> None:
         ("csrf_token", "0f" * 20, json.dumps("0f" * 20)),
         ("_permanent", True, "true"),
     ):
-        if dumps_value(name, value) != text:
-            raise BenchmarkError(
-                f"row format: {name} is {dumps_value(name, value)!r}, not {text!r}"
-            )
+        if (written := dumps_value(name, value)) != text:
+            raise BenchmarkError(f"row format: {name} is {written!r}, not {text!r}")
 
 
-# -- SQLite --------------------------------------------------------------------------------------
+@dataclass
+class ScaleTarget:
+    """One store of ``size`` reproducible sessions and a test client of an app on it, with how
+    to add sessions in the store's own format, count them and measure what they occupy."""
 
-SQLITE_INSERT = (
-    "INSERT INTO serversession (key, data, created, last_seen, expires, absolute_expires,"
-    " user_id, ended, info) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL)"
-)
+    kind: str
+    size: int
+    store: Store
+    client: FlaskClient
+    insert: Callable[[Iterable[Stored]], None]
+    count: Callable[[], int]
+    footprint: Callable[[], dict[str, Any]]
+    load_seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        return f"{self.kind}-{self.size}"
+
+    def load(self, now: float, seed: int) -> None:
+        """The live sessions in, timed (generating, writing and analyzing them), counted, and
+        a sample of them read back, directly and through the app."""
+        started = time.perf_counter()
+        self.insert(live_sessions(self.tag, self.size, now, seed))
+        self.load_seconds = time.perf_counter() - started
+        if self.count() != self.size:
+            raise BenchmarkError(f"{self.tag}: not all {self.size:,} sessions arrived")
+        self.details = {"rows_per_second": round(self.size / self.load_seconds), **self.footprint()}
+        progress(f"{self.tag}: {self.size:,} sessions in {self.load_seconds:.1f} s")
+        rng = random.Random(f"{seed}:{self.tag}:sample")
+        sample = [0, self.size - 1, *(rng.randrange(self.size) for _ in range(20))]
+        for mode in ("load", TESTCLIENT_GET):
+            calls, check = prepare_calls(self, mode, sample)
+            check([call() for call in calls])
+
+
+def _app_on(url: str) -> tuple[FlaskClient, Store]:
+    # No cleanup behind the measurement's back: clear_expired is measured on its own.
+    options = {"touch_interval": SCALE_TOUCH_INTERVAL, "cleanup_interval": 0}
+    app = create_app(lambda app: ServerSession(app, store=url, **options))
+    store = ServerSession.store_of(app)
+    if isinstance(store, SQLStore):
+        store.create_schema()  # the table and its indexes, as the store creates them
+    return app.test_client(use_cookies=False), store
 
 
 def _sqlite_insert(path: Path, sessions: Iterable[Stored]) -> None:
     """The sessions (not bound to a user ID: no index) in one transaction, sorted by key (the
     table is WITHOUT ROWID: rows in key order fill its pages in one pass)."""
-    rows = sorted(
-        (s.key, _data(s), s.created, s.last_seen, s.expires, s.absolute_expires, s.ended)
-        for s in sessions
-    )
+    rows = sorted(s.row()[:6] + (s.ended,) for s in sessions)
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("BEGIN")
-        conn.executemany(SQLITE_INSERT, rows)
+        conn.executemany(
+            f"INSERT INTO serversession ({', '.join(COLUMNS[:6])}, user_id, ended, info)"
+            " VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
+            rows,
+        )
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def _sqlite_count(path: Path) -> int:
-    with closing(sqlite3.connect(path)) as conn:
-        return int(conn.execute("SELECT count(*) FROM serversession").fetchone()[0])
-
-
 def sqlite_target(size: int, tmp: Path) -> ScaleTarget:
     path = tmp / f"scale-{size}.sqlite3"
     client, store = _app_on(f"sqlite:///{path}")  # creates the file, its table and indexes
-    return ScaleTarget(
-        "sqlite",
-        size,
-        f"sqlite-{size}",
-        store,
-        client,
-        lambda sessions: _sqlite_insert(path, sessions),
-        lambda: _sqlite_count(path),
+
+    def count() -> int:
+        with closing(sqlite3.connect(path)) as conn:
+            return int(conn.execute("SELECT count(*) FROM serversession").fetchone()[0])
+
+    insert, footprint = (
+        functools.partial(_sqlite_insert, path),
         lambda: {"file_bytes": path.stat().st_size},
     )
-
-
-# -- Redis ---------------------------------------------------------------------------------------
+    return ScaleTarget("sqlite", size, store, client, insert, count, footprint)
 
 
 def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
@@ -115,7 +214,6 @@ def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
     now_ms = round(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for n, s in enumerate(sessions, 1):
-        expires_ms = round(min(s.expires, s.absolute_expires) * 1000)
         times = (s.created, s.last_seen, s.expires, s.absolute_expires)
         mapping: dict[str, int | str] = {
             k: round(t * 1000) for k, t in zip("csea", times, strict=True)
@@ -123,7 +221,7 @@ def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
         mapping.update({":" + name: text for name, text in s.values.items()})
         key = f"{REDIS_PREFIX}{{{s.key}}}"
         pipe.hset(key, mapping=mapping)
-        pipe.pexpire(key, max(1, expires_ms - now_ms))
+        pipe.pexpire(key, max(1, round(min(s.expires, s.absolute_expires) * 1000) - now_ms))
         if n % REDIS_BATCH == 0:
             pipe.execute()
     pipe.execute()
@@ -142,42 +240,25 @@ def redis_target(size: int, port: int, db: int) -> ScaleTarget:
         admin.close()
         return {"used_memory_added_bytes": added, "bytes_per_session": round(added / size)}
 
-    count = lambda: int(admin.dbsize())  # noqa: E731
-    insert = lambda sessions: _redis_insert(admin, sessions)  # noqa: E731
-    return ScaleTarget("redis", size, f"redis-{size}", store, client, insert, count, footprint)
-
-
-# -- PostgreSQL and MariaDB ----------------------------------------------------------------------
-
-
-def _row(s: Stored) -> tuple[Any, ...]:
-    return (s.key, _data(s), s.created, s.last_seen, s.expires, s.absolute_expires) + (
-        s.user_id,
-        s.ended,
-        s.version,
-    )
+    insert = functools.partial(_redis_insert, admin)
+    return ScaleTarget("redis", size, store, client, insert, lambda: int(admin.dbsize()), footprint)
 
 
 def _copy_pg(server: SQLServer, table: str, rows: Iterable[Stored]) -> None:
     from psycopg import sql
 
-    conn = server.connect()
-    try:
+    with closing(server.connect()) as conn:
         columns = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
         statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), columns)
         with conn.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
-                copy.write_row(_row(row))
-    finally:
-        conn.close()
+                copy.write_row(row.row())
 
 
 def _tsv(s: Stored) -> str:
-    user_id = "NULL" if s.user_id is None else s.user_id
-    return (
-        f"{s.key}\t{_data(s)}\t{s.created!r}\t{s.last_seen!r}\t{s.expires!r}"
-        f"\t{s.absolute_expires!r}\t{user_id}\t{int(s.ended)}\t{s.version}\n"
-    )
+    row = [repr(v) if isinstance(v, float) else str(v) for v in s.row()]
+    row[6:8] = ["NULL" if s.user_id is None else s.user_id, str(int(s.ended))]
+    return "\t".join(row) + "\n"
 
 
 def _load_data_mariadb(server: SQLServer, table: str, rows: Iterable[Stored], tmp: Path) -> None:
@@ -188,15 +269,15 @@ def _load_data_mariadb(server: SQLServer, table: str, rows: Iterable[Stored], tm
     columns = ", ".join(f"`{c}`" for c in COLUMNS)
     try:
         server.query(
-            f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table}` CHARACTER SET utf8mb4"
-            f" FIELDS TERMINATED BY '\\t' ESCAPED BY '' LINES TERMINATED BY '\\n' ({columns})",
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table}` CHARACTER SET utf8mb4 FIELDS"
+            f" TERMINATED BY '\\t' ESCAPED BY '' LINES TERMINATED BY '\\n' ({columns})",
             (str(path),),
         )
     finally:
         path.unlink()
 
 
-def _sql_insert(server: SQLServer, table: str, rows: Iterable[Stored], tmp: Path) -> None:
+def _sql_insert(server: SQLServer, table: str, tmp: Path, rows: Iterable[Stored]) -> None:
     """Rows into ``table`` (COPY on PostgreSQL, LOAD DATA LOCAL INFILE on MariaDB), analyzed."""
     if server.kind == PG:
         _copy_pg(server, table, rows)
@@ -207,29 +288,25 @@ def _sql_insert(server: SQLServer, table: str, rows: Iterable[Stored], tmp: Path
 
 
 def table_sizes(server: SQLServer, table: str) -> dict[str, Any]:
-    if server.kind != PG:
-        data, index = server.query(
+    if server.kind == PG:
+        query = "SELECT pg_table_size(%s), pg_indexes_size(%s)", (table, table)
+    else:
+        query = (
             "SELECT data_length, index_length FROM information_schema.tables"
             " WHERE table_schema = %s AND table_name = %s",
             (server.database, table),
-        )[0]
-        return {"table_bytes": int(data), "index_bytes": int(index)}
-    heap, indexes = server.query("SELECT pg_table_size(%s), pg_indexes_size(%s)", (table, table))[0]
-    return {"table_bytes": int(heap), "index_bytes": int(indexes)}
+        )
+    data, index = server.query(*query)[0]
+    return {"table_bytes": int(data), "index_bytes": int(index)}
 
 
 def sql_target(server: SQLServer, size: int, tmp: Path) -> ScaleTarget:
     table = f"scale_{size}"
     client, store = _app_on(f"{server.url}?table={table}")
+    insert = functools.partial(_sql_insert, server, table, tmp)
+    count = functools.partial(server.count, table)
     return ScaleTarget(
-        server.kind,
-        size,
-        f"{server.kind}-{size}",
-        store,
-        client,
-        lambda sessions: _sql_insert(server, table, sessions, tmp),
-        lambda: server.count(table),
-        lambda: table_sizes(server, table),
+        server.kind, size, store, client, insert, count, lambda: table_sizes(server, table)
     )
 
 
@@ -251,3 +328,126 @@ def pg_scans(server: SQLServer, sizes: Sequence[int]) -> dict[int, tuple[int, in
         ([f"scale_{size}" for size in sizes],),
     )
     return {int(name.removeprefix("scale_")): (int(seq), int(idx)) for name, seq, idx in rows}
+
+
+# -- timed calls ---------------------------------------------------------------------------------
+
+
+def touch_for(mode: str, now: float) -> Touch:
+    """``load-touch-due``: every live session is due; otherwise none is (the scale stores'
+    sessions were seen in the last 10 minutes)."""
+    if mode == "load-touch-due":
+        return Touch(now, now + IDLE_TIMEOUT, now + 1.0)
+    return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
+
+
+@functools.cache
+def _signer() -> CookieSigner:
+    return CookieSigner([SECRET_KEY])
+
+
+Prepared = tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]
+
+
+def prepare_calls(target: ScaleTarget, mode: str, indices: Sequence[int]) -> Prepared:
+    """The calls of one measurement, made before any clock runs, and the check of their
+    answers (run after the clocks stopped): each must find its live session's user. A load
+    mode loads with its touch; ``testclient-get`` sends the session's cookie."""
+    now = time.time()
+    ids = [session_id_of(target.tag, i) for i in indices]
+    calls: list[Callable[[], Any]]
+    if mode == TESTCLIENT_GET:
+        get = target.client.get
+        calls = [
+            functools.partial(
+                get, "/get", headers={"Cookie": f"session={_signer().sign(i)}"}, buffered=True
+            )
+            for i in ids
+        ]
+    else:
+        load, touch = target.store.load, touch_for(mode, now)
+        calls = [functools.partial(load, store_key(i), touch) for i in ids]
+
+    def user(answer: Any) -> Any:
+        if isinstance(answer, Record):
+            return json.loads(answer.values.get("user", "null")) if answer.is_live(now) else None
+        return answer.get_data(as_text=True) if answer and answer.status_code == 200 else None
+
+    def check(answers: list[Any]) -> None:
+        for index, answer in zip(indices, answers, strict=True):
+            if user(answer) != user_of(index):
+                raise BenchmarkError(f"{target.tag} {mode}: session {index} answered {answer!r}")
+
+    return calls, check
+
+
+def time_interleaved(
+    targets: Sequence[ScaleTarget], mode: str, calls: int, rng: random.Random, shift: int
+) -> dict[int, list[float]]:
+    """``calls`` calls per store size, each on a session drawn at random from its whole store,
+    interleaved call by call (the order rotated at each step) and each timed: whatever disturbs
+    the machine hits every size alike. µs per call, per size."""
+    prepared = {
+        t.size: prepare_calls(t, mode, [rng.randrange(t.size) for _ in range(calls)])
+        for t in targets
+    }
+    times: dict[int, list[float]] = {t.size: [] for t in targets}
+    answers: dict[int, list[Any]] = {t.size: [] for t in targets}
+    clock = time.perf_counter
+    gc.collect()
+    for step in range(calls):
+        for size in rotated(list(prepared), step + shift):
+            call = prepared[size][0][step]
+            started = clock()
+            answers[size].append(call())
+            times[size].append(clock() - started)
+    for size, (_, check) in prepared.items():
+        check(answers[size])
+    return {size: [t * 1e6 for t in values] for size, values in times.items()}
+
+
+def time_modes(
+    targets: Sequence[ScaleTarget], modes: Sequence[str], rounds: int, calls: int, rng: Any
+) -> tuple[dict[str, dict[int, list[list[float]]]], list[list[str]]]:
+    """Every mode, ``rounds`` times (the modes rotated each round): µs per call, per mode, size
+    and round; and the orders."""
+    per_round: dict[str, dict[int, list[list[float]]]] = {
+        m: {t.size: [] for t in targets} for m in modes
+    }
+    order = []
+    for round_index in range(rounds):
+        order.append(rotated(modes, round_index))
+        for mode in order[-1]:
+            for size, values in time_interleaved(targets, mode, calls, rng, round_index).items():
+                per_round[mode][size].append(values)
+        progress(f"{targets[0].kind} scale: round {round_index + 1}/{rounds} done")
+    return per_round, order
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def summarize_scale(
+    per_round: dict[str, dict[int, list[list[float]]]], sizes: Sequence[int]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per size and mode (from µs per call, round by round): median, p90, p99 over all calls,
+    the range of round medians, and the ratio to the smallest store, overall and per round."""
+    summary: dict[str, dict[str, dict[str, Any]]] = {str(size): {} for size in sizes}
+    for mode, by_size in per_round.items():
+        base = statistics.median(itertools.chain.from_iterable(by_size[min(sizes)]))
+        base_rounds = [statistics.median(r) for r in by_size[min(sizes)]]
+        for size in sizes:
+            every = list(itertools.chain.from_iterable(by_size[size]))
+            medians = [statistics.median(r) for r in by_size[size]]
+            summary[str(size)][mode] = {
+                "median_us": statistics.median(every),
+                "p90_us": percentile(every, 0.9),
+                "p99_us": percentile(every, 0.99),
+                "round_median_min_us": min(medians),
+                "round_median_max_us": max(medians),
+                "ratio_to_smallest": statistics.median(every) / base,
+                "round_ratios": [m / b for m, b in zip(medians, base_rounds, strict=True)],
+            }
+    return summary
