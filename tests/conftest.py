@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import memcached_stores
 import pytest
 from memcached_servers import running
 from redis_servers import standalone
@@ -75,6 +76,13 @@ def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     """One memcached for the whole run (tests use distinct key prefixes)."""
     with running(tmp_path_factory.mktemp("memcached")) as (server,):
         yield server
+
+
+@pytest.fixture
+def close_memcached_stores() -> Iterator[None]:
+    """Close every store the test opened through ``memcached_stores``, even when it fails."""
+    yield
+    memcached_stores.close_opened()
 
 
 @pytest.fixture(scope="session")
