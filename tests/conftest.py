@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import memcached_stores
 import pytest
 from memcached_servers import running
 from redis_servers import standalone
 from servers import ServerProcess
 from sql_servers import SQLServer, mariadb, postgresql
+from sql_stores import fresh_store
 from store_urls import fresh_store_url
 
 from flask_serversession.stores import Store, store_from_url
@@ -77,6 +79,13 @@ def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         yield server
 
 
+@pytest.fixture
+def close_memcached_stores() -> Iterator[None]:
+    """Close every store the test opened through ``memcached_stores``, even when it fails."""
+    yield
+    memcached_stores.close_opened()
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[SQLServer]:
     """One PostgreSQL for the whole run (tests use distinct tables)."""
@@ -89,3 +98,16 @@ def mariadb_server() -> Iterator[SQLServer]:
     """One MariaDB for the whole run (tests use distinct tables)."""
     with mariadb() as server:
         yield server
+
+
+@pytest.fixture(params=SLOW_SERVER_FIXTURES, ids=SLOW_SERVERS)
+def sql_server(request: pytest.FixtureRequest) -> SQLServer:
+    """PostgreSQL and MariaDB in turn."""
+    found: SQLServer = request.getfixturevalue(request.param)
+    return found
+
+
+@pytest.fixture
+def sql_store(sql_server: SQLServer) -> Iterator[SQLStore]:
+    """A fresh store on each SQL server, its table dropped afterwards."""
+    yield from fresh_store(sql_server)

@@ -28,7 +28,13 @@ def _conformance_tests() -> int:
 
 def test_the_fast_lane_keeps_embedded_conformance_and_leaves_out_sql_servers() -> None:
     command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-    files = ["tests/test_conformance.py", "tests/test_sql.py", "tests/test_http.py"]
+    files = [
+        "tests/test_conformance.py",
+        "tests/test_sql.py",
+        "tests/test_sql_operations.py",
+        "tests/test_sql_setup.py",
+        "tests/test_http.py",
+    ]
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     result = subprocess.run(
         [*command, "-m", "not slow", *files],

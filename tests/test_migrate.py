@@ -1,38 +1,31 @@
-"""Moving from Flask-Session 0.8 and from Flask's cookie session without logging anyone out.
+"""Moving from Flask-Session 0.8 without logging anyone out.
 
-Apps run under the real Flask-Session against a real redis-server and SQLAlchemy-on-SQLite,
-make sessions with their test client, then switch to us (same configuration, changed import):
-every session is still logged in, with our cookie, and the old record is gone. Pickled records
-are planted as raw bytes and never unpickled.
+Apps run under the real Flask-Session against a real redis-server, SQLAlchemy (on SQLite,
+PostgreSQL and MariaDB) and memcached, make sessions with their test client, then switch to us
+(same configuration, changed import): every session is still logged in, with our cookie, and
+the old record is gone. Pickled records are planted as raw bytes and never unpickled. Flask's
+cookie sessions move in test_migrate_cookie.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
-from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import flask_session  # type: ignore[import-untyped]
 import pytest
 import redis
-from flask import Flask, session
+from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from http_server import in_parallel, request, serve
-from itsdangerous import TimestampSigner
-from rejections import rejections
+from migrate_apps import USERS, check_parallel_first_requests, flask_session_app, our_app
 from servers import ServerProcess
 from sql_servers import SQLServer
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from flask_serversession import Session
 from flask_serversession.cli import sessions
 from flask_serversession.extension import _State
 from flask_serversession.ids import new_session_id, store_key
@@ -50,56 +43,11 @@ from flask_serversession.migrate import (
 
 #: pickle.dumps({"user": "eve"}, protocol=4), as bytes: written, never loaded.
 PICKLED = b"\x80\x04\x95\x11\x00\x00\x00\x00\x00\x00\x00}\x94\x8c\x04user\x94\x8c\x03eve\x94s."
-USERS = ["alice", "bob", "carol"]
 _counter = itertools.count()
 
 
 def _prefix() -> str:
     return f"fsmig{next(_counter)}:"
-
-
-def _views(app: Flask) -> Flask:
-    app.secret_key = "migration-secret"
-    app.testing = True
-
-    @app.get("/login/<name>")
-    def login(name: str) -> str:
-        session["user"] = name
-        session["cart"] = [1, 2, name]
-        return "ok"
-
-    @app.get("/whoami")
-    def whoami() -> str:
-        return f"{session.get('user')}|{session.get('cart')}"
-
-    @app.get("/none")
-    def none() -> str:
-        return "none"
-
-    return app
-
-
-def _flask_session_app(
-    config: dict[str, Any], setup: Callable[[Flask], None] | None = None
-) -> Flask:
-    app = _views(Flask(__name__))
-    app.config.update(config)
-    if setup is not None:
-        setup(app)
-    with warnings.catch_warnings():  # SESSION_USE_SIGNER is deprecated in Flask-Session
-        warnings.simplefilter("ignore", DeprecationWarning)
-        flask_session.Session(app)
-    return app
-
-
-def _our_app(config: dict[str, Any], setup: Callable[[Flask], None] | None = None) -> Flask:
-    app = _views(Flask(__name__))
-    app.config.update(config)
-    app.config["SESSION_CLEANUP_INTERVAL"] = 0
-    if setup is not None:
-        setup(app)
-    Session(app)  # the only change: the import
-    return app
 
 
 def _log_in_everyone(app: Flask) -> dict[str, str]:
@@ -179,13 +127,13 @@ def test_redis_sessions_move_on_first_use(redis_client: redis.Redis, signed: boo
         "SESSION_KEY_PREFIX": prefix,
         "SESSION_USE_SIGNER": signed,
     }
-    cookies = _log_in_everyone(_flask_session_app(config))
+    cookies = _log_in_everyone(flask_session_app(config))
     old_keys = {
         prefix + (value.rsplit(".", 1)[0] if signed else value) for value in cookies.values()
     }
     assert all(redis_client.exists(key) for key in old_keys)
 
-    app = _our_app(config)
+    app = our_app(config)
     _check_still_logged_in(app, cookies)
     assert not any(redis_client.exists(key) for key in old_keys)
     assert _stats(app).moved == len(USERS)
@@ -198,7 +146,7 @@ def test_redis_pickled_record_is_skipped_never_unpickled(
     config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
     sid = "p" * 43
     redis_client.set(prefix + sid, PICKLED, ex=600)
-    app = _our_app(config)
+    app = our_app(config)
     client = app.test_client()
     client.set_cookie("session", sid)
     with caplog.at_level(logging.WARNING, "flask_serversession.migrate"):
@@ -227,8 +175,8 @@ def test_bad_signed_cookie_is_not_migrated(redis_client: redis.Redis) -> None:
         "SESSION_KEY_PREFIX": prefix,
         "SESSION_USE_SIGNER": True,
     }
-    cookies = _log_in_everyone(_flask_session_app(config))
-    app = _our_app(config)
+    cookies = _log_in_everyone(flask_session_app(config))
+    app = our_app(config)
     client = app.test_client()
     sid = cookies["alice"].rsplit(".", 1)[0]
     client.set_cookie("session", sid + ".forged")
@@ -236,57 +184,15 @@ def test_bad_signed_cookie_is_not_migrated(redis_client: redis.Redis) -> None:
     assert redis_client.exists(prefix + sid)  # a forged signature reached no store
 
 
-#: Requests a browser sends at once with the old cookie, right after the switch (a page load).
-PARALLEL = 6
-
-
 def test_parallel_first_requests_end_in_one_session(redis_client: redis.Redis) -> None:
     """Through a real threaded server: each user's first PARALLEL requests with the old
     Flask-Session cookie end in one new session, and every write lands there."""
     prefix = _prefix()
     config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
-    cookies = _log_in_everyone(_flask_session_app(config))
-    _check_parallel_first_requests(_our_app(config), cookies)
+    cookies = _log_in_everyone(flask_session_app(config))
+    check_parallel_first_requests(our_app(config), cookies)
     for old in cookies.values():
         assert not redis_client.exists(prefix + old)
-
-
-def _check_parallel_first_requests(app: Flask, cookies: dict[str, str]) -> None:
-    """Each user's first PARALLEL requests with the old cookie arrive together, each loads the
-    session and waits for the others, then writes its own key. All of them find the user, all
-    send the same new cookie, and every write lands in that one session: none started a
-    session of its own."""
-    gate = threading.Barrier(PARALLEL)
-
-    @app.get("/add/<key>")
-    def add(key: str) -> str:
-        user = session.get("user")  # loads: moves the session, or joins the move
-        gate.wait(timeout=10)  # every request has loaded before any writes
-        session[key] = user
-        return str(user)
-
-    @app.get("/keys")
-    def keys() -> str:
-        return ",".join(sorted(session))
-
-    with serve(app) as url:
-        for name, old in cookies.items():
-            sent = [
-                partial(request, url, f"/add/k{i}", cookie_header=f"session={old}")
-                for i in range(PARALLEL)
-            ]
-            replies = in_parallel(*sent)
-            assert [reply.status for reply in replies] == [200] * PARALLEL
-            assert [reply.text for reply in replies] == [name] * PARALLEL
-            sent_cookies = [cookie for reply in replies for cookie in reply.set_cookies("session")]
-            new = {cookie.value for cookie in sent_cookies}
-            assert len(new) == 1, f"{len(new)} sessions for one browser"
-            lasting = {cookie.has("expires") for cookie in sent_cookies}
-            assert len(lasting) == 1, "the cookies sent for one session differ in lifetime"
-            (value,) = new
-            stored = request(url, "/keys", cookie_header=f"session={value}").text
-            written = [f"k{i}" for i in range(PARALLEL)]
-            assert stored == ",".join(sorted(["_permanent", "cart", "user", *written]))
 
 
 def test_a_request_that_loses_the_claim_joins_the_winner(redis_client: redis.Redis) -> None:
@@ -294,8 +200,8 @@ def test_a_request_that_loses_the_claim_joins_the_winner(redis_client: redis.Red
     session yet: this one moves it to the winner's ID, so both end in the same session."""
     prefix = _prefix()
     config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
-    cookies = _log_in_everyone(_flask_session_app(config))
-    app = _our_app(config)
+    cookies = _log_in_everyone(flask_session_app(config))
+    app = our_app(config)
     state: _State = app.extensions["serversession"]
     sid = cookies["alice"]  # unsigned: the cookie is the sid
     winner = new_session_id()
@@ -367,11 +273,11 @@ def test_sqlalchemy_sessions_move_on_first_use(
     database_uri: str, flask_sqlalchemy: Callable[[], SQLAlchemy]
 ) -> None:
     old_db = flask_sqlalchemy()
-    old = _flask_session_app(_sqlalchemy_config(database_uri, old_db), old_db.init_app)
+    old = flask_session_app(_sqlalchemy_config(database_uri, old_db), old_db.init_app)
     cookies = _log_in_everyone(old)
 
     db = flask_sqlalchemy()  # a new process would have its own
-    app = _our_app(_sqlalchemy_config(database_uri, db), db.init_app)
+    app = our_app(_sqlalchemy_config(database_uri, db), db.init_app)
     _check_still_logged_in(app, cookies)
     with app.app_context():
         count = db.session.execute(text("SELECT count(*) FROM sessions")).scalar()
@@ -390,11 +296,11 @@ def test_sqlalchemy_sessions_move_on_first_use(
 def test_import_command_redis(redis_client: redis.Redis) -> None:
     prefix = _prefix()
     config = {"SESSION_TYPE": "redis", "SESSION_REDIS": redis_client, "SESSION_KEY_PREFIX": prefix}
-    cookies = _log_in_everyone(_flask_session_app(config))
+    cookies = _log_in_everyone(flask_session_app(config))
     redis_client.set(prefix + "p" * 43, PICKLED, ex=600)
     redis_client.set(prefix + "u" * 43, b"\x00not a session\xff", ex=600)
 
-    app = _our_app(config)
+    app = our_app(config)
     result = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
     assert "Imported: 3 moved, 1 skipped (pickled or expired), 1 failed." in result.stdout
     assert result.exit_code == 1  # one failed
@@ -416,10 +322,10 @@ def test_import_command_sqlalchemy(
 ) -> None:
     old_db = flask_sqlalchemy()
     cookies = _log_in_everyone(
-        _flask_session_app(_sqlalchemy_config(database_uri, old_db), old_db.init_app)
+        flask_session_app(_sqlalchemy_config(database_uri, old_db), old_db.init_app)
     )
     db = flask_sqlalchemy()
-    app = _our_app(_sqlalchemy_config(database_uri, db), db.init_app)
+    app = our_app(_sqlalchemy_config(database_uri, db), db.init_app)
     legacy = app.extensions["serversession"].config.flask_session.legacy
     assert isinstance(legacy, SQLAlchemyLegacy)
     assert sorted(sid for sid, _, _ in legacy.scan(page=2)) == sorted(cookies.values())
@@ -432,111 +338,12 @@ def test_import_command_sqlalchemy(
 
 
 def test_import_needs_a_flask_session_store() -> None:
-    app = _our_app({"SESSION_STORE": "memory://"})
+    app = our_app({"SESSION_STORE": "memory://"})
     result = app.test_cli_runner().invoke(sessions, ["import", "--from", "flask-session"])
     assert result.exit_code == 5 and "no Flask-Session store is configured" in result.stderr
 
 
-# -- Flask cookie sessions -----------------------------------------------------------------------
-
-
-def _cookie_app() -> Flask:
-    app = _views(Flask(__name__))  # Flask's own signed-cookie session
-    return app
-
-
-def _upgraded_app(**config: Any) -> Flask:
-    return _our_app(
-        {
-            "SESSION_STORE": "memory://",
-            "SESSION_MIGRATE_COOKIE_SESSIONS": True,
-            "PERMANENT_SESSION_LIFETIME": timedelta(minutes=10),
-            **config,
-        }
-    )
-
-
-def test_cookie_session_becomes_server_side() -> None:
-    old = _cookie_app()
-    client = old.test_client()
-    client.get("/login/dora")
-    cookie = client.get_cookie("session")
-    assert cookie is not None
-    app = _upgraded_app()
-    new = app.test_client()
-    new.set_cookie("session", cookie.value)
-    assert new.get("/none").headers.get("Set-Cookie") is None
-    assert new.get("/whoami").text == "dora|[1, 2, 'dora']"
-    ours = new.get_cookie("session")
-    assert ours is not None and ours.value != cookie.value and len(ours.value) == 87
-    assert app.extensions["serversession"].manager.count() == 1
-    assert new.get("/whoami").text == "dora|[1, 2, 'dora']"
-
-
-@pytest.mark.parametrize(
-    "permanent", [True, False, None], ids=["permanent", "browser-session", "made-permanent"]
-)
-def test_cookie_session_parallel_first_requests_end_in_one_session(permanent: bool | None) -> None:
-    """A page load's requests all carry the same Flask cookie session: the first to save
-    creates the server-side session under the ID its forwarding record names, and the others
-    join it with just their own changes (through a real threaded server). made-permanent: the
-    cookie says nothing, SESSION_PERMANENT makes the new session permanent, and every request
-    of the page sends the lasting cookie."""
-    old = _cookie_app()
-    cookies = {}
-    for name in USERS:
-        client = old.test_client()
-        client.get(f"/login/{name}")
-        if permanent is not None:
-            with client.session_transaction() as cookie_session:
-                cookie_session.permanent = permanent
-        cookie = client.get_cookie("session")
-        assert cookie is not None
-        cookies[name] = cookie.value
-    app = _upgraded_app(SESSION_PERMANENT=permanent is None)
-    _check_parallel_first_requests(app, cookies)
-    assert app.extensions["serversession"].manager.count() == len(USERS)
-
-
-def test_cookie_session_tampered_is_refused() -> None:
-    client = _cookie_app().test_client()
-    client.get("/login/mallory")
-    cookie = client.get_cookie("session")
-    assert cookie is not None
-    payload, rest = cookie.value.split(".", 1)
-    forged = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + rest
-    app = _upgraded_app()
-    reasons = rejections(app)
-    new = app.test_client()
-    new.set_cookie("session", forged)
-    assert new.get("/whoami").text == "None|None"
-    assert reasons == ["bad-signature"]
-    assert app.extensions["serversession"].manager.count() == 0
-
-
-def test_cookie_session_expired_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    client = _cookie_app().test_client()
-    with monkeypatch.context() as patch:  # signed an hour ago; the lifetime is 10 minutes
-        real = TimestampSigner.get_timestamp
-        patch.setattr(TimestampSigner, "get_timestamp", lambda self: real(self) - 3600)
-        client.get("/login/olga")
-    cookie = client.get_cookie("session")
-    assert cookie is not None
-    app = _upgraded_app()
-    reasons = rejections(app)
-    new = app.test_client()
-    new.set_cookie("session", cookie.value)
-    assert new.get("/whoami").text == "None|None"
-    assert reasons == ["expired"]
-
-
-def test_session_permanent_makes_new_sessions_permanent() -> None:
-    for permanent in (True, False):
-        app = _our_app({"SESSION_STORE": "memory://", "SESSION_PERMANENT": permanent})
-        client = app.test_client()
-        client.get("/login/pat")
-        cookie = client.get_cookie("session")
-        assert cookie is not None and (cookie.expires is not None) is permanent
+# -- Memcached -----------------------------------------------------------------------------------
 
 
 def test_memcached_sessions_move_on_first_use(memcached_server: ServerProcess) -> None:
@@ -549,9 +356,9 @@ def test_memcached_sessions_move_on_first_use(memcached_server: ServerProcess) -
         "SESSION_MEMCACHED": client,
         "SESSION_KEY_PREFIX": prefix,
     }
-    cookies = _log_in_everyone(_flask_session_app(config))
+    cookies = _log_in_everyone(flask_session_app(config))
     assert all(client.get(prefix + value) is not None for value in cookies.values())
-    app = _our_app(config)
+    app = our_app(config)
     _check_still_logged_in(app, cookies)
     assert all(client.get(prefix + value) is None for value in cookies.values())
     # Memcached cannot list its keys: the bulk import says so.
