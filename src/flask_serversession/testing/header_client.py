@@ -19,7 +19,9 @@ class HeaderClient(FlaskClient):
     It has no cookie jar. It keeps the token the last response gave in the response header
     (``X-Session-Token``), forgets it when a response sends that header empty, and sends it in
     the request header (``Authorization: Bearer <token>``) of each request, as a script or a
-    mobile app would. Make one with ``app.test_client_class = HeaderClient`` (then
+    mobile app would; while it holds none, it sends the scheme alone (``Authorization:
+    Bearer``), so that an app with ``SESSION_TRANSPORT = "both"`` answers with a token, not a
+    cookie. Make one with ``app.test_client_class = HeaderClient`` (then
     ``app.test_client()``), or ``HeaderClient(app)``.
 
     For code written against cookies, :meth:`set_cookie` and :meth:`delete_cookie` with the
@@ -43,8 +45,9 @@ class HeaderClient(FlaskClient):
         self.token: str | None = None
 
     def _headers(self) -> dict[str, str]:
-        """The WSGI environ entry that carries :attr:`token`, if any."""
-        return {} if self.token is None else {self._environ_key: self._scheme + self.token}
+        """The WSGI environ entry that carries :attr:`token`; without one, the scheme alone
+        (``Authorization: Bearer``), which says "header, please" to an app that takes both."""
+        return {self._environ_key: (self._scheme + (self.token or "")).strip()}
 
     def _take(self, response_headers: Any) -> None:
         """Keep the token the response gave, or forget it if the response ended it."""
