@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from rejections import rejections
 
 from flask_serversession import ConfigurationError, ServerSession
+from flask_serversession.checks import check_config
 from flask_serversession.ids import CookieSigner, new_session_id
 from flask_serversession.stores.memory import MemoryStore
 from flask_serversession.testing import CountingStore, HeaderClient, make_app
@@ -276,3 +277,14 @@ def test_cookie_mode_sends_exactly_what_it_sent_before() -> None:
     ended = client.get("/destroy")
     assert "X-Session-Token" not in ended.headers and "session=;" in ended.headers["Set-Cookie"]
     assert reasons == []
+
+
+def test_the_check_leaves_out_cookie_settings_when_no_cookie_is_sent() -> None:
+    """``flask sessions check`` notes an insecure cookie only where a cookie can be sent."""
+    messages = {}
+    for transport in ("cookie", "both", "header"):
+        app, _ = _app(transport, cookie_httponly=False)
+        messages[transport] = [finding.message for finding in check_config(_interface(app).config)]
+    assert any("SESSION_COOKIE_HTTPONLY" in message for message in messages["cookie"])
+    assert messages["both"] == messages["cookie"]
+    assert not any("COOKIE" in message for message in messages["header"])
