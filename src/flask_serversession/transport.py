@@ -6,9 +6,10 @@ only transport that reads or sets a cookie); :class:`HeaderTransport` carries it
 clients do, in ``Authorization: Bearer <token>`` (or a header of the app's choosing) on the
 request, and in ``X-Session-Token`` on the response, only when it changes.
 
-The interface asks a transport five things per request, nothing else: :meth:`~Transport.read`
-the token, add what the response :meth:`~Transport.vary` on, :meth:`~Transport.send` a new
-token, :meth:`~Transport.end` the session on the client, and :meth:`~Transport.finish` (the
+The interface asks a transport for this and nothing else (:class:`Transport`): to
+:meth:`~Transport.read` the token, add what the response must :meth:`~Transport.vary` on,
+:meth:`~Transport.send` a new token, :meth:`~Transport.end` the session on the client, say
+whether it :meth:`~Transport.sent` either already, and :meth:`~Transport.finish` (where the
 header transport tells a client whose token led to no live session that it is over).
 
 .. versionadded:: 0.1
