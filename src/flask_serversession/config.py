@@ -21,6 +21,7 @@ from flask import Flask
 
 from .errors import ConfigurationError
 from .stores import Store
+from .transport import TransportName, transport_settings
 
 if TYPE_CHECKING:
     from .interface import ServerSessionInterface, SessionPlugin
@@ -185,6 +186,30 @@ KEYS: tuple[Key, ...] = (
         "``False``",
         "Turn a valid Flask signed-cookie session into a server-side one on its first use.",
     ),
+    Key(
+        "SESSION_TRANSPORT",
+        "``cookie``",
+        "How the signed session ID travels: ``cookie``; ``header`` (API clients: read from"
+        " SESSION_HEADER_NAME, sent in SESSION_RESPONSE_HEADER, no cookie ever); or ``both``"
+        " (a request carrying the header is served by it, any other by the cookie).",
+    ),
+    Key(
+        "SESSION_HEADER_NAME",
+        "``Authorization``",
+        "The request header that carries the token with the header transport.",
+    ),
+    Key(
+        "SESSION_HEADER_SCHEME",
+        "``Bearer``",
+        "The scheme before the token in SESSION_HEADER_NAME, matched case-insensitively and"
+        ' followed by one space; ``""`` for a bare token (``X-Session-Token: <token>``).',
+    ),
+    Key(
+        "SESSION_RESPONSE_HEADER",
+        "``X-Session-Token``",
+        "The response header that gives the client a new token (a new session, login,"
+        " regenerate), or an empty value when its session ended; absent otherwise.",
+    ),
     Key("SESSION_COOKIE_NAME", "``session``", "Flask's: the cookie's name."),
     Key("SESSION_COOKIE_DOMAIN", "none", "Flask's: the cookie's Domain attribute."),
     Key(
@@ -305,6 +330,12 @@ class Config:
     #: The idle timeout of a session bound to no user (SESSION_ANONYMOUS_IDLE_TIMEOUT);
     #: ``None``: :attr:`idle_timeout`, as for every session.
     anonymous_idle_timeout: float | None = None
+    #: SESSION_TRANSPORT: ``cookie``, ``header`` or ``both`` (see :mod:`.transport`).
+    transport: TransportName = "cookie"
+    #: SESSION_HEADER_NAME, SESSION_HEADER_SCHEME, SESSION_RESPONSE_HEADER.
+    header_name: str = "Authorization"
+    header_scheme: str = "Bearer"
+    response_header: str = "X-Session-Token"
 
     def idle_for(self, user_id: str | None) -> float:
         """The idle timeout of a session bound to ``user_id`` (``None``: to no user)."""
@@ -350,6 +381,7 @@ def read_config(app: Flask, options: Mapping[str, Any], store: Store | str | Non
         permanent=compat.permanent,
         flask_session=compat,
         anonymous_idle_timeout=anonymous,
+        **transport_settings(values),
     )
 
 

@@ -1,6 +1,7 @@
 """The bridge to Flask's request cycle: open the session lazily, save only what changed.
 
-This is the only module that sees requests, responses and cookies. Per request it makes at most:
+This is the only module that sees requests and responses, with :mod:`.transport`, which carries
+the signed ID in a cookie or a header. Per request it makes at most:
 0 store calls if the view never touches ``session``; 1 to read (the load also refreshes the
 idle expiry when due); 1 to save a change made without reading (a patch); 2 to read and change.
 """
@@ -32,6 +33,7 @@ from .serialization import dumps_value
 from .session import ServerSideSession
 from .stores import Patch, Record, Touch
 from .stores.base import value_size
+from .transport import CookieTransport, HeaderTransport, Transport
 
 logger = logging.getLogger("flask_serversession")
 
@@ -92,6 +94,20 @@ class ServerSessionInterface(SessionInterface):
         self.plugins: list[SessionPlugin] = []
         #: Where times come from; tests replace it to move time forward.
         self.clock: Callable[[], float] = time.time
+        #: The session cookie; the transport unless SESSION_TRANSPORT says otherwise.
+        self.cookies = CookieTransport(self)
+        #: How the ID travels by default (SESSION_TRANSPORT).
+        self.transport: Transport = self.cookies
+        #: With SESSION_TRANSPORT "both": the header, which serves a request that carries it.
+        self._header_first: HeaderTransport | None = None
+        if config.transport != "cookie":
+            header = HeaderTransport(
+                config.header_name, config.header_scheme, config.response_header
+            )
+            if config.transport == "header":
+                self.transport = header
+            else:
+                self._header_first = header
         self._steps: dict[SaveStep, Callable[[Flask, ServerSideSession, Changes, Response], bool]]
         self._steps = {
             "destroy": self._save_destroy,
@@ -115,18 +131,26 @@ class ServerSessionInterface(SessionInterface):
         signer = self._get_signer(app)
         if signer is None:
             return None  # no SECRET_KEY: Flask's null session explains the problem on write
+        transport = self.transport
+        header = self._header_first
+        if header is not None and header.presented(request):
+            transport = header
         session_id = None
-        cookie = request.cookies.get(self.config.cookie_name)
-        if cookie:
-            session_id, reason = signer.unsign(cookie)
-            if reason is not None:
+        token, reason = transport.read(request)
+        if token:
+            session_id, reason = signer.unsign(token)
+            if reason is not None and transport is self.cookies:
                 for plugin in self.plugins:
-                    foreign = plugin.open_foreign(app, request, cookie, self._signer_keys)
+                    foreign = plugin.open_foreign(app, request, token, self._signer_keys)
                     if foreign is not None:
+                        foreign.transport = transport
                         return foreign
-                # Never reaches the store: the visitor gets a new, empty session.
-                signals.reject(app, signals.rejection_reason(reason))
-        return ServerSideSession(self.loader(app, session_id), session_id, self.clock())
+        if reason is not None:
+            # Never reaches the store: the visitor gets a new, empty session.
+            signals.reject(app, signals.rejection_reason(reason))
+        session = ServerSideSession(self.loader(app, session_id), session_id, self.clock())
+        session.transport = transport
+        return session
 
     def _get_signer(self, app: Flask) -> CookieSigner | None:
         if not app.secret_key:
@@ -203,11 +227,17 @@ class ServerSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
         if not isinstance(session, ServerSideSession) or not session.accessed:
             return  # untouched: no store call, no cookie
-        response.vary.add("Cookie")
+        transport = session.transport or self.transport
+        transport.vary(response)
+        if self._header_first is not None:
+            # With "both", whether the header is there decides which one is read.
+            response.vary.add(self._header_first.name)
         if not session.start_saving():
             return  # the load failed and the view got the error, or saved already
         try:
             self._save(app, session, response)
+            if transport is not self.cookies:
+                transport.finish(request, response, session.handle is not None)
         except SessionStoreUnavailable as exc:
             self._respond_unavailable(app, exc, response)
         except SessionDataCorrupt as exc:
@@ -230,8 +260,8 @@ class ServerSessionInterface(SessionInterface):
             changes = session.hand_over()
         if changes.cookie_pending:  # moved in by a plug-in: the client needs the new ID
             changes = session.hand_over()
-            if needs_cookie(changes) and not self._cookie_sent(response):
-                self._set_cookie(app, session, changes, response)
+            if needs_cookie(changes) and not self._transport(session).sent(response):
+                self._send_token(app, session, changes, response)
 
     def _save_destroy(
         self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
@@ -241,7 +271,7 @@ class ServerSessionInterface(SessionInterface):
         signals.session_destroyed.send(app, session=session)
         session.destroyed()
         if changes.empty:
-            self._delete_cookie(app, response)
+            self._transport(session).end(app, response)
             return False
         return True  # values set after destroy() go into a new session
 
@@ -315,7 +345,7 @@ class ServerSessionInterface(SessionInterface):
         assert changes.session_id is not None
         self.store.delete(store_key(changes.session_id), self.clock() + TOMBSTONE_SECONDS)
         signals.session_destroyed.send(app, session=session)
-        self._delete_cookie(app, response)
+        self._transport(session).end(app, response)
         return False
 
     def _limited_patch(self, changes: Changes, **rotation: Any) -> Patch:
@@ -355,7 +385,7 @@ class ServerSessionInterface(SessionInterface):
                 record.user_id = login
                 record.info = patch.info
             session.stored_as(new_id, record)
-            self._set_cookie(app, session, session.hand_over(), response)
+            self._send_token(app, session, session.hand_over(), response)
             signals.session_regenerated.send(app, session=session)
         return False
 
@@ -367,7 +397,9 @@ class ServerSessionInterface(SessionInterface):
         if not patch.set and not patch.delete:
             return False  # nothing changed: no write
         if self._patch(store_key(changes.session_id), patch)[0] and "_permanent" in patch.set:
-            self._set_cookie(app, session, changes, response)  # the cookie's lifetime changed
+            transport = self._transport(session)
+            if transport.has_lifetime:
+                self._send_token(app, session, changes, response)  # its lifetime changed
         return False
 
     def _patch(self, key: str, patch: Patch) -> tuple[bool, Record | None]:
@@ -432,7 +464,7 @@ class ServerSessionInterface(SessionInterface):
         else:
             session_id = self._create_unique(record)
         session.stored_as(session_id, record)
-        self._set_cookie(app, session, session.hand_over(), response)
+        self._send_token(app, session, session.hand_over(), response)
         signals.session_created.send(app, session=session)
         return True
 
@@ -464,15 +496,18 @@ class ServerSessionInterface(SessionInterface):
         if len(serialized) > self.config.max_keys:
             raise SessionTooManyKeys(len(serialized), self.config.max_keys)
 
-    # -- cookies -----------------------------------------------------------------------------------
+    # -- the token on the client ----------------------------------------------------------------
 
-    def _set_cookie(
+    def _transport(self, session: ServerSideSession) -> Transport:
+        """How ``session``'s ID travels in this request (set when it was opened)."""
+        return session.transport or self.transport
+
+    def _send_token(
         self, app: Flask, session: ServerSideSession, changes: Changes, response: Response
     ) -> None:
-        """Send the session's ID. A permanent session's cookie lasts until the session's
-        absolute end (the idle timeout is the server's business), so it never needs re-sending
-        while the session lives."""
-        config = self.config
+        """Send the session's ID, signed. A permanent session's cookie lasts until the
+        session's absolute end (the idle timeout is the server's business), so it never needs
+        re-sending while the session lives."""
         signer = self._get_signer(app)
         assert signer is not None and changes.session_id is not None
         expires = None
@@ -480,53 +515,7 @@ class ServerSessionInterface(SessionInterface):
             assert changes.record is not None
             end = min(changes.record.absolute_expires, self.clock() + MAX_COOKIE_AGE)
             expires = datetime.fromtimestamp(end, timezone.utc)
-        response.set_cookie(
-            config.cookie_name,
-            signer.sign(changes.session_id),
-            expires=expires,
-            **self._cookie_attributes(app),
-        )
-
-    def _cookie_sent(self, response: Response) -> bool:
-        """Whether ``response`` sets (or deletes) the session cookie already."""
-        name = self.config.cookie_name + "="
-        return any(value.startswith(name) for value in response.headers.getlist("Set-Cookie"))
-
-    def _delete_cookie(self, app: Flask, response: Response) -> None:
-        response.delete_cookie(self.config.cookie_name, **self._cookie_attributes(app))
-
-    def _cookie_attributes(self, app: Flask) -> dict[str, Any]:
-        """The cookie's attributes. A setting changed in ``app.config`` after
-        ``ServerSession(app)`` is read per request through Flask's ``get_cookie_*`` helpers, as
-        Flask's own session does; an unchanged one keeps the value parsed at start-up (with our
-        defaults, e.g. ``SameSite=Lax``), and one given as an option is never overridden."""
-        config = self.config
-        seen = config.cookie_config
-
-        def changed(*keys: str) -> bool:
-            return any(key in seen and app.config.get(key) != seen[key] for key in keys)
-
-        attributes: dict[str, Any] = {
-            "path": config.cookie_path,
-            "domain": config.cookie_domain,
-            "secure": config.cookie_secure,
-            "httponly": config.cookie_httponly,
-            "samesite": config.cookie_samesite,
-            "partitioned": config.cookie_partitioned,
-        }
-        if "SESSION_COOKIE_PATH" in seen and changed("SESSION_COOKIE_PATH", "APPLICATION_ROOT"):
-            attributes["path"] = self.get_cookie_path(app) or "/"
-        if changed("SESSION_COOKIE_DOMAIN"):
-            attributes["domain"] = self.get_cookie_domain(app) or None
-        if changed("SESSION_COOKIE_SECURE"):
-            attributes["secure"] = bool(self.get_cookie_secure(app))
-        if changed("SESSION_COOKIE_HTTPONLY"):
-            attributes["httponly"] = bool(self.get_cookie_httponly(app))
-        if changed("SESSION_COOKIE_SAMESITE"):
-            attributes["samesite"] = self.get_cookie_samesite(app)
-        if changed("SESSION_COOKIE_PARTITIONED"):
-            attributes["partitioned"] = bool(self.get_cookie_partitioned(app))
-        return attributes
+        self._transport(session).send(app, response, signer.sign(changes.session_id), expires)
 
     # -- failures and housekeeping ----------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from .saving import NOT_DECODED, Changes, Origin
 
 if TYPE_CHECKING:
     from .stores import Record
+    from .transport import Transport
 
 
 class ServerSideSession(SessionMixin):
@@ -84,6 +85,9 @@ class ServerSideSession(SessionMixin):
         #: Made by a plug-in from something not ours (see :class:`~.saving.Origin`); ``_stored``
         #: then holds the values it was made with, serialized.
         self._origin: Origin | None = None
+        #: How the ID travels in this request (the interface sets it when it opens the
+        #: session; ``None``: the interface's default).
+        self.transport: Transport | None = None
         self.modified = False
         self.accessed = False
         if session_id is None:
