@@ -17,6 +17,7 @@ from http_server import HttpResponse, parse_raw_response, raw_request, request, 
 from rejections import rejections
 
 from flask_serversession import ServerSession
+from flask_serversession.cli import sessions
 from flask_serversession.stores.sqlite import SQLiteStore
 from flask_serversession.testing import CountingStore
 
@@ -190,6 +191,17 @@ def test_logout_everywhere_ends_the_other_tokens_on_their_next_request(
         assert token_in(refused) in (None, "")
     assert me(base, bobs).status == 200
     assert ServerSession.manager(app).sessions_of("alice") == []
+
+
+def test_a_token_revoked_from_the_command_line_is_refused_next(app: Flask, base: str) -> None:
+    laptop, phone = log_in(base), log_in(base)
+    devices = json_of(call(base, "GET", "/devices", laptop))["devices"]
+    [phones] = [device["handle"] for device in devices if not device["this_device"]]
+    result = app.test_cli_runner().invoke(sessions, ["revoke", phones])
+    assert result.exit_code == 0, result.output
+    refused = me(base, phone)
+    assert refused.status == 401 and token_in(refused) == ""
+    assert me(base, laptop).status == 200
 
 
 def test_logout_everywhere_needs_a_login(base: str) -> None:
