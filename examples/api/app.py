@@ -22,7 +22,8 @@ What it shows:
 
 Configuration comes from the environment through ``app.config.from_prefixed_env()``:
 ``FLASK_SECRET_KEY`` (a development key is used when it is missing: never deploy that),
-``FLASK_SESSION_STORE`` (default: an SQLite file in the instance folder) and
+``FLASK_SESSION_STORE`` (default: an SQLite file in the instance folder; any store but
+Memcached, which cannot list a user's sessions for /devices) and
 ``FLASK_API_ALLOWED_ORIGINS`` (a JSON list such as ``'["https://app.example"]'``).
 """
 
