@@ -13,6 +13,7 @@ conformance suite under pytest, as its readers are told it will.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import re
 import subprocess
@@ -29,6 +30,7 @@ from servers import IN_CI
 
 import flask_serversession.stores
 from flask_serversession.testing import StoreConformance
+from flask_serversession.testing.app import TRANSPORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -198,11 +200,14 @@ def test_store_example_passes_the_conformance_suite(sandbox: Path) -> None:
 
 
 def _cases(test: Any) -> int:
-    """How many tests pytest makes of ``test``: one per combination of its parameters."""
+    """How many tests pytest makes of ``test``: one per combination of its parameters, and
+    of the transports for one that drives the app (the ``transport`` fixture's params)."""
     cases = 1
     for mark in getattr(test, "pytestmark", []):
         if mark.name == "parametrize":
             cases *= len(mark.args[1])
+    if {"transport", "app", "client"} & set(inspect.signature(test).parameters):
+        cases *= len(TRANSPORTS)
     return cases
 
 

@@ -3,14 +3,21 @@ embedded stores, and leaves out PostgreSQL and MariaDB (conftest.py marks their 
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from flask_serversession.testing import StoreConformance
+from flask_serversession.testing.app import TRANSPORTS
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+#: The fixtures through which a test runs once per transport (the ``transport`` fixture's
+#: params: cookie and header).
+_PER_TRANSPORT = {"transport", "app", "client"}
 
 
 def _conformance_tests() -> int:
@@ -18,10 +25,13 @@ def _conformance_tests() -> int:
     count = 0
     for name in dir(StoreConformance):
         if name.startswith("test_"):
+            test = getattr(StoreConformance, name)
             cases = 1
-            for mark in getattr(getattr(StoreConformance, name), "pytestmark", []):
+            for mark in getattr(test, "pytestmark", []):
                 if mark.name == "parametrize":
                     cases *= len(mark.args[1])
+            if _PER_TRANSPORT & set(inspect.signature(test).parameters):
+                cases *= len(TRANSPORTS)
             count += cases
     return count
 
@@ -43,6 +53,7 @@ def test_the_fast_lane_keeps_embedded_conformance_and_leaves_out_sql_servers() -
     for store in ("TestMemoryStore", "TestSQLiteStore"):
         kept = [test_id for test_id in ids if f"::{store}::" in test_id]
         assert len(kept) == _conformance_tests(), store
+        assert [test_id for test_id in kept if "[header" in test_id], store  # both transports
     assert not [test_id for test_id in ids if "PostgreSQL" in test_id or "MariaDB" in test_id]
     assert not [test_id for test_id in ids if "postgresql]" in test_id or "mariadb]" in test_id]
     assert "deselected" in result.stdout  # said, never silent

@@ -188,7 +188,23 @@ def check_keys(secret: object, fallbacks: Iterable[object]) -> list[Finding]:
 
 
 def check_config(config: Config) -> list[Finding]:
-    """Cookie settings and timeouts that are insecure or do not do what they seem to."""
+    """Cookie settings and timeouts that are insecure or do not do what they seem to. The
+    cookie's are left out with ``SESSION_TRANSPORT = "header"``: no cookie is ever sent."""
+    findings = [] if config.transport == "header" else _check_cookie(config)
+    if config.idle_timeout >= config.absolute_timeout:
+        findings.append(
+            Finding(
+                "note",
+                f"the idle timeout ({span(config.idle_timeout)}) is not shorter than"
+                f" SESSION_ABSOLUTE_TIMEOUT ({span(config.absolute_timeout)}), so it never"
+                " ends a session: lower SESSION_IDLE_TIMEOUT (or PERMANENT_SESSION_LIFETIME)",
+            )
+        )
+    return findings
+
+
+def _check_cookie(config: Config) -> list[Finding]:
+    """The cookie settings that are insecure."""
     findings: list[Finding] = []
     if config.cookie_samesite == "None" and not config.cookie_secure:
         findings.append(
@@ -212,15 +228,6 @@ def check_config(config: Config) -> list[Finding]:
                 "warning",
                 "SESSION_COOKIE_HTTPONLY is off: scripts on the page (and XSS) can read the"
                 " session cookie",
-            )
-        )
-    if config.idle_timeout >= config.absolute_timeout:
-        findings.append(
-            Finding(
-                "note",
-                f"the idle timeout ({span(config.idle_timeout)}) is not shorter than"
-                f" SESSION_ABSOLUTE_TIMEOUT ({span(config.absolute_timeout)}), so it never"
-                " ends a session: lower SESSION_IDLE_TIMEOUT (or PERMANENT_SESSION_LIFETIME)",
             )
         )
     return findings

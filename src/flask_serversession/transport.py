@@ -186,8 +186,9 @@ class HeaderTransport:
         self._max_length = len(self.prefix) + MAX_COOKIE_LENGTH
 
     def presented(self, request: Request) -> bool:
-        """Whether ``request`` carries the header at all (with ``SESSION_TRANSPORT = "both"``
-        such a request is served by the header, whatever cookie it has)."""
+        """Whether ``request`` carries the header at all, a token or not (with
+        ``SESSION_TRANSPORT = "both"`` such a request is served by the header, whatever cookie
+        it has; an API client without a token yet sends the scheme alone, ``Bearer``)."""
         return self.name in request.headers
 
     def read(self, request: Request) -> tuple[str | None, str | None]:
@@ -200,14 +201,12 @@ class HeaderTransport:
         if len(value) > self._max_length:
             return None, "too-long"
         prefix = self.prefix
+        if not value or value.lower() == prefix[:-1]:
+            return None, None  # empty, or the scheme alone: a client that holds no token
         if prefix:
-            if value.lower() == prefix[:-1]:
-                return None, None  # the scheme alone: a client that holds no token
             if value[: len(prefix)].lower() != prefix:
                 return None, "malformed"  # another scheme (Basic ...), or no space after it
             value = value[len(prefix) :]
-        if not value:
-            return None, None
         if "," in value or " " in value:
             return None, "malformed"  # a list of values folded into one, or a second token
         return value, None
@@ -228,7 +227,7 @@ class HeaderTransport:
     def finish(self, request: Request, response: Response, alive: bool) -> None:
         """A token was presented but leads to no live session (revoked, expired, refused) and
         no new one was sent: the client learns that it is over."""
-        if not alive and not self.sent(response) and self.name in request.headers:
+        if not alive and not self.sent(response) and self.read(request) != (None, None):
             self._end(response)
 
     def _end(self, response: Response) -> None:

@@ -13,7 +13,9 @@ Use it for your own store (it needs pytest)::
 
 The inherited tests check the store contract directly (``test_store_*``) and the whole
 library on top of the store through Flask's test client, as a browser sees it (``test_app_*``):
-cookies, round trips per request, expiry, regeneration, logout, concurrent writers.
+cookies, round trips per request, expiry, regeneration, logout, concurrent writers. Each
+``test_app_*`` test runs twice: with the cookie, and with the header transport as an API
+client sees it (:class:`HeaderClient`: the token in ``Authorization``, no cookie jar).
 
 :class:`CountingStore` wraps any store and counts its calls; the round-trip budget is tested
 with it. :class:`PausingStore` pauses any store between its calls, for the user-index
@@ -25,5 +27,6 @@ from .app import make_app
 from .conformance import StoreConformance
 from .doubles import Clock as Clock
 from .doubles import CountingStore, PausingStore
+from .header_client import HeaderClient
 
-__all__ = ["CountingStore", "PausingStore", "StoreConformance", "make_app"]
+__all__ = ["CountingStore", "HeaderClient", "PausingStore", "StoreConformance", "make_app"]

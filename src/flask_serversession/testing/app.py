@@ -8,12 +8,18 @@ from typing import Any
 
 from flask import Flask, session
 from flask.testing import FlaskClient
+from werkzeug.wrappers import Response
 
 from ..errors import ServerSessionError
 from ..extension import ServerSession
 from ..interface import ServerSessionInterface
 from ..session import ServerSideSession
 from ..stores import Store
+from .header_client import HeaderClient
+
+#: The transports the behaviour tests run over (``SESSION_TRANSPORT``): a browser's cookie, and
+#: an API client's header, driven by a :class:`HeaderClient`.
+TRANSPORTS = ("cookie", "header")
 
 
 def _none() -> str:
@@ -120,8 +126,12 @@ def make_app(store: Store, **options: Any) -> Flask:
     ``/none`` never touches it; ``/get/<k>`` reads; ``/set/<k>/<v>`` assigns without reading;
     ``/rw/<k>/<v>`` reads then assigns; ``/append/<k>/<v>`` appends to a list in place;
     ``/pop/<k>``; ``/regenerate``; ``/destroy``; ``/permanent``; ``/dump`` returns every value.
+
+    With ``transport="header"``, ``app.test_client()`` is a :class:`HeaderClient`.
     """
     app = Flask(__name__)
+    if options.get("transport") == "header":
+        app.test_client_class = HeaderClient
     app.testing = True  # errors at save reach the test instead of becoming a 500
     app.secret_key = "conformance-secret"
     options.setdefault("cleanup_interval", 0)
@@ -138,8 +148,28 @@ def _interface(app: Flask) -> ServerSessionInterface:
 
 
 def _cookie(client: FlaskClient) -> str | None:
+    """The token ``client`` holds: its session cookie's value, or a :class:`HeaderClient`'s."""
+    if isinstance(client, HeaderClient):
+        return client.token
     cookie = client.get_cookie("session")
     return None if cookie is None else cookie.value
+
+
+def _given(response: Response) -> str | None:
+    """What ``response`` tells the client about its token, by cookie or header: the new token,
+    ``""`` when it ends the session, ``None`` when it says nothing."""
+    given = response.headers.get("X-Session-Token")
+    if given is not None:
+        return given
+    for cookie in response.headers.getlist("Set-Cookie"):
+        if cookie.startswith("session="):
+            return cookie.partition(";")[0].removeprefix("session=")
+    return None
+
+
+def _reads_from(client: FlaskClient) -> str:
+    """The request header ``client``'s session travels in, as it appears in ``Vary``."""
+    return "Authorization" if isinstance(client, HeaderClient) else "Cookie"
 
 
 def _in_parallel(app: Flask, cookie: str, *paths: str) -> list[Any]:

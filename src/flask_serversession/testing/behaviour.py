@@ -1,4 +1,9 @@
-"""The request cycle on a store, as a browser sees it: cookies, round trips, expiry, logout."""
+"""The request cycle on a store, as a client sees it: tokens, round trips, expiry, logout.
+
+Each test runs over both transports (the ``transport`` fixture): a browser's cookie, and an API
+client's header (a :class:`~.header_client.HeaderClient`, no cookie jar). ``_cookie`` reads the
+token the client holds and ``_given`` what a response said about it, whichever carried it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from flask.testing import FlaskClient
 from ..ids import new_session_id, store_key
 from ..serialization import loads_value
 from ..stores import Store
-from .app import _cookie, _in_parallel, _interface
+from .app import _cookie, _given, _in_parallel, _interface, _reads_from
 from .contract import _ended
 from .doubles import HOUR, T0, Clock, CountingStore
 
@@ -34,8 +39,8 @@ class AppBehaviour:
         self, client: FlaskClient, counting: CountingStore
     ) -> None:
         response = client.get("/none")
-        assert "Set-Cookie" not in response.headers
-        assert "Cookie" not in response.vary
+        assert "Set-Cookie" not in response.headers and _given(response) is None
+        assert "Cookie" not in response.vary and "Authorization" not in response.vary
         assert counting.total == 0
 
     def test_app_visitor_who_stores_nothing_gets_nothing(
@@ -43,17 +48,22 @@ class AppBehaviour:
     ) -> None:
         response = client.get("/get/user")
         assert response.text == "None"
-        assert "Set-Cookie" not in response.headers
-        assert "Cookie" in response.vary
+        assert "Set-Cookie" not in response.headers and _given(response) is None
+        assert _reads_from(client) in response.vary
         assert counting.total == 0  # no cookie: nothing to load
 
-    def test_app_session_round_trip_and_cookie(self, client: FlaskClient, store: Store) -> None:
+    def test_app_session_round_trip_and_cookie(
+        self, client: FlaskClient, store: Store, transport: str
+    ) -> None:
         response = client.get("/set/user/alice")
-        cookie = response.headers["Set-Cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
-        assert "Expires" not in cookie  # not permanent: a browser-session cookie
+        if transport == "cookie":
+            cookie = response.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+            assert "Expires" not in cookie  # not permanent: a browser-session cookie
+        else:
+            assert "Set-Cookie" not in response.headers  # the header transport sets no cookie
         value = _cookie(client)
-        assert value is not None and "alice" not in value
+        assert value is not None and "alice" not in value and _given(response) == value
         session_id = value.split(".")[0]
         assert len(session_id) == 43  # 256 bits, URL-safe base64
         record = store.load(store_key(session_id))
@@ -94,7 +104,7 @@ class AppBehaviour:
         assert value is not None
         response = client.get("/pop/user")
         assert response.text == "'alice'"
-        assert _cookie(client) is None  # cookie deleted
+        assert _given(response) == "" and _cookie(client) is None  # cookie deleted
         assert _ended(store, store_key(value.split(".")[0]))
 
     def test_app_regenerate(self, client: FlaskClient, store: Store) -> None:
@@ -103,6 +113,7 @@ class AppBehaviour:
         response = client.get("/regenerate")
         new = _cookie(client)
         assert response.status_code == 200 and new is not None and new != old
+        assert _given(response) == new
         assert client.get("/get/user").text == "'alice'"
         assert old is not None
         assert _ended(store, store_key(old.split(".")[0]))
@@ -113,14 +124,15 @@ class AppBehaviour:
         client.get("/set/user/alice")
         old = _cookie(client)
         response = client.get("/destroy")
-        assert "session=;" in response.headers["Set-Cookie"]  # expired
+        assert _given(response) == ""  # the cookie expired, or the header emptied
         assert _cookie(client) is None
         assert old is not None
         assert _ended(store, store_key(old.split(".")[0]))
         client.set_cookie("session", old)
         assert client.get("/get/user").text == "None"
+        client.set_cookie("session", old)
         response = client.get("/rw/user/bob")  # in flight during the logout, as it were
-        assert "Set-Cookie" not in response.headers
+        assert "Set-Cookie" not in response.headers and _given(response) in (None, "")
         assert _ended(store, store_key(old.split(".")[0]))
         clock.advance(601)  # the tombstone's time is over: the old ID is merely unknown now
         client.get("/rw/user/bob")  # a read, then a write: a new session with a new ID
@@ -138,6 +150,7 @@ class AppBehaviour:
         client.set_cookie("session", old)
         response = client.get("/set/user/bob")
         assert response.status_code == 200 and "Set-Cookie" not in response.headers
+        assert _given(response) in (None, "")  # no new token: the header says it is over
         assert _ended(store, store_key(old.split(".")[0]))
         assert client.get("/get/user").text == "None"
 
@@ -155,8 +168,9 @@ class AppBehaviour:
         assert _ended(store, store_key(old.split(".")[0]))
         clock.advance(10)
         assert client.get("/get/user").text == "None"
+        client.set_cookie("session", old)  # (a header client was told it is over: it forgot)
         response = client.get("/rw/user/bob")
-        assert "Set-Cookie" in response.headers
+        assert _given(response) not in (None, "", old)
         assert _cookie(client) not in (None, old)
         assert client.get("/get/user").text == "'bob'"
 
@@ -172,7 +186,7 @@ class AppBehaviour:
         response = client.get("/set/user/bob")
         assert counting.calls == {"patch": 1, "load": 1, "create": 1}
         new = _cookie(client)
-        assert "Set-Cookie" in response.headers and new not in (None, old)
+        assert _given(response) == new and new not in (None, old)
         assert client.get("/get/user").text == "'bob'"
 
     def test_app_unknown_id_is_never_adopted(self, client: FlaskClient, app: Flask) -> None:
@@ -221,20 +235,25 @@ class AppBehaviour:
         assert record is not None and record.last_seen == T0 + 130
         assert record.expires == T0 + 130 + HOUR
 
-    def test_app_permanent_cookie(self, client: FlaskClient, clock: Clock) -> None:
+    def test_app_permanent_cookie(self, client: FlaskClient, clock: Clock, transport: str) -> None:
         """A permanent session's cookie lives until the session's absolute end, so it is sent
-        only with a new ID or when the session becomes permanent; idleness is the server's."""
+        only with a new ID or when the session becomes permanent; idleness is the server's.
+        A header token has no lifetime on the client: becoming permanent sends nothing."""
         client.get("/set/user/alice")
+        token = _cookie(client)
         response = client.get("/permanent")  # an existing session becomes permanent
-        cookie = client.get_cookie("session")
-        assert cookie is not None and cookie.expires is not None
-        assert cookie.expires.timestamp() == T0 + 24 * HOUR
-        assert "Set-Cookie" in response.headers
+        if transport == "cookie":
+            cookie = client.get_cookie("session")
+            assert cookie is not None and cookie.expires is not None
+            assert cookie.expires.timestamp() == T0 + 24 * HOUR
+            assert "Set-Cookie" in response.headers
+        else:
+            assert _given(response) is None and _cookie(client) == token
         clock.advance(120)
         response = client.get("/rw/user/bob")
-        assert "Set-Cookie" not in response.headers  # a request never re-sends an old ID
+        assert _given(response) is None  # a request never re-sends an old ID
         clock.advance(HOUR + 1)  # idle: over on the server though the cookie lives on
-        assert client.get_cookie("session") is not None
+        assert _cookie(client) is not None
         assert client.get("/get/user").text == "None"
 
     def test_app_large_value(self, client: FlaskClient, app: Flask) -> None:
@@ -297,6 +316,7 @@ class AppBehaviour:
         logged_out.set()
         thread.join(timeout=30)
         assert responses and "Set-Cookie" not in responses[0].headers
+        assert _given(responses[0]) in (None, "")
         assert _ended(store, store_key(cookie.split(".")[0]))
 
     def test_app_store_sees_only_hashed_keys(self, client: FlaskClient, store: Store) -> None:

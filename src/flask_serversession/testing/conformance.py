@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from ..stores import Store
-from .app import _interface, make_app
+from .app import TRANSPORTS, _interface, make_app
 from .behaviour import AppBehaviour
 from .contract import StoreContract
 from .doubles import HOUR, Clock, CountingStore
@@ -33,9 +33,15 @@ class StoreConformance(StoreContract, UserIndexContract, AppBehaviour, AppLimits
     def counting(self, store: Store) -> CountingStore:
         return CountingStore(store)
 
+    @pytest.fixture(params=TRANSPORTS)
+    def transport(self, request: pytest.FixtureRequest) -> str:
+        """How the session travels: each ``test_app_*`` test runs with a browser's cookie
+        and with an API client's header (``SESSION_TRANSPORT``)."""
+        return str(request.param)
+
     @pytest.fixture
-    def app(self, counting: CountingStore, clock: Clock) -> Flask:
-        app = make_app(counting, idle_timeout=HOUR, absolute_timeout=24 * HOUR)
+    def app(self, counting: CountingStore, clock: Clock, transport: str) -> Flask:
+        app = make_app(counting, idle_timeout=HOUR, absolute_timeout=24 * HOUR, transport=transport)
         _interface(app).clock = clock
         return app
 

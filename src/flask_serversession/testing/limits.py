@@ -21,7 +21,7 @@ from .doubles import Clock, CountingStore
 class AppLimits:
     """The ``test_app_*`` tests of :class:`StoreConformance` on values and their limits."""
 
-    def test_app_type_fidelity(self, store: Store) -> None:
+    def test_app_type_fidelity(self, store: Store, transport: str) -> None:
         values: dict[str, Any] = {
             "str": "żółw",
             "int": 2**70,
@@ -42,7 +42,7 @@ class AppLimits:
             "frozenset": frozenset({"a"}),
             "inf": float("inf"),
         }
-        app = make_app(store)
+        app = make_app(store, transport=transport)
 
         @app.get("/store-all")
         def store_all() -> str:
@@ -61,8 +61,8 @@ class AppLimits:
         client.get("/store-all")
         assert client.get("/check-all").text == "same"
 
-    def test_app_unserializable_value_names_the_key(self, store: Store) -> None:
-        app = make_app(store)
+    def test_app_unserializable_value_names_the_key(self, store: Store, transport: str) -> None:
+        app = make_app(store, transport=transport)
 
         @app.get("/bad")
         def bad() -> str:
@@ -74,8 +74,8 @@ class AppLimits:
             app.test_client().get("/bad")
         assert info.value.key == "broken" and "broken" in str(info.value)
 
-    def test_app_max_size_names_largest_keys(self, store: Store) -> None:
-        app = make_app(store, max_size=1000)
+    def test_app_max_size_names_largest_keys(self, store: Store, transport: str) -> None:
+        app = make_app(store, transport=transport, max_size=1000)
 
         @app.get("/huge")
         def huge() -> str:
@@ -87,11 +87,13 @@ class AppLimits:
             app.test_client().get("/huge")
         assert info.value.largest[0][0] == "large" and "'large'" in str(info.value)
 
-    def test_app_max_keys_holds_for_every_save(self, store: Store, clock: Clock) -> None:
+    def test_app_max_keys_holds_for_every_save(
+        self, store: Store, clock: Clock, transport: str
+    ) -> None:
         """SESSION_MAX_KEYS holds however the keys come: assigned in one request, or one per
         request by views that only assign (the store counts in the step that writes); the
         error names the limit, and the session keeps what it had."""
-        app = make_app(store, max_keys=3)
+        app = make_app(store, transport=transport, max_keys=3)
 
         @app.get("/many")
         def many() -> str:
@@ -112,10 +114,12 @@ class AppLimits:
         assert client.get("/pop/a").status_code == 200
         assert client.get("/set/d/1").status_code == 200
 
-    def test_app_max_size_caps_assign_only_growth(self, store: Store, clock: Clock) -> None:
+    def test_app_max_size_caps_assign_only_growth(
+        self, store: Store, clock: Clock, transport: str
+    ) -> None:
         """SESSION_MAX_SIZE holds for the whole session when views only assign, each save one
         patch without a load: the store checks the session as the patch leaves it."""
-        app = make_app(store, max_size=1000)
+        app = make_app(store, transport=transport, max_size=1000)
         _interface(app).clock = clock
 
         @app.get("/put/<k>/<int:n>")
@@ -145,12 +149,12 @@ class AppLimits:
         assert client.get("/dump").json == {"a": repr("x" * 300), "b": repr("x" * 690)}
 
     def test_app_assign_only_save_checks_size_in_one_store_call(
-        self, store: Store, clock: Clock
+        self, store: Store, clock: Clock, transport: str
     ) -> None:
         """The size check of an assign-only save rides on its patch: one store call, and a
         second one (a load, to name the largest keys) only when it is refused."""
         counting = CountingStore(store)
-        app = make_app(counting, max_size=1000)
+        app = make_app(counting, transport=transport, max_size=1000)
         _interface(app).clock = clock
         client = app.test_client()
         client.get("/set/a/" + "x" * 900)
@@ -163,10 +167,12 @@ class AppLimits:
         assert counting.calls == {"patch": 1, "load": 1}
         assert info.value.largest[0][0] == "a"
 
-    def test_app_max_size_holds_for_overlapping_writers(self, store: Store, clock: Clock) -> None:
+    def test_app_max_size_holds_for_overlapping_writers(
+        self, store: Store, clock: Clock, transport: str
+    ) -> None:
         """Two requests read the session, then each adds a value that fits with what it read
         but not with the other's: one lands, the other raises SessionTooLarge."""
-        app = make_app(store, max_size=1000)
+        app = make_app(store, transport=transport, max_size=1000)
         _interface(app).clock = clock
         gate = threading.Barrier(2)
 
@@ -189,9 +195,12 @@ class AppLimits:
         record = store.load(store_key(cookie.split(".")[0]))
         assert record is not None and values_size(record.values) == 706
 
-    def test_app_max_size_never_refuses_a_change_that_only_deletes(self, store: Store) -> None:
+    def test_app_max_size_never_refuses_a_change_that_only_deletes(
+        self, store: Store, transport: str
+    ) -> None:
         """A session over a SESSION_MAX_SIZE lowered since it was written can still shrink."""
-        before, after = make_app(store), make_app(store, max_size=100)  # the same SECRET_KEY
+        before = make_app(store, transport=transport)
+        after = make_app(store, transport=transport, max_size=100)  # the same SECRET_KEY
         client = before.test_client()
         client.get("/set/a/" + "x" * 200)
         client.get("/set/b/1")

@@ -11,7 +11,7 @@ from ..extension import ServerSession
 from ..ids import store_key
 from ..session import ServerSideSession
 from ..stores import Store
-from .app import _cookie, _interface, make_app
+from .app import _cookie, _given, _interface, make_app
 from .doubles import T0, Clock, CountingStore
 
 
@@ -42,11 +42,13 @@ class AppUsers:
         assert manager.sessions_of("alice") == []
         assert client.get("/whoami").json == {"user": None, "handle": None, "auth": None}
 
-    def test_app_anonymous_sessions_idle_out_sooner(self, store: Store, clock: Clock) -> None:
+    def test_app_anonymous_sessions_idle_out_sooner(
+        self, store: Store, clock: Clock, transport: str
+    ) -> None:
         """SESSION_ANONYMOUS_IDLE_TIMEOUT: a visitor's session (bound to no user) ends after
         its own, shorter idle time, whether last written by a read-and-write or an assign-only
         request, and leaves the store then; a logged-in one keeps the idle timeout."""
-        app = make_app(store, idle_timeout=3600, anonymous_idle_timeout=600)
+        app = make_app(store, transport=transport, idle_timeout=3600, anonymous_idle_timeout=600)
         _interface(app).clock = clock
         visitor, assigner, user = app.test_client(), app.test_client(), app.test_client()
         visitor.get("/rw/csrf/t1")
@@ -110,7 +112,7 @@ class AppUsers:
         for _ in range(2):
             response = client.get("/whoami")
             assert response.json is not None and response.json["user"] == "carol"
-            assert "Set-Cookie" not in response.headers
+            assert "Set-Cookie" not in response.headers and _given(response) is None
 
     @pytest.mark.parametrize(
         ("user_id", "rule"),
@@ -143,7 +145,7 @@ class AppUsers:
         response = app.test_client().get("/login-as")
         assert response.status_code == 400, response.text
         assert rule in response.text
-        assert "Set-Cookie" not in response.headers
+        assert "Set-Cookie" not in response.headers and _given(response) is None
         manager = ServerSession.manager(app)
         manager.store = counting
         for look_up in (manager.sessions_of, manager.revoke_user):
