@@ -10,7 +10,9 @@ written when it is missing or with ``UPDATE_SCREENSHOTS=1``.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -18,9 +20,13 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from http_server import serve
 
 #: A real chromium through playwright: `make test` runs it, `make check` does not.
 pytestmark = pytest.mark.slow
@@ -69,9 +75,10 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def accounts_url(tmp_path: Path) -> Iterator[str]:
-    """The accounts example served on 127.0.0.1, with its sessions in a temp SQLite file."""
+@contextmanager
+def example_server(app: Path, tmp_path: Path, ready: str, **env: str) -> Iterator[str]:
+    """An example app run as ``python app.py`` on 127.0.0.1 (a new port), its sessions in a temp
+    SQLite file, a random secret key, ``env`` on top; its base URL once ``ready`` answers."""
     port = _free_port()
     env = dict(
         os.environ,
@@ -79,23 +86,24 @@ def accounts_url(tmp_path: Path) -> Iterator[str]:
         PORT=str(port),
         FLASK_SESSION_STORE=f"sqlite:///{tmp_path / 'sessions.db'}",
         FLASK_SECRET_KEY=secrets.token_urlsafe(32),
+        **env,
     )
     log_path = tmp_path / "server.log"
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            [sys.executable, str(APP)], env=env, cwd=tmp_path, stdout=log, stderr=log
+            [sys.executable, str(app)], env=env, cwd=tmp_path, stdout=log, stderr=log
         )
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 20
             while True:
                 try:
-                    with urllib.request.urlopen(base + "/login", timeout=2) as response:
+                    with urllib.request.urlopen(base + ready, timeout=2) as response:
                         response.read()
                     break
                 except OSError:
                     assert server.poll() is None, log_path.read_text()
-                    assert time.monotonic() < deadline, "the accounts example did not start"
+                    assert time.monotonic() < deadline, f"{app} did not start"
                     time.sleep(0.1)
             yield base
         finally:
@@ -105,6 +113,13 @@ def accounts_url(tmp_path: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait(timeout=10)
+
+
+@pytest.fixture
+def accounts_url(tmp_path: Path) -> Iterator[str]:
+    """The accounts example served on 127.0.0.1, with its sessions in a temp SQLite file."""
+    with example_server(APP, tmp_path, "/login") as base:
+        yield base
 
 
 @pytest.fixture
@@ -214,3 +229,119 @@ def test_devices_in_a_real_browser(browser: Browser, accounts_url: str, tmp_path
     finally:
         for context in (laptop, phone, tablet):
             context.close()
+
+
+# -- the API example: a page holding its session token in memory ---------------------------------
+
+API_APP = ROOT / "examples" / "api" / "app.py"
+API_PAGE = ROOT / "examples" / "api" / "static" / "index.html"
+
+
+@dataclass
+class ApiSites:
+    #: The API example, which also serves the page (same origin).
+    api: str
+    #: The same page served from another origin the API allows (CORS), and from one it does not.
+    allowed: str
+    refused: str
+
+
+@pytest.fixture
+def api_sites(tmp_path: Path) -> Iterator[ApiSites]:
+    """The API example run as ``python app.py``, and two other origins serving its page with
+    the API's URL filled in; the API allows the first of them (``FLASK_API_ALLOWED_ORIGINS``)."""
+    api_url: list[str] = []
+    elsewhere = Flask("elsewhere")
+
+    @elsewhere.get("/")
+    def page() -> str:
+        return API_PAGE.read_text().replace('const API = "";', f'const API = "{api_url[0]}";')
+
+    with serve(elsewhere) as allowed, serve(elsewhere) as refused:
+        origins = json.dumps([allowed])
+        with example_server(API_APP, tmp_path, "/", FLASK_API_ALLOWED_ORIGINS=origins) as api:
+            api_url.append(api)
+            yield ApiSites(api, allowed, refused)
+
+
+def api_page(browser: Browser, url: str, user_agent: str) -> tuple[BrowserContext, Page]:
+    context = browser.new_context(user_agent=user_agent)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(url)
+    return context, page
+
+
+def api_log_in(page: Page, user: str = "alice", password: str = "wonderland") -> None:
+    page.fill("#user", user)
+    page.fill("#password", password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#status")).to_have_text(f"Logged in as {user.title()}.")
+
+
+def click(page: Page, name: str) -> None:
+    page.get_by_role("button", name=name, exact=True).click()
+
+
+def test_api_tokens_in_a_real_browser(browser: Browser, api_sites: ApiSites) -> None:
+    laptop, a = api_page(browser, api_sites.api + "/", LAPTOP)
+    phone, b = api_page(browser, api_sites.api + "/", PHONE)
+    try:
+        status = a.locator("#status")
+        click(a, "Who am I?")
+        expect(status).to_have_text(re.compile(r"^401: Log in first"))
+
+        # Logging in: the page takes the token from X-Session-Token, keeps it in a variable
+        # and sends it as Authorization: Bearer; the browser holds no cookie and stores nothing.
+        api_log_in(a)
+        token = a.evaluate("token")
+        assert isinstance(token, str) and len(token) == 87 and "alice" not in token.lower()
+        click(a, "Who am I?")
+        expect(status).to_have_text("You are Alice (call 1).")
+        assert laptop.cookies() == [] and a.evaluate("document.cookie") == ""
+        assert a.evaluate("localStorage.length + sessionStorage.length") == 0
+
+        # My devices: the two logins of alice, this one marked.
+        api_log_in(b)
+        click(a, "My devices")
+        expect(a.locator("#devices li")).to_have_count(2)
+        expect(a.locator('#devices li[data-this="yes"]')).to_contain_text("Firefox")
+        expect(a.locator('#devices li[data-this="no"]')).to_contain_text("iPhone")
+
+        # Log out everywhere from the phone: the laptop's very next call is refused, and the
+        # page forgets the token the API says is over.
+        click(b, "Log out everywhere")
+        expect(b.locator("#status")).to_have_text("Logged out everywhere (2 session(s) ended).")
+        assert b.evaluate("token") is None
+        click(a, "Who am I?")
+        expect(status).to_have_text(re.compile(r"^401: Log in first"))
+        assert a.evaluate("token") is None
+        api_log_in(a)
+        click(a, "Log out")
+        expect(status).to_have_text("Logged out.")
+        assert a.evaluate("token") is None
+    finally:
+        laptop.close()
+        phone.close()
+
+
+def test_api_tokens_from_another_origin(browser: Browser, api_sites: ApiSites) -> None:
+    """A page on an origin the API allows reads the token (the session extension exposes
+    X-Session-Token to CORS); one on another origin cannot call the API at all."""
+    allowed, a = api_page(browser, api_sites.allowed + "/", LAPTOP)
+    refused, b = api_page(browser, api_sites.refused + "/", PHONE)
+    try:
+        api_log_in(a, "bob", "builder")
+        click(a, "Who am I?")
+        expect(a.locator("#status")).to_have_text("You are Bob (call 1).")
+        click(a, "Log out")
+        expect(a.locator("#status")).to_have_text("Logged out.")
+        assert a.evaluate("token") is None
+
+        b.fill("#password", "wonderland")
+        b.get_by_role("button", name="Log in").click()
+        expect(b.locator("#status")).to_have_text(re.compile(r"^Could not reach the API"))
+        assert b.evaluate("token") is None
+    finally:
+        allowed.close()
+        refused.close()
