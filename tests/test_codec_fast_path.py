@@ -22,10 +22,12 @@ walk = serialization._serializer
 
 
 @pytest.fixture(autouse=True, params=["installed", "stdlib"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test reads with the parser in use (msgspec's where installed) and the stdlib's."""
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test reads and writes with the codec in use (msgspec's where installed) and with
+    the stdlib's alone."""
     if request.param == "stdlib":
         monkeypatch.setattr(serialization, "_fast_parse", serialization._scan_parse)
+        monkeypatch.setattr(serialization, "_encode_plain", serialization._encode)
 
 
 def _walk_dumps(value: Any) -> str:
