@@ -171,7 +171,7 @@ class _SessionJSON(TaggedJSONSerializer):
         # strings, and a session must give back what it was given or refuse it.
         kind = type(value)
         if kind is str:
-            return encode_basestring_ascii(value)
+            return _str_text(value)
         write_scalar = _SCALAR_WRITERS.get(kind)
         if write_scalar is not None:
             return write_scalar(value)
@@ -283,6 +283,19 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 _CONTAINERS = frozenset({list, dict})
 _PLAIN_TYPES = _SCALARS | _CONTAINERS | {float}
 _STR = frozenset({str})
+
+
+#: From this length on a str is written faster by msgspec, despite its fixed cost per call.
+_LONG_STR = 80
+
+
+def _str_text(value: str) -> str:
+    if len(value) < _LONG_STR or _encode_plain is _encode:
+        return encode_basestring_ascii(value)
+    try:
+        return _encode_plain(value)
+    except ValueError:  # a lone surrogate, which json escapes
+        return encode_basestring_ascii(value)
 
 
 def _float_text(value: float) -> str:
