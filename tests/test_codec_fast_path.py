@@ -21,13 +21,18 @@ from flask_serversession.serialization import dumps_value, loads_value
 walk = serialization._serializer
 
 
-@pytest.fixture(autouse=True, params=["installed", "stdlib"])
+@pytest.fixture(autouse=True, params=["installed", "stdlib", "by-level", "by-container"])
 def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test reads and writes with the codec in use (msgspec's where installed) and with
-    the stdlib's alone."""
+    """Every test runs with the codec as installed (msgspec's where it is), with the stdlib's
+    alone, and with every value checked by level (as large ones are) or by container (as
+    small ones are, and every one where gc.get_referents lists less than CPython's)."""
     if request.param == "stdlib":
         monkeypatch.setattr(serialization, "_fast_parse", serialization._scan_parse)
         monkeypatch.setattr(serialization, "_encode_plain", serialization._encode)
+    elif request.param == "by-level":
+        monkeypatch.setattr(serialization, "_MANY_ITEMS", 0)
+    elif request.param == "by-container":
+        monkeypatch.setattr(serialization, "_BY_LEVEL", False)
 
 
 def _walk_dumps(value: Any) -> str:

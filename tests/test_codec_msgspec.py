@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections import OrderedDict
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -18,21 +19,16 @@ from flask.json.tag import TaggedJSONSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
+from test_codec_fast_path import codec  # noqa: F401 - the autouse fixture: every codec path
 
 from flask_serversession import serialization
+from flask_serversession.errors import SessionDataError
 from flask_serversession.serialization import dumps_value, loads_value
 
 walk = serialization._serializer
 #: The encoder this process chose at import, before any test swaps it.
 _ENCODER_AT_IMPORT = serialization._encode_plain
 flask_tagger = TaggedJSONSerializer()
-
-
-@pytest.fixture(autouse=True, params=["installed", "stdlib"])
-def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if request.param == "stdlib":
-        monkeypatch.setattr(serialization, "_fast_parse", serialization._scan_parse)
-        monkeypatch.setattr(serialization, "_encode_plain", serialization._encode)
 
 
 def _walk_dumps(value: Any) -> str:
@@ -189,6 +185,47 @@ def test_what_msgspec_cannot_write_as_json_does_takes_the_other_path(value: Any)
     text = dumps_value("k", value)
     assert text == _walk_dumps(value)
     assert _same(loads_value(text), value)
+
+
+def _general_table_dict() -> dict[Any, Any]:
+    """Str keys only, but CPython's dict keeps the layout it took for a key that was not."""
+    value: dict[Any, Any] = {0: 0} | {f"k{n}": n for n in range(10)}
+    del value[0]
+    return value
+
+
+def _wide(inner: Any) -> list[Any]:
+    return [{"n": n, "inner": inner} for n in range(10)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _general_table_dict(),
+        _wide(_general_table_dict()),
+        _wide(OrderedDict(b=1, a=2)),
+        _wide({" t": [1]}),
+        _wide({" di": 1, "x": 2}),
+        _wide([1e300, 2.5]),
+        _wide([-1e-300, 0.0, -0.0]),
+        _wide(math.inf),
+        _wide("caf\u00e9" * 30),
+        [[0] * 10] * 10,  # one list, shared
+        {f"k{n}": [[[n]]] for n in range(10)},
+    ],
+)
+def test_large_values_give_the_walks_text(value: Any) -> None:
+    text = dumps_value("k", value)
+    assert text == _walk_dumps(value)
+    assert _same(loads_value(text), _walk_loads(text))
+
+
+def test_large_values_refuse_what_the_walk_refuses() -> None:
+    loop: list[Any] = list(range(10))
+    loop.append(loop)
+    for value in (loop, _wide({1: "int key"}), _wide(bytearray(b"x")), [object()] * 10):
+        with pytest.raises(SessionDataError):
+            dumps_value("k", value)
 
 
 def test_msgspec_is_used_where_installed() -> None:

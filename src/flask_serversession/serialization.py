@@ -26,6 +26,8 @@ import re
 from base64 import b64encode
 from collections.abc import Callable
 from datetime import date, datetime
+from gc import get_referents as _referents
+from itertools import compress
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 from uuid import UUID
@@ -283,6 +285,7 @@ _SCALARS = frozenset({str, int, bool, type(None)})
 _CONTAINERS = frozenset({list, dict})
 _PLAIN_TYPES = _SCALARS | _CONTAINERS | {float}
 _STR = frozenset({str})
+_FLOAT = frozenset({float})
 
 
 #: From this length on a str is written faster by msgspec, despite its fixed cost per call.
@@ -301,16 +304,26 @@ def _str_text(value: str) -> str:
 def _float_text(value: float) -> str:
     if math.isfinite(value):
         return float.__repr__(value)  # as json writes it
-    return _encode({" f": repr(value)})
+    return _tagged_text(" f", repr(value))
 
 
-#: Exact scalar types and how json writes them (ints too long for text raise ValueError there
-#: as in json); a NaN or an infinity is tagged.
+def _tagged_text(key: str, text: str) -> str:
+    """``_encode({key: text})``, without the encoder's cost per call."""
+    return f'{{"{key}":{encode_basestring_ascii(text)}}}'
+
+
+#: Exact scalar types and the text the walk and json give them (ints too long for text raise
+#: ValueError there as in json), without a walk or an encoder call.
 _SCALAR_WRITERS: dict[type, Callable[[Any], str]] = {
     int: int.__repr__,
     bool: lambda value: "true" if value else "false",
     type(None): lambda value: "null",
     float: _float_text,
+    datetime: lambda value: _tagged_text(" dt", value.isoformat()),
+    date: lambda value: _tagged_text(" da", value.isoformat()),
+    UUID: lambda value: _tagged_text(" u", value.hex),
+    bytes: lambda value: _tagged_text(" b", b64encode(value).decode("ascii")),
+    Markup: lambda value: _tagged_text(" m", str(value.__html__())),
 }
 
 
@@ -326,6 +339,9 @@ def _is_plain(value: Any, depth: int) -> bool:
     does: str (not Markup), int, bool, None, floats as :func:`_prints_alike`, and lists and
     str-keyed dicts of those, nested less than :data:`_FAST_DEPTH` deep. Exact types only."""
     kind = type(value)
+    if kind is list or kind is dict:
+        if depth == 0 and len(value) >= _MANY_ITEMS and _BY_LEVEL:
+            return _is_plain_by_level(value)
     if kind is list:
         return depth < _FAST_DEPTH and _are_plain(value, depth + 1)
     if kind is dict:
@@ -335,9 +351,14 @@ def _is_plain(value: Any, depth: int) -> bool:
     return kind in _SCALARS
 
 
+def _shaped_like_a_tag(value: Any) -> bool:
+    """A one-key dict whose key is a tag's: Flask's TagDict marks it."""
+    return type(value) is dict and len(value) == 1 and next(iter(value)) in _TAG_KEYS
+
+
 def _is_plain_dict(value: dict[Any, Any], depth: int) -> bool:
     if len(value) == 1 and next(iter(value)) in _TAG_KEYS:
-        return False  # shaped like a tag: Flask's TagDict marks it
+        return False  # _shaped_like_a_tag
     return _STR.issuperset(map(type, value)) and _are_plain(value.values(), depth)
 
 
@@ -362,6 +383,58 @@ def _are_plain(items: Any, depth: int) -> bool:
         ):
             return False
     return True
+
+
+#: From this many items on, a value is checked by :func:`_is_plain_by_level`, whose cost per
+#: nesting level outweighs its saving per container in smaller ones.
+_MANY_ITEMS = 8
+
+
+def _is_plain_by_level(value: list[Any] | dict[Any, Any]) -> bool:
+    """:func:`_is_plain` for a large value, a few C calls per nesting level instead of Python
+    calls per container: ``gc.get_referents`` lists the items of all lists of a level and the
+    values of all its dicts at once. It lists a dict's keys too where the dict has ever held a
+    key that is not a str, so a count of what it listed (one per item, one per value) shows
+    that every key is a str (the other dicts take the slower path)."""
+    level = [value]
+    for _depth in range(_FAST_DEPTH):
+        if 1 in map(len, level) and any(map(_shaped_like_a_tag, level)):
+            return False
+        items = _referents(*level)
+        if len(items) != sum(map(len, level)):
+            return False
+        types = [*map(type, items)]
+        kinds = set(types)
+        if kinds <= _SCALARS:
+            return True
+        if not kinds <= _PLAIN_TYPES:
+            return False
+        if float in kinds and not all(
+            map(_prints_alike, compress(items, map(_FLOAT.__contains__, types)))
+        ):
+            return False
+        if kinds.isdisjoint(_CONTAINERS):
+            return True
+        level = [*compress(items, map(_CONTAINERS.__contains__, types))]
+    return False
+
+
+def _referents_as_cpython_lists_them() -> bool:
+    """Whether ``gc.get_referents`` lists what :func:`_is_plain_by_level` counts on, in any
+    order (CPython does; its documentation promises less)."""
+    items: list[Any] = [1, "a", None, 1.5, [2]]
+    mapping: dict[str, Any] = {"a": 1, "b": [2]}
+    try:
+        return (
+            sorted(map(id, _referents(items))) == sorted(map(id, items))
+            and sorted(map(id, _referents(mapping))) == sorted(map(id, mapping.values()))
+            and len(_referents({1: 2})) == 2
+        )
+    except Exception:  # pragma: no cover - an interpreter without it
+        return False
+
+
+_BY_LEVEL = _referents_as_cpython_lists_them()
 
 
 class _Unusual(Exception):
