@@ -106,3 +106,25 @@ def test_text_around_or_odd_reads_as_json_loads_reads_it(text: str | bytes) -> N
         return
     loaded = loads_value(text)
     assert loaded == expected or (math.isnan(loaded) and math.isnan(expected))
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from([*serialization._TAG_KEYS, "a", " x", ""]), children),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_untagging_gives_what_flasks_scan_gives_or_fails_as_it_does(decoded: Any) -> None:
+    try:
+        expected = repr(walk._untag_scan(decoded))
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            serialization._untag(decoded)
+        return
+    assert repr(serialization._untag(decoded)) == expected

@@ -193,7 +193,7 @@ class _SessionJSON(TaggedJSONSerializer):
             decoded = json.loads(value)
             if _TAG_MARK_BYTES not in value:
                 return decoded
-            return self._untag_scan(decoded)
+            return _untag(decoded)
         try:
             decoded = _fast_parse(value)
         except Exception:
@@ -202,7 +202,7 @@ class _SessionJSON(TaggedJSONSerializer):
         # JSON string a quote is always escaped, so text without that holds no tag.
         if _TAG_MARK not in value:
             return decoded
-        return self._untag_scan(decoded)
+        return _untag(decoded)
 
 
 _serializer = _SessionJSON()
@@ -276,6 +276,7 @@ else:
 
 #: The keys of the tags: a one-key dict with such a key must be tagged itself (Flask's TagDict).
 _TAG_KEYS = frozenset(_serializer.tags)
+_TAGS_BY_KEY: dict[str, JSONTag] = dict(_serializer.tags)
 _TAG_MARK = '{" '
 _TAG_MARK_BYTES = b'{" '
 #: Values nested deeper than this take Flask's walk, which decides what it decided before (it
@@ -286,6 +287,7 @@ _CONTAINERS = frozenset({list, dict})
 _PLAIN_TYPES = _SCALARS | _CONTAINERS | {float}
 _STR = frozenset({str})
 _FLOAT = frozenset({float})
+_PLAIN_SCALARS = _SCALARS | _FLOAT
 
 
 #: From this length on a str is written faster by msgspec, despite its fixed cost per call.
@@ -435,6 +437,24 @@ def _referents_as_cpython_lists_them() -> bool:
 
 
 _BY_LEVEL = _referents_as_cpython_lists_them()
+
+
+def _untag(value: Any) -> Any:
+    """``_serializer._untag_scan(value)`` for decoded JSON (exact types), by type instead of
+    asking each tag in turn."""
+    kind = type(value)
+    if kind is list:
+        return [item if type(item) in _PLAIN_SCALARS else _untag(item) for item in value]
+    if kind is not dict:
+        return value
+    if len(value) == 1:
+        ((key, inner),) = value.items()
+        tag = _TAGS_BY_KEY.get(key)
+        if tag is not None:
+            return tag.to_python(_untag(inner))
+    return {
+        key: item if type(item) in _PLAIN_SCALARS else _untag(item) for key, item in value.items()
+    }
 
 
 class _Unusual(Exception):
