@@ -199,8 +199,9 @@ class _SessionJSON(TaggedJSONSerializer):
         except Exception:
             decoded = json.loads(value)  # whitespace around, or not JSON: json.loads decides
         # Every tag is a one-key object whose key begins with a space, written '{" '; inside a
-        # JSON string a quote is always escaped, so text without that holds no tag.
-        if _TAG_MARK not in value:
+        # JSON string a quote is always escaped, so text without that holds no tag. Only a list
+        # or a dict can hold one: a long token is not searched.
+        if type(decoded) not in _CONTAINERS or _TAG_MARK not in value:
             return decoded
         return _untag(decoded)
 
