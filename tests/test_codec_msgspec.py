@@ -294,3 +294,10 @@ def test_without_msgspec_the_same_text_is_written_and_read() -> None:
     texts = [dumps_value("k", value) for value in namespace["sample"]]
     assert json.loads(result.stdout) == texts
     assert repr([loads_value(text) for text in texts]) == repr(namespace["sample"])
+
+
+def test_a_value_sharing_lists_exponentially_costs_no_memory_to_check() -> None:
+    shared: list[Any] = list(range(8))
+    for _level in range(25):  # 2**25 paths through 25 lists
+        shared = [shared, shared, *range(8)]
+    assert not serialization._is_plain_by_level(shared)

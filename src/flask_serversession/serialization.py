@@ -391,6 +391,10 @@ def _are_plain(items: Any, depth: int) -> bool:
 #: From this many items on, a value is checked by :func:`_is_plain_by_level`, whose cost per
 #: nesting level outweighs its saving per container in smaller ones.
 _MANY_ITEMS = 8
+#: A level with more items is left to the tagging path, which walks per container: a list
+#: holding another twice, nested, doubles a level's items each time, which a walk pays in time
+#: (as before) and a level in memory.
+_MAX_LEVEL_ITEMS = 1 << 20
 
 
 def _is_plain_by_level(value: list[Any] | dict[Any, Any]) -> bool:
@@ -404,7 +408,7 @@ def _is_plain_by_level(value: list[Any] | dict[Any, Any]) -> bool:
         if 1 in map(len, level) and any(map(_shaped_like_a_tag, level)):
             return False
         items = _referents(*level)
-        if len(items) != sum(map(len, level)):
+        if len(items) != sum(map(len, level)) or len(items) > _MAX_LEVEL_ITEMS:
             return False
         types = [*map(type, items)]
         kinds = set(types)
