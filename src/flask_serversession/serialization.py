@@ -169,8 +169,9 @@ class _SessionJSON(TaggedJSONSerializer):
     ]
 
     def dumps(self, value: Any) -> str:
-        # The stdlib encoder, not the app's JSON provider: that one turns unknown objects into
-        # strings, and a session must give back what it was given or refuse it.
+        # Our encoders (msgspec's or the stdlib's), never the app's JSON provider: that one turns
+        # unknown objects into strings, and a session must give back what it was given or refuse
+        # it. Most values are a scalar or plain JSON; Flask's walk is the last resort.
         kind = type(value)
         if kind is str:
             return _str_text(value)
@@ -361,7 +362,7 @@ def _shaped_like_a_tag(value: Any) -> bool:
 
 def _is_plain_dict(value: dict[Any, Any], depth: int) -> bool:
     if len(value) == 1 and next(iter(value)) in _TAG_KEYS:
-        return False  # _shaped_like_a_tag
+        return False  # shaped like a tag (_shaped_like_a_tag, inlined: this runs per dict)
     return _STR.issuperset(map(type, value)) and _are_plain(value.values(), depth)
 
 
