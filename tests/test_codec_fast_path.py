@@ -21,11 +21,18 @@ from flask_serversession.serialization import dumps_value, loads_value
 walk = serialization._serializer
 
 
-@pytest.fixture(autouse=True, params=["installed", "stdlib"])
-def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test reads with the parser in use (msgspec's where installed) and the stdlib's."""
+@pytest.fixture(autouse=True, params=["installed", "stdlib", "by-level", "by-container"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with the codec as installed (msgspec's where it is), with the stdlib's
+    alone, and with every value checked by level (as large ones are) or by container (as
+    small ones are, and every one where gc.get_referents lists less than CPython's)."""
     if request.param == "stdlib":
         monkeypatch.setattr(serialization, "_fast_parse", serialization._scan_parse)
+        monkeypatch.setattr(serialization, "_encode_plain", serialization._encode)
+    elif request.param == "by-level":
+        monkeypatch.setattr(serialization, "_MANY_ITEMS", 0)
+    elif request.param == "by-container":
+        monkeypatch.setattr(serialization, "_BY_LEVEL", False)
 
 
 def _walk_dumps(value: Any) -> str:
@@ -99,3 +106,25 @@ def test_text_around_or_odd_reads_as_json_loads_reads_it(text: str | bytes) -> N
         return
     loaded = loads_value(text)
     assert loaded == expected or (math.isnan(loaded) and math.isnan(expected))
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from([*serialization._TAG_KEYS, "a", " x", ""]), children),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values)
+def test_untagging_gives_what_flasks_scan_gives_or_fails_as_it_does(decoded: Any) -> None:
+    try:
+        expected = repr(walk._untag_scan(decoded))
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            serialization._untag(decoded)
+        return
+    assert repr(serialization._untag(decoded)) == expected
