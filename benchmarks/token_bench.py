@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import harness
+import variants
 from harness import HOST, SECRET_KEY, Probe, Servers
 
 from flask_serversession import ServerSession
 from flask_serversession.ids import CookieSigner, new_session_id, store_key
 
-jwt = harness.import_or_fail("pyjwt", "jwt")
+jwt = variants.import_or_fail("pyjwt", "jwt")
 SIGNER = CookieSigner([SECRET_KEY])
 
 
@@ -61,7 +62,7 @@ def probes(servers: Servers) -> list[Probe]:
     if "redis" in servers.started:
         port = servers.started["redis"]
         found.insert(2, Probe("ours: signature + Redis read", *ours(f"redis://{HOST}:{port}")))
-        denylist = harness.import_or_fail("redis", "redis").Redis(host=HOST, port=port)
+        denylist = variants.import_or_fail("redis", "redis").Redis(host=HOST, port=port)
         revocable = functools.partial(verify, encoded, denylist)
         found.append(Probe("PyJWT HS256 + Redis revocation-list lookup", revocable, denylist.close))
     return found
@@ -82,7 +83,7 @@ def main() -> None:
     rounds, seconds = (1, 0.02) if args.quick else (args.rounds, args.seconds)
     with ExitStack() as stack:
         servers = Servers(stack, Path(stack.enter_context(tempfile.TemporaryDirectory())))
-        servers.start("redis", lambda: harness.redis_server(servers.tmp))
+        variants.start_servers(servers, ["redis"])
         timed = probes(servers)
         for probe in timed:
             stack.callback(probe.close)
