@@ -21,7 +21,13 @@ from flask_serversession.serialization import dumps_value, loads_value
 walk = serialization._serializer
 
 
-@pytest.fixture(autouse=True, params=["installed", "stdlib", "by-level", "by-container"])
+#: The fast lane (``make check``) runs the codec as installed; ``make test`` runs every path.
+_OTHER_PATHS = [
+    pytest.param(p, marks=pytest.mark.slow) for p in ("stdlib", "by-level", "by-container")
+]
+
+
+@pytest.fixture(autouse=True, params=["installed", *_OTHER_PATHS])
 def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs with the codec as installed (msgspec's where it is), with the stdlib's
     alone, and with every value checked by level (as large ones are) or by container (as

@@ -21,6 +21,10 @@ from flask_serversession.stores.sql import SQLStore
 
 HOUR = 3600.0
 
+#: A PostgreSQL server of its own (with pg_stat_statements): seconds to start, so not in
+#: `make check`'s fast lane, like every other PostgreSQL test.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def counted_pg() -> Iterator[SQLServer]:
