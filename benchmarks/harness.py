@@ -150,17 +150,6 @@ def request_text(client: FlaskClient, path: str) -> str:
     return response.get_data(as_text=True)
 
 
-def session_key(client: FlaskClient) -> str:
-    """The store key of the session whose cookie ``client`` holds."""
-    from flask_serversession.ids import CookieSigner, store_key
-
-    cookie = client.get_cookie("session")
-    session_id = None if cookie is None else CookieSigner([SECRET_KEY]).unsign(cookie.value)[0]
-    if session_id is None:
-        raise BenchmarkError("the client holds no valid session cookie")
-    return store_key(session_id)
-
-
 def check_session(name: str, get: Callable[[str], str], keys: int = 0) -> None:
     """Fail unless the variant really keeps the session (``get(path)`` answers a request) and it
     holds at least ``keys`` values: a broken session must not look fast."""

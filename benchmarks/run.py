@@ -1,6 +1,6 @@
 """Requests per second through Flask's test client, every variant interleaved round by round,
-as ratios to the cookie session of the same run; then what reaches each store, the memory of a
-Redis session and where ours' SQL reads spend their time (store_calls.py). See README.md.
+as ratios to the cookie session of the same run; then what reaches each store and the memory of
+a Redis session (store_calls.py). See README.md.
 
     python benchmarks/run.py                      # the full run (what `make bench` does)
     python benchmarks/run.py --quick              # smoke check: 1 round, tiny batches, no files
@@ -20,13 +20,13 @@ import harness as h
 import report
 import store_calls
 from report import Section, columns
-from variants import FLASK_SESSION_PG, MARIADB, PG, VARIANTS_BY_NAME, start_variants
+from variants import FLASK_SESSION_PG, PG, VARIANTS_BY_NAME, start_variants
 
 ENDPOINTS = ("none", "get", "set")
 RAW_GET = "raw-redis-get"
 PACKAGES = "flask werkzeug itsdangerous flask-serversession flask-session flask-sqlalchemy"
 PACKAGES += " sqlalchemy msgspec redis gunicorn psycopg pymysql"
-OURS_PG, OURS_MARIADB = f"ours-{PG}", f"ours-{MARIADB}"
+OURS_PG = f"ours-{PG}"
 #: (variant, endpoint, target, against): requests per second at least target x against's.
 GOALS = (
     ("ours-sqlite", "none", 0.95, h.BASELINE),
@@ -65,16 +65,12 @@ def raw_get_probe(port: int) -> h.Probe:
 
 
 def run(args: Any, servers: h.Servers, variants: Sequence[h.Variant]) -> dict[str, Any]:
-    """The timed rounds (variants, probes, ours' instrumented SQL reads), then the counts."""
+    """The timed rounds (the variants and the raw GET), then the counts."""
     with h.started(variants, servers, ENDPOINTS) as runnings, ExitStack() as stack:
-        sql = [r for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
-        probes = store_calls.sql_probes(sql, servers)
-        if "redis" in servers.started:
-            probes.append(raw_get_probe(servers.started["redis"]))
+        probes = [raw_get_probe(servers.started["redis"])] if "redis" in servers.started else []
         for probe in probes:
             stack.callback(probe.close)
-        instrumented = [store_calls.InstrumentedGet(r) for r in sql]
-        timed: list[Any] = [*runnings, *probes, *instrumented]
+        timed: list[Any] = [*runnings, *probes]
         for item in timed:
             item.calibrate(args.seconds, args.warmup)
         results: dict[str, Any] = {"order": h.run_rounds(timed, args.rounds)}
@@ -83,9 +79,7 @@ def run(args: Any, servers: h.Servers, variants: Sequence[h.Variant]) -> dict[st
         results["raw"] = {r.name: r.rates for r in runnings}
         results["batch"] = {r.name: r.batch for r in runnings}
         results["batch"] |= {p.name: {"calls": p.batch} for p in probes}
-        results["probes_us"] = {p.name: p.us for p in probes}
-        results["instrumented"] = {i.kind: i.rounds for i in instrumented}
-        results["raw_get"] = [1e6 / us for us in results["probes_us"].get(RAW_GET, [])]
+        results["raw_get"] = [1e6 / us for probe in probes for us in probe.us]
         return results | store_calls.count_all(runnings, servers)
 
 
@@ -211,7 +205,6 @@ def main(argv: Sequence[str]) -> int:
         comparisons=h.compare_to_peers(results["raw"], PEERS, REFERENCE),
         store_calls=results["store_calls"],
         memory=results["memory"],
-        read_breakdown=store_calls.summarize_breakdown(results, summary),
     )
 
 

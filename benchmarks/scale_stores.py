@@ -24,7 +24,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 from harness import HOST, SECRET_KEY, BenchmarkError, create_app, progress, rotated
-from variants import PG, SQLServer
+from variants import PG, SQLServer, count_rows
 
 from flask_serversession import ServerSession
 from flask_serversession.ids import CookieSigner, store_key
@@ -196,15 +196,11 @@ def _sqlite_insert(path: Path, sessions: Iterable[Stored]) -> None:
 def sqlite_target(size: int, tmp: Path) -> ScaleTarget:
     path = tmp / f"scale-{size}.sqlite3"
     client, store = _app_on(f"sqlite:///{path}")  # creates the file, its table and indexes
+    insert, count = functools.partial(_sqlite_insert, path), count_rows(path, "serversession")
 
-    def count() -> int:
-        with closing(sqlite3.connect(path)) as conn:
-            return int(conn.execute("SELECT count(*) FROM serversession").fetchone()[0])
+    def footprint() -> dict[str, Any]:
+        return {"file_bytes": path.stat().st_size}
 
-    insert, footprint = (
-        functools.partial(_sqlite_insert, path),
-        lambda: {"file_bytes": path.stat().st_size},
-    )
     return ScaleTarget("sqlite", size, store, client, insert, count, footprint)
 
 

@@ -163,7 +163,7 @@ def start_variants(
 # -- the variants --------------------------------------------------------------------------------
 
 
-def _count_rows(path: Path, table: str) -> Callable[[], int]:
+def count_rows(path: Path, table: str) -> Callable[[], int]:
     def count() -> int:
         # closing(): sqlite3's own context manager only ends the transaction.
         with closing(sqlite3.connect(path)) as conn:
@@ -212,7 +212,7 @@ def _ours_memory(servers: Servers, login: Login) -> Built:
 
 def _ours_sqlite(servers: Servers, login: Login) -> Built:
     path = servers.tmp / "ours.sqlite3"  # absolute: the four slashes of an absolute URL
-    return _ours(f"sqlite:///{path}", login, stored_sessions=_count_rows(path, OURS_TABLE))
+    return _ours(f"sqlite:///{path}", login, stored_sessions=count_rows(path, OURS_TABLE))
 
 
 def _ours_redis(servers: Servers, login: Login) -> Built:
@@ -260,7 +260,7 @@ def _flask_session_sql(name: str, uri: str, login: Login, count: Callable[[], in
 
 def _flask_session_sqlite(servers: Servers, login: Login) -> Built:
     path = servers.tmp / "flask_session.sqlite3"
-    count = _count_rows(path, "sessions")
+    count = count_rows(path, "sessions")
     return _flask_session_sql("flask-session-sqlalchemy", f"sqlite:///{path}", login, count)
 
 
