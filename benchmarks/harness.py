@@ -40,8 +40,7 @@ def progress(text: str) -> None:
 
 
 def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | None = None) -> Flask:
-    """The one app every variant serves; ``configure`` installs the session implementation,
-    ``login`` is what ``/login`` stores (:data:`LOGIN` by default)."""
+    """The one app every variant serves; ``configure`` installs its session, ``login`` is stored."""
     app = Flask(__name__)
     app.secret_key = SECRET_KEY
     configure(app)
@@ -256,8 +255,7 @@ def started(
 
 
 def run_rounds(timed: Sequence[Any], rounds: int, label: str = "") -> list[list[str]]:
-    """Every item measured once per round, in an order rotated each round: slow drifts of the
-    machine hit every variant, not the one that happened to run last. The orders."""
+    """Every item measured once per round, the order rotated each round; the orders."""
     order: list[list[str]] = []
     for round_index in range(rounds):
         order.append([item.name for item in rotated(timed, round_index)])
@@ -275,8 +273,7 @@ def _ratios(ours: Sequence[float], theirs: Sequence[float]) -> list[float]:
 
 
 def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Medians, ranges and ratios to the cookie session of the same run, per variant and
-    endpoint, from the requests per second of every round."""
+    """Per variant and endpoint: median, range and ratios to the same run's cookie session."""
     base = raw.get(BASELINE)
     summary: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in raw}
     for name, endpoint, rates in ((n, e, r) for n, by in raw.items() for e, r in by.items()):
@@ -352,8 +349,7 @@ def evaluate_goals(
     raw: dict[str, dict[str, list[float]]],
     skipped: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """Goals ``(variant, endpoint, target, against)``: the variant's requests per second at
-    least ``target`` times those of ``against``, measured in the same run."""
+    """Goals ``(variant, endpoint, target, against)``: req/s at least ``target`` x against's."""
     results = []
     for variant, endpoint, target, other in goals:
         ratio, round_ratios = against(raw, variant, other, endpoint)

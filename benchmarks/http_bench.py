@@ -170,8 +170,7 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: h.Servers) -> dic
 
 
 def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    """Per variant and endpoint: req/s (median, range, ratios to the cookie session, as in the
-    test-client runs) and the median p50 and p99 latencies, with the worst round's p99."""
+    """Per variant and endpoint: req/s as in run.py, median p50 and p99, worst p99."""
     rates = {
         v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
         for v, by in raw.items()

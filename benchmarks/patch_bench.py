@@ -1,10 +1,5 @@
 """What the store-side SESSION_MAX_SIZE check costs a write: ``store.patch`` of one key, with and
-without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB.
-
-Straight on the store (no Flask): a session of 20 keys of 200 bytes (about 4 KB, a typical one)
-and of 50 keys of 10 KB (500 KB, near the default limit's scale), each patched over and over.
-The two kinds of patch alternate call by call; each call is timed on its own and the medians
-are compared.
+without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB. See benchmarks/README.md.
 
     .venv/bin/python benchmarks/patch_bench.py            # about a minute; writes results/
     .venv/bin/python benchmarks/patch_bench.py --quick    # smoke check: few calls, no files

@@ -1,9 +1,5 @@
-"""PNG plots of the newest full benchmark results (never an ``--only`` run), for the docs:
-``<date>-testclient.png`` (requests per second as a ratio to the cookie session),
-``<date>-http.png`` (requests per second and p99 over HTTP), ``<date>-scaling.png`` (load
-latency against stored sessions) and ``<date>-session-size.png`` (latency against the session's
-size), next to the results and copied to docs/_static/bench/ without the date. A plot whose
-input is missing is skipped with a message.
+"""PNG plots of the newest full benchmark results (never an ``--only`` run), next to them and
+copied to docs/_static/bench/ without the date (benchmarks/README.md lists them).
 
     python benchmarks/plot.py                 # the newest runs
     python benchmarks/plot.py --date 2026-11-25
@@ -140,8 +136,7 @@ def plot_http(report: dict[str, Any]) -> Figure:
 
 
 def _line(ax: Axes, name: str, points: Sequence[tuple[int, float, float, float]]) -> None:
-    """One line of (x, median, low, high) points, the range as error bars; Flask-Session's
-    dashed."""
+    """One line of (x, median, low, high) points, ranges as error bars; Flask-Session dashed."""
     if points:
         xs, medians, lows, highs = zip(*points, strict=True)
         errors = [[m - lo for m, lo in zip(medians, lows, strict=True)]]
@@ -191,8 +186,7 @@ def plot_scaling(scale: dict[str, Any]) -> Figure:
 
 
 def plot_session_size(scale: dict[str, Any]) -> Figure:
-    """Latency per request against the session's size: one line per variant, one panel per
-    endpoint."""
+    """Latency per request against the session's size, one panel per endpoint."""
     part = scale["size"]
     fig = Figure(figsize=(12, 4), layout="constrained")
     axes = _axes(fig, len(part["endpoints"]), "bytes of values in the session", log_y=True)

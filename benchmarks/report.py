@@ -67,9 +67,7 @@ def columns(spec: str) -> list[tuple[str, Cell]]:
 
 @dataclass
 class Section:
-    """One part of a report: a heading (``#`` first for a level down), paragraphs, then a table
-    of ``rows`` (dicts from the results JSON) with a ``(title, cell)`` per column, aligned by
-    ``align`` (one letter per column: ``l`` or ``r``), then notes."""
+    """A heading (``#`` first for a level down), paragraphs, a table of ``rows``, notes."""
 
     heading: str | None = None
     text: Sequence[str] = ()
@@ -181,10 +179,7 @@ class Record:
     def finish(
         self, args: Any, render: Callable[[dict[str, Any]], str], servers: Any, **fields: Any
     ) -> int:
-        """The report (with the machine and the ``servers`` versions) printed as Markdown and
-        written to ``results/<date>-<kind><suffix>.json`` and ``.md``, unless ``args.quick`` (a
-        quick run writes only to a BENCH_RESULTS_DIR, to try plot.py on it). A partial run has a
-        suffix, so it never overwrites the day's full results."""
+        """The report printed and written to ``results/<date>-<kind><suffix>.json`` and ``.md``."""
         machine = {
             "python": sys.version.split()[0],
             "implementation": platform.python_implementation(),
@@ -238,9 +233,7 @@ def parse(
     quick: dict[str, Any] | None = None,
     duration: int | None = None,
 ) -> argparse.Namespace:
-    """The options every benchmark takes: ``--quick`` (which sets ``quick``), rounds, seconds
-    per measurement and warm-up for those that time in rounds, ``--only`` for those with
-    variants (``args.variants``, and ``args.suffix`` for the result files of a partial run)."""
+    """The options every benchmark takes (``--quick`` sets ``quick``; ``--only`` if ``only``)."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny, writes no files")
     defaults = {"rounds": rounds, "seconds": seconds, "duration": duration, "warmup": warmup}

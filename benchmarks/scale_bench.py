@@ -1,8 +1,5 @@
-"""Scaling and session size, through Flask's test client. ``scale``: read latency with 1,000 to
-1,000,000 sessions in SQLite, Redis, PostgreSQL and MariaDB (scale_stores.py), then
-``clear_expired`` of 100,000 expired ones. ``size``: µs per request of ``/get``, ``/rw`` and
-``/set`` with sessions of ~0.1 to 100 KB, on every variant but the PostgreSQL Flask-Session.
-See benchmarks/README.md.
+"""Scaling (read latency with 1,000 to 1,000,000 stored sessions, ``clear_expired``) and session
+size (µs per request with sessions of ~0.1 to 100 KB), through Flask's test client. See README.md.
 
     python benchmarks/scale_bench.py             # the full run, about 7 minutes
     python benchmarks/scale_bench.py --quick     # smoke check: small sizes, no files written
@@ -113,9 +110,7 @@ def _close(targets: Sequence[ss.ScaleTarget]) -> None:
 def measure_store(
     kind: str, targets: list[ss.ScaleTarget], args: Any, server: SQLServer | None
 ) -> dict[str, Any]:
-    """The timed rounds; on an SQL server also the log bytes per call and (PostgreSQL) the
-    scans the rounds caused: a sequential scan of a sessions table would be the scaling
-    failure itself."""
+    """The timed rounds; on SQL also log bytes per call and (PostgreSQL) the scans caused."""
     rng = random.Random(f"{args.seed}:{kind}:measure")
     modes, sizes = MODES[kind], [t.size for t in targets]
     _warm(targets, modes, min(200, args.calls), rng)
@@ -145,8 +140,7 @@ def measure_store(
 
 
 def measure_clear_expired(target: ss.ScaleTarget, count: int, seed: int) -> dict[str, Any]:
-    """``count`` expired sessions added to the store, then one ``clear_expired`` with the
-    default batch size; every live session must still be there."""
+    """``count`` expired sessions added, then one ``clear_expired``; the live ones stay."""
     live = target.size
     tag, fraction = f"{target.tag}-expired", TOMBSTONES[target.kind]
     target.insert(ss.expired_sessions(tag, count, time.time(), seed, fraction))

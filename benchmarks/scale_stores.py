@@ -76,9 +76,7 @@ def user_of(index: int) -> str:
 
 
 def live_sessions(tag: str, count: int, now: float, seed: int) -> Iterator[Stored]:
-    """Live sessions as the store writes them: serialized values (user, cart, a CSRF token,
-    half of them permanent), created in the last 20 days, seen in the last 10 minutes (so their
-    touch is not due), 70% with a user ID (the stores that index it may ignore it)."""
+    """Live sessions as the store writes them (README.md: Scaling and session size)."""
     rng = random.Random(f"{seed}:{tag}")
     uniform, randrange, chance, bits = rng.uniform, rng.randrange, rng.random, rng.getrandbits
     for index in range(count):
@@ -132,8 +130,7 @@ def check_row_format() -> None:
 
 @dataclass
 class ScaleTarget:
-    """One store of ``size`` reproducible sessions and a test client of an app on it, with how
-    to add sessions in the store's own format, count them and measure what they occupy."""
+    """One store of ``size`` sessions, an app's test client on it, how to fill and measure it."""
 
     kind: str
     size: int
@@ -150,8 +147,7 @@ class ScaleTarget:
         return f"{self.kind}-{self.size}"
 
     def load(self, now: float, seed: int) -> None:
-        """The live sessions in, timed (generating, writing and analyzing them), counted, and
-        a sample of them read back, directly and through the app."""
+        """The live sessions in, timed, counted; a sample read back directly and through the app."""
         started = time.perf_counter()
         self.insert(live_sessions(self.tag, self.size, now, seed))
         self.load_seconds = time.perf_counter() - started
@@ -346,9 +342,7 @@ Prepared = tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]
 
 
 def prepare_calls(target: ScaleTarget, mode: str, indices: Sequence[int]) -> Prepared:
-    """The calls of one measurement, made before any clock runs, and the check of their
-    answers (run after the clocks stopped): each must find its live session's user. A load
-    mode loads with its touch; ``testclient-get`` sends the session's cookie."""
+    """The calls of one measurement, made before the clocks run, and the check of their answers."""
     now = time.time()
     ids = [session_id_of(target.tag, i) for i in indices]
     calls: list[Callable[[], Any]]
@@ -380,9 +374,7 @@ def prepare_calls(target: ScaleTarget, mode: str, indices: Sequence[int]) -> Pre
 def time_interleaved(
     targets: Sequence[ScaleTarget], mode: str, calls: int, rng: random.Random, shift: int
 ) -> dict[int, list[float]]:
-    """``calls`` calls per store size, each on a session drawn at random from its whole store,
-    interleaved call by call (the order rotated at each step) and each timed: whatever disturbs
-    the machine hits every size alike. µs per call, per size."""
+    """µs per call, per size: ``calls`` calls per size on random sessions, interleaved."""
     prepared = {
         t.size: prepare_calls(t, mode, [rng.randrange(t.size) for _ in range(calls)])
         for t in targets
@@ -405,8 +397,7 @@ def time_interleaved(
 def time_modes(
     targets: Sequence[ScaleTarget], modes: Sequence[str], rounds: int, calls: int, rng: Any
 ) -> tuple[dict[str, dict[int, list[list[float]]]], list[list[str]]]:
-    """Every mode, ``rounds`` times (the modes rotated each round): µs per call, per mode, size
-    and round; and the orders."""
+    """µs per call per mode, size and round (the modes rotated each round); the orders."""
     per_round: dict[str, dict[int, list[list[float]]]] = {
         m: {t.size: [] for t in targets} for m in modes
     }
@@ -428,8 +419,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 def summarize_scale(
     per_round: dict[str, dict[int, list[list[float]]]], sizes: Sequence[int]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per size and mode (from µs per call, round by round): median, p90, p99 over all calls,
-    the range of round medians, and the ratio to the smallest store, overall and per round."""
+    """Per size and mode: median, p90, p99, round medians, ratios to the smallest store."""
     summary: dict[str, dict[str, dict[str, Any]]] = {str(size): {} for size in sizes}
     for mode, by_size in per_round.items():
         base = statistics.median(itertools.chain.from_iterable(by_size[min(sizes)]))

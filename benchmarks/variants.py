@@ -149,8 +149,7 @@ def start_servers(servers: Servers, names: Iterable[str]) -> None:
 def start_variants(
     servers: Servers, variants: Sequence[Variant]
 ) -> tuple[list[Variant], dict[str, str]]:
-    """The servers the variants need started; the variants whose servers run, and why each
-    other one is skipped."""
+    """The variants' servers started; the variants that can run, and why the others are skipped."""
     start_servers(servers, (need for variant in variants for need in variant.needs))
     skipped = {
         v.name: servers.missing[n] for v in variants for n in v.needs if n in servers.missing
