@@ -304,11 +304,11 @@ def against(
 
 def compare_to_peers(
     raw: dict[str, dict[str, list[float]]],
+    summary: dict[str, dict[str, dict[str, Any]]],
     peers: Sequence[tuple[str, str]],
     reference: dict[str, dict[str, float]],
 ) -> list[dict[str, Any]]:
     """Ours against the peer doing the same job (Flask-Session), endpoint by endpoint."""
-    summary = summarize(raw)
     comparisons = []
     for ours, peer in peers:
         for endpoint in raw.get(ours) or raw.get(peer) or {}:

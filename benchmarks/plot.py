@@ -8,6 +8,7 @@ copied to docs/_static/bench/ without the date (benchmarks/README.md lists them)
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -51,8 +52,7 @@ def newest(kind: str, date: str | None) -> dict[str, Any] | None:
     if not runs:
         print(f"no full {kind} run in {RESULTS_DIR}: its plot is skipped", file=sys.stderr)
         return None
-    found: dict[str, Any] = json.loads(runs[-1].read_text(encoding="utf-8"))
-    return found
+    return dict(json.loads(runs[-1].read_text(encoding="utf-8")))
 
 
 def _color(name: str) -> str:
@@ -83,7 +83,7 @@ def plot_testclient(report: dict[str, Any]) -> Figure:
     variants = [v for v in summary if v != "cookie"]
     endpoints = list(next(iter(summary.values())))
     value: Bars = {}
-    for variant, endpoint in _pairs(variants, endpoints):
+    for variant, endpoint in itertools.product(variants, endpoints):
         entry = summary[variant][endpoint]
         rounds = entry.get("round_ratios") or [entry["ratio_to_cookie"]]
         value[variant, endpoint] = (entry["ratio_to_cookie"], min(rounds), max(rounds))
@@ -98,10 +98,6 @@ def plot_testclient(report: dict[str, Any]) -> Figure:
     ax.legend(fontsize=8, ncols=3, loc="upper right")
     ax.set_ylim(0, max(1.15, max(v[2] for v in value.values()) * 1.15))
     return fig
-
-
-def _pairs(variants: Sequence[str], endpoints: Sequence[str]) -> list[tuple[str, str]]:
-    return [(variant, endpoint) for variant in variants for endpoint in endpoints]
 
 
 def plot_http(report: dict[str, Any]) -> Figure:
@@ -121,7 +117,7 @@ def plot_http(report: dict[str, Any]) -> Figure:
     ):
         value = {
             (v, e): (summary[v][e][median], summary[v][e][low], summary[v][e][high])
-            for v, e in _pairs(variants, endpoints)
+            for v, e in itertools.product(variants, endpoints)
         }
         _grouped_bars(ax, endpoints, variants, value, bar_label)
         ax.set_ylabel(label)

@@ -202,7 +202,7 @@ def main(argv: Sequence[str]) -> int:
         summary=summary,
         raw_redis_get=summarize_raw_get(results["raw_get"], results["raw"]),
         goals=goals(results, skipped),
-        comparisons=h.compare_to_peers(results["raw"], PEERS, REFERENCE),
+        comparisons=h.compare_to_peers(results["raw"], summary, PEERS, REFERENCE),
         store_calls=results["store_calls"],
         memory=results["memory"],
     )

@@ -333,11 +333,6 @@ def touch_for(mode: str, now: float) -> Touch:
     return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
 
 
-@functools.cache
-def _signer() -> CookieSigner:
-    return CookieSigner([SECRET_KEY])
-
-
 Prepared = tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]
 
 
@@ -347,12 +342,10 @@ def prepare_calls(target: ScaleTarget, mode: str, indices: Sequence[int]) -> Pre
     ids = [session_id_of(target.tag, i) for i in indices]
     calls: list[Callable[[], Any]]
     if mode == TESTCLIENT_GET:
-        get = target.client.get
+        get, sign = target.client.get, CookieSigner([SECRET_KEY]).sign
+        cookies = [{"Cookie": f"session={sign(i)}"} for i in ids]
         calls = [
-            functools.partial(
-                get, "/get", headers={"Cookie": f"session={_signer().sign(i)}"}, buffered=True
-            )
-            for i in ids
+            functools.partial(get, "/get", headers=cookie, buffered=True) for cookie in cookies
         ]
     else:
         load, touch = target.store.load, touch_for(mode, now)
