@@ -47,9 +47,7 @@ def parse_wrk(output: str) -> dict[str, Any]:
         for match in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
     }
     if rate is None or 50 not in percentiles or 99 not in percentiles:
-        raise h.BenchmarkError(
-            f"wrk printed no rate or latency distribution (--latency):\n{output}"
-        )
+        raise h.BenchmarkError(f"wrk printed no rate or latency distribution:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket = re.search(r"Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)", output)
     errors = sum(map(int, socket.groups())) if socket else 0
@@ -70,9 +68,7 @@ def run_wrk(wrk: str, port: int, path: str, cookie: str, seconds: int) -> dict[s
         raise h.BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     result = parse_wrk(done.stdout)
     if result["failed"]:
-        raise h.BenchmarkError(
-            f"wrk on {path}: non-2xx responses, connect errors or timeouts:\n{done.stdout}"
-        )
+        raise h.BenchmarkError(f"wrk on {path}: non-2xx, connect errors, timeouts:\n{done.stdout}")
     return result
 
 

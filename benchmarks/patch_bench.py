@@ -51,10 +51,8 @@ def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
     assert store.create(key, StoredRecord(values, now, now, now + 3600, now + 7200))
     timings: dict[str, list[float]] = {"no limit": [], "limit": []}
     for call in range(2 * calls):
-        kind, now = "limit" if call % 2 else "no limit", time.time()
-        patch = Patch(
-            {"k1": f'"{call}"'}, (), now, now + 3600, max_size=LIMIT if call % 2 else None
-        )
+        (kind, limit), now = ("limit", LIMIT) if call % 2 else ("no limit", None), time.time()
+        patch = Patch({"k1": f'"{call}"'}, (), now, now + 3600, max_size=limit)
         started = time.perf_counter()
         applied = store.patch(key, patch)
         timings[kind].append(time.perf_counter() - started)
@@ -70,9 +68,8 @@ def measure_all(urls: dict[str, str], calls: int) -> list[dict[str, Any]]:
             for keys, size in SHAPES:
                 n = calls if size < 1000 else max(calls // 5, 10)
                 medians = measure(store, keys, size, n)
-                ratio = medians["limit"] / medians["no limit"]
                 rows.append({"store": kind, "keys": keys, "value_bytes": size, **medians})
-                rows[-1]["ratio"] = ratio
+                rows[-1]["ratio"] = medians["limit"] / medians["no limit"]
                 progress(f"{kind} {keys} x {size} B: {medians}")
         finally:
             store.close()

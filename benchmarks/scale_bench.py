@@ -68,13 +68,7 @@ COOKIE_LIMIT = 4093
 #: The full run's sizes and counts, and the quick run's.
 FULL: dict[str, Any] = {"calls": 1000, "expired": 100_000, "seed": 20261125}
 FULL |= {"scale_sizes": [1_000, 100_000, 1_000_000], "session_sizes": [100, 1_000, 10_000, 100_000]}
-QUICK: dict[str, Any] = {
-    "rounds": 1,
-    "calls": 100,
-    "seconds": 0.02,
-    "warmup": 0.01,
-    "expired": 1000,
-}
+QUICK: dict[str, Any] = dict(rounds=1, seconds=0.02, warmup=0.01, calls=100, expired=1000)
 QUICK |= {"scale_sizes": [100, 1_000, 10_000], "session_sizes": [100, 1_000, 10_000]}
 SETTINGS: dict[str, Any] = {"touch_interval": ss.SCALE_TOUCH_INTERVAL, "cookie_limit": COOKIE_LIMIT}
 SETTINGS |= {"redis_batch": ss.REDIS_BATCH, "postgresql": variants.PG_SETTINGS}
@@ -255,10 +249,9 @@ def run_size(args: Any, servers: h.Servers, variants: list[h.Variant]) -> dict[s
         h.run_rounds(list(runnings.values()), args.rounds, "size: ")
     summary: dict[str, Any] = {v.name: {} for v in variants}
     for (name, size), running in runnings.items():
-        us = {e: [1e6 / rate for rate in rates] for e, rates in running.rates.items()}
         summary[name][str(size)] = {
-            e: {"median_us": statistics.median(u), "min_us": min(u), "max_us": max(u)}
-            for e, u in us.items()
+            e: {"median_us": statistics.median(p.us), "min_us": min(p.us), "max_us": max(p.us)}
+            for e, p in running.probes.items()
         }
     return {
         "sizes": list(args.session_sizes),
@@ -304,20 +297,15 @@ LATENCY_COLUMNS = rp.columns(
     " | log bytes per call: {log:,.0f}"
 )
 SCALE_TEXT = (
-    "Stores holding {sizes} live sessions in the store's own format (SQLite: one file each, one"
-    " `executemany` in one transaction; Redis: one database each, pipelined HSET + PEXPIRE in"
-    " batches of {redis_batch:,}; PostgreSQL: COPY; MariaDB: LOAD DATA; one table each),"
-    " analyzed. {rounds} rounds; in each, per kind of call, {calls:,} calls per store, the"
-    " stores interleaved call by call (their order rotated at every step), each call on a"
-    " session drawn at random from its whole store and timed on its own. Median, p90, p99 over"
-    " all calls; *round medians* the range of the per-round medians; *vs smallest* the median"
-    " over that of the smallest store, *per round* the same ratio round by round. *Log bytes"
-    " per call*: the write-ahead log the SQL server wrote per call (PostgreSQL WAL, InnoDB"
-    " redo), from a pass of its own after the timed rounds (server-wide, so background work"
-    " such as autovacuum or InnoDB's purge shows as a few bytes): a read writes none, a due"
-    " touch writes its row and index entries, plus, on PostgreSQL, a full image of each page it"
-    " is the first to modify since the last checkpoint (`full_page_writes`). *Bulk load s*"
-    " includes generating and analyzing."
+    "Stores holding {sizes} live sessions in the store's own format, bulk loaded and analyzed"
+    " (benchmarks/README.md says how). {rounds} rounds; in each, per kind of call, {calls:,}"
+    " calls per store, the stores interleaved call by call, each call on a random session of"
+    " its store, timed on its own. Median, p90, p99 over all calls; *round medians* the range"
+    " of the per-round medians; *vs smallest* the median over the smallest store's, *per round*"
+    " the same ratio round by round. *Log bytes per call*: write-ahead log the SQL server wrote"
+    " per call (server-wide, in a pass after the timed rounds): a read writes none, a due touch"
+    " its row and index entries (on PostgreSQL also full page images after a checkpoint)."
+    " *Bulk load s* includes generating and analyzing."
 )
 CLEAR_NOTE = (
     "- {kind}: `clear_expired` of {expired_sessions:,} expired sessions ({tombstones:.0%} of"

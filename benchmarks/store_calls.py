@@ -162,13 +162,10 @@ CALL_COLUMNS = columns("variant: {variant} | endpoint: /{endpoint} | store calls
 CALL_COLUMNS += [("expected", _expected)]
 CALL_COLUMNS += columns("sent: {sent:counts} | in scripts: {in_scripts:counts}")
 CALLS_TEXT = (
-    "One request of each kind, after one that is not counted (connections made, scripts"
-    " loaded; the rate-limited touch is not due). Redis, seen by the server's `MONITOR`:"
-    " *store calls* are the commands a client sent (a round trip each), *in scripts* those"
-    " its Lua scripts ran. SQL: the statements SQLAlchemy sent (`before_cursor_execute`),"
-    " and under *sent* also the COMMITs it ran (a driver's own BEGIN is not seen); `WITH`"
-    " is our read with its touch riding along. *expected* is what issues 3 and 4 require of"
-    " ours. `/rw` reads, then writes."
+    "One request of each kind, after one not counted (the touch not due). Redis (`MONITOR`):"
+    " *store calls* are the commands a client sent (a round trip each), *in scripts* those its"
+    " Lua scripts ran. SQL: the statements SQLAlchemy sent, and under *sent* its COMMITs; `WITH`"
+    " is our read with its touch. *expected*: what issues 3 and 4 require of ours."
 )
 MEMORY_COLUMNS = columns(
     "variant: {variant} | MEMORY USAGE: {memory_usage_bytes} B | key length: {key_length}"
