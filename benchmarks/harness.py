@@ -96,8 +96,7 @@ class Servers:
     def start(
         self, name: str, start: Callable[[], AbstractContextManager[tuple[Any, Any]]]
     ) -> None:
-        """``start()``'s server and its version, stopped by PID when the stack closes; or why it
-        cannot run (the tests' fixtures skip a missing binary, or fail it under CI)."""
+        """``start()``'s server and version, stopped by PID with the stack; or why it cannot run."""
         import pytest
 
         try:
@@ -150,8 +149,7 @@ def request_text(client: FlaskClient, path: str) -> str:
 
 
 def check_session(name: str, get: Callable[[str], str], keys: int = 0) -> None:
-    """Fail unless the variant really keeps the session (``get(path)`` answers a request) and it
-    holds at least ``keys`` values: a broken session must not look fast."""
+    """Fail unless the variant keeps the session, with ``keys`` values: broken is not fast."""
     if (got := get("/get")) != USER:
         raise BenchmarkError(f"{name}: /get returned {got!r}, expected {USER!r}")
     if (written := get("/set")) != (read_back := get("/n")):
@@ -331,8 +329,7 @@ def compare_to_peers(
 def goal_result(
     goal: str, ratio: float | None, target: float, at_most: bool = False, **fields: Any
 ) -> dict[str, Any]:
-    """A goal MET, MISSED or NOT MEASURED (say why in ``not_measured_because``), never hidden:
-    ``ratio`` at least (or ``at_most``) ``target``."""
+    """A goal MET, MISSED or NOT MEASURED: ``ratio`` at least (or ``at_most``) ``target``."""
     met = ratio is not None and (ratio <= target if at_most else ratio >= target)
     status = "NOT MEASURED" if ratio is None else "MET" if met else "MISSED"
     return {"goal": goal, "target_ratio": target, "ratio": ratio, "status": status, **fields}

@@ -83,8 +83,7 @@ def _answers(port: int) -> bool:
 
 @contextmanager
 def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
-    """gunicorn with WORKERS sync workers serving the variant on 127.0.0.1 and a free port,
-    stopped by PID at the end (tests/servers.py's ServerProcess); its port."""
+    """gunicorn serving the variant on 127.0.0.1 and a free port, stopped by PID; its port."""
     from servers import ServerProcess, free_port
 
     port = free_port()
@@ -104,8 +103,7 @@ def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
 
 @dataclass
 class Served:
-    """One variant under gunicorn, and a browser (tests/http_server.py) holding a logged-in
-    session's cookie, which every wrk connection sends."""
+    """One variant under gunicorn; a browser holds the logged-in cookie every wrk run sends."""
 
     name: str
     port: int
@@ -124,8 +122,7 @@ class Served:
         self.verify()
 
     def verify(self) -> None:
-        """The session reads and writes, checked in a copy of the jar: the cookie session's
-        /set changes the cookie, and wrk must send the logged-in one."""
+        """The session checked in a copy of the jar: wrk must send the logged-in cookie."""
         trial = type(self.browser)(self.browser.base_url)
         trial.jar = dict(self.browser.jar)
 

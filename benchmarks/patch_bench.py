@@ -43,8 +43,7 @@ def store_urls(servers: Servers) -> dict[str, str]:
 
 
 def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
-    """Median µs of one patch of one key, without and with the size limit, on a fresh session of
-    ``keys`` values of ``size`` bytes."""
+    """Median µs of one patch of one key, without and with the limit, on a fresh session."""
     now = time.time()
     key = uuid.uuid4().hex * 2
     values = {f"k{i}": '"' + "x" * size + '"' for i in range(keys)}

@@ -256,8 +256,7 @@ def parse(
 
 
 def run_main(main: Callable[[Sequence[str]], int], failed: str = "benchmark failed") -> None:
-    """``main(sys.argv[1:])`` as a script: SIGTERM ends it like Ctrl-C does (through every
-    ``finally``, so the servers the run started are stopped by PID), one line on failure."""
+    """``main(sys.argv[1:])`` as a script, SIGTERM ending it as Ctrl-C does (servers stopped)."""
 
     def terminate(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)

@@ -55,8 +55,7 @@ PEERS = (
 
 
 def raw_get_probe(port: int) -> h.Probe:
-    """One redis-py ``GET`` of a session-sized value, timed like a variant: what a single round
-    trip costs, to set against a cookie-session request (redis-py's defaults, as Flask-Session)."""
+    """One redis-py ``GET`` of a session-sized value, timed like a variant: one round trip."""
     import redis
 
     client = redis.Redis(host=h.HOST, port=port)

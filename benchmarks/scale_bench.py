@@ -205,8 +205,7 @@ def evaluate_scale_goals(scale: dict[str, dict[str, Any]]) -> list[dict[str, Any
 
 
 def sized_login(size: int, seed: int) -> dict[str, Any]:
-    """A logged-in user's values and ~``size`` bytes more: values of random URL-safe text (it
-    barely compresses) of about :data:`VALUE_BYTES` each."""
+    """A logged-in user's values and ~``size`` bytes more, in random text values."""
     count = max(1, round(size / VALUE_BYTES))
     rng = random.Random(f"{seed}:size:{size}")
     text = (base64.urlsafe_b64encode(rng.randbytes(size // count)).decode() for _ in range(count))

@@ -100,8 +100,7 @@ def live_sessions(tag: str, count: int, now: float, seed: int) -> Iterator[Store
 def expired_sessions(
     tag: str, count: int, now: float, seed: int, tombstones: float
 ) -> Iterator[Stored]:
-    """Sessions past their end, at most a week ago: a fraction ``tombstones`` of them logouts'
-    tombstones, the others idle for longer than the idle timeout."""
+    """Sessions past their end: ``tombstones`` of them logouts', the others idle too long."""
     rng = random.Random(f"{seed}:{tag}")
     for index in range(count):
         key = store_key(session_id_of(tag, index))
@@ -173,8 +172,7 @@ def _app_on(url: str) -> tuple[FlaskClient, Store]:
 
 
 def _sqlite_insert(path: Path, sessions: Iterable[Stored]) -> None:
-    """The sessions (not bound to a user ID: no index) in one transaction, sorted by key (the
-    table is WITHOUT ROWID: rows in key order fill its pages in one pass)."""
+    """The sessions in one transaction, sorted by key (the table is WITHOUT ROWID)."""
     rows = sorted(s.row()[:6] + (s.ended,) for s in sessions)
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -201,8 +199,7 @@ def sqlite_target(size: int, tmp: Path) -> ScaleTarget:
 
 
 def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
-    """The sessions as the store writes them (one hash each, TTL at the idle expiry), pipelined:
-    HSET + PEXPIRE, ``REDIS_BATCH`` sessions per round trip."""
+    """The sessions as the store writes them, HSET + PEXPIRE pipelined in batches."""
     now_ms = round(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for n, s in enumerate(sessions, 1):
@@ -326,8 +323,7 @@ def pg_scans(server: SQLServer, sizes: Sequence[int]) -> dict[int, tuple[int, in
 
 
 def touch_for(mode: str, now: float) -> Touch:
-    """``load-touch-due``: every live session is due; otherwise none is (the scale stores'
-    sessions were seen in the last 10 minutes)."""
+    """``load-touch-due``: every live session's touch is due; otherwise none is."""
     if mode == "load-touch-due":
         return Touch(now, now + IDLE_TIMEOUT, now + 1.0)
     return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)

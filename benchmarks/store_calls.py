@@ -5,6 +5,7 @@ session; and their report sections.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,8 +27,7 @@ Counting = Callable[[], Any]
 
 
 def _count(running: h.Running, counting: Counting) -> dict[str, dict[str, Any]]:
-    """For one request of each kind, after one not counted (connections made, scripts loaded),
-    what ``counting()`` saw: calls sent (COMMITs apart), and commands run in scripts."""
+    """What ``counting()`` saw for one request of each kind, after one not counted."""
     counted = {}
     for endpoint in EXPECTED_CALLS:
         h.request_text(running.client, "/" + endpoint)
@@ -51,9 +51,9 @@ def _command_name(line: str) -> str:
     return name
 
 
-def _monitored(admin: Any, monitor: Any) -> Counting:
-    """Counts of the commands ``MONITOR`` shows between two ``ECHO`` markers: sent by clients
-    (a round trip each, as redis-py pipelines nothing here), and run by Lua scripts."""
+@contextmanager
+def _monitored(admin: Any, monitor: Any) -> Iterator[tuple[Counter[str], Counter[str]]]:
+    """Commands ``MONITOR`` shows between two ``ECHO`` markers: sent by clients, run by scripts."""
 
     def until(marker: str, sent: Counter[str], in_scripts: Counter[str]) -> None:
         admin.echo(marker)
@@ -65,55 +65,45 @@ def _monitored(admin: Any, monitor: Any) -> Counting:
             if name not in ("INFO", "ECHO"):
                 (in_scripts if command["client_type"] == "lua" else sent)[name] += 1
 
-    @contextmanager
-    def counting() -> Iterator[tuple[Counter[str], Counter[str]]]:
-        until("bench-before", Counter(), Counter())
-        sent, in_scripts = Counter[str](), Counter[str]()
-        yield sent, in_scripts
-        until("bench-after", sent, in_scripts)
-
-    return counting
+    until("bench-before", Counter(), Counter())
+    sent, in_scripts = Counter[str](), Counter[str]()
+    yield sent, in_scripts
+    until("bench-after", sent, in_scripts)
 
 
-def _statements(engine: Any) -> Counting:
-    """The statements SQLAlchemy sends (by first word: ``WITH`` is our read with its touch)
-    and the transactions it commits (a driver's own BEGIN is not seen)."""
+@contextmanager
+def _statements(engine: Any) -> Iterator[tuple[Counter[str], Counter[str]]]:
+    """Statements SQLAlchemy sends, by first word (``WITH``: our read with its touch); COMMITs."""
+    sent = Counter[str]()
 
-    @contextmanager
-    def counting() -> Iterator[tuple[Counter[str], Counter[str]]]:
-        sent = Counter[str]()
+    def before(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        sent[(statement.split(None, 1) or ["?"])[0].upper()] += 1
 
-        def before(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-            sent[(statement.split(None, 1) or ["?"])[0].upper()] += 1
+    def commit(conn: Any) -> None:
+        sent["COMMIT"] += 1
 
-        def commit(conn: Any) -> None:
-            sent["COMMIT"] += 1
-
-        event.listen(engine, "before_cursor_execute", before)
-        event.listen(engine, "commit", commit)
-        try:
-            yield sent, Counter()
-        finally:
-            event.remove(engine, "before_cursor_execute", before)
-            event.remove(engine, "commit", commit)
-
-    return counting
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "commit", commit)
+    try:
+        yield sent, Counter()
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "commit", commit)
 
 
 def count_all(runnings: list[h.Running], servers: h.Servers) -> dict[str, Any]:
-    """After the timed rounds (MONITOR must not slow them down): what reaches each store, and
-    the memory of a Redis session. tests/test_redis.py and test_sql.py pin ours' counts."""
+    """After the timed rounds (MONITOR slows them): store calls and Redis memory per variant."""
     counted: dict[str, Any] = {"store_calls": {}, "memory": {}}
     for running in runnings:
         if running.built.redis_prefix is not None:
             port = servers.require("redis")
             with redis_admin(port) as admin, redis_admin(port) as watcher:
                 with watcher.monitor() as monitor:
-                    calls = _count(running, _monitored(admin, monitor))
+                    calls = _count(running, functools.partial(_monitored, admin, monitor))
             counted["store_calls"][running.name] = calls
             counted["memory"][running.name] = measure_memory(running, port)
         if running.built.engine is not None:
-            counting = _statements(running.built.engine)
+            counting = functools.partial(_statements, running.built.engine)
             counted["store_calls"][running.name] = _count(running, counting)
     return counted
 

@@ -89,8 +89,7 @@ class SQLServer:
 
 @contextmanager
 def sql_server(kind: str, workdir: Path) -> Iterator[tuple[SQLServer, str]]:
-    """PostgreSQL or MariaDB (tests/sql_servers.py) with the benchmark's settings; its version
-    and those settings, as the server reports them."""
+    """PostgreSQL or MariaDB with the benchmark's settings; its version and those settings."""
     import sql_servers
 
     if kind == PG:
@@ -301,9 +300,7 @@ VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
 
 
 def wsgi_app_from_env() -> Flask:
-    """The app of one variant, for a WSGI server (http_bench.py runs it under gunicorn):
-    ``BENCH_VARIANT`` names it, ``BENCH_DIR`` is the directory for its files and
-    ``BENCH_REDIS_PORT`` the port of the redis-server on 127.0.0.1, if it needs one."""
+    """The app of ``BENCH_VARIANT`` for gunicorn (http_bench.py sets the environment)."""
     servers = Servers(ExitStack(), Path(os.environ["BENCH_DIR"]))
     if port := os.environ.get("BENCH_REDIS_PORT"):
         servers.started["redis"] = int(port)
