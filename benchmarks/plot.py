@@ -131,10 +131,12 @@ def plot_http(report: dict[str, Any]) -> Figure:
     return fig
 
 
-def _line(ax: Axes, name: str, points: Sequence[tuple[int, float, float, float]]) -> None:
-    """One line of (x, median, low, high) points, ranges as error bars; Flask-Session dashed."""
+def _line(ax: Axes, name: str, points: Sequence[tuple[int, dict[str, Any]]], *keys: str) -> None:
+    """A line through (x, entry) points: the entry's ``keys`` median, low and high, ranges as
+    error bars; Flask-Session's dashed."""
     if points:
-        xs, medians, lows, highs = zip(*points, strict=True)
+        xs = [x for x, _ in points]
+        medians, lows, highs = ([entry[key] for _, entry in points] for key in keys)
         errors = [[m - lo for m, lo in zip(medians, lows, strict=True)]]
         errors.append([hi - m for m, hi in zip(medians, highs, strict=True)])
         style = "--o" if name.startswith("flask-session") else "-o"
@@ -163,12 +165,8 @@ def plot_scaling(scale: dict[str, Any]) -> Figure:
         strict=True,
     ):
         for store, part in scale["scale"].items():
-            entries = [(int(s), e[mode]) for s, e in part["summary"].items() if mode in e]
-            points = [
-                (s, e["median_us"], e["round_median_min_us"], e["round_median_max_us"])
-                for s, e in entries
-            ]
-            _line(ax, store, points)
+            points = [(int(s), e[mode]) for s, e in part["summary"].items() if mode in e]
+            _line(ax, store, points, "median_us", "round_median_min_us", "round_median_max_us")
         ax.set_ylim(bottom=0)  # after the lines: it ends autoscaling
         ax.set_ylabel("median µs per call (lower is better)")
         ax.set_title(title, fontsize=10)
@@ -189,8 +187,7 @@ def plot_session_size(scale: dict[str, Any]) -> Figure:
     for ax, endpoint in zip(axes, part["endpoints"], strict=True):
         for variant, by_size in part["summary"].items():
             entries = [(s, by_size.get(str(s), {}).get(endpoint)) for s in part["sizes"]]
-            points = [(s, e["median_us"], e["min_us"], e["max_us"]) for s, e in entries if e]
-            _line(ax, variant, points)
+            _line(ax, variant, [(s, e) for s, e in entries if e], "median_us", "min_us", "max_us")
         ax.axvline(scale["settings"]["cookie_limit"], color="#7f7f7f", ls=":", lw=1)
         ax.set_title(f"/{endpoint}", fontsize=10)
     axes[0].set_ylabel("µs per request (lower is better)")

@@ -72,14 +72,17 @@ def run(args: Any, servers: h.Servers, variants: Sequence[h.Variant]) -> dict[st
         timed: list[Any] = [*runnings, *probes]
         for item in timed:
             item.calibrate(args.seconds, args.warmup)
-        results: dict[str, Any] = {"order": h.run_rounds(timed, args.rounds)}
+        order = h.run_rounds(timed, args.rounds)
         for running in runnings:
             running.verify()  # timing must not have broken anything either
-        results["raw"] = {r.name: r.rates for r in runnings}
-        results["batch"] = {r.name: r.batch for r in runnings}
-        results["batch"] |= {p.name: {"calls": p.batch} for p in probes}
-        results["raw_get"] = [1e6 / us for probe in probes for us in probe.us]
-        return results | store_calls.count_all(runnings, servers)
+        batch = {r.name: r.batch for r in runnings} | {p.name: {"calls": p.batch} for p in probes}
+        return {
+            "order": order,
+            "requests_per_measurement": batch,
+            "raw_requests_per_second": {r.name: r.rates for r in runnings},
+            "raw_redis_gets_per_second": [1e6 / us for probe in probes for us in probe.us],
+            **store_calls.count_all(runnings, servers),
+        }
 
 
 def summarize_raw_get(raw_get: list[float], raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -89,7 +92,7 @@ def summarize_raw_get(raw_get: list[float], raw: dict[str, Any]) -> dict[str, An
     us = [1e6 / rate for rate in raw_get]
     median = statistics.median(us)
     result: dict[str, Any] = {"median_us": median, "min_us": min(us), "max_us": max(us)}
-    result["against_cookie"] = {}
+    result |= {"against_cookie": {}}
     for endpoint, rates in raw.get(h.BASELINE, {}).items():
         cookie_us = [1e6 / rate for rate in rates]
         result["against_cookie"][endpoint] = {
@@ -108,7 +111,7 @@ def goals(results: dict[str, Any], skipped: dict[str, str]) -> list[dict[str, An
     why = h.why_missing(("ours-redis", "flask-session-redis"), bytes_of, skipped)
     text = f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis"
     memory = h.goal_result(text, measured, MEMORY_GOAL, True, not_measured_because=why)
-    return [*h.evaluate_goals(GOALS, results["raw"], skipped), memory]
+    return [*h.evaluate_goals(GOALS, results["raw_requests_per_second"], skipped), memory]
 
 
 THROUGHPUT = columns(
@@ -183,27 +186,22 @@ def main(argv: Sequence[str]) -> int:
         if "redis" in servers.missing:
             skipped[RAW_GET] = servers.missing["redis"]
         results = run(args, servers, variants)
-    summary = h.summarize(results["raw"])
+    raw = results["raw_requests_per_second"]
+    summary, batch = h.summarize(raw), results.pop("requests_per_measurement")
+    settings = {k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "quick")}
+    settings |= {"variants": {v.name: v.description for v in variants}, "endpoints": ENDPOINTS}
+    settings["requests_per_measurement"] = batch
     return record.finish(
         args,
         render_markdown,
         servers.versions,
-        settings={
-            **{k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "quick")},
-            "variants": {v.name: v.description for v in variants},
-            "endpoints": list(ENDPOINTS),
-            "requests_per_measurement": results["batch"],
-        },
+        settings=settings,
         skipped=skipped,
-        order=results["order"],
-        raw_requests_per_second=results["raw"],
-        raw_redis_gets_per_second=results["raw_get"],
+        **results,
         summary=summary,
-        raw_redis_get=summarize_raw_get(results["raw_get"], results["raw"]),
+        raw_redis_get=summarize_raw_get(results["raw_redis_gets_per_second"], raw),
         goals=goals(results, skipped),
-        comparisons=h.compare_to_peers(results["raw"], summary, PEERS, REFERENCE),
-        store_calls=results["store_calls"],
-        memory=results["memory"],
+        comparisons=h.compare_to_peers(raw, summary, PEERS, REFERENCE),
     )
 
 

@@ -6,6 +6,7 @@ dirs, stopped by PID) with the benchmark's settings on top (benchmarks/README.md
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -180,8 +181,6 @@ def _count_keys(port: int, prefix: str) -> Callable[[], int]:
 
 def import_or_fail(variant: str, module: str) -> Any:
     """``module`` imported, or a :class:`BenchmarkError` naming what to install."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -200,12 +199,8 @@ def _ours(url: str, login: Login, **extra: Any) -> Built:
 
     app = create_app(lambda app: ServerSession(app, store=url), login)
     store = ServerSession.store_of(app)
-    # The SQL store's engine: run.py counts its statements and times its reads.
+    # The SQL store's engine: run.py counts its statements.
     return Built(app, close=store.close, engine=getattr(store, "engine", None), **extra)
-
-
-def _ours_memory(servers: Servers, login: Login) -> Built:
-    return _ours("memory://", login)
 
 
 def _ours_sqlite(servers: Servers, login: Login) -> Built:
@@ -286,7 +281,7 @@ _OURS, _FS = "Flask-ServerSession, store=", "Flask-Session 0.8, SESSION_TYPE="
 _FS_SQL = f'{_FS}"sqlalchemy", Flask-SQLAlchemy on'
 VARIANTS: tuple[Variant, ...] = (
     Variant(BASELINE, "Flask's default signed-cookie session", _cookie),
-    Variant("ours-memory", f'{_OURS}"memory://"', _ours_memory),
+    Variant("ours-memory", f'{_OURS}"memory://"', lambda servers, login: _ours("memory://", login)),
     Variant("ours-sqlite", f'{_OURS}"sqlite:////tmp/.../ours.sqlite3"', _ours_sqlite),
     Variant("ours-redis", f'{_OURS}"redis://{HOST}:PORT/0?prefix=bench:our:"', _ours_redis),
     Variant("ours-memcached", f'{_OURS}"memcached://{HOST}:PORT"', _ours_memcached),
