@@ -104,11 +104,8 @@ def _tagger_codec() -> tuple[Callable[[str, Any], str], Callable[[str], Any]]:
 def measure(rounds: int, number: int) -> dict[str, dict[str, list[float]]]:
     """µs to encode and to decode the whole sample session, per codec and round."""
     values = sample_session()
-    codecs = {
-        "flask": _flask_codec(),
-        "tagger": _tagger_codec(),
-        "ours": (dumps_value, loads_value),
-    }
+    codecs = {"flask": _flask_codec(), "tagger": _tagger_codec()}
+    codecs["ours"] = (dumps_value, loads_value)
     texts = {
         name: {key: dumps(key, value) for key, value in values.items()}
         for name, (dumps, _) in codecs.items()

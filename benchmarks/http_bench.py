@@ -17,8 +17,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,7 @@ def _answers(port: int) -> bool:
         return False
 
 
-@contextmanager
-def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
+def gunicorn(name: str, workdir: Path, env: dict[str, str], stack: ExitStack) -> int:
     """gunicorn serving the variant on 127.0.0.1 and a free port, stopped by PID; its port."""
     from servers import ServerProcess, free_port
 
@@ -94,11 +93,9 @@ def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
         f"gunicorn-{name}", argv, port, workdir, ready=lambda: _answers(port), env=os.environ | env
     )
     server.start()
-    try:
-        h.progress(f"{name}: gunicorn PID {server.pid} on {h.HOST}:{port}")
-        yield port
-    finally:
-        server.stop()
+    stack.callback(server.stop)
+    h.progress(f"{name}: gunicorn PID {server.pid} on {h.HOST}:{port}")
+    return port
 
 
 @dataclass
@@ -152,7 +149,7 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: h.Servers) -> dic
         env = {"BENCH_VARIANT": name, "BENCH_DIR": str(workdir)}
         if "redis" in servers.started:
             env["BENCH_REDIS_PORT"] = str(servers.started["redis"])
-        port = servers.stack.enter_context(gunicorn(name, workdir, env))
+        port = gunicorn(name, workdir, env, servers.stack)
         served.append(Served(name, port, wrk, args.duration))
     for item in served if args.warmup else ():
         item.wrk_all(int(args.warmup))  # a warm-up, nothing recorded
@@ -179,14 +176,11 @@ def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, 
 
 
 def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ours against its peer per endpoint: the ratios of median req/s and of p99 latency."""
+    ratios = {"rps_ratio": "median_rps", "p99_ratio": "p99_ms"}
     return [
-        {
-            "ours": ours,
-            "peer": peer,
-            "endpoint": e,
-            "rps_ratio": summary[ours][e]["median_rps"] / summary[peer][e]["median_rps"],
-            "p99_ratio": summary[ours][e]["p99_ms"] / summary[peer][e]["p99_ms"],
-        }
+        {"ours": ours, "peer": peer, "endpoint": e}
+        | {name: summary[ours][e][key] / summary[peer][e][key] for name, key in ratios.items()}
         for ours, peer in HTTP_PEERS
         if ours in summary and peer in summary
         for e in HTTP_ENDPOINTS
@@ -258,11 +252,8 @@ def main(argv: Sequence[str]) -> int:
         results = run([v.name for v in variants], wrk, args, servers)
     summary = summarize_wrk(results["raw"])
     settings = {"threads": THREADS, "connections": CONNECTIONS, "workers": WORKERS, "wrk": version}
-    settings |= {
-        "server": "gunicorn, sync workers, bound to 127.0.0.1",
-        "variants": {v.name: v.description for v in variants},
-        "endpoints": list(HTTP_ENDPOINTS),
-    }
+    settings["server"] = "gunicorn, sync workers, bound to 127.0.0.1"
+    settings |= {"endpoints": HTTP_ENDPOINTS, "variants": {v.name: v.description for v in variants}}
     return record.finish(
         args,
         render_markdown,
