@@ -25,7 +25,6 @@ from typing import Any
 
 import harness as h
 import report as rp
-from run import PACKAGES
 from variants import VARIANTS_BY_NAME, start_variants
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
@@ -245,7 +244,7 @@ def main(argv: Sequence[str]) -> int:
     if wrk is None:
         print(f"HTTP benchmark skipped: {version}")
         return 0
-    record = rp.Record("http", argv, PACKAGES)
+    record = rp.Record("http", argv)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants, skipped = start_variants(servers, [VARIANTS_BY_NAME[n] for n in args.variants])

@@ -23,6 +23,9 @@ from typing import Any
 
 from harness import BenchmarkError, progress
 
+#: The packages whose versions a report records.
+PACKAGES = "flask werkzeug itsdangerous flask-serversession flask-session flask-sqlalchemy"
+PACKAGES += " sqlalchemy msgspec redis gunicorn psycopg pymysql pymemcache"
 #: Where results go; BENCH_RESULTS_DIR points a trial run elsewhere (plot.py reads it too).
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 
@@ -168,8 +171,8 @@ def machine_line(report: dict[str, Any]) -> str:
 class Record:
     """What every report starts with: date, command, machine, load averages, duration."""
 
-    def __init__(self, kind: str, argv: Sequence[str], packages: str = "") -> None:
-        self.kind, self.packages = kind, packages.split()
+    def __init__(self, kind: str, argv: Sequence[str]) -> None:
+        self.kind, self.packages = kind, PACKAGES.split()
         self.started = dt.datetime.now(dt.timezone.utc).astimezone()
         self.load_before = _load_average()
         self.clock = time.perf_counter()

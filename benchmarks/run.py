@@ -24,8 +24,6 @@ from variants import FLASK_SESSION_PG, PG, VARIANTS_BY_NAME, start_variants
 
 ENDPOINTS = ("none", "get", "set")
 RAW_GET = "raw-redis-get"
-PACKAGES = "flask werkzeug itsdangerous flask-serversession flask-session flask-sqlalchemy"
-PACKAGES += " sqlalchemy msgspec redis gunicorn psycopg pymysql"
 OURS_PG = f"ours-{PG}"
 #: (variant, endpoint, target, against): requests per second at least target x against's.
 GOALS = (
@@ -179,7 +177,7 @@ def main(argv: Sequence[str]) -> int:
     args = report.parse(
         __doc__, argv, rounds=11, seconds=0.4, warmup=0.3, only=VARIANTS_BY_NAME, quick=quick
     )
-    record = report.Record("testclient", argv, PACKAGES)
+    record = report.Record("testclient", argv)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants, skipped = start_variants(servers, [VARIANTS_BY_NAME[n] for n in args.variants])

@@ -73,8 +73,6 @@ QUICK |= {"scale_sizes": [100, 1_000, 10_000], "session_sizes": [100, 1_000, 10_
 SETTINGS: dict[str, Any] = {"touch_interval": ss.SCALE_TOUCH_INTERVAL, "cookie_limit": COOKIE_LIMIT}
 SETTINGS |= {"redis_batch": ss.REDIS_BATCH, "postgresql": variants.PG_SETTINGS}
 SETTINGS |= {"mariadb": list(variants.MARIADB_SETTINGS)}
-PACKAGES = "flask werkzeug flask-serversession flask-session flask-sqlalchemy redis sqlalchemy"
-PACKAGES += " psycopg pymysql pymemcache"
 
 
 # -- the scale part ------------------------------------------------------------------------------
@@ -392,7 +390,7 @@ def main(argv: Sequence[str]) -> int:
     args = rp.parse(__doc__, argv, rounds=5, seconds=0.15, warmup=0.1, quick=QUICK)
     vars(args).update({k: v for k, v in FULL.items() if k not in vars(args)})
     ss.check_row_format()
-    record = rp.Record("scale", argv, PACKAGES)
+    record = rp.Record("scale", argv)
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants.start_servers(servers, ["redis", PG, MARIADB])

@@ -24,7 +24,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 from harness import HOST, SECRET_KEY, BenchmarkError, create_app, progress, rotated
-from variants import PG, SQLServer, count_rows
+from variants import PG, SQLServer, count_rows, redis_admin
 
 from flask_serversession import ServerSession
 from flask_serversession.ids import CookieSigner, store_key
@@ -217,10 +217,8 @@ def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
 
 
 def redis_target(size: int, port: int, db: int) -> ScaleTarget:
-    import redis
-
     client, store = _app_on(f"redis://{HOST}:{port}/{db}?prefix={REDIS_PREFIX}")
-    admin = redis.Redis(host=HOST, port=port, db=db)
+    admin = redis_admin(port, db)
     # The server's memory before this database is filled (the databases fill one by one).
     before = int(admin.info("memory")["used_memory"])
 

@@ -34,14 +34,10 @@ PG_SETTINGS = {
     "shared_buffers": "128MB",
     "synchronous_commit": "off",
 }
-MARIADB_SETTINGS = (
-    "--innodb-buffer-pool-size=1G",
-    "--innodb-log-file-size=96M",
-    "--innodb-doublewrite=1",
-    "--innodb-flush-log-at-trx-commit=2",
-    "--character-set-server=utf8mb4",
-    "--local-infile=1",  # the scale part's bulk load
-)
+MARIADB_SETTINGS = (  # --local-infile: the scale part's bulk load
+    "--innodb-buffer-pool-size=1G --innodb-log-file-size=96M --innodb-doublewrite=1"
+    " --innodb-flush-log-at-trx-commit=2 --character-set-server=utf8mb4 --local-infile=1"
+).split()
 #: Per SQL server: how to ask its version and a setting, and the settings a report shows.
 _SHOW = {
     PG: ("SHOW server_version", "SHOW {}", [*PG_SETTINGS, "max_wal_size"]),
@@ -123,11 +119,11 @@ def memcached_server(workdir: Path) -> Iterator[tuple[int, None]]:
         yield servers[0].port, None
 
 
-def redis_admin(port: int) -> Any:
+def redis_admin(port: int, db: int = 0) -> Any:
     """A separate redis-py client for the benchmark's own look-ups (never a variant's client)."""
     import redis
 
-    return redis.Redis(host=HOST, port=port, decode_responses=True)
+    return redis.Redis(host=HOST, port=port, db=db, decode_responses=True)
 
 
 STARTERS: dict[str, Callable[[Path], Any]] = {
