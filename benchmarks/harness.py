@@ -29,6 +29,8 @@ SECRET_KEY = "benchmark-secret-key-not-for-production"
 if (TESTS_DIR := str(Path(__file__).resolve().parents[1] / "tests")) not in sys.path:
     sys.path.append(TESTS_DIR)
 _T = TypeVar("_T")
+#: Starts a server: yields it (what a variant needs of it) and its version.
+Starter = Callable[[], AbstractContextManager[tuple[Any, Any]]]
 
 
 class BenchmarkError(Exception):
@@ -93,9 +95,7 @@ class Servers:
     missing: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
 
-    def start(
-        self, name: str, start: Callable[[], AbstractContextManager[tuple[Any, Any]]]
-    ) -> None:
+    def start(self, name: str, start: Starter) -> None:
         """``start()``'s server and version, stopped by PID with the stack; or why it cannot run."""
         import pytest
 
@@ -134,8 +134,7 @@ class Variant:
     @property
     def needs(self) -> list[str]:
         """The servers (names in :class:`Servers`) the variant needs: those it is named after."""
-        needed = ("redis", "memcached", "postgresql", "mariadb")
-        return [server for server in needed if self.name.endswith(server)]
+        return [s for s in ("redis", "memcached", "postgresql", "mariadb") if self.name.endswith(s)]
 
 
 def request_text(client: FlaskClient, path: str) -> str:

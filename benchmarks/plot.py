@@ -11,7 +11,6 @@ import argparse
 import itertools
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -43,12 +42,8 @@ Bars = dict[tuple[str, str], tuple[float, float, float]]
 
 def newest(kind: str, date: str | None) -> dict[str, Any] | None:
     """The newest full run of ``kind`` (on ``date`` if given), or None."""
-    pattern = re.compile(rf"(\d{{4}}-\d{{2}}-\d{{2}})-{kind}\.json")
-    runs = sorted(
-        path
-        for path in RESULTS_DIR.glob(f"*-{kind}.json")
-        if (match := pattern.fullmatch(path.name)) and (date is None or match[1] == date)
-    )
+    day = date or "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"  # never an --only run's file
+    runs = sorted(RESULTS_DIR.glob(f"{day}-{kind}.json"))
     if not runs:
         print(f"no full {kind} run in {RESULTS_DIR}: its plot is skipped", file=sys.stderr)
         return None

@@ -211,13 +211,10 @@ class Record:
             return 0
         stem = RESULTS_DIR / f"{report['date']}-{self.kind}{getattr(args, 'suffix', '')}"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        for path, text in (
-            (f"{stem}.json", json.dumps(report, indent=2) + "\n"),
-            (f"{stem}.md", markdown),
-        ):
+        for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", markdown)):
             # A run interrupted while writing must not leave a half file that looks like one.
-            Path(path + ".tmp").write_text(text, encoding="utf-8")
-            Path(path + ".tmp").replace(path)
+            Path(f"{stem}{suffix}.tmp").write_text(text, encoding="utf-8")
+            Path(f"{stem}{suffix}.tmp").replace(f"{stem}{suffix}")
         progress(f"wrote {stem}.json and .md")
         return 0
 

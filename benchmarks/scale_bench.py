@@ -39,12 +39,10 @@ SCALE_MODE_TEXT = {
     "load-touch-due": "store.load(key, touch), touch due (a read that refreshes the expiry)",
     ss.TESTCLIENT_GET: "GET /get through the test client (cookie of that session)",
 }
-#: The share of logouts' tombstones among the expired sessions ``clear_expired`` removes, per
-#: store; Redis expires its keys itself.
+#: Per store, the share of tombstones among the expired sessions; Redis expires keys itself.
 TOMBSTONES = {"sqlite": 0.0, PG: 0.1, MARIADB: 0.1}
 CLEAR_BATCH_SIZE = 1000  # SESSION_CLEANUP_BATCH_SIZE's default
-#: On the SQL stores, load latency with the largest table may be at most this many times that
-#: with the smallest.
+#: On the SQL stores, load latency with the largest table at most this times the smallest's.
 SCALE_GOAL = 1.2
 #: A store of one size, not loaded yet: (size, its number among the sizes, servers) -> target.
 BUILDERS: dict[str, Callable[[int, int, h.Servers], ss.ScaleTarget]] = {

@@ -203,10 +203,8 @@ def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
     now_ms = round(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for n, s in enumerate(sessions, 1):
-        times = (s.created, s.last_seen, s.expires, s.absolute_expires)
-        mapping: dict[str, int | str] = {
-            k: round(t * 1000) for k, t in zip("csea", times, strict=True)
-        }
+        ms = [round(t * 1000) for t in (s.created, s.last_seen, s.expires, s.absolute_expires)]
+        mapping: dict[str, int | str] = {k: t for k, t in zip("csea", ms, strict=True)}
         mapping.update({":" + name: text for name, text in s.values.items()})
         key = f"{REDIS_PREFIX}{{{s.key}}}"
         pipe.hset(key, mapping=mapping)
@@ -291,10 +289,8 @@ def sql_target(server: SQLServer, size: int, tmp: Path) -> ScaleTarget:
     table = f"scale_{size}"
     client, store = _app_on(f"{server.url}?table={table}")
     insert = functools.partial(_sql_insert, server, table, tmp)
-    count = functools.partial(server.count, table)
-    return ScaleTarget(
-        server.kind, size, store, client, insert, count, lambda: table_sizes(server, table)
-    )
+    count, sizes = functools.partial(server.count, table), lambda: table_sizes(server, table)
+    return ScaleTarget(server.kind, size, store, client, insert, count, sizes)
 
 
 def log_position(server: SQLServer) -> int:

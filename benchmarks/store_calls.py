@@ -20,8 +20,7 @@ from variants import redis_admin
 SAMPLE = json.dumps(h.LOGIN)
 #: MEMORY USAGE of Flask-Session's Redis session for the sample session, measured earlier.
 REFERENCE_FLASK_SESSION_MEMORY = 152
-#: The store calls issues 3 and 4 require of ours for each kind of request: untouched 0,
-#: read-only 1, assign-only 1, read and write (``/rw``) 2.
+#: The store calls issues 3 and 4 require of ours per kind of request (``/rw`` reads, writes).
 EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
 Counting = Callable[[], Any]
 
