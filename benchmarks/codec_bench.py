@@ -2,18 +2,17 @@
 (``TaggedJSONSerializer``), ``tagger`` (Flask's tag walk in this library's serializer) and
 ``ours`` (``dumps_value``, ``loads_value``). Prints the table, writes no file. See README.md.
 
-    python benchmarks/codec_bench.py [--rounds 15] [--number 200]
+    python benchmarks/codec_bench.py [--rounds 15] [--number 200] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 import timeit
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -133,11 +132,8 @@ def measure(rounds: int, number: int) -> dict[str, dict[str, list[float]]]:
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--number", type=int, default=200, help="sessions per measurement")
-    args = parser.parse_args()
+def main(argv: Sequence[str]) -> int:
+    args = report.parse(__doc__, argv, quick={"rounds": 3, "number": 20}, rounds=15, number=200)
     session = sample_session()
     size = sum(len(k) + len(dumps_value(k, v)) for k, v in session.items())
     times = measure(args.rounds, args.number)
@@ -165,4 +161,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -78,8 +78,7 @@ def measure_all(urls: dict[str, str], calls: int) -> list[dict[str, Any]]:
 def render_markdown(report: dict[str, Any]) -> str:
     intro = [
         "Median µs of `store.patch` of one key, straight on the store, without and with",
-        f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; load average"
-        f" {report['load_average_before']} before, {report['load_average_after']} after.",
+        f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; {rp.load_line(report)}",
     ]
     columns = rp.columns(
         "store: {store} | session: {keys} keys x {value_bytes:,} B | no limit: {no limit:,.0f}"

@@ -64,8 +64,7 @@ Cell = str | Callable[[dict[str, Any]], object]
 
 def columns(spec: str) -> list[tuple[str, Cell]]:
     """Columns from ``"title: {format} | title: {format} ..."``."""
-    pairs = [column.strip().split(": ", 1) for column in spec.split(" | ")]
-    return [(title, cell) for title, cell in pairs]
+    return [(t, cell) for t, cell in (col.strip().split(": ", 1) for col in spec.split(" | "))]
 
 
 @dataclass
@@ -226,25 +225,21 @@ def parse(
     doc: str | None,
     argv: Sequence[str],
     *,
-    rounds: int | None = None,
-    seconds: float | None = None,
-    warmup: float = 0,
     only: Iterable[str] = (),
     quick: dict[str, Any] | None = None,
-    duration: int | None = None,
+    **defaults: float,
 ) -> argparse.Namespace:
-    """The options every benchmark takes (``--quick`` sets ``quick``; ``--only`` if ``only``)."""
+    """``--quick`` (which sets ``quick``), an option per numeric default (``rounds=11``), and
+    ``--only`` if ``only`` names variants."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny, writes no files")
-    defaults = {"rounds": rounds, "seconds": seconds, "duration": duration, "warmup": warmup}
     for name, default in defaults.items():
-        if default is not None and rounds is not None:
-            parser.add_argument(f"--{name}", type=type(default), default=default, help=f"{default}")
+        parser.add_argument(f"--{name}", type=type(default), default=default, help=f"{default}")
     if known := list(only):
         parser.add_argument("--only", help=f"comma-separated, of: {', '.join(known)}")
     args = parser.parse_args(argv)
     vars(args).update(quick if args.quick and quick else {})
-    got = {name: vars(args).get(name, 1) for name in defaults}
+    got = {name: vars(args).get(name, 1) for name in ("rounds", "seconds", "duration", "warmup")}
     if got["rounds"] < 1 or min(got["seconds"], got["duration"]) <= 0 or got["warmup"] < 0:
         parser.error("--rounds must be >= 1, --seconds and --duration > 0, --warmup >= 0")
     names = [n.strip() for n in args.only.split(",")] if known and args.only else known

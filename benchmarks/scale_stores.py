@@ -323,6 +323,8 @@ def touch_for(mode: str, now: float) -> Touch:
     return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
 
 
+#: µs per call, per mode, store size and round.
+PerRound = dict[str, dict[int, list[list[float]]]]
 Prepared = tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]
 
 
@@ -379,11 +381,9 @@ def time_interleaved(
 
 def time_modes(
     targets: Sequence[ScaleTarget], modes: Sequence[str], rounds: int, calls: int, rng: Any
-) -> tuple[dict[str, dict[int, list[list[float]]]], list[list[str]]]:
+) -> tuple[PerRound, list[list[str]]]:
     """µs per call per mode, size and round (the modes rotated each round); the orders."""
-    per_round: dict[str, dict[int, list[list[float]]]] = {
-        m: {t.size: [] for t in targets} for m in modes
-    }
+    per_round: PerRound = {m: {t.size: [] for t in targets} for m in modes}
     order = []
     for round_index in range(rounds):
         order.append(rotated(modes, round_index))
@@ -400,7 +400,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def summarize_scale(
-    per_round: dict[str, dict[int, list[list[float]]]], sizes: Sequence[int]
+    per_round: PerRound, sizes: Sequence[int]
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per size and mode: median, p90, p99, round medians, ratios to the smallest store."""
     summary: dict[str, dict[str, dict[str, Any]]] = {str(size): {} for size in sizes}
