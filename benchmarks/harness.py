@@ -29,7 +29,6 @@ SECRET_KEY = "benchmark-secret-key-not-for-production"
 if (TESTS_DIR := str(Path(__file__).resolve().parents[1] / "tests")) not in sys.path:
     sys.path.append(TESTS_DIR)
 _T = TypeVar("_T")
-#: Starts a server: yields it (what a variant needs of it) and its version.
 Starter = Callable[[], AbstractContextManager[tuple[Any, Any]]]
 
 

@@ -323,7 +323,6 @@ def touch_for(mode: str, now: float) -> Touch:
     return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
 
 
-#: µs per call, per mode, store size and round.
 PerRound = dict[str, dict[int, list[list[float]]]]
 Prepared = tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]
 

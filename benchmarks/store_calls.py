@@ -22,10 +22,9 @@ SAMPLE = json.dumps(h.LOGIN)
 REFERENCE_FLASK_SESSION_MEMORY = 152
 #: The store calls issues 3 and 4 require of ours per kind of request (``/rw`` reads, writes).
 EXPECTED_CALLS = {"none": 0, "get": 1, "set": 1, "rw": 2}
-Counting = Callable[[], Any]
 
 
-def _count(running: h.Running, counting: Counting) -> dict[str, dict[str, Any]]:
+def _count(running: h.Running, counting: Callable[[], Any]) -> dict[str, dict[str, Any]]:
     """What ``counting()`` saw for one request of each kind, after one not counted."""
     counted = {}
     for endpoint in EXPECTED_CALLS:
