@@ -29,6 +29,7 @@ SECRET_KEY = "benchmark-secret-key-not-for-production"
 if (TESTS_DIR := str(Path(__file__).resolve().parents[1] / "tests")) not in sys.path:
     sys.path.append(TESTS_DIR)
 _T = TypeVar("_T")
+Starter = Callable[[], AbstractContextManager[tuple[Any, Any]]]
 
 
 class BenchmarkError(Exception):
@@ -40,8 +41,7 @@ def progress(text: str) -> None:
 
 
 def create_app(configure: Callable[[Flask], object], login: dict[str, Any] | None = None) -> Flask:
-    """The one app every variant serves; ``configure`` installs the session implementation,
-    ``login`` is what ``/login`` stores (:data:`LOGIN` by default)."""
+    """The one app every variant serves; ``configure`` installs its session, ``login`` is stored."""
     app = Flask(__name__)
     app.secret_key = SECRET_KEY
     configure(app)
@@ -94,11 +94,8 @@ class Servers:
     missing: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
 
-    def start(
-        self, name: str, start: Callable[[], AbstractContextManager[tuple[Any, Any]]]
-    ) -> None:
-        """``start()``'s server and its version, stopped by PID when the stack closes; or why it
-        cannot run (the tests' fixtures skip a missing binary, or fail it under CI)."""
+    def start(self, name: str, start: Starter) -> None:
+        """``start()``'s server and version, stopped by PID with the stack; or why it cannot run."""
         import pytest
 
         try:
@@ -136,8 +133,7 @@ class Variant:
     @property
     def needs(self) -> list[str]:
         """The servers (names in :class:`Servers`) the variant needs: those it is named after."""
-        needed = ("redis", "memcached", "postgresql", "mariadb")
-        return [server for server in needed if self.name.endswith(server)]
+        return [s for s in ("redis", "memcached", "postgresql", "mariadb") if self.name.endswith(s)]
 
 
 def request_text(client: FlaskClient, path: str) -> str:
@@ -150,20 +146,8 @@ def request_text(client: FlaskClient, path: str) -> str:
     return response.get_data(as_text=True)
 
 
-def session_key(client: FlaskClient) -> str:
-    """The store key of the session whose cookie ``client`` holds."""
-    from flask_serversession.ids import CookieSigner, store_key
-
-    cookie = client.get_cookie("session")
-    session_id = None if cookie is None else CookieSigner([SECRET_KEY]).unsign(cookie.value)[0]
-    if session_id is None:
-        raise BenchmarkError("the client holds no valid session cookie")
-    return store_key(session_id)
-
-
 def check_session(name: str, get: Callable[[str], str], keys: int = 0) -> None:
-    """Fail unless the variant really keeps the session (``get(path)`` answers a request) and it
-    holds at least ``keys`` values: a broken session must not look fast."""
+    """Fail unless the variant keeps the session, with ``keys`` values: broken is not fast."""
     if (got := get("/get")) != USER:
         raise BenchmarkError(f"{name}: /get returned {got!r}, expected {USER!r}")
     if (written := get("/set")) != (read_back := get("/n")):
@@ -267,8 +251,7 @@ def started(
 
 
 def run_rounds(timed: Sequence[Any], rounds: int, label: str = "") -> list[list[str]]:
-    """Every item measured once per round, in an order rotated each round: slow drifts of the
-    machine hit every variant, not the one that happened to run last. The orders."""
+    """Every item measured once per round, the order rotated each round; the orders."""
     order: list[list[str]] = []
     for round_index in range(rounds):
         order.append([item.name for item in rotated(timed, round_index)])
@@ -286,8 +269,7 @@ def _ratios(ours: Sequence[float], theirs: Sequence[float]) -> list[float]:
 
 
 def summarize(raw: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Medians, ranges and ratios to the cookie session of the same run, per variant and
-    endpoint, from the requests per second of every round."""
+    """Per variant and endpoint: median, range and ratios to the same run's cookie session."""
     base = raw.get(BASELINE)
     summary: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in raw}
     for name, endpoint, rates in ((n, e, r) for n, by in raw.items() for e, r in by.items()):
@@ -318,11 +300,11 @@ def against(
 
 def compare_to_peers(
     raw: dict[str, dict[str, list[float]]],
+    summary: dict[str, dict[str, dict[str, Any]]],
     peers: Sequence[tuple[str, str]],
     reference: dict[str, dict[str, float]],
 ) -> list[dict[str, Any]]:
     """Ours against the peer doing the same job (Flask-Session), endpoint by endpoint."""
-    summary = summarize(raw)
     comparisons = []
     for ours, peer in peers:
         for endpoint in raw.get(ours) or raw.get(peer) or {}:
@@ -345,8 +327,7 @@ def compare_to_peers(
 def goal_result(
     goal: str, ratio: float | None, target: float, at_most: bool = False, **fields: Any
 ) -> dict[str, Any]:
-    """A goal MET, MISSED or NOT MEASURED (say why in ``not_measured_because``), never hidden:
-    ``ratio`` at least (or ``at_most``) ``target``."""
+    """A goal MET, MISSED or NOT MEASURED: ``ratio`` at least (or ``at_most``) ``target``."""
     met = ratio is not None and (ratio <= target if at_most else ratio >= target)
     status = "NOT MEASURED" if ratio is None else "MET" if met else "MISSED"
     return {"goal": goal, "target_ratio": target, "ratio": ratio, "status": status, **fields}
@@ -363,8 +344,7 @@ def evaluate_goals(
     raw: dict[str, dict[str, list[float]]],
     skipped: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """Goals ``(variant, endpoint, target, against)``: the variant's requests per second at
-    least ``target`` times those of ``against``, measured in the same run."""
+    """Goals ``(variant, endpoint, target, against)``: req/s at least ``target`` x against's."""
     results = []
     for variant, endpoint, target, other in goals:
         ratio, round_ratios = against(raw, variant, other, endpoint)

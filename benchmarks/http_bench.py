@@ -17,15 +17,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import harness as h
 import report as rp
-from run import PACKAGES
 from variants import VARIANTS_BY_NAME, start_variants
 
 HTTP_VARIANTS = ("cookie", "flask-session-redis", "ours-sqlite", "ours-redis")
@@ -47,9 +46,7 @@ def parse_wrk(output: str) -> dict[str, Any]:
         for match in re.finditer(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M)
     }
     if rate is None or 50 not in percentiles or 99 not in percentiles:
-        raise h.BenchmarkError(
-            f"wrk printed no rate or latency distribution (--latency):\n{output}"
-        )
+        raise h.BenchmarkError(f"wrk printed no rate or latency distribution:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket = re.search(r"Socket errors: connect (\d+), read \d+, write \d+, timeout (\d+)", output)
     errors = sum(map(int, socket.groups())) if socket else 0
@@ -70,9 +67,7 @@ def run_wrk(wrk: str, port: int, path: str, cookie: str, seconds: int) -> dict[s
         raise h.BenchmarkError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     result = parse_wrk(done.stdout)
     if result["failed"]:
-        raise h.BenchmarkError(
-            f"wrk on {path}: non-2xx responses, connect errors or timeouts:\n{done.stdout}"
-        )
+        raise h.BenchmarkError(f"wrk on {path}: non-2xx, connect errors, timeouts:\n{done.stdout}")
     return result
 
 
@@ -85,10 +80,8 @@ def _answers(port: int) -> bool:
         return False
 
 
-@contextmanager
-def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
-    """gunicorn with WORKERS sync workers serving the variant on 127.0.0.1 and a free port,
-    stopped by PID at the end (tests/servers.py's ServerProcess); its port."""
+def gunicorn(name: str, workdir: Path, env: dict[str, str], stack: ExitStack) -> int:
+    """gunicorn serving the variant on 127.0.0.1 and a free port, stopped by PID; its port."""
     from servers import ServerProcess, free_port
 
     port = free_port()
@@ -99,17 +92,14 @@ def gunicorn(name: str, workdir: Path, env: dict[str, str]) -> Iterator[int]:
         f"gunicorn-{name}", argv, port, workdir, ready=lambda: _answers(port), env=os.environ | env
     )
     server.start()
-    try:
-        h.progress(f"{name}: gunicorn PID {server.pid} on {h.HOST}:{port}")
-        yield port
-    finally:
-        server.stop()
+    stack.callback(server.stop)
+    h.progress(f"{name}: gunicorn PID {server.pid} on {h.HOST}:{port}")
+    return port
 
 
 @dataclass
 class Served:
-    """One variant under gunicorn, and a browser (tests/http_server.py) holding a logged-in
-    session's cookie, which every wrk connection sends."""
+    """One variant under gunicorn; a browser holds the logged-in cookie every wrk run sends."""
 
     name: str
     port: int
@@ -128,8 +118,7 @@ class Served:
         self.verify()
 
     def verify(self) -> None:
-        """The session reads and writes, checked in a copy of the jar: the cookie session's
-        /set changes the cookie, and wrk must send the logged-in one."""
+        """The session checked in a copy of the jar: wrk must send the logged-in cookie."""
         trial = type(self.browser)(self.browser.base_url)
         trial.jar = dict(self.browser.jar)
 
@@ -159,7 +148,7 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: h.Servers) -> dic
         env = {"BENCH_VARIANT": name, "BENCH_DIR": str(workdir)}
         if "redis" in servers.started:
             env["BENCH_REDIS_PORT"] = str(servers.started["redis"])
-        port = servers.stack.enter_context(gunicorn(name, workdir, env))
+        port = gunicorn(name, workdir, env, servers.stack)
         served.append(Served(name, port, wrk, args.duration))
     for item in served if args.warmup else ():
         item.wrk_all(int(args.warmup))  # a warm-up, nothing recorded
@@ -170,38 +159,27 @@ def run(variants: Sequence[str], wrk: str, args: Any, servers: h.Servers) -> dic
 
 
 def summarize_wrk(raw: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, dict[str, Any]]:
-    """Per variant and endpoint: req/s (median, range, ratios to the cookie session, as in the
-    test-client runs) and the median p50 and p99 latencies, with the worst round's p99."""
+    """Per variant and endpoint: req/s as in run.py, median p50 and p99, worst p99."""
     rates = {
         v: {e: [r["requests_per_second"] for r in rs] for e, rs in by.items()}
         for v, by in raw.items()
     }
     summary = h.summarize(rates)
-    result: dict[str, dict[str, Any]] = {}
-    for variant, by_endpoint in raw.items():
-        result[variant] = {}
-        for endpoint, rounds in by_endpoint.items():
-            rps = summary[variant][endpoint]
-            result[variant][endpoint] = {
-                **{f"{k}_rps": rps[k] for k in ("median", "min", "max")},
-                "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
-                "p99_ms": statistics.median(r["p99_ms"] for r in rounds),
-                "p99_ms_max": max(r["p99_ms"] for r in rounds),
-                "ratio_to_cookie": rps["ratio_to_cookie"],
-                "round_ratios": rps["round_ratios"],
-            }
-    return result
+    for variant, endpoint, rounds in ((v, e, rs) for v, by in raw.items() for e, rs in by.items()):
+        entry, p99 = summary[variant][endpoint], [r["p99_ms"] for r in rounds]
+        del entry["extra_us_per_request"]  # the rest as in run.py, req/s named so
+        entry |= {f"{k}_rps": entry.pop(k) for k in ("median", "min", "max")}
+        entry |= {"p50_ms": statistics.median(r["p50_ms"] for r in rounds), "p99_ms_max": max(p99)}
+        entry["p99_ms"] = statistics.median(p99)
+    return summary
 
 
 def compare(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ours against its peer per endpoint: the ratios of median req/s and of p99 latency."""
+    ratios = {"rps_ratio": "median_rps", "p99_ratio": "p99_ms"}
     return [
-        {
-            "ours": ours,
-            "peer": peer,
-            "endpoint": e,
-            "rps_ratio": summary[ours][e]["median_rps"] / summary[peer][e]["median_rps"],
-            "p99_ratio": summary[ours][e]["p99_ms"] / summary[peer][e]["p99_ms"],
-        }
+        {"ours": ours, "peer": peer, "endpoint": e}
+        | {name: summary[ours][e][key] / summary[peer][e][key] for name, key in ratios.items()}
         for ours, peer in HTTP_PEERS
         if ours in summary and peer in summary
         for e in HTTP_ENDPOINTS
@@ -266,18 +244,15 @@ def main(argv: Sequence[str]) -> int:
     if wrk is None:
         print(f"HTTP benchmark skipped: {version}")
         return 0
-    record = rp.Record("http", argv, PACKAGES)
+    record = rp.Record("http", argv)
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants, skipped = start_variants(servers, [VARIANTS_BY_NAME[n] for n in args.variants])
         results = run([v.name for v in variants], wrk, args, servers)
     summary = summarize_wrk(results["raw"])
     settings = {"threads": THREADS, "connections": CONNECTIONS, "workers": WORKERS, "wrk": version}
-    settings |= {
-        "server": "gunicorn, sync workers, bound to 127.0.0.1",
-        "variants": {v.name: v.description for v in variants},
-        "endpoints": list(HTTP_ENDPOINTS),
-    }
+    settings["server"] = "gunicorn, sync workers, bound to 127.0.0.1"
+    settings |= {"endpoints": HTTP_ENDPOINTS, "variants": {v.name: v.description for v in variants}}
     return record.finish(
         args,
         render_markdown,

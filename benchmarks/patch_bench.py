@@ -1,10 +1,5 @@
 """What the store-side SESSION_MAX_SIZE check costs a write: ``store.patch`` of one key, with and
-without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB.
-
-Straight on the store (no Flask): a session of 20 keys of 200 bytes (about 4 KB, a typical one)
-and of 50 keys of 10 KB (500 KB, near the default limit's scale), each patched over and over.
-The two kinds of patch alternate call by call; each call is timed on its own and the medians
-are compared.
+without ``Patch.max_size``, on SQLite, Redis, PostgreSQL and MariaDB. See benchmarks/README.md.
 
     .venv/bin/python benchmarks/patch_bench.py            # about a minute; writes results/
     .venv/bin/python benchmarks/patch_bench.py --quick    # smoke check: few calls, no files
@@ -48,18 +43,15 @@ def store_urls(servers: Servers) -> dict[str, str]:
 
 
 def measure(store: Store, keys: int, size: int, calls: int) -> dict[str, float]:
-    """Median µs of one patch of one key, without and with the size limit, on a fresh session of
-    ``keys`` values of ``size`` bytes."""
+    """Median µs of one patch of one key, without and with the limit, on a fresh session."""
     now = time.time()
     key = uuid.uuid4().hex * 2
     values = {f"k{i}": '"' + "x" * size + '"' for i in range(keys)}
     assert store.create(key, StoredRecord(values, now, now, now + 3600, now + 7200))
     timings: dict[str, list[float]] = {"no limit": [], "limit": []}
     for call in range(2 * calls):
-        kind, now = "limit" if call % 2 else "no limit", time.time()
-        patch = Patch(
-            {"k1": f'"{call}"'}, (), now, now + 3600, max_size=LIMIT if call % 2 else None
-        )
+        (kind, limit), now = ("limit", LIMIT) if call % 2 else ("no limit", None), time.time()
+        patch = Patch({"k1": f'"{call}"'}, (), now, now + 3600, max_size=limit)
         started = time.perf_counter()
         applied = store.patch(key, patch)
         timings[kind].append(time.perf_counter() - started)
@@ -75,9 +67,8 @@ def measure_all(urls: dict[str, str], calls: int) -> list[dict[str, Any]]:
             for keys, size in SHAPES:
                 n = calls if size < 1000 else max(calls // 5, 10)
                 medians = measure(store, keys, size, n)
-                ratio = medians["limit"] / medians["no limit"]
                 rows.append({"store": kind, "keys": keys, "value_bytes": size, **medians})
-                rows[-1]["ratio"] = ratio
+                rows[-1]["ratio"] = medians["limit"] / medians["no limit"]
                 progress(f"{kind} {keys} x {size} B: {medians}")
         finally:
             store.close()
@@ -87,8 +78,7 @@ def measure_all(urls: dict[str, str], calls: int) -> list[dict[str, Any]]:
 def render_markdown(report: dict[str, Any]) -> str:
     intro = [
         "Median µs of `store.patch` of one key, straight on the store, without and with",
-        f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; load average"
-        f" {report['load_average_before']} before, {report['load_average_after']} after.",
+        f"`Patch.max_size` ({LIMIT:,} bytes), calls alternating; {rp.load_line(report)}",
     ]
     columns = rp.columns(
         "store: {store} | session: {keys} keys x {value_bytes:,} B | no limit: {no limit:,.0f}"

@@ -1,9 +1,5 @@
-"""PNG plots of the newest full benchmark results (never an ``--only`` run), for the docs:
-``<date>-testclient.png`` (requests per second as a ratio to the cookie session),
-``<date>-http.png`` (requests per second and p99 over HTTP), ``<date>-scaling.png`` (load
-latency against stored sessions) and ``<date>-session-size.png`` (latency against the session's
-size), next to the results and copied to docs/_static/bench/ without the date. A plot whose
-input is missing is skipped with a message.
+"""PNG plots of the newest full benchmark results (never an ``--only`` run), next to them and
+copied to docs/_static/bench/ without the date (benchmarks/README.md lists them).
 
     python benchmarks/plot.py                 # the newest runs
     python benchmarks/plot.py --date 2026-11-25
@@ -12,9 +8,9 @@ input is missing is skipped with a message.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -46,17 +42,12 @@ Bars = dict[tuple[str, str], tuple[float, float, float]]
 
 def newest(kind: str, date: str | None) -> dict[str, Any] | None:
     """The newest full run of ``kind`` (on ``date`` if given), or None."""
-    pattern = re.compile(rf"(\d{{4}}-\d{{2}}-\d{{2}})-{kind}\.json")
-    runs = sorted(
-        path
-        for path in RESULTS_DIR.glob(f"*-{kind}.json")
-        if (match := pattern.fullmatch(path.name)) and (date is None or match[1] == date)
-    )
+    day = date or "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"  # never an --only run's file
+    runs = sorted(RESULTS_DIR.glob(f"{day}-{kind}.json"))
     if not runs:
         print(f"no full {kind} run in {RESULTS_DIR}: its plot is skipped", file=sys.stderr)
         return None
-    found: dict[str, Any] = json.loads(runs[-1].read_text(encoding="utf-8"))
-    return found
+    return dict(json.loads(runs[-1].read_text(encoding="utf-8")))
 
 
 def _color(name: str) -> str:
@@ -87,7 +78,7 @@ def plot_testclient(report: dict[str, Any]) -> Figure:
     variants = [v for v in summary if v != "cookie"]
     endpoints = list(next(iter(summary.values())))
     value: Bars = {}
-    for variant, endpoint in _pairs(variants, endpoints):
+    for variant, endpoint in itertools.product(variants, endpoints):
         entry = summary[variant][endpoint]
         rounds = entry.get("round_ratios") or [entry["ratio_to_cookie"]]
         value[variant, endpoint] = (entry["ratio_to_cookie"], min(rounds), max(rounds))
@@ -102,10 +93,6 @@ def plot_testclient(report: dict[str, Any]) -> Figure:
     ax.legend(fontsize=8, ncols=3, loc="upper right")
     ax.set_ylim(0, max(1.15, max(v[2] for v in value.values()) * 1.15))
     return fig
-
-
-def _pairs(variants: Sequence[str], endpoints: Sequence[str]) -> list[tuple[str, str]]:
-    return [(variant, endpoint) for variant in variants for endpoint in endpoints]
 
 
 def plot_http(report: dict[str, Any]) -> Figure:
@@ -125,7 +112,7 @@ def plot_http(report: dict[str, Any]) -> Figure:
     ):
         value = {
             (v, e): (summary[v][e][median], summary[v][e][low], summary[v][e][high])
-            for v, e in _pairs(variants, endpoints)
+            for v, e in itertools.product(variants, endpoints)
         }
         _grouped_bars(ax, endpoints, variants, value, bar_label)
         ax.set_ylabel(label)
@@ -139,11 +126,12 @@ def plot_http(report: dict[str, Any]) -> Figure:
     return fig
 
 
-def _line(ax: Axes, name: str, points: Sequence[tuple[int, float, float, float]]) -> None:
-    """One line of (x, median, low, high) points, the range as error bars; Flask-Session's
-    dashed."""
+def _line(ax: Axes, name: str, points: Sequence[tuple[int, dict[str, Any]]], *keys: str) -> None:
+    """A line through (x, entry) points: the entry's ``keys`` median, low and high, ranges as
+    error bars; Flask-Session's dashed."""
     if points:
-        xs, medians, lows, highs = zip(*points, strict=True)
+        xs = [x for x, _ in points]
+        medians, lows, highs = ([entry[key] for _, entry in points] for key in keys)
         errors = [[m - lo for m, lo in zip(medians, lows, strict=True)]]
         errors.append([hi - m for m, hi in zip(medians, highs, strict=True)])
         style = "--o" if name.startswith("flask-session") else "-o"
@@ -172,12 +160,8 @@ def plot_scaling(scale: dict[str, Any]) -> Figure:
         strict=True,
     ):
         for store, part in scale["scale"].items():
-            entries = [(int(s), e[mode]) for s, e in part["summary"].items() if mode in e]
-            points = [
-                (s, e["median_us"], e["round_median_min_us"], e["round_median_max_us"])
-                for s, e in entries
-            ]
-            _line(ax, store, points)
+            points = [(int(s), e[mode]) for s, e in part["summary"].items() if mode in e]
+            _line(ax, store, points, "median_us", "round_median_min_us", "round_median_max_us")
         ax.set_ylim(bottom=0)  # after the lines: it ends autoscaling
         ax.set_ylabel("median µs per call (lower is better)")
         ax.set_title(title, fontsize=10)
@@ -191,16 +175,14 @@ def plot_scaling(scale: dict[str, Any]) -> Figure:
 
 
 def plot_session_size(scale: dict[str, Any]) -> Figure:
-    """Latency per request against the session's size: one line per variant, one panel per
-    endpoint."""
+    """Latency per request against the session's size, one panel per endpoint."""
     part = scale["size"]
     fig = Figure(figsize=(12, 4), layout="constrained")
     axes = _axes(fig, len(part["endpoints"]), "bytes of values in the session", log_y=True)
     for ax, endpoint in zip(axes, part["endpoints"], strict=True):
         for variant, by_size in part["summary"].items():
             entries = [(s, by_size.get(str(s), {}).get(endpoint)) for s in part["sizes"]]
-            points = [(s, e["median_us"], e["min_us"], e["max_us"]) for s, e in entries if e]
-            _line(ax, variant, points)
+            _line(ax, variant, [(s, e) for s, e in entries if e], "median_us", "min_us", "max_us")
         ax.axvline(scale["settings"]["cookie_limit"], color="#7f7f7f", ls=":", lw=1)
         ax.set_title(f"/{endpoint}", fontsize=10)
     axes[0].set_ylabel("µs per request (lower is better)")

@@ -23,6 +23,9 @@ from typing import Any
 
 from harness import BenchmarkError, progress
 
+#: The packages whose versions a report records.
+PACKAGES = "flask werkzeug itsdangerous flask-serversession flask-session flask-sqlalchemy"
+PACKAGES += " sqlalchemy msgspec redis gunicorn psycopg pymysql pymemcache"
 #: Where results go; BENCH_RESULTS_DIR points a trial run elsewhere (plot.py reads it too).
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 
@@ -61,15 +64,12 @@ Cell = str | Callable[[dict[str, Any]], object]
 
 def columns(spec: str) -> list[tuple[str, Cell]]:
     """Columns from ``"title: {format} | title: {format} ..."``."""
-    pairs = [column.strip().split(": ", 1) for column in spec.split(" | ")]
-    return [(title, cell) for title, cell in pairs]
+    return [(t, cell) for t, cell in (col.strip().split(": ", 1) for col in spec.split(" | "))]
 
 
 @dataclass
 class Section:
-    """One part of a report: a heading (``#`` first for a level down), paragraphs, then a table
-    of ``rows`` (dicts from the results JSON) with a ``(title, cell)`` per column, aligned by
-    ``align`` (one letter per column: ``l`` or ``r``), then notes."""
+    """A heading (``#`` first for a level down), paragraphs, a table of ``rows``, notes."""
 
     heading: str | None = None
     text: Sequence[str] = ()
@@ -170,8 +170,8 @@ def machine_line(report: dict[str, Any]) -> str:
 class Record:
     """What every report starts with: date, command, machine, load averages, duration."""
 
-    def __init__(self, kind: str, argv: Sequence[str], packages: str = "") -> None:
-        self.kind, self.packages = kind, packages.split()
+    def __init__(self, kind: str, argv: Sequence[str]) -> None:
+        self.kind, self.packages = kind, PACKAGES.split()
         self.started = dt.datetime.now(dt.timezone.utc).astimezone()
         self.load_before = _load_average()
         self.clock = time.perf_counter()
@@ -181,10 +181,7 @@ class Record:
     def finish(
         self, args: Any, render: Callable[[dict[str, Any]], str], servers: Any, **fields: Any
     ) -> int:
-        """The report (with the machine and the ``servers`` versions) printed as Markdown and
-        written to ``results/<date>-<kind><suffix>.json`` and ``.md``, unless ``args.quick`` (a
-        quick run writes only to a BENCH_RESULTS_DIR, to try plot.py on it). A partial run has a
-        suffix, so it never overwrites the day's full results."""
+        """The report printed and written to ``results/<date>-<kind><suffix>.json`` and ``.md``."""
         machine = {
             "python": sys.version.split()[0],
             "implementation": platform.python_implementation(),
@@ -213,13 +210,10 @@ class Record:
             return 0
         stem = RESULTS_DIR / f"{report['date']}-{self.kind}{getattr(args, 'suffix', '')}"
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        for path, text in (
-            (f"{stem}.json", json.dumps(report, indent=2) + "\n"),
-            (f"{stem}.md", markdown),
-        ):
+        for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"), (".md", markdown)):
             # A run interrupted while writing must not leave a half file that looks like one.
-            Path(path + ".tmp").write_text(text, encoding="utf-8")
-            Path(path + ".tmp").replace(path)
+            Path(f"{stem}{suffix}.tmp").write_text(text, encoding="utf-8")
+            Path(f"{stem}{suffix}.tmp").replace(f"{stem}{suffix}")
         progress(f"wrote {stem}.json and .md")
         return 0
 
@@ -231,27 +225,21 @@ def parse(
     doc: str | None,
     argv: Sequence[str],
     *,
-    rounds: int | None = None,
-    seconds: float | None = None,
-    warmup: float = 0,
     only: Iterable[str] = (),
     quick: dict[str, Any] | None = None,
-    duration: int | None = None,
+    **defaults: float,
 ) -> argparse.Namespace:
-    """The options every benchmark takes: ``--quick`` (which sets ``quick``), rounds, seconds
-    per measurement and warm-up for those that time in rounds, ``--only`` for those with
-    variants (``args.variants``, and ``args.suffix`` for the result files of a partial run)."""
+    """``--quick`` (which sets ``quick``), an option per numeric default (``rounds=11``), and
+    ``--only`` if ``only`` names variants."""
     parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke check: tiny, writes no files")
-    defaults = {"rounds": rounds, "seconds": seconds, "duration": duration, "warmup": warmup}
     for name, default in defaults.items():
-        if default is not None and rounds is not None:
-            parser.add_argument(f"--{name}", type=type(default), default=default, help=f"{default}")
+        parser.add_argument(f"--{name}", type=type(default), default=default, help=f"{default}")
     if known := list(only):
         parser.add_argument("--only", help=f"comma-separated, of: {', '.join(known)}")
     args = parser.parse_args(argv)
     vars(args).update(quick if args.quick and quick else {})
-    got = {name: vars(args).get(name, 1) for name in defaults}
+    got = {name: vars(args).get(name, 1) for name in ("rounds", "seconds", "duration", "warmup")}
     if got["rounds"] < 1 or min(got["seconds"], got["duration"]) <= 0 or got["warmup"] < 0:
         parser.error("--rounds must be >= 1, --seconds and --duration > 0, --warmup >= 0")
     names = [n.strip() for n in args.only.split(",")] if known and args.only else known
@@ -263,8 +251,7 @@ def parse(
 
 
 def run_main(main: Callable[[Sequence[str]], int], failed: str = "benchmark failed") -> None:
-    """``main(sys.argv[1:])`` as a script: SIGTERM ends it like Ctrl-C does (through every
-    ``finally``, so the servers the run started are stopped by PID), one line on failure."""
+    """``main(sys.argv[1:])`` as a script, SIGTERM ending it as Ctrl-C does (servers stopped)."""
 
     def terminate(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)

@@ -1,6 +1,6 @@
 """Requests per second through Flask's test client, every variant interleaved round by round,
-as ratios to the cookie session of the same run; then what reaches each store, the memory of a
-Redis session and where ours' SQL reads spend their time (store_calls.py). See README.md.
+as ratios to the cookie session of the same run; then what reaches each store and the memory of
+a Redis session (store_calls.py). See README.md.
 
     python benchmarks/run.py                      # the full run (what `make bench` does)
     python benchmarks/run.py --quick              # smoke check: 1 round, tiny batches, no files
@@ -20,13 +20,11 @@ import harness as h
 import report
 import store_calls
 from report import Section, columns
-from variants import FLASK_SESSION_PG, MARIADB, PG, VARIANTS_BY_NAME, start_variants
+from variants import FLASK_SESSION_PG, PG, VARIANTS_BY_NAME, start_variants
 
 ENDPOINTS = ("none", "get", "set")
 RAW_GET = "raw-redis-get"
-PACKAGES = "flask werkzeug itsdangerous flask-serversession flask-session flask-sqlalchemy"
-PACKAGES += " sqlalchemy msgspec redis gunicorn psycopg pymysql"
-OURS_PG, OURS_MARIADB = f"ours-{PG}", f"ours-{MARIADB}"
+OURS_PG = f"ours-{PG}"
 #: (variant, endpoint, target, against): requests per second at least target x against's.
 GOALS = (
     ("ours-sqlite", "none", 0.95, h.BASELINE),
@@ -55,8 +53,7 @@ PEERS = (
 
 
 def raw_get_probe(port: int) -> h.Probe:
-    """One redis-py ``GET`` of a session-sized value, timed like a variant: what a single round
-    trip costs, to set against a cookie-session request (redis-py's defaults, as Flask-Session)."""
+    """One redis-py ``GET`` of a session-sized value, timed like a variant: one round trip."""
     import redis
 
     client = redis.Redis(host=h.HOST, port=port)
@@ -65,28 +62,25 @@ def raw_get_probe(port: int) -> h.Probe:
 
 
 def run(args: Any, servers: h.Servers, variants: Sequence[h.Variant]) -> dict[str, Any]:
-    """The timed rounds (variants, probes, ours' instrumented SQL reads), then the counts."""
+    """The timed rounds (the variants and the raw GET), then the counts."""
     with h.started(variants, servers, ENDPOINTS) as runnings, ExitStack() as stack:
-        sql = [r for r in runnings if r.name in (OURS_PG, OURS_MARIADB)]
-        probes = store_calls.sql_probes(sql, servers)
-        if "redis" in servers.started:
-            probes.append(raw_get_probe(servers.started["redis"]))
+        probes = [raw_get_probe(servers.started["redis"])] if "redis" in servers.started else []
         for probe in probes:
             stack.callback(probe.close)
-        instrumented = [store_calls.InstrumentedGet(r) for r in sql]
-        timed: list[Any] = [*runnings, *probes, *instrumented]
+        timed: list[Any] = [*runnings, *probes]
         for item in timed:
             item.calibrate(args.seconds, args.warmup)
-        results: dict[str, Any] = {"order": h.run_rounds(timed, args.rounds)}
+        order = h.run_rounds(timed, args.rounds)
         for running in runnings:
             running.verify()  # timing must not have broken anything either
-        results["raw"] = {r.name: r.rates for r in runnings}
-        results["batch"] = {r.name: r.batch for r in runnings}
-        results["batch"] |= {p.name: {"calls": p.batch} for p in probes}
-        results["probes_us"] = {p.name: p.us for p in probes}
-        results["instrumented"] = {i.kind: i.rounds for i in instrumented}
-        results["raw_get"] = [1e6 / us for us in results["probes_us"].get(RAW_GET, [])]
-        return results | store_calls.count_all(runnings, servers)
+        batch = {r.name: r.batch for r in runnings} | {p.name: {"calls": p.batch} for p in probes}
+        return {
+            "order": order,
+            "requests_per_measurement": batch,
+            "raw_requests_per_second": {r.name: r.rates for r in runnings},
+            "raw_redis_gets_per_second": [1e6 / us for probe in probes for us in probe.us],
+            **store_calls.count_all(runnings, servers),
+        }
 
 
 def summarize_raw_get(raw_get: list[float], raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -96,7 +90,7 @@ def summarize_raw_get(raw_get: list[float], raw: dict[str, Any]) -> dict[str, An
     us = [1e6 / rate for rate in raw_get]
     median = statistics.median(us)
     result: dict[str, Any] = {"median_us": median, "min_us": min(us), "max_us": max(us)}
-    result["against_cookie"] = {}
+    result |= {"against_cookie": {}}
     for endpoint, rates in raw.get(h.BASELINE, {}).items():
         cookie_us = [1e6 / rate for rate in rates]
         result["against_cookie"][endpoint] = {
@@ -115,7 +109,7 @@ def goals(results: dict[str, Any], skipped: dict[str, str]) -> list[dict[str, An
     why = h.why_missing(("ours-redis", "flask-session-redis"), bytes_of, skipped)
     text = f"ours-redis MEMORY USAGE <= {MEMORY_GOAL}x flask-session-redis"
     memory = h.goal_result(text, measured, MEMORY_GOAL, True, not_measured_because=why)
-    return [*h.evaluate_goals(GOALS, results["raw"], skipped), memory]
+    return [*h.evaluate_goals(GOALS, results["raw_requests_per_second"], skipped), memory]
 
 
 THROUGHPUT = columns(
@@ -183,35 +177,29 @@ def main(argv: Sequence[str]) -> int:
     args = report.parse(
         __doc__, argv, rounds=11, seconds=0.4, warmup=0.3, only=VARIANTS_BY_NAME, quick=quick
     )
-    record = report.Record("testclient", argv, PACKAGES)
+    record = report.Record("testclient", argv)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants, skipped = start_variants(servers, [VARIANTS_BY_NAME[n] for n in args.variants])
         if "redis" in servers.missing:
             skipped[RAW_GET] = servers.missing["redis"]
         results = run(args, servers, variants)
-    summary = h.summarize(results["raw"])
+    raw = results["raw_requests_per_second"]
+    summary, batch = h.summarize(raw), results.pop("requests_per_measurement")
+    settings = {k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "quick")}
+    settings |= {"variants": {v.name: v.description for v in variants}, "endpoints": ENDPOINTS}
+    settings["requests_per_measurement"] = batch
     return record.finish(
         args,
         render_markdown,
         servers.versions,
-        settings={
-            **{k: getattr(args, k) for k in ("rounds", "seconds", "warmup", "quick")},
-            "variants": {v.name: v.description for v in variants},
-            "endpoints": list(ENDPOINTS),
-            "requests_per_measurement": results["batch"],
-        },
+        settings=settings,
         skipped=skipped,
-        order=results["order"],
-        raw_requests_per_second=results["raw"],
-        raw_redis_gets_per_second=results["raw_get"],
+        **results,
         summary=summary,
-        raw_redis_get=summarize_raw_get(results["raw_get"], results["raw"]),
+        raw_redis_get=summarize_raw_get(results["raw_redis_gets_per_second"], raw),
         goals=goals(results, skipped),
-        comparisons=h.compare_to_peers(results["raw"], PEERS, REFERENCE),
-        store_calls=results["store_calls"],
-        memory=results["memory"],
-        read_breakdown=store_calls.summarize_breakdown(results, summary),
+        comparisons=h.compare_to_peers(raw, summary, PEERS, REFERENCE),
     )
 
 

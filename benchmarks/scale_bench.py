@@ -1,8 +1,5 @@
-"""Scaling and session size, through Flask's test client. ``scale``: read latency with 1,000 to
-1,000,000 sessions in SQLite, Redis, PostgreSQL and MariaDB (scale_stores.py), then
-``clear_expired`` of 100,000 expired ones. ``size``: µs per request of ``/get``, ``/rw`` and
-``/set`` with sessions of ~0.1 to 100 KB, on every variant but the PostgreSQL Flask-Session.
-See benchmarks/README.md.
+"""Scaling (read latency with 1,000 to 1,000,000 stored sessions, ``clear_expired``) and session
+size (µs per request with sessions of ~0.1 to 100 KB), through Flask's test client. See README.md.
 
     python benchmarks/scale_bench.py             # the full run, about 7 minutes
     python benchmarks/scale_bench.py --quick     # smoke check: small sizes, no files written
@@ -42,12 +39,10 @@ SCALE_MODE_TEXT = {
     "load-touch-due": "store.load(key, touch), touch due (a read that refreshes the expiry)",
     ss.TESTCLIENT_GET: "GET /get through the test client (cookie of that session)",
 }
-#: The share of logouts' tombstones among the expired sessions ``clear_expired`` removes, per
-#: store; Redis expires its keys itself.
+#: Per store, the share of tombstones among the expired sessions; Redis expires keys itself.
 TOMBSTONES = {"sqlite": 0.0, PG: 0.1, MARIADB: 0.1}
 CLEAR_BATCH_SIZE = 1000  # SESSION_CLEANUP_BATCH_SIZE's default
-#: On the SQL stores, load latency with the largest table may be at most this many times that
-#: with the smallest.
+#: On the SQL stores, load latency with the largest table at most this times the smallest's.
 SCALE_GOAL = 1.2
 #: A store of one size, not loaded yet: (size, its number among the sizes, servers) -> target.
 BUILDERS: dict[str, Callable[[int, int, h.Servers], ss.ScaleTarget]] = {
@@ -71,19 +66,11 @@ COOKIE_LIMIT = 4093
 #: The full run's sizes and counts, and the quick run's.
 FULL: dict[str, Any] = {"calls": 1000, "expired": 100_000, "seed": 20261125}
 FULL |= {"scale_sizes": [1_000, 100_000, 1_000_000], "session_sizes": [100, 1_000, 10_000, 100_000]}
-QUICK: dict[str, Any] = {
-    "rounds": 1,
-    "calls": 100,
-    "seconds": 0.02,
-    "warmup": 0.01,
-    "expired": 1000,
-}
+QUICK: dict[str, Any] = dict(rounds=1, seconds=0.02, warmup=0.01, calls=100, expired=1000)
 QUICK |= {"scale_sizes": [100, 1_000, 10_000], "session_sizes": [100, 1_000, 10_000]}
 SETTINGS: dict[str, Any] = {"touch_interval": ss.SCALE_TOUCH_INTERVAL, "cookie_limit": COOKIE_LIMIT}
 SETTINGS |= {"redis_batch": ss.REDIS_BATCH, "postgresql": variants.PG_SETTINGS}
 SETTINGS |= {"mariadb": list(variants.MARIADB_SETTINGS)}
-PACKAGES = "flask werkzeug flask-serversession flask-session flask-sqlalchemy redis sqlalchemy"
-PACKAGES += " psycopg pymysql pymemcache"
 
 
 # -- the scale part ------------------------------------------------------------------------------
@@ -113,9 +100,7 @@ def _close(targets: Sequence[ss.ScaleTarget]) -> None:
 def measure_store(
     kind: str, targets: list[ss.ScaleTarget], args: Any, server: SQLServer | None
 ) -> dict[str, Any]:
-    """The timed rounds; on an SQL server also the log bytes per call and (PostgreSQL) the
-    scans the rounds caused: a sequential scan of a sessions table would be the scaling
-    failure itself."""
+    """The timed rounds; on SQL also log bytes per call and (PostgreSQL) the scans caused."""
     rng = random.Random(f"{args.seed}:{kind}:measure")
     modes, sizes = MODES[kind], [t.size for t in targets]
     _warm(targets, modes, min(200, args.calls), rng)
@@ -145,8 +130,7 @@ def measure_store(
 
 
 def measure_clear_expired(target: ss.ScaleTarget, count: int, seed: int) -> dict[str, Any]:
-    """``count`` expired sessions added to the store, then one ``clear_expired`` with the
-    default batch size; every live session must still be there."""
+    """``count`` expired sessions added, then one ``clear_expired``; the live ones stay."""
     live = target.size
     tag, fraction = f"{target.tag}-expired", TOMBSTONES[target.kind]
     target.insert(ss.expired_sessions(tag, count, time.time(), seed, fraction))
@@ -217,8 +201,7 @@ def evaluate_scale_goals(scale: dict[str, dict[str, Any]]) -> list[dict[str, Any
 
 
 def sized_login(size: int, seed: int) -> dict[str, Any]:
-    """A logged-in user's values and ~``size`` bytes more: values of random URL-safe text (it
-    barely compresses) of about :data:`VALUE_BYTES` each."""
+    """A logged-in user's values and ~``size`` bytes more, in random text values."""
     count = max(1, round(size / VALUE_BYTES))
     rng = random.Random(f"{seed}:size:{size}")
     text = (base64.urlsafe_b64encode(rng.randbytes(size // count)).decode() for _ in range(count))
@@ -261,10 +244,9 @@ def run_size(args: Any, servers: h.Servers, variants: list[h.Variant]) -> dict[s
         h.run_rounds(list(runnings.values()), args.rounds, "size: ")
     summary: dict[str, Any] = {v.name: {} for v in variants}
     for (name, size), running in runnings.items():
-        us = {e: [1e6 / rate for rate in rates] for e, rates in running.rates.items()}
         summary[name][str(size)] = {
-            e: {"median_us": statistics.median(u), "min_us": min(u), "max_us": max(u)}
-            for e, u in us.items()
+            e: {"median_us": statistics.median(p.us), "min_us": min(p.us), "max_us": max(p.us)}
+            for e, p in running.probes.items()
         }
     return {
         "sizes": list(args.session_sizes),
@@ -310,20 +292,15 @@ LATENCY_COLUMNS = rp.columns(
     " | log bytes per call: {log:,.0f}"
 )
 SCALE_TEXT = (
-    "Stores holding {sizes} live sessions in the store's own format (SQLite: one file each, one"
-    " `executemany` in one transaction; Redis: one database each, pipelined HSET + PEXPIRE in"
-    " batches of {redis_batch:,}; PostgreSQL: COPY; MariaDB: LOAD DATA; one table each),"
-    " analyzed. {rounds} rounds; in each, per kind of call, {calls:,} calls per store, the"
-    " stores interleaved call by call (their order rotated at every step), each call on a"
-    " session drawn at random from its whole store and timed on its own. Median, p90, p99 over"
-    " all calls; *round medians* the range of the per-round medians; *vs smallest* the median"
-    " over that of the smallest store, *per round* the same ratio round by round. *Log bytes"
-    " per call*: the write-ahead log the SQL server wrote per call (PostgreSQL WAL, InnoDB"
-    " redo), from a pass of its own after the timed rounds (server-wide, so background work"
-    " such as autovacuum or InnoDB's purge shows as a few bytes): a read writes none, a due"
-    " touch writes its row and index entries, plus, on PostgreSQL, a full image of each page it"
-    " is the first to modify since the last checkpoint (`full_page_writes`). *Bulk load s*"
-    " includes generating and analyzing."
+    "Stores holding {sizes} live sessions in the store's own format, bulk loaded and analyzed"
+    " (benchmarks/README.md says how). {rounds} rounds; in each, per kind of call, {calls:,}"
+    " calls per store, the stores interleaved call by call, each call on a random session of"
+    " its store, timed on its own. Median, p90, p99 over all calls; *round medians* the range"
+    " of the per-round medians; *vs smallest* the median over the smallest store's, *per round*"
+    " the same ratio round by round. *Log bytes per call*: write-ahead log the SQL server wrote"
+    " per call (server-wide, in a pass after the timed rounds): a read writes none, a due touch"
+    " its row and index entries (on PostgreSQL also full page images after a checkpoint)."
+    " *Bulk load s* includes generating and analyzing."
 )
 CLEAR_NOTE = (
     "- {kind}: `clear_expired` of {expired_sessions:,} expired sessions ({tombstones:.0%} of"
@@ -411,7 +388,7 @@ def main(argv: Sequence[str]) -> int:
     args = rp.parse(__doc__, argv, rounds=5, seconds=0.15, warmup=0.1, quick=QUICK)
     vars(args).update({k: v for k, v in FULL.items() if k not in vars(args)})
     ss.check_row_format()
-    record = rp.Record("scale", argv, PACKAGES)
+    record = rp.Record("scale", argv)
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp, ExitStack() as stack:
         servers = h.Servers(stack, Path(tmp))
         variants.start_servers(servers, ["redis", PG, MARIADB])

@@ -24,7 +24,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 from harness import HOST, SECRET_KEY, BenchmarkError, create_app, progress, rotated
-from variants import PG, SQLServer
+from variants import PG, SQLServer, count_rows, redis_admin
 
 from flask_serversession import ServerSession
 from flask_serversession.ids import CookieSigner, store_key
@@ -76,9 +76,7 @@ def user_of(index: int) -> str:
 
 
 def live_sessions(tag: str, count: int, now: float, seed: int) -> Iterator[Stored]:
-    """Live sessions as the store writes them: serialized values (user, cart, a CSRF token,
-    half of them permanent), created in the last 20 days, seen in the last 10 minutes (so their
-    touch is not due), 70% with a user ID (the stores that index it may ignore it)."""
+    """Live sessions as the store writes them (README.md: Scaling and session size)."""
     rng = random.Random(f"{seed}:{tag}")
     uniform, randrange, chance, bits = rng.uniform, rng.randrange, rng.random, rng.getrandbits
     for index in range(count):
@@ -102,8 +100,7 @@ def live_sessions(tag: str, count: int, now: float, seed: int) -> Iterator[Store
 def expired_sessions(
     tag: str, count: int, now: float, seed: int, tombstones: float
 ) -> Iterator[Stored]:
-    """Sessions past their end, at most a week ago: a fraction ``tombstones`` of them logouts'
-    tombstones, the others idle for longer than the idle timeout."""
+    """Sessions past their end: ``tombstones`` of them logouts', the others idle too long."""
     rng = random.Random(f"{seed}:{tag}")
     for index in range(count):
         key = store_key(session_id_of(tag, index))
@@ -132,8 +129,7 @@ def check_row_format() -> None:
 
 @dataclass
 class ScaleTarget:
-    """One store of ``size`` reproducible sessions and a test client of an app on it, with how
-    to add sessions in the store's own format, count them and measure what they occupy."""
+    """One store of ``size`` sessions, an app's test client on it, how to fill and measure it."""
 
     kind: str
     size: int
@@ -150,8 +146,7 @@ class ScaleTarget:
         return f"{self.kind}-{self.size}"
 
     def load(self, now: float, seed: int) -> None:
-        """The live sessions in, timed (generating, writing and analyzing them), counted, and
-        a sample of them read back, directly and through the app."""
+        """The live sessions in, timed, counted; a sample read back directly and through the app."""
         started = time.perf_counter()
         self.insert(live_sessions(self.tag, self.size, now, seed))
         self.load_seconds = time.perf_counter() - started
@@ -177,8 +172,7 @@ def _app_on(url: str) -> tuple[FlaskClient, Store]:
 
 
 def _sqlite_insert(path: Path, sessions: Iterable[Stored]) -> None:
-    """The sessions (not bound to a user ID: no index) in one transaction, sorted by key (the
-    table is WITHOUT ROWID: rows in key order fill its pages in one pass)."""
+    """The sessions in one transaction, sorted by key (the table is WITHOUT ROWID)."""
     rows = sorted(s.row()[:6] + (s.ended,) for s in sessions)
     with closing(sqlite3.connect(path, isolation_level=None)) as conn:
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -196,28 +190,21 @@ def _sqlite_insert(path: Path, sessions: Iterable[Stored]) -> None:
 def sqlite_target(size: int, tmp: Path) -> ScaleTarget:
     path = tmp / f"scale-{size}.sqlite3"
     client, store = _app_on(f"sqlite:///{path}")  # creates the file, its table and indexes
+    insert, count = functools.partial(_sqlite_insert, path), count_rows(path, "serversession")
 
-    def count() -> int:
-        with closing(sqlite3.connect(path)) as conn:
-            return int(conn.execute("SELECT count(*) FROM serversession").fetchone()[0])
+    def footprint() -> dict[str, Any]:
+        return {"file_bytes": path.stat().st_size}
 
-    insert, footprint = (
-        functools.partial(_sqlite_insert, path),
-        lambda: {"file_bytes": path.stat().st_size},
-    )
     return ScaleTarget("sqlite", size, store, client, insert, count, footprint)
 
 
 def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
-    """The sessions as the store writes them (one hash each, TTL at the idle expiry), pipelined:
-    HSET + PEXPIRE, ``REDIS_BATCH`` sessions per round trip."""
+    """The sessions as the store writes them, HSET + PEXPIRE pipelined in batches."""
     now_ms = round(time.time() * 1000)
     pipe = client.pipeline(transaction=False)
     for n, s in enumerate(sessions, 1):
-        times = (s.created, s.last_seen, s.expires, s.absolute_expires)
-        mapping: dict[str, int | str] = {
-            k: round(t * 1000) for k, t in zip("csea", times, strict=True)
-        }
+        ms = [round(t * 1000) for t in (s.created, s.last_seen, s.expires, s.absolute_expires)]
+        mapping: dict[str, int | str] = {k: t for k, t in zip("csea", ms, strict=True)}
         mapping.update({":" + name: text for name, text in s.values.items()})
         key = f"{REDIS_PREFIX}{{{s.key}}}"
         pipe.hset(key, mapping=mapping)
@@ -228,10 +215,8 @@ def _redis_insert(client: Any, sessions: Iterable[Stored]) -> None:
 
 
 def redis_target(size: int, port: int, db: int) -> ScaleTarget:
-    import redis
-
     client, store = _app_on(f"redis://{HOST}:{port}/{db}?prefix={REDIS_PREFIX}")
-    admin = redis.Redis(host=HOST, port=port, db=db)
+    admin = redis_admin(port, db)
     # The server's memory before this database is filled (the databases fill one by one).
     before = int(admin.info("memory")["used_memory"])
 
@@ -304,10 +289,8 @@ def sql_target(server: SQLServer, size: int, tmp: Path) -> ScaleTarget:
     table = f"scale_{size}"
     client, store = _app_on(f"{server.url}?table={table}")
     insert = functools.partial(_sql_insert, server, table, tmp)
-    count = functools.partial(server.count, table)
-    return ScaleTarget(
-        server.kind, size, store, client, insert, count, lambda: table_sizes(server, table)
-    )
+    count, sizes = functools.partial(server.count, table), lambda: table_sizes(server, table)
+    return ScaleTarget(server.kind, size, store, client, insert, count, sizes)
 
 
 def log_position(server: SQLServer) -> int:
@@ -334,35 +317,26 @@ def pg_scans(server: SQLServer, sizes: Sequence[int]) -> dict[int, tuple[int, in
 
 
 def touch_for(mode: str, now: float) -> Touch:
-    """``load-touch-due``: every live session is due; otherwise none is (the scale stores'
-    sessions were seen in the last 10 minutes)."""
+    """``load-touch-due``: every live session's touch is due; otherwise none is."""
     if mode == "load-touch-due":
         return Touch(now, now + IDLE_TIMEOUT, now + 1.0)
     return Touch(now, now + IDLE_TIMEOUT, now - SCALE_TOUCH_INTERVAL)
 
 
-@functools.cache
-def _signer() -> CookieSigner:
-    return CookieSigner([SECRET_KEY])
-
-
+PerRound = dict[str, dict[int, list[list[float]]]]
 Prepared = tuple[list[Callable[[], Any]], Callable[[list[Any]], None]]
 
 
 def prepare_calls(target: ScaleTarget, mode: str, indices: Sequence[int]) -> Prepared:
-    """The calls of one measurement, made before any clock runs, and the check of their
-    answers (run after the clocks stopped): each must find its live session's user. A load
-    mode loads with its touch; ``testclient-get`` sends the session's cookie."""
+    """The calls of one measurement, made before the clocks run, and the check of their answers."""
     now = time.time()
     ids = [session_id_of(target.tag, i) for i in indices]
     calls: list[Callable[[], Any]]
     if mode == TESTCLIENT_GET:
-        get = target.client.get
+        get, sign = target.client.get, CookieSigner([SECRET_KEY]).sign
+        cookies = [{"Cookie": f"session={sign(i)}"} for i in ids]
         calls = [
-            functools.partial(
-                get, "/get", headers={"Cookie": f"session={_signer().sign(i)}"}, buffered=True
-            )
-            for i in ids
+            functools.partial(get, "/get", headers=cookie, buffered=True) for cookie in cookies
         ]
     else:
         load, touch = target.store.load, touch_for(mode, now)
@@ -384,9 +358,7 @@ def prepare_calls(target: ScaleTarget, mode: str, indices: Sequence[int]) -> Pre
 def time_interleaved(
     targets: Sequence[ScaleTarget], mode: str, calls: int, rng: random.Random, shift: int
 ) -> dict[int, list[float]]:
-    """``calls`` calls per store size, each on a session drawn at random from its whole store,
-    interleaved call by call (the order rotated at each step) and each timed: whatever disturbs
-    the machine hits every size alike. µs per call, per size."""
+    """µs per call, per size: ``calls`` calls per size on random sessions, interleaved."""
     prepared = {
         t.size: prepare_calls(t, mode, [rng.randrange(t.size) for _ in range(calls)])
         for t in targets
@@ -408,12 +380,9 @@ def time_interleaved(
 
 def time_modes(
     targets: Sequence[ScaleTarget], modes: Sequence[str], rounds: int, calls: int, rng: Any
-) -> tuple[dict[str, dict[int, list[list[float]]]], list[list[str]]]:
-    """Every mode, ``rounds`` times (the modes rotated each round): µs per call, per mode, size
-    and round; and the orders."""
-    per_round: dict[str, dict[int, list[list[float]]]] = {
-        m: {t.size: [] for t in targets} for m in modes
-    }
+) -> tuple[PerRound, list[list[str]]]:
+    """µs per call per mode, size and round (the modes rotated each round); the orders."""
+    per_round: PerRound = {m: {t.size: [] for t in targets} for m in modes}
     order = []
     for round_index in range(rounds):
         order.append(rotated(modes, round_index))
@@ -430,10 +399,9 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def summarize_scale(
-    per_round: dict[str, dict[int, list[list[float]]]], sizes: Sequence[int]
+    per_round: PerRound, sizes: Sequence[int]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per size and mode (from µs per call, round by round): median, p90, p99 over all calls,
-    the range of round medians, and the ratio to the smallest store, overall and per round."""
+    """Per size and mode: median, p90, p99, round medians, ratios to the smallest store."""
     summary: dict[str, dict[str, dict[str, Any]]] = {str(size): {} for size in sizes}
     for mode, by_size in per_round.items():
         base = statistics.median(itertools.chain.from_iterable(by_size[min(sizes)]))

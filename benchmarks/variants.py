@@ -6,6 +6,7 @@ dirs, stopped by PID) with the benchmark's settings on top (benchmarks/README.md
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -33,14 +34,10 @@ PG_SETTINGS = {
     "shared_buffers": "128MB",
     "synchronous_commit": "off",
 }
-MARIADB_SETTINGS = (
-    "--innodb-buffer-pool-size=1G",
-    "--innodb-log-file-size=96M",
-    "--innodb-doublewrite=1",
-    "--innodb-flush-log-at-trx-commit=2",
-    "--character-set-server=utf8mb4",
-    "--local-infile=1",  # the scale part's bulk load
-)
+MARIADB_SETTINGS = (  # --local-infile: the scale part's bulk load
+    "--innodb-buffer-pool-size=1G --innodb-log-file-size=96M --innodb-doublewrite=1"
+    " --innodb-flush-log-at-trx-commit=2 --character-set-server=utf8mb4 --local-infile=1"
+).split()
 #: Per SQL server: how to ask its version and a setting, and the settings a report shows.
 _SHOW = {
     PG: ("SHOW server_version", "SHOW {}", [*PG_SETTINGS, "max_wal_size"]),
@@ -89,8 +86,7 @@ class SQLServer:
 
 @contextmanager
 def sql_server(kind: str, workdir: Path) -> Iterator[tuple[SQLServer, str]]:
-    """PostgreSQL or MariaDB (tests/sql_servers.py) with the benchmark's settings; its version
-    and those settings, as the server reports them."""
+    """PostgreSQL or MariaDB with the benchmark's settings; its version and those settings."""
     import sql_servers
 
     if kind == PG:
@@ -123,11 +119,11 @@ def memcached_server(workdir: Path) -> Iterator[tuple[int, None]]:
         yield servers[0].port, None
 
 
-def redis_admin(port: int) -> Any:
+def redis_admin(port: int, db: int = 0) -> Any:
     """A separate redis-py client for the benchmark's own look-ups (never a variant's client)."""
     import redis
 
-    return redis.Redis(host=HOST, port=port, decode_responses=True)
+    return redis.Redis(host=HOST, port=port, db=db, decode_responses=True)
 
 
 STARTERS: dict[str, Callable[[Path], Any]] = {
@@ -149,8 +145,7 @@ def start_servers(servers: Servers, names: Iterable[str]) -> None:
 def start_variants(
     servers: Servers, variants: Sequence[Variant]
 ) -> tuple[list[Variant], dict[str, str]]:
-    """The servers the variants need started; the variants whose servers run, and why each
-    other one is skipped."""
+    """The variants' servers started; the variants that can run, and why the others are skipped."""
     start_servers(servers, (need for variant in variants for need in variant.needs))
     skipped = {
         v.name: servers.missing[n] for v in variants for n in v.needs if n in servers.missing
@@ -163,7 +158,7 @@ def start_variants(
 # -- the variants --------------------------------------------------------------------------------
 
 
-def _count_rows(path: Path, table: str) -> Callable[[], int]:
+def count_rows(path: Path, table: str) -> Callable[[], int]:
     def count() -> int:
         # closing(): sqlite3's own context manager only ends the transaction.
         with closing(sqlite3.connect(path)) as conn:
@@ -182,8 +177,6 @@ def _count_keys(port: int, prefix: str) -> Callable[[], int]:
 
 def import_or_fail(variant: str, module: str) -> Any:
     """``module`` imported, or a :class:`BenchmarkError` naming what to install."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -202,17 +195,13 @@ def _ours(url: str, login: Login, **extra: Any) -> Built:
 
     app = create_app(lambda app: ServerSession(app, store=url), login)
     store = ServerSession.store_of(app)
-    # The SQL store's engine: run.py counts its statements and times its reads.
+    # The SQL store's engine: run.py counts its statements.
     return Built(app, close=store.close, engine=getattr(store, "engine", None), **extra)
-
-
-def _ours_memory(servers: Servers, login: Login) -> Built:
-    return _ours("memory://", login)
 
 
 def _ours_sqlite(servers: Servers, login: Login) -> Built:
     path = servers.tmp / "ours.sqlite3"  # absolute: the four slashes of an absolute URL
-    return _ours(f"sqlite:///{path}", login, stored_sessions=_count_rows(path, OURS_TABLE))
+    return _ours(f"sqlite:///{path}", login, stored_sessions=count_rows(path, OURS_TABLE))
 
 
 def _ours_redis(servers: Servers, login: Login) -> Built:
@@ -260,7 +249,7 @@ def _flask_session_sql(name: str, uri: str, login: Login, count: Callable[[], in
 
 def _flask_session_sqlite(servers: Servers, login: Login) -> Built:
     path = servers.tmp / "flask_session.sqlite3"
-    count = _count_rows(path, "sessions")
+    count = count_rows(path, "sessions")
     return _flask_session_sql("flask-session-sqlalchemy", f"sqlite:///{path}", login, count)
 
 
@@ -288,7 +277,7 @@ _OURS, _FS = "Flask-ServerSession, store=", "Flask-Session 0.8, SESSION_TYPE="
 _FS_SQL = f'{_FS}"sqlalchemy", Flask-SQLAlchemy on'
 VARIANTS: tuple[Variant, ...] = (
     Variant(BASELINE, "Flask's default signed-cookie session", _cookie),
-    Variant("ours-memory", f'{_OURS}"memory://"', _ours_memory),
+    Variant("ours-memory", f'{_OURS}"memory://"', lambda servers, login: _ours("memory://", login)),
     Variant("ours-sqlite", f'{_OURS}"sqlite:////tmp/.../ours.sqlite3"', _ours_sqlite),
     Variant("ours-redis", f'{_OURS}"redis://{HOST}:PORT/0?prefix=bench:our:"', _ours_redis),
     Variant("ours-memcached", f'{_OURS}"memcached://{HOST}:PORT"', _ours_memcached),
@@ -302,9 +291,7 @@ VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
 
 
 def wsgi_app_from_env() -> Flask:
-    """The app of one variant, for a WSGI server (http_bench.py runs it under gunicorn):
-    ``BENCH_VARIANT`` names it, ``BENCH_DIR`` is the directory for its files and
-    ``BENCH_REDIS_PORT`` the port of the redis-server on 127.0.0.1, if it needs one."""
+    """The app of ``BENCH_VARIANT`` for gunicorn (http_bench.py sets the environment)."""
     servers = Servers(ExitStack(), Path(os.environ["BENCH_DIR"]))
     if port := os.environ.get("BENCH_REDIS_PORT"):
         servers.started["redis"] = int(port)
