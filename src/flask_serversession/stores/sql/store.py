@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Double,
     Integer,
@@ -35,7 +36,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import Select
 
 from ...errors import ConfigurationError, SessionDataError, SessionStoreUnavailable
-from ..base import Capabilities, Patch, Record, Store, Touch
+from ..base import Capabilities, Patch, Record, Store, Touch, values_size
 from ..helpers import (
     ProcessGuard,
     capped_expires,
@@ -44,10 +45,17 @@ from ..helpers import (
     record_from_row,
     touch_due,
 )
+from .bounds import (
+    add_bound_columns,
+    checks_with_bounds,
+    checks_without_bounds,
+    missing_bound_columns,
+)
 from .common import (
     ATTEMPTS,
     MYSQL_DUPLICATE_KEY,
     Dialect,
+    bound_columns,
     engine_from_url,
     mysql_error,
     retryable,
@@ -101,6 +109,8 @@ class SQLStore(Store):
         self._process = ProcessGuard()
         self._schema_lock = threading.Lock()
         self._schema_ready = not create_table
+        #: Whether patches use the bounds of :mod:`.bounds`; ``None``: not known yet.
+        self._bounds: bool | None = None
         self._password = engine.url.password
         where = f"?schema={schema}&table={table}" if schema else f"?table={table}"
         #: The URL without password nor driver options, and the table.
@@ -196,16 +206,39 @@ class SQLStore(Store):
                     # One transaction: on PostgreSQL the table and its indexes appear together.
                     with self._tx.begin() as conn:
                         self.metadata.create_all(conn, tables=[self.table], checkfirst=True)
+                        self._add_bound_columns(conn)
                     break
                 except sa_exc.DBAPIError as exc:
-                    # Another process created it between our check and our CREATE ("already
-                    # exists", or a unique violation in PostgreSQL's catalog): check again.
+                    # Another process created it (or added a column) between our check and
+                    # our CREATE ("already exists", or a unique violation in PostgreSQL's
+                    # catalog): check again.
                     if attempt == 3 or exc.connection_invalidated:
                         raise self._unavailable(exc) from exc
                     time.sleep(0.05 * attempt * random.random())
                 except (sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
                     raise self._unavailable(exc) from exc
             self._schema_ready = True
+            self._bounds = self._has_bound_columns()
+
+    def _add_bound_columns(self, conn: Connection) -> None:
+        if self._has_bound_columns():
+            add_bound_columns(conn, self.table)
+
+    def _has_bound_columns(self) -> bool:
+        """Whether :attr:`table` (as defined in :attr:`metadata`) has the bounds' columns."""
+        return all(column.name in self.table.c for column in bound_columns())
+
+    def _uses_bounds(self) -> bool:
+        """Whether patches keep and test the bounds of :mod:`.bounds`: the table has their
+        columns. A table the store does not manage (``create_table=False``) is looked at once."""
+        if self._bounds is None:
+            if not self._schema_ready:
+                self.create_schema()
+            if self._bounds is None:
+                self._bounds = self._has_bound_columns() and not self._run(
+                    partial(missing_bound_columns, table=self.table)
+                )
+        return self._bounds
 
     # -- running statements --------------------------------------------------------------------
 
@@ -315,6 +348,13 @@ class SQLStore(Store):
             "info": bindparam("p_info", type_=Text()),
         }
         self._create: Insert = self._dialect.create(values)
+        if self._has_bound_columns():
+            bounds = {
+                "keys_at_most": bindparam("p_keys", type_=BigInteger()),
+                "bytes_at_most": bindparam("p_bytes", type_=BigInteger()),
+                "bounds_version": 1,
+            }
+            self._create_bounded = self._dialect.create({**values, **bounds})
         until: BindParameter[float] = bindparam("p_until", type_=Double())
         tomb = {
             "key": bindparam("p_key"),
@@ -343,12 +383,13 @@ class SQLStore(Store):
         return (c.expires > now, c.absolute_expires > now, c.ended.is_(False))
 
     def _patch_statement(self, shape: tuple[bool, ...]) -> Update:
-        """The ``UPDATE`` of a patch of ``shape``: whether it sets values, deletes values, sets
-        the user, moves the key, sets the info, has a size limit, has a key-count limit."""
+        """The ``UPDATE`` of a patch of ``shape``: whether it keeps the bounds of
+        :mod:`.bounds`, sets values, deletes values, sets the user, moves the key, sets the
+        info, has a size limit, has a key-count limit."""
         statement = self._patches.get(shape)
         if statement is not None:
             return statement
-        sets, deletes, user, move, info, limit, key_limit = shape
+        bounded, sets, deletes, user, move, info, limit, key_limit = shape
         c = self.table.c
         values: dict[str, Any] = {
             "last_seen": bindparam("p_now", type_=Double()),
@@ -359,14 +400,22 @@ class SQLStore(Store):
             c.key == bindparam("p_key"),
             *self._live(),
         ]
-        self._dialect.merge(values, conditions, sets, deletes, limit, key_limit)
+        merged = self._dialect.merged(values, sets, deletes)
+        checks = (merged, conditions, sets or deletes, limit, key_limit)
+        first: dict[str, Any] = {}
+        if bounded:
+            first = checks_with_bounds(self._dialect, self.table, *checks)
+        else:
+            checks_without_bounds(self._dialect, *checks)
         if user:
             values["user_id"] = bindparam("p_user_id", type_=String())
         if move:
             values["key"] = bindparam("p_new_key")
         if info:
             values["info"] = bindparam("p_info", type_=Text())
-        statement = update(self.table).where(*conditions).values(values)
+        # (In this order: the bounds read the old data and version, see .bounds.)
+        statement = update(self.table).where(*conditions)
+        statement = statement.ordered_values(*first.items(), *values.items())
         self._patches[shape] = statement
         return statement
 
@@ -414,11 +463,14 @@ class SQLStore(Store):
             "p_absolute": record.absolute_expires,
             "p_user_id": record.user_id,
             "p_info": record.info,
+            "p_keys": len(record.values),
+            "p_bytes": values_size(record.values),
         }
+        statement = self._create_bounded if self._uses_bounds() else self._create
 
         def create(conn: Connection) -> bool:
             try:
-                return self._dialect.inserted(conn.execute(self._create, params))
+                return self._dialect.inserted(conn.execute(statement, params))
             except sa_exc.IntegrityError as exc:
                 if mysql_error(exc) == MYSQL_DUPLICATE_KEY:
                     return False
@@ -445,6 +497,7 @@ class SQLStore(Store):
         """The statement that applies ``patch`` to the record under ``key``, and its
         parameters."""
         self._check_names(patch.set)
+        bounded = self._uses_bounds()
         deleted = [name for name in patch.delete if name not in patch.set and self._storable(name)]
         changes, sets, deletes = self._dialect.changes(patch, deleted)
         params: dict[str, Any] = {"p_key": key, "p_now": patch.now, "p_expires": patch.expires}
@@ -461,8 +514,11 @@ class SQLStore(Store):
             params["p_user_id"] = patch.user_id or None  # "" unbinds
         if patch.max_size is not None:
             params["p_set_bytes"] = len(params.get("p_set", "").encode("utf-8"))
+        if bounded:
+            params["p_added_keys"] = len(patch.set)
+            params["p_added_bytes"] = values_size(patch.set)
         # The statement's shape: which of these it sets or checks.
-        shape = (sets, deletes, *(value is not None for value in optional.values()))
+        shape = (bounded, sets, deletes, *(value is not None for value in optional.values()))
         return self._patch_statement(shape), params
 
     def delete(self, key: str, tombstone_until: float | None = None) -> None:
