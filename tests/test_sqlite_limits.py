@@ -140,3 +140,35 @@ def test_overlapping_writers_never_pass_max_keys(tmp_path: Path) -> None:
     assert landed.count(True) == 24
     assert len(_values(store, key)) == 25
     store.close()
+
+
+def test_stores_adding_the_column_at_once(tmp_path: Path) -> None:
+    """Several stores (gunicorn workers) starting at once on a file made before the bound."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        for statement in _OLD_SCHEMA:
+            conn.execute(statement)
+    conn.close()
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_store() -> None:
+        try:
+            start.wait()
+            store = SQLiteStore(path)
+            assert store.create(store_key(new_session_id()), _record({"a": "1"}, time.time()))
+            store.close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT keys_at_most FROM serversession").fetchall()
+    conn.close()
+    assert rows == [(1,)] * 4
