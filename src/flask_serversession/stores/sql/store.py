@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -68,6 +69,7 @@ from .postgresql import PostgreSQL
 __all__ = ["SQLStore"]
 
 _T = TypeVar("_T")
+logger = logging.getLogger("flask_serversession")
 
 
 class SQLStore(Store):
@@ -206,23 +208,37 @@ class SQLStore(Store):
                     # One transaction: on PostgreSQL the table and its indexes appear together.
                     with self._tx.begin() as conn:
                         self.metadata.create_all(conn, tables=[self.table], checkfirst=True)
-                        self._add_bound_columns(conn)
                     break
                 except sa_exc.DBAPIError as exc:
-                    # Another process created it (or added a column) between our check and
-                    # our CREATE ("already exists", or a unique violation in PostgreSQL's
-                    # catalog): check again.
+                    # Another process created it between our check and our CREATE ("already
+                    # exists", or a unique violation in PostgreSQL's catalog): check again.
                     if attempt == 3 or exc.connection_invalidated:
                         raise self._unavailable(exc) from exc
                     time.sleep(0.05 * attempt * random.random())
                 except (sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
                     raise self._unavailable(exc) from exc
             self._schema_ready = True
-            self._bounds = self._has_bound_columns()
+            self._bounds = self._has_bound_columns() and self._add_bound_columns()
 
-    def _add_bound_columns(self, conn: Connection) -> None:
-        if self._has_bound_columns():
-            add_bound_columns(conn, self.table)
+    def _add_bound_columns(self) -> bool:
+        """Add the bounds' columns to a table made before them; whether it has them now. A
+        user that may not alter the table keeps the checks that list the data (and a
+        warning in the log)."""
+        try:
+            with self._tx.begin() as conn:
+                add_bound_columns(conn, self.table)
+            return True
+        except sa_exc.DBAPIError:
+            pass  # another process added them meanwhile, or this user may not: look
+        missing = self._run(partial(missing_bound_columns, table=self.table))
+        if missing:
+            logger.warning(
+                "could not add the columns %s to the sessions table %s: limits are checked"
+                " the slower way until they are added",
+                ", ".join(column.name for column in missing),
+                self.table.fullname,
+            )
+        return not missing
 
     def _has_bound_columns(self) -> bool:
         """Whether :attr:`table` (as defined in :attr:`metadata`) has the bounds' columns."""
