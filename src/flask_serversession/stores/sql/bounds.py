@@ -8,7 +8,8 @@ that keep them write. A writer that changes the data without them (an older vers
 library, during a rolling restart) moves ``version`` on and leaves ``bounds_version`` behind:
 the bounds are no longer trusted. A patch with limits tests the trusted bounds first; only when
 they are not trusted, or would pass a limit, does it list the merged data (the exact count or
-size, :meth:`.Dialect.count` and :meth:`.Dialect.size`), and it keeps those exact numbers.
+size, :meth:`.Dialect.count` and :meth:`.Dialect.size`), and it keeps those exact numbers (on
+MySQL, for the size, the length of the data's text and the patch's, which bounds it at no cost).
 Either way the test is part of the patch's one ``UPDATE``: overlapping patches cannot together
 pass a limit.
 
@@ -100,7 +101,7 @@ def checks_with_bounds(
             trusted,
             c.bytes_at_most + _ADDED_BYTES,
             _MAX_SIZE,
-            dialect.size(merged, changes),
+            dialect.size_bound(merged, changes),
             dialect.size_fits(merged, changes),
         )
         conditions.append(check)
@@ -122,7 +123,8 @@ def _bounded(
     fits: ColumnElement[bool],
 ) -> tuple[ColumnElement[Any], ColumnElement[bool]]:
     """A bound's new value and the patch's condition: the ``grown`` bound while it is trusted
-    and within the ``limit``, else the ``exact`` number, which ``fits`` tests."""
+    and within the ``limit``, else ``exact`` (the exact number, or a bound of it that costs
+    less, as MySQL's size), while ``fits`` tests the exact number."""
     within = and_(trusted, grown <= limit)
     return case((within, grown), else_=exact), or_(within, fits)
 

@@ -336,6 +336,11 @@ class Dialect:
         as :func:`~..base.values_size` counts them."""
         raise NotImplementedError
 
+    def size_bound(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[Any]:
+        """An upper bound of :meth:`size`, kept by a patch that could not add to the old one:
+        the exact size, unless the dialect has something cheaper."""
+        return self.size(merged, changes)
+
     def size_fits(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[bool]:
         """Whether ``merged`` holds at most ``p_max_size`` bytes of values; a dialect with a
         cheaper first test than :meth:`size` tries it first."""

@@ -92,14 +92,17 @@ class MySQL(Dialect):
             size = size.bindparams(bindparam("p_set", type_=Text()))
         return size.columns(column("size", BigInteger())).scalar_subquery()
 
-    def size_fits(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[bool]:
+    def size_bound(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[Any]:
         # Every name and value of the merged object comes from the stored JSON text or the
-        # patch's, where it stands quoted and escaped, never shorter: when those two texts
-        # together fit, so does the result, and neither the merge nor the scans are run.
-        bound = literal_column(f"LENGTH(CONVERT({self._stored()} USING utf8mb4))", BigInteger())
+        # patch's, where it stands quoted and escaped, never shorter: the two texts' lengths
+        # together bound its size, without the merge or the scans (or their text in every
+        # statement, which MySQL parses each time).
+        stored = literal_column(f"LENGTH(CONVERT({self._stored()} USING utf8mb4))", BigInteger())
+        return stored + bindparam("p_set_bytes", type_=BigInteger())
+
+    def size_fits(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[bool]:
         limit = bindparam("p_max_size", type_=BigInteger())
-        set_bytes = bindparam("p_set_bytes", type_=BigInteger())
-        return or_(bound + set_bytes <= limit, self.size(merged, changes) <= limit)
+        return or_(self.size_bound(merged, changes) <= limit, self.size(merged, changes) <= limit)
 
     def _stored(self) -> str:
         """The ``data`` column, as SQL text."""
