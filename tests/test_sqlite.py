@@ -128,7 +128,8 @@ def test_cleanup_in_batches_while_serving(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO serversession VALUES (?, '{}', ?, ?, ?, ?, NULL, 0, NULL)",
+        "INSERT INTO serversession (key, data, created, last_seen, expires, absolute_expires,"
+        " user_id, ended, info) VALUES (?, '{}', ?, ?, ?, ?, NULL, 0, NULL)",
         ((f"expired-{i}", now - 100, now - 100, now - 10, now + HOUR) for i in range(expired)),
     )
     conn.execute("COMMIT")

@@ -6,8 +6,11 @@ Every operation is one SQL statement in autocommit mode (a load whose rate-limit
 adds an UPDATE; a regeneration moves the row and leaves a tombstone in one transaction); a
 patch merges the changed values into
 the stored JSON object with ``json_patch`` inside that statement, so two requests that change
-different keys at once both land. A patch with ``max_size`` checks the merged object's size in
-the same statement's ``WHERE`` (``json_each`` over it, byte lengths of names and values).
+different keys at once both land. A patch with ``max_size`` or ``max_keys`` checks the merged
+object in the same statement's ``WHERE``, first against bounds that cost nothing to test (the
+stored text's length for the size, the kept ``keys_at_most`` for the count), and only when a
+bound would pass the limit by listing the merged object's members with ``json_each``: so a
+write to a large session costs about what it costs on a small one.
 
 URL: ``sqlite:///relative.db`` (relative to the working directory) or
 ``sqlite:////absolute/path.db``, with optional query parameters ``table`` (default
@@ -102,13 +105,13 @@ class SQLiteStore(Store):
             f" AND NOT ended"
         )
         self._sql_create = (
-            f"INSERT INTO {t} (key, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)"
-            f" ON CONFLICT (key) DO NOTHING"
+            f"INSERT INTO {t} (key, {_COLUMNS}, keys_at_most)"
+            f" VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (key) DO NOTHING"
         )
         self._sql_delete = f"DELETE FROM {t} WHERE key = ?"
         self._sql_tombstone = (
-            f"INSERT OR REPLACE INTO {t} (key, {_COLUMNS})"
-            f" VALUES (?, '{{}}', ?, ?, ?, ?, NULL, 1, NULL)"
+            f"INSERT OR REPLACE INTO {t} (key, {_COLUMNS}, keys_at_most)"
+            f" VALUES (?, '{{}}', ?, ?, ?, ?, NULL, 1, NULL, 0)"
         )
         self._sql_clear = (
             f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
@@ -157,16 +160,43 @@ class SQLiteStore(Store):
                 " absolute_expires REAL NOT NULL,"
                 " user_id TEXT,"
                 " ended INTEGER NOT NULL DEFAULT 0,"
-                " info TEXT"
+                " info TEXT,"
+                " keys_at_most INTEGER"
                 ") WITHOUT ROWID"
             )
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_expires ON {t} (expires)")
             conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {t}_user_id ON {t} (user_id) WHERE user_id IS NOT NULL"
             )
+            self._add_keys_bound(conn)
             if conn.execute("SELECT json_patch('{}', '{}')").fetchone()[0] != "{}":
                 raise ConfigurationError("SQLite's JSON functions are missing")
             self._schema_ready = True
+
+    def _add_keys_bound(self, conn: sqlite3.Connection) -> None:
+        """Give a table made before ``keys_at_most`` existed that column (its rows hold
+        ``NULL``: counted once, by their next limited patch), and the trigger that keeps the
+        bound honest whoever writes ``data``.
+
+        A process still running an older version (a rolling restart) changes ``data`` without
+        the bound: the trigger forgets the bound of a row whose ``data`` changed while its
+        bound did not. A patch from this version that sets values always changes the bound;
+        one that only deletes, or that counted the exact number it already held, is forgotten
+        too, and costs one count on the next limited patch.
+        """
+        t = self.table
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({t})")}
+        if "keys_at_most" not in columns:
+            try:
+                conn.execute(f"ALTER TABLE {t} ADD COLUMN keys_at_most INTEGER")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # else another process just added it
+                    raise
+        conn.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {t}_keys_at_most AFTER UPDATE OF data ON {t}"
+            " WHEN NEW.keys_at_most IS OLD.keys_at_most AND NEW.keys_at_most IS NOT NULL"
+            f" BEGIN UPDATE {t} SET keys_at_most = NULL WHERE key = NEW.key; END"
+        )
 
     def _switch_to_wal(self, conn: sqlite3.Connection) -> None:
         """Put the file in WAL mode, waiting for the other processes that open it at the same
@@ -255,6 +285,7 @@ class SQLiteStore(Store):
             record.absolute_expires,
             record.user_id,
             record.info,
+            len(record.values),
         )
         return self._run(lambda conn: conn.execute(self._sql_create, params).rowcount == 1)
 
@@ -281,57 +312,48 @@ class SQLiteStore(Store):
 
         return self._run(move)
 
-    def _patch_statement(self, key: str, patch: Patch) -> tuple[str, list[Any]]:
+    def _patch_statement(self, key: str, patch: Patch) -> tuple[str, dict[str, Any]]:
         """The ``UPDATE`` that applies ``patch`` to the live record under ``key``, and its
         parameters."""
-        assignments = ["last_seen = ?", "expires = MIN(?, absolute_expires)"]
-        params: list[Any] = [patch.now, patch.expires]
-        merge = None
+        assignments = ["last_seen = :now", "expires = MIN(:expires, absolute_expires)"]
+        params: dict[str, Any] = {
+            "key": key,
+            "now": patch.now,
+            "expires": patch.expires,
+            "added": len(patch.set),
+            "max_keys": patch.max_keys,
+        }
+        t = self.table
+        merged = f"{t}.data"
         if patch.set or patch.delete:
             # RFC 7396 merge: a string replaces, null removes. Values are JSON text kept as
             # strings, so a stored None is the string "null", never a removal.
             changes: dict[str, str | None] = dict.fromkeys(patch.delete)
             changes.update(patch.set)
-            merge = json.dumps(changes)
-            assignments.append("data = json_patch(data, ?)")
-            params.append(merge)
+            params["merge"] = json.dumps(changes)
+            merged = f"json_patch({t}.data, :merge)"
+            assignments.append(f"data = {merged}")
+            assignments.append(f"keys_at_most = {_keys_bound(merged, patch.max_keys)}")
         if patch.user_id is not None:
-            assignments.append("user_id = ?")
-            params.append(patch.user_id or None)
+            assignments.append("user_id = :user_id")
+            params["user_id"] = patch.user_id or None  # "" unbinds
         if patch.info is not None:
-            assignments.append("info = ?")
-            params.append(patch.info)
+            assignments.append("info = :info")
+            params["info"] = patch.info
         if patch.new_key is not None:
-            assignments.append("key = ?")
-            params.append(patch.new_key)
-        params += [key, patch.now, patch.now]
+            assignments.append("key = :new_key")
+            params["new_key"] = patch.new_key
         sql = (
-            f"UPDATE {self.table} SET {', '.join(assignments)}"
-            f" WHERE key = ? AND expires > ? AND absolute_expires > ? AND NOT ended"
+            f"UPDATE {t} SET {', '.join(assignments)}"
+            f" WHERE key = :key AND expires > :now AND absolute_expires > :now AND NOT ended"
         )
-        stored = f"{self.table}.data"
-        merged = stored if merge is None else f"json_patch({stored}, ?)"
         if patch.max_keys is not None:
-            sql += f" AND (SELECT count(*) FROM json_each({merged})) <= ?"
-            params += [patch.max_keys] if merge is None else [merge, patch.max_keys]
+            sql += f" AND (keys_at_most + :added <= :max_keys OR {_count(merged)} <= :max_keys)"
         if patch.max_size is not None:
-            sql += self._size_condition(stored, merged)
-            params += _size_params(merge, patch.max_size)
+            sql += f" AND {_size_fits(t, merged)}"
+            params["max_size"] = patch.max_size
+            params["patch_bytes"] = len(params.get("merge", "").encode("utf-8"))
         return sql, params
-
-    @staticmethod
-    def _size_condition(stored: str, merged: str) -> str:
-        """Whether the data as the patch leaves it fits ``max_size``."""
-        # The size of the data as the patch leaves it, in UTF-8 bytes of names and values,
-        # decided in the same statement: json_each yields them unescaped. Every name and
-        # value of the result comes from the stored JSON text or the patch's, where it stands
-        # quoted and escaped, never shorter: when those two texts together fit, so does the
-        # result, and the merge and the count (which cost far more) are not run.
-        return (
-            f" AND (length(CAST({stored} AS BLOB)) + ? <= ?"
-            " OR (SELECT COALESCE(SUM(length(CAST(j.key AS BLOB))"
-            f" + length(CAST(j.value AS BLOB))), 0) FROM json_each({merged}) AS j) <= ?)"
-        )
 
     def delete(self, key: str, tombstone_until: float | None = None) -> None:
         if tombstone_until is None:
@@ -369,13 +391,34 @@ class SQLiteStore(Store):
         return clear_in_batches(remove, batch_size, limit)
 
 
-def _size_params(merge: str | None, max_size: int) -> list[Any]:
-    """The parameters of :meth:`SQLiteStore._size_condition`."""
-    patch_bytes = 0 if merge is None else len(merge.encode("utf-8"))
+def _count(merged: str) -> str:
+    """The number of values of the object ``merged`` (an SQL expression), member by member."""
+    return f"(SELECT count(*) FROM json_each({merged}))"
+
+
+def _keys_bound(merged: str, max_keys: int | None) -> str:
+    """The new ``keys_at_most`` of a patch that changes the data to ``merged``: the old bound
+    plus the number of values set (some may have been there already); with ``max_keys``, the
+    exact count once that sum would pass the limit, so that a bound only stops a patch that
+    the exact count stops too. ``NULL`` (not known) stays ``NULL`` without ``max_keys``."""
+    if max_keys is None:
+        return "keys_at_most + :added"
     return (
-        [patch_bytes, max_size, max_size]
-        if merge is None
-        else [patch_bytes, max_size, merge, max_size]
+        f"CASE WHEN keys_at_most + :added <= :max_keys THEN keys_at_most + :added"
+        f" ELSE {_count(merged)} END"
+    )
+
+
+def _size_fits(table: str, merged: str) -> str:
+    """Whether the data as the patch leaves it (``merged``) fits ``max_size``, in UTF-8 bytes
+    of names and values (``json_each`` yields them unescaped)."""
+    # Every name and value of the result comes from the stored JSON text or the patch's, where
+    # it stands quoted and escaped, never shorter: when those two texts together fit, so does
+    # the result, and the merge and the listing (which cost far more) are not run.
+    return (
+        f"(length(CAST({table}.data AS BLOB)) + :patch_bytes <= :max_size"
+        " OR (SELECT COALESCE(SUM(length(CAST(j.key AS BLOB))"
+        f" + length(CAST(j.value AS BLOB))), 0) FROM json_each({merged}) AS j) <= :max_size)"
     )
 
 

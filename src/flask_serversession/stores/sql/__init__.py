@@ -56,6 +56,9 @@ The table (see :func:`session_table`)::
     ended             BOOLEAN   a tombstone: the session was ended on purpose
     version           INTEGER   bumped by every patch
     info              TEXT NULL client metadata kept at login (JSON text, opaque here)
+    keys_at_most      BIGINT NULL   upper bounds of the number of values and their bytes,
+    bytes_at_most     BIGINT NULL   trusted while bounds_version = version (see .bounds);
+    bounds_version    INTEGER NULL  added on start-up to a table made before them
 
 Times are POSIX timestamps: absolute instants, the same in every time zone, compared exactly
 with the floats of the store contract, and free of MySQL's ``TIMESTAMP`` 2038 limit and of
@@ -75,16 +78,19 @@ row read shows it due, is a second statement, an ``UPDATE`` that re-checks the r
 and due); ``patch`` is one ``UPDATE`` that merges
 only the changed names into the stored object (``(data || changes) - deleted`` on PostgreSQL,
 ``JSON_MERGE_PATCH`` on MySQL), so concurrent patches of different names all land, and it matches
-only a live record, so nothing ended or expired is ever re-created. A patch with a size limit
-also matches only if the merged object fits it: a subquery in the ``WHERE`` sums the byte lengths
-of its names and values (``jsonb_each_text`` on PostgreSQL; ``JSON_TABLE`` over ``JSON_KEYS`` and
-over ``JSON_EXTRACT(..., '$.*')`` on MySQL). Moving a session to a new ID
+only a live record, so nothing ended or expired is ever re-created. A patch with a size or
+key-count limit also matches only if the merged object fits it: the ``WHERE`` tests the kept
+bounds first (:mod:`.bounds`), and only when they are not trusted or would pass a limit counts
+the merged object's values or sums the byte lengths of its names and values (``jsonb_each_text``
+on PostgreSQL; ``JSON_TABLE`` over ``JSON_KEYS`` and over ``JSON_EXTRACT(..., '$.*')`` on MySQL),
+so a write to a large session costs about what it costs on a small one. Moving a session to a new ID
 is one transaction: the ``UPDATE`` and the tombstone left under the old key. ``clear_expired``
 deletes in batches, each its own short transaction.
 
 The package: :mod:`.store` holds :class:`SQLStore`, one class for both dialects; what differs
 between them (statements, JSON functions, upserts) lives in :mod:`.postgresql` and :mod:`.mysql`,
-what they share (the table, URL options, the engine a URL makes, driver errors) in :mod:`.common`. A
+what they share (the table, URL options, the engine a URL makes, driver errors) in :mod:`.common`,
+how a patch checks the limits in :mod:`.bounds`. A
 session read skips SQLAlchemy's per-statement work and goes through the driver's cursor, unless
 the engine has cursor events or ``echo`` on (:mod:`.direct`).
 

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ColumnElement,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     TextClause,
+    bindparam,
     create_engine,
     false,
 )
@@ -136,11 +138,23 @@ def session_table(
         Column("ended", Boolean(), nullable=False, server_default=false()),
         Column("version", Integer(), nullable=False, server_default="1"),
         Column("info", Text(), nullable=True),
+        *bound_columns(),
         Index(f"ix_{name}_expires", "expires"),
         Index(f"ix_{name}_user_id", user_id, postgresql_where=user_id.isnot(None)),
         schema=schema,
         comment="Flask-ServerSession sessions",
         **_TABLE_OPTIONS,
+    )
+
+
+def bound_columns() -> tuple[Column[Any], ...]:
+    """The columns that keep upper bounds of a session's number of values and bytes of values,
+    and the ``version`` at which they were last right (see :mod:`.bounds`): added by the store
+    to a table made before them."""
+    return (
+        Column("keys_at_most", BigInteger(), nullable=True),
+        Column("bytes_at_most", BigInteger(), nullable=True),
+        Column("bounds_version", Integer(), nullable=True),
     )
 
 
@@ -305,17 +319,29 @@ class Dialect:
         statement sets and deletes."""
         raise NotImplementedError
 
-    def merge(
-        self,
-        values: dict[str, Any],
-        conditions: list[ColumnElement[bool] | TextClause],
-        sets: bool,
-        deletes: bool,
-        limit: bool,
-        key_limit: bool,
-    ) -> None:
-        """Add to a patch's ``UPDATE`` the new ``data`` and the size and key-count checks."""
+    def merged(self, values: dict[str, Any], sets: bool, deletes: bool) -> ColumnElement[Any]:
+        """The data as a patch that ``sets`` and ``deletes`` values leaves it (its parameters
+        as :meth:`changes` names them); put in ``values`` as the new ``data`` when it changes."""
         raise NotImplementedError
+
+    def count(self, merged: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The number of values of ``merged``."""
+        raise NotImplementedError
+
+    def size(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[Any]:
+        """The bytes of values of ``merged`` (``data`` merged with the patch if ``changes``),
+        as :func:`~..base.values_size` counts them."""
+        raise NotImplementedError
+
+    def size_bound(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[Any]:
+        """An upper bound of :meth:`size`, kept by a patch that could not add to the old one:
+        the exact size, unless the dialect has something cheaper."""
+        return self.size(merged, changes)
+
+    def size_fits(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[bool]:
+        """Whether ``merged`` holds at most ``p_max_size`` bytes of values; a dialect with a
+        cheaper first test than :meth:`size` tries it first."""
+        return self.size(merged, changes) <= bindparam("p_max_size", type_=BigInteger())
 
     def storable(self, name: str) -> bool:
         """Whether the database can hold ``name`` as a key of the data."""

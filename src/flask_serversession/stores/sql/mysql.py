@@ -12,14 +12,16 @@ from sqlalchemy import (
     Text,
     TextClause,
     bindparam,
+    column,
     func,
     insert,
+    literal_column,
+    or_,
     text,
     type_coerce,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.dml import Delete, Insert
-from sqlalchemy.sql.elements import BindParameter
 
 from ..base import Patch
 from .common import Dialect
@@ -60,53 +62,50 @@ class MySQL(Dialect):
         params = {"p_set": json.dumps(changes)} if changes else {}
         return params, bool(changes), bool(changes)
 
-    def merge(
-        self,
-        values: dict[str, Any],
-        conditions: list[ColumnElement[bool] | TextClause],
-        sets: bool,
-        deletes: bool,
-        limit: bool,
-        key_limit: bool,
-    ) -> None:
-        c = self.table.c
-        doc: ColumnElement[Any] = c.data
-        if sets or deletes:
-            doc = func.json_merge_patch(c.data, bindparam("p_set", type_=Text()))
-            values["data"] = doc
-        if limit:
-            conditions.append(self._size_fits(sets or deletes))
-        if key_limit:
-            conditions.append(func.json_length(doc) <= bindparam("p_max_keys", type_=BigInteger()))
+    def merged(self, values: dict[str, Any], sets: bool, deletes: bool) -> ColumnElement[Any]:
+        if not (sets or deletes):
+            return self.table.c.data
+        merged = func.json_merge_patch(self.table.c.data, bindparam("p_set", type_=Text()))
+        values["data"] = merged
+        return merged
 
-    def _size_fits(self, merge: bool) -> TextClause:
-        """Whether the data, merged with ``p_set`` if ``merge``, holds at most ``p_max_size``
-        bytes as :func:`~..base.values_size` counts them. MySQL has no function listing an
-        object's members, so two JSON_TABLEs list the names (``JSON_KEYS``) and the values
-        (``JSON_EXTRACT(doc, '$.*')``), unescaped into utf8mb4 columns whatever the connection's
-        or server's character set, and their byte lengths are summed apart."""
-        t = self.table
-        preparer = self.engine.dialect.identifier_preparer
-        stored = f"{preparer.format_table(t)}.{preparer.quote(t.c.data.name)}"
-        doc = f"JSON_MERGE_PATCH({stored}, :p_set)" if merge else stored
-        column = "LONGTEXT CHARACTER SET utf8mb4 PATH '$'"
+    def count(self, merged: ColumnElement[Any]) -> ColumnElement[Any]:
+        return func.json_length(merged)
+
+    def size(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[Any]:
+        """MySQL has no function listing an object's members, so two JSON_TABLEs list the
+        names (``JSON_KEYS``) and the values (``JSON_EXTRACT(doc, '$.*')``), unescaped into
+        utf8mb4 columns whatever the connection's or server's character set, and their byte
+        lengths are summed apart."""
+        doc = f"JSON_MERGE_PATCH({self._stored()}, :p_set)" if changes else self._stored()
+        unescaped = "LONGTEXT CHARACTER SET utf8mb4 PATH '$'"
         names = (
             f"SELECT COALESCE(SUM(LENGTH(fss_names.n)), 0) FROM JSON_TABLE(JSON_KEYS({doc}),"
-            f" '$[*]' COLUMNS (n {column})) AS fss_names"
+            f" '$[*]' COLUMNS (n {unescaped})) AS fss_names"
         )
         texts = (
             f"SELECT COALESCE(SUM(LENGTH(fss_values.v)), 0) FROM"
-            f" JSON_TABLE(JSON_EXTRACT({doc}, '$.*'), '$[*]' COLUMNS (v {column})) AS fss_values"
+            f" JSON_TABLE(JSON_EXTRACT({doc}, '$.*'), '$[*]' COLUMNS (v {unescaped})) AS fss_values"
         )
+        size = text(f"SELECT ({names}) + ({texts})")
+        if changes:
+            size = size.bindparams(bindparam("p_set", type_=Text()))
+        return size.columns(column("size", BigInteger())).scalar_subquery()
+
+    def size_bound(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[Any]:
         # Every name and value of the merged object comes from the stored JSON text or the
-        # patch's, where it stands quoted and escaped, never shorter: when those two texts
-        # together fit, so does the result, and neither the merge nor the scans are run.
-        bound = f"LENGTH(CONVERT({stored} USING utf8mb4)) + :p_set_bytes"
-        condition = text(f"({bound} <= :p_max_size OR ({names}) + ({texts}) <= :p_max_size)")
-        params: list[BindParameter[Any]] = [
-            bindparam("p_max_size", type_=BigInteger()),
-            bindparam("p_set_bytes", type_=BigInteger()),
-        ]
-        if merge:
-            params.append(bindparam("p_set", type_=Text()))
-        return condition.bindparams(*params)
+        # patch's, where it stands quoted and escaped, never shorter: the two texts' lengths
+        # together bound its size, without the merge or the scans (or their text in every
+        # statement, which MySQL parses each time).
+        stored = literal_column(f"LENGTH(CONVERT({self._stored()} USING utf8mb4))", BigInteger())
+        return stored + bindparam("p_set_bytes", type_=BigInteger())
+
+    def size_fits(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[bool]:
+        limit = bindparam("p_max_size", type_=BigInteger())
+        return or_(self.size_bound(merged, changes) <= limit, self.size(merged, changes) <= limit)
+
+    def _stored(self) -> str:
+        """The ``data`` column, as SQL text."""
+        preparer = self.engine.dialect.identifier_preparer
+        table = self.table
+        return f"{preparer.format_table(table)}.{preparer.quote(table.c.data.name)}"

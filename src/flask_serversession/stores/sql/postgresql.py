@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Double,
     Integer,
@@ -74,15 +73,7 @@ class PostgreSQL(Dialect):
             params["p_delete"] = deleted
         return params, bool(patch.set), bool(deleted)
 
-    def merge(
-        self,
-        values: dict[str, Any],
-        conditions: list[ColumnElement[bool] | TextClause],
-        sets: bool,
-        deletes: bool,
-        limit: bool,
-        key_limit: bool,
-    ) -> None:
+    def merged(self, values: dict[str, Any], sets: bool, deletes: bool) -> ColumnElement[Any]:
         merged: ColumnElement[Any] = self.table.c.data
         if sets:
             merged = merged.op("||", return_type=postgresql.JSONB)(self.json_param("p_set"))
@@ -93,14 +84,18 @@ class PostgreSQL(Dialect):
             merged = merged.op("-", return_type=postgresql.JSONB)(names)
         if sets or deletes:
             values["data"] = merged
-        if limit:
-            # (JSONB is stored parsed: listing its members costs less than printing it, so
-            # there is no cheaper first test here, unlike MySQL's.)
-            conditions.append(_size(merged) <= bindparam("p_max_size", type_=BigInteger()))
-        if key_limit:
-            keys = func.jsonb_object_keys(merged).table_valued("k").alias()
-            count = select(func.count()).select_from(keys).scalar_subquery()
-            conditions.append(count <= bindparam("p_max_keys", type_=BigInteger()))
+        return merged
+
+    def count(self, merged: ColumnElement[Any]) -> ColumnElement[Any]:
+        keys = func.jsonb_object_keys(merged).table_valued("k").alias()
+        return select(func.count()).select_from(keys).scalar_subquery()
+
+    def size(self, merged: ColumnElement[Any], changes: bool) -> ColumnElement[Any]:
+        # (JSONB is stored parsed: listing its members costs less than printing it, so there
+        # is no cheaper first test here, unlike MySQL's; the kept bounds spare it.)
+        each = func.jsonb_each_text(merged).table_valued("key", "value").alias()
+        total = func.sum(func.octet_length(each.c.key) + func.octet_length(each.c.value))
+        return select(func.coalesce(total, literal_column("0"))).select_from(each).scalar_subquery()
 
     def storable(self, name: str) -> bool:
         """PostgreSQL refuses NUL and lone surrogates in text."""
@@ -111,11 +106,3 @@ class PostgreSQL(Dialect):
         except UnicodeEncodeError:
             return False
         return True
-
-
-def _size(merged: ColumnElement[Any]) -> ColumnElement[Any]:
-    """The size of the JSONB object ``merged``, as :func:`~..base.values_size` counts it:
-    UTF-8 bytes of every name and (unescaped) value."""
-    each = func.jsonb_each_text(merged).table_valued("key", "value").alias()
-    total = func.sum(func.octet_length(each.c.key) + func.octet_length(each.c.value))
-    return select(func.coalesce(total, literal_column("0"))).select_from(each).scalar_subquery()

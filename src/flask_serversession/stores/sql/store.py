@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Double,
     Integer,
@@ -35,7 +37,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.sql.selectable import Select
 
 from ...errors import ConfigurationError, SessionDataError, SessionStoreUnavailable
-from ..base import Capabilities, Patch, Record, Store, Touch
+from ..base import Capabilities, Patch, Record, Store, Touch, values_size
 from ..helpers import (
     ProcessGuard,
     capped_expires,
@@ -44,10 +46,17 @@ from ..helpers import (
     record_from_row,
     touch_due,
 )
+from .bounds import (
+    add_bound_columns,
+    checks_with_bounds,
+    checks_without_bounds,
+    missing_bound_columns,
+)
 from .common import (
     ATTEMPTS,
     MYSQL_DUPLICATE_KEY,
     Dialect,
+    bound_columns,
     engine_from_url,
     mysql_error,
     retryable,
@@ -60,6 +69,7 @@ from .postgresql import PostgreSQL
 __all__ = ["SQLStore"]
 
 _T = TypeVar("_T")
+logger = logging.getLogger("flask_serversession")
 
 
 class SQLStore(Store):
@@ -101,6 +111,8 @@ class SQLStore(Store):
         self._process = ProcessGuard()
         self._schema_lock = threading.Lock()
         self._schema_ready = not create_table
+        #: Whether patches use the bounds of :mod:`.bounds`; ``None``: not known yet.
+        self._bounds: bool | None = None
         self._password = engine.url.password
         where = f"?schema={schema}&table={table}" if schema else f"?table={table}"
         #: The URL without password nor driver options, and the table.
@@ -206,6 +218,43 @@ class SQLStore(Store):
                 except (sa_exc.DisconnectionError, sa_exc.TimeoutError) as exc:
                     raise self._unavailable(exc) from exc
             self._schema_ready = True
+            self._bounds = self._has_bound_columns() and self._add_bound_columns()
+
+    def _add_bound_columns(self) -> bool:
+        """Add the bounds' columns to a table made before them; whether it has them now. A
+        user that may not alter the table keeps the checks that list the data (and a
+        warning in the log)."""
+        try:
+            with self._tx.begin() as conn:
+                add_bound_columns(conn, self.table)
+            return True
+        except sa_exc.DBAPIError:
+            pass  # another process added them meanwhile, or this user may not: look
+        missing = self._run(partial(missing_bound_columns, table=self.table))
+        if missing:
+            logger.warning(
+                "could not add the columns %s to the sessions table %s: limits are checked"
+                " the slower way until they are added",
+                ", ".join(column.name for column in missing),
+                self.table.fullname,
+            )
+        return not missing
+
+    def _has_bound_columns(self) -> bool:
+        """Whether :attr:`table` (as defined in :attr:`metadata`) has the bounds' columns."""
+        return all(column.name in self.table.c for column in bound_columns())
+
+    def _uses_bounds(self) -> bool:
+        """Whether patches keep and test the bounds of :mod:`.bounds`: the table has their
+        columns. A table the store does not manage (``create_table=False``) is looked at once."""
+        if self._bounds is None:
+            if not self._schema_ready:
+                self.create_schema()
+            if self._bounds is None:
+                self._bounds = self._has_bound_columns() and not self._run(
+                    partial(missing_bound_columns, table=self.table)
+                )
+        return self._bounds
 
     # -- running statements --------------------------------------------------------------------
 
@@ -310,6 +359,13 @@ class SQLStore(Store):
             "info": bindparam("p_info", type_=Text()),
         }
         self._create: Insert = self._dialect.create(values)
+        if self._has_bound_columns():
+            bounds = {
+                "keys_at_most": bindparam("p_keys", type_=BigInteger()),
+                "bytes_at_most": bindparam("p_bytes", type_=BigInteger()),
+                "bounds_version": 1,
+            }
+            self._create_bounded = self._dialect.create({**values, **bounds})
         until: BindParameter[float] = bindparam("p_until", type_=Double())
         tomb = {
             "key": bindparam("p_key"),
@@ -338,12 +394,13 @@ class SQLStore(Store):
         return (c.expires > now, c.absolute_expires > now, c.ended.is_(False))
 
     def _patch_statement(self, shape: tuple[bool, ...]) -> Update:
-        """The ``UPDATE`` of a patch of ``shape``: whether it sets values, deletes values, sets
-        the user, moves the key, sets the info, has a size limit, has a key-count limit."""
+        """The ``UPDATE`` of a patch of ``shape``: whether it keeps the bounds of
+        :mod:`.bounds`, sets values, deletes values, sets the user, moves the key, sets the
+        info, has a size limit, has a key-count limit."""
         statement = self._patches.get(shape)
         if statement is not None:
             return statement
-        sets, deletes, user, move, info, limit, key_limit = shape
+        bounded, sets, deletes, user, move, info, limit, key_limit = shape
         c = self.table.c
         values: dict[str, Any] = {
             "last_seen": bindparam("p_now", type_=Double()),
@@ -354,14 +411,22 @@ class SQLStore(Store):
             c.key == bindparam("p_key"),
             *self._live(),
         ]
-        self._dialect.merge(values, conditions, sets, deletes, limit, key_limit)
+        merged = self._dialect.merged(values, sets, deletes)
+        checks = (merged, conditions, sets or deletes, limit, key_limit)
+        first: dict[str, Any] = {}
+        if bounded:
+            first = checks_with_bounds(self._dialect, self.table, *checks)
+        else:
+            checks_without_bounds(self._dialect, *checks)
         if user:
             values["user_id"] = bindparam("p_user_id", type_=String())
         if move:
             values["key"] = bindparam("p_new_key")
         if info:
             values["info"] = bindparam("p_info", type_=Text())
-        statement = update(self.table).where(*conditions).values(values)
+        # (In this order: the bounds read the old data and version, see .bounds.)
+        statement = update(self.table).where(*conditions)
+        statement = statement.ordered_values(*first.items(), *values.items())
         self._patches[shape] = statement
         return statement
 
@@ -406,11 +471,14 @@ class SQLStore(Store):
             "p_absolute": record.absolute_expires,
             "p_user_id": record.user_id,
             "p_info": record.info,
+            "p_keys": len(record.values),
+            "p_bytes": values_size(record.values),
         }
+        statement = self._create_bounded if self._uses_bounds() else self._create
 
         def create(conn: Connection) -> bool:
             try:
-                return self._dialect.inserted(conn.execute(self._create, params))
+                return self._dialect.inserted(conn.execute(statement, params))
             except sa_exc.IntegrityError as exc:
                 if mysql_error(exc) == MYSQL_DUPLICATE_KEY:
                     return False
@@ -437,6 +505,7 @@ class SQLStore(Store):
         """The statement that applies ``patch`` to the record under ``key``, and its
         parameters."""
         self._check_names(patch.set)
+        bounded = self._uses_bounds()
         deleted = [name for name in patch.delete if name not in patch.set and self._storable(name)]
         changes, sets, deletes = self._dialect.changes(patch, deleted)
         params: dict[str, Any] = {"p_key": key, "p_now": patch.now, "p_expires": patch.expires}
@@ -453,8 +522,11 @@ class SQLStore(Store):
             params["p_user_id"] = patch.user_id or None  # "" unbinds
         if patch.max_size is not None:
             params["p_set_bytes"] = len(params.get("p_set", "").encode("utf-8"))
+        if bounded:
+            params["p_added_keys"] = len(patch.set)
+            params["p_added_bytes"] = values_size(patch.set)
         # The statement's shape: which of these it sets or checks.
-        shape = (sets, deletes, *(value is not None for value in optional.values()))
+        shape = (bounded, sets, deletes, *(value is not None for value in optional.values()))
         return self._patch_statement(shape), params
 
     def delete(self, key: str, tombstone_until: float | None = None) -> None:
