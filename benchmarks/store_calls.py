@@ -152,8 +152,8 @@ CALL_COLUMNS += columns("sent: {sent:counts} | in scripts: {in_scripts:counts}")
 CALLS_TEXT = (
     "One request of each kind, after one not counted (the touch not due). Redis (`MONITOR`):"
     " *store calls* are the commands a client sent (a round trip each), *in scripts* those its"
-    " Lua scripts ran. SQL: the statements SQLAlchemy sent, and under *sent* its COMMITs; `WITH`"
-    " is our read with its touch. *expected*: what issues 3 and 4 require of ours."
+    " Lua scripts ran. SQL: the statements SQLAlchemy sent, and under *sent* its COMMITs (our"
+    " read is a plain SELECT). *expected*: what issues 3 and 4 require of ours."
 )
 MEMORY_COLUMNS = columns(
     "variant: {variant} | MEMORY USAGE: {memory_usage_bytes} B | key length: {key_length}"
