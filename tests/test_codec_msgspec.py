@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 from collections import OrderedDict
 from datetime import timedelta, timezone
@@ -20,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
 from test_codec_fast_path import codec  # noqa: F401 - the autouse fixture: every codec path
+from without_module import run_without
 
 from flask_serversession import serialization
 from flask_serversession.errors import SessionDataError
@@ -252,17 +250,8 @@ _SAMPLE = textwrap.dedent(
 
 _WITHOUT_MSGSPEC = _SAMPLE + textwrap.dedent(
     """
-    import importlib.abc
     import json
     import sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "msgspec" or name.startswith("msgspec."):
-                raise ImportError(f"{name} is blocked by the test")
-            return None
-
-    sys.meta_path.insert(0, Block())
 
     from flask_serversession import serialization
     from flask_serversession.serialization import dumps_value, loads_value
@@ -278,21 +267,11 @@ _WITHOUT_MSGSPEC = _SAMPLE + textwrap.dedent(
 
 
 def test_without_msgspec_the_same_text_is_written_and_read() -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", _WITHOUT_MSGSPEC],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    written = run_without("msgspec", _WITHOUT_MSGSPEC)
     namespace: dict[str, Any] = {}
     exec(_SAMPLE, namespace)
     texts = [dumps_value("k", value) for value in namespace["sample"]]
-    assert json.loads(result.stdout) == texts
+    assert json.loads(written) == texts
     assert repr([loads_value(text) for text in texts]) == repr(namespace["sample"])
 
 
