@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
 from test_codec_fast_path import codec  # noqa: F401 - the autouse fixture: every codec path
+from test_serialization import _same
 from without_module import run_without
 
 from flask_serversession import serialization
@@ -37,20 +38,6 @@ def _walk_dumps(value: Any) -> str:
 def _walk_loads(text: str) -> Any:
     """How a release before msgspec read."""
     return walk._untag_scan(json.loads(text))
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, of the same type all the way down, dict keys in the same order, NaN equal to NaN
-    and -0.0 told from 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and repr(a) == repr(b))
-    return bool(a == b)
 
 
 #: Text reaching every escape: control characters, DEL, non-ASCII, astral, quotes, backslashes.
