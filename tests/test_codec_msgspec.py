@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 import textwrap
 from collections import OrderedDict
 from datetime import timedelta, timezone
@@ -20,6 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
 from test_codec_fast_path import codec  # noqa: F401 - the autouse fixture: every codec path
+from test_serialization import _same
+from without_module import run_without
 
 from flask_serversession import serialization
 from flask_serversession.errors import SessionDataError
@@ -39,20 +38,6 @@ def _walk_dumps(value: Any) -> str:
 def _walk_loads(text: str) -> Any:
     """How a release before msgspec read."""
     return walk._untag_scan(json.loads(text))
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal, of the same type all the way down, dict keys in the same order, NaN equal to NaN
-    and -0.0 told from 0.0."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and repr(a) == repr(b))
-    return bool(a == b)
 
 
 #: Text reaching every escape: control characters, DEL, non-ASCII, astral, quotes, backslashes.
@@ -252,17 +237,8 @@ _SAMPLE = textwrap.dedent(
 
 _WITHOUT_MSGSPEC = _SAMPLE + textwrap.dedent(
     """
-    import importlib.abc
     import json
     import sys
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "msgspec" or name.startswith("msgspec."):
-                raise ImportError(f"{name} is blocked by the test")
-            return None
-
-    sys.meta_path.insert(0, Block())
 
     from flask_serversession import serialization
     from flask_serversession.serialization import dumps_value, loads_value
@@ -278,21 +254,11 @@ _WITHOUT_MSGSPEC = _SAMPLE + textwrap.dedent(
 
 
 def test_without_msgspec_the_same_text_is_written_and_read() -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", _WITHOUT_MSGSPEC],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    written = run_without("msgspec", _WITHOUT_MSGSPEC)
     namespace: dict[str, Any] = {}
     exec(_SAMPLE, namespace)
     texts = [dumps_value("k", value) for value in namespace["sample"]]
-    assert json.loads(result.stdout) == texts
+    assert json.loads(written) == texts
     assert repr([loads_value(text) for text in texts]) == repr(namespace["sample"])
 
 

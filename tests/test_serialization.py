@@ -44,13 +44,16 @@ values = st.recursive(
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal, and of the same type all the way down."""
+    """Equal, of the same type all the way down, dict keys in the same order, NaN equal to NaN
+    and -0.0 told from 0.0."""
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
         return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and repr(a) == repr(b))
     return bool(a == b)
 
 
