@@ -267,3 +267,19 @@ def test_a_value_sharing_lists_exponentially_costs_no_memory_to_check() -> None:
     for _level in range(25):  # 2**25 paths through 25 lists
         shared = [shared, shared, *range(8)]
     assert not serialization._is_plain_by_level(shared)
+
+
+class _Attributes:
+    pass
+
+
+def test_a_dict_whose_values_live_in_an_object_never_hides_another_ones_int_key() -> None:
+    """From Python 3.13 ``gc.get_referents(vars(obj))`` lists none of the values (the object
+    holds them); counted by level, that shortfall made up for another dict's int key, and the
+    value was written as plain JSON: the key turned into "1" and the tuple into a list."""
+    holder = _Attributes()
+    holder.pair = (1, 2)  # type: ignore[attr-defined]
+    value = [{1: "int key"}, vars(holder), *range(8)]
+    assert not serialization._is_plain_by_level(value)
+    with pytest.raises(SessionDataError, match="int"):
+        dumps_value("k", value)
