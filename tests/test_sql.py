@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from flask_serversession.serialization import dumps_value
 from flask_serversession.stores import Patch, Store
 from flask_serversession.stores.sql import SQLStore
 from flask_serversession.testing import Clock, StoreConformance, make_app
+from flask_serversession.testing.doubles import run_in_threads
 
 
 class TestPostgreSQLStore(StoreConformance):
@@ -116,25 +118,16 @@ def test_eight_threads_hammer_one_session(sql_store: SQLStore) -> None:
     threads, per_thread = 8, 15
     barrier = threading.Barrier(threads)
     statuses: list[int] = []
-    errors: list[BaseException] = []
 
     def hammer(n: int) -> None:
-        try:
-            other = app.test_client()
-            other.set_cookie("session", cookie)
-            barrier.wait(timeout=10)
-            for i in range(per_thread):
-                path = f"/set/t{n}-{i}/{i}" if i % 2 else f"/rw/t{n}-{i}/{i}"
-                statuses.append(other.get(path).status_code)
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        other = app.test_client()
+        other.set_cookie("session", cookie)
+        barrier.wait(timeout=10)
+        for i in range(per_thread):
+            path = f"/set/t{n}-{i}/{i}" if i % 2 else f"/rw/t{n}-{i}/{i}"
+            statuses.append(other.get(path).status_code)
 
-    workers = [threading.Thread(target=hammer, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-    assert not errors
+    assert not run_in_threads(partial(hammer, n) for n in range(threads))
     assert statuses == [200] * threads * per_thread
     values = client.get("/dump").json
     assert values is not None and len(values) == 1 + threads * per_thread

@@ -397,7 +397,7 @@ def _encode(record: Record) -> bytes:
             "v": record.values,
             "c": record.created,
             "s": record.last_seen,
-            "e": min(record.expires, record.absolute_expires),
+            "e": _end(record),
             "a": record.absolute_expires,
         }
         if record.user_id is not None:

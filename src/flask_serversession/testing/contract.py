@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from functools import partial
 
 import pytest
 
@@ -11,7 +12,7 @@ from ..errors import UnsupportedOperation
 from ..ids import new_session_id, store_key
 from ..serialization import dumps_value
 from ..stores import Patch, Record, Store, Touch, values_size
-from .doubles import HOUR, T0
+from .doubles import HOUR, T0, run_in_threads
 
 
 def _record(
@@ -328,22 +329,13 @@ class StoreContract:
         store.create(key, _record({}))
         threads, per_thread = 8, 25
         barrier = threading.Barrier(threads)
-        errors: list[BaseException] = []
 
         def writer(n: int) -> None:
-            try:
-                barrier.wait(timeout=10)
-                for i in range(per_thread):
-                    store.patch(key, Patch({f"t{n}-{i}": str(i)}, (), T0 + 1, T0 + HOUR))
-            except BaseException as exc:  # reported below
-                errors.append(exc)
+            barrier.wait(timeout=10)
+            for i in range(per_thread):
+                store.patch(key, Patch({f"t{n}-{i}": str(i)}, (), T0 + 1, T0 + HOUR))
 
-        workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(timeout=60)
-        assert not errors
+        assert not run_in_threads(partial(writer, n) for n in range(threads))
         loaded = store.load(key)
         assert loaded is not None
         assert len(loaded.values) == threads * per_thread

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..stores import Patch, Record, Store, Touch
@@ -122,3 +123,24 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def run_in_threads(
+    works: Iterable[Callable[[], None]], timeout: float = 60.0
+) -> list[BaseException]:
+    """Run each of ``works`` in a thread of its own, all at once, and wait for them; return
+    the exceptions they raised (a thread's own failure would otherwise go unseen)."""
+    errors: list[BaseException] = []
+
+    def run(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # reported to the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in works]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return errors

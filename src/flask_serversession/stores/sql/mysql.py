@@ -59,7 +59,11 @@ class MySQL(Dialect):
         # strings, so a stored None is the string "null", never a removal.
         changes: dict[str, str | None] = dict.fromkeys(deleted)
         changes.update(patch.set)
-        params = {"p_set": json.dumps(changes)} if changes else {}
+        # p_set_bytes: the patch's share of size_bound (JSON text is ASCII: one byte a char).
+        merge = json.dumps(changes) if changes else ""
+        params: dict[str, Any] = {"p_set_bytes": len(merge)}
+        if changes:
+            params["p_set"] = merge
         return params, bool(changes), bool(changes)
 
     def merged(self, values: dict[str, Any], sets: bool, deletes: bool) -> ColumnElement[Any]:

@@ -520,8 +520,6 @@ class SQLStore(Store):
         params.update({name: value for name, value in optional.items() if value is not None})
         if patch.user_id is not None:
             params["p_user_id"] = patch.user_id or None  # "" unbinds
-        if patch.max_size is not None:
-            params["p_set_bytes"] = len(params.get("p_set", "").encode("utf-8"))
         if bounded:
             params["p_added_keys"] = len(patch.set)
             params["p_added_bytes"] = values_size(patch.set)
