@@ -18,6 +18,7 @@ from sql_servers import SQLServer, postgresql
 from flask_serversession.ids import new_session_id, store_key
 from flask_serversession.stores import Patch, Record, Touch
 from flask_serversession.stores.sql import SQLStore
+from flask_serversession.stores.sql.direct import _CURSOR as direct_cursor_key
 
 HOUR = 3600.0
 
@@ -113,3 +114,33 @@ def test_each_store_call_is_one_statement_on_the_server_but_a_due_touch(
     assert record.values == {"a": '"x"', "b": "1"}
     assert record.last_seen == pytest.approx(now + 130)
     count.conn.close()
+
+
+def test_reads_keep_one_cursor_per_connection_and_a_new_one_after_a_drop(
+    store: SQLStore, counted_pg: SQLServer
+) -> None:
+    now = time.time()
+    key = store_key(new_session_id())
+    store.create(key, Record({"a": '"x"'}, now, now, now + HOUR, now + 9 * HOUR))
+
+    def cursor_now() -> object:
+        with store.engine.connect() as conn:  # the pool's one connection: reads are sequential
+            return conn.connection.info.get(direct_cursor_key)
+
+    first = [store.load(key), store.load(key)]
+    kept = cursor_now()
+    assert kept is not None
+    store.load(key)
+    assert cursor_now() is kept
+    # The server ends every other connection (a restart, a failover): the next read still reads.
+    with _admin(counted_pg) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    after = store.load(key)  # the kept cursor fails: read again the usual way
+    assert after is not None and first[0] is not None
+    assert after.values == first[0].values == {"a": '"x"'}
+    assert store.load(key) is not None  # and the direct way, on the new connection
+    renewed = cursor_now()
+    assert renewed is not None and renewed is not kept

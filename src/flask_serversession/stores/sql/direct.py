@@ -68,16 +68,30 @@ class DirectReads:
         if events.before_cursor_execute or events.after_cursor_execute or self._engine.echo:
             return NOT_DIRECT
         try:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, params)
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
+            cursor = _cursor_of(conn)
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
         except self._errors:
             conn.invalidate()
             return NOT_DIRECT
         return None if row is None else _record(row)
+
+
+#: Where a pooled connection keeps its cursor for these reads (its pool record's ``info``).
+_CURSOR = "flask_serversession.cursor"
+
+
+def _cursor_of(conn: Connection) -> Any:
+    """The cursor these reads use on ``conn``'s DBAPI connection, made on first use and kept
+    with it: making and closing one per read cost about as much client time as the pool
+    checkout (18 µs a read with psycopg). SQLAlchemy clears ``info`` when it replaces or
+    invalidates the DBAPI connection; the cursor's own connection is checked as well."""
+    fairy = conn.connection
+    dbapi = fairy.dbapi_connection
+    cursor = fairy.info.get(_CURSOR)
+    if cursor is None or getattr(cursor, "connection", None) is not dbapi:
+        cursor = fairy.info[_CURSOR] = dbapi.cursor()  # type: ignore[union-attr]
+    return cursor
 
 
 def _record(row: Any) -> Record:
