@@ -144,3 +144,28 @@ def test_reads_keep_one_cursor_per_connection_and_a_new_one_after_a_drop(
     assert store.load(key) is not None  # and the direct way, on the new connection
     renewed = cursor_now()
     assert renewed is not None and renewed is not kept
+
+
+def test_a_pool_that_shares_one_connection_across_threads_keeps_no_cursor(
+    counted_pg: SQLServer,
+) -> None:
+    # StaticPool hands the same connection to every thread at once: a kept cursor could be
+    # executed by one thread and read by another, giving a request someone else's session.
+    engine = sa.create_engine(
+        counted_pg.url, poolclass=sa.pool.StaticPool, isolation_level="AUTOCOMMIT"
+    )
+    store = SQLStore(engine, table=f"t_{uuid.uuid4().hex[:16]}")
+    store.create_schema()
+    now = time.time()
+    key = store_key(new_session_id())
+    try:
+        store.create(key, Record({"n": "1"}, now, now, now + HOUR, now + 9 * HOUR))
+        for _ in range(3):
+            record = store.load(key)
+            assert record is not None and record.values == {"n": "1"}
+        assert store._direct._sql, "the reads went through the driver's cursor"
+        with engine.connect() as conn:
+            assert direct_cursor_key not in conn.connection.info
+    finally:
+        store.table.drop(engine, checkfirst=True)
+        engine.dispose()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -34,6 +35,9 @@ class DirectReads:
         dbapi = engine.dialect.loaded_dbapi
         self._errors: type[BaseException] = dbapi.Error
         self._sql: dict[int, tuple[ClauseElement, str | None]] = {}
+        #: Whether a connection's cursor is kept between reads: only where the pool lends a
+        #: connection to one holder at a time (not StaticPool, which shares one with all).
+        self._keep_cursor = isinstance(engine.pool, QueuePool)
 
     def sql_of(self, statement: ClauseElement) -> str | None:
         """The SQL text to send for ``statement``, or ``None`` if it must go through
@@ -67,10 +71,16 @@ class DirectReads:
         events = conn.dispatch
         if events.before_cursor_execute or events.after_cursor_execute or self._engine.echo:
             return NOT_DIRECT
+        dbapi = conn.connection.dbapi_connection
         try:
-            cursor = _cursor_of(conn)
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+            kept = self._keep_cursor
+            cursor = _cursor_of(conn) if kept else dbapi.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(sql, params)
+                row = cursor.fetchone()
+            finally:
+                if not kept:
+                    cursor.close()
         except self._errors:
             conn.invalidate()
             return NOT_DIRECT
