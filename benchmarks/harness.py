@@ -302,9 +302,8 @@ def compare_to_peers(
     raw: dict[str, dict[str, list[float]]],
     summary: dict[str, dict[str, dict[str, Any]]],
     peers: Sequence[tuple[str, str]],
-    reference: dict[str, dict[str, float]],
 ) -> list[dict[str, Any]]:
-    """Ours against the peer doing the same job (Flask-Session), endpoint by endpoint."""
+    """Ours against another variant (a peer, a floor), endpoint by endpoint."""
     comparisons = []
     for ours, peer in peers:
         for endpoint in raw.get(ours) or raw.get(peer) or {}:
@@ -318,7 +317,6 @@ def compare_to_peers(
                     "ours_over_peer": ratio,
                     "round_ratios": round_ratios,
                     "peer_ratio_to_cookie": peer_ratio,
-                    "reference_peer_ratio_to_cookie": reference.get(peer, {}).get(endpoint),
                 }
             )
     return comparisons

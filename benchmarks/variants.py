@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
+import json
 import os
+import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
@@ -273,6 +276,59 @@ def _fs_redis(servers: Servers, login: Login) -> Built:
     )
 
 
+# -- the floors: Flask's own session plus one round trip with the least client work ----------------
+
+#: What the floors read: fields and values shaped like ours' stored login (a hash of 8 fields).
+FLOOR_FIELDS = {":user": '"alice"', ":cart": "[1, 2, 3]", "a": "1", "n": "0"}
+FLOOR_FIELDS |= dict.fromkeys("cesz", "1764806400000")  # times in ms
+
+
+def _resp(*parts: str) -> bytes:
+    """``parts`` as a RESP array of bulk strings (a command, or HGETALL's reply)."""
+    items = (b"$%d\r\n%s\r\n" % (len(part), part) for part in map(str.encode, parts))
+    return b"*%d\r\n" % len(parts) + b"".join(items)
+
+
+def _floor(round_trip: Callable[[], bool], close: Callable[[], None], login: Login) -> Built:
+    """The cookie-session app whose every request first makes ``round_trip``."""
+
+    def check() -> None:
+        if not round_trip():
+            raise BenchmarkError("a floor's round trip read the wrong answer")
+
+    return Built(create_app(lambda app: app.before_request(check), login), close=close)
+
+
+def _floor_redis(servers: Servers, login: Login) -> Built:
+    """One ``HGETALL`` written to and read from a plain socket: no client library at all."""
+    port = servers.require("redis")
+    with redis_admin(port) as admin:  # the hash keeps this order, and so does its reply
+        admin.hset("bench:floor", mapping=FLOOR_FIELDS)
+    command, reply = _resp("HGETALL", "bench:floor"), _resp(*itertools.chain(*FLOOR_FIELDS.items()))
+    sock = socket.create_connection((HOST, port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def round_trip() -> bool:
+        sock.sendall(command)
+        got = sock.recv(4096)
+        while len(got) < len(reply):  # the reply may come in pieces
+            got += sock.recv(4096)
+        return got == reply
+
+    return _floor(round_trip, sock.close, login)
+
+
+def _floor_pg(servers: Servers, login: Login) -> Built:
+    """One prepared ``SELECT`` of a row by its key through libpq itself (psycopg's ``pgconn``)."""
+    conn = servers.require(PG).connect()
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_floor (key text PRIMARY KEY, data jsonb)")
+    data = [json.dumps(FLOOR_FIELDS)]
+    conn.execute("INSERT INTO bench_floor VALUES ('k', %s) ON CONFLICT DO NOTHING", data)
+    libpq = conn.pgconn
+    libpq.prepare(b"floor", b"SELECT data FROM bench_floor WHERE key = $1")
+    return _floor(lambda: libpq.exec_prepared(b"floor", [b"k"]).ntuples == 1, conn.close, login)
+
+
 _OURS, _FS = "Flask-ServerSession, store=", "Flask-Session 0.8, SESSION_TYPE="
 _FS_SQL = f'{_FS}"sqlalchemy", Flask-SQLAlchemy on'
 VARIANTS: tuple[Variant, ...] = (
@@ -286,6 +342,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("flask-session-sqlalchemy", f"{_FS_SQL} an SQLite file", _flask_session_sqlite),
     Variant(FLASK_SESSION_PG, f"{_FS_SQL} the same PostgreSQL (psycopg 3)", _flask_session_pg),
     Variant("flask-session-redis", f'{_FS}"redis", SESSION_REDIS=redis.Redis()', _fs_redis),
+    Variant("floor-redis", "the cookie session + one HGETALL on a raw socket", _floor_redis),
+    Variant(f"floor-{PG}", "the cookie session + one prepared SELECT through libpq", _floor_pg),
 )
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
 
