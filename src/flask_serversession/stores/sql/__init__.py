@@ -70,8 +70,18 @@ with a ``JSON_VALID`` check that would parse the whole document again on every w
 binary JSON gains nothing for a merge of top-level names, and one definition serves both. The
 store checks what it reads (:class:`~flask_serversession.errors.SessionDataCorrupt`).
 
+On PostgreSQL 14 and later the store sets ``data``'s compression to lz4 (``ALTER TABLE ...
+ALTER COLUMN data SET COMPRESSION lz4``, once per table, at start-up, waiting at most 2 s for
+its lock). A session over about 2 KB is compressed, and every patch rewrites its whole JSONB
+document; with PostgreSQL's default, pglz, a patch to a 10 KB session took about 70 µs more
+server time than one to a small session, with lz4 about 20 µs. Values already stored keep their
+compression until their session is next written. A database user who may not alter the table,
+or a server built without lz4, keeps pglz; the log says so once per start.
+
 Alembic: call :func:`session_table` on your migration's ``target_metadata`` and build the store
-with ``create_table=False``; autogenerate then writes the table's migration like any other.
+with ``create_table=False``; autogenerate then writes the table's migration like any other. The
+store then changes nothing in the table; add ``op.execute("ALTER TABLE serversession ALTER COLUMN
+data SET COMPRESSION lz4")`` to the migration on PostgreSQL for the faster writes.
 
 Per operation, one statement: ``load`` is one plain ``SELECT`` (the rate-limited touch, when the
 row read shows it due, is a second statement, an ``UPDATE`` that re-checks the row is still live

@@ -294,6 +294,9 @@ class Dialect:
         """The ``data`` column read as JSON text."""
         raise NotImplementedError
 
+    def tune_storage(self, engine: Engine) -> None:
+        """Settings of a table the store manages, applied at start-up after it exists."""
+
     def json_param(self, name: str) -> ColumnElement[Any]:
         """A bound JSON document, given as text."""
         raise NotImplementedError

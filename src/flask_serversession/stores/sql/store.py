@@ -219,6 +219,7 @@ class SQLStore(Store):
                     raise self._unavailable(exc) from exc
             self._schema_ready = True
             self._bounds = self._has_bound_columns() and self._add_bound_columns()
+            self._dialect.tune_storage(self._tx)
 
     def _add_bound_columns(self) -> bool:
         """Add the bounds' columns to a table made before them; whether it has them now. A
