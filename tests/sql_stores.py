@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 from sql_servers import SQLServer
 
@@ -59,3 +61,21 @@ def session_cookie(client: FlaskClient) -> str:
 
 def is_postgresql(store: SQLStore) -> bool:
     return store.engine.dialect.name == "postgresql"
+
+
+@contextmanager
+def role_that_may_not_alter(server: SQLServer, table: str) -> Iterator[str]:
+    """The URL of a PostgreSQL login that may read and write ``table`` but not alter it (its
+    owner is ``postgres``); the role is dropped afterwards, the table is left."""
+    role = f"r_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+            conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}"))
+        yield f"{server.url.replace('postgres@', f'{role}@')}?table={table}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sql_servers import SQLServer
+from sql_stores import drop_store, role_that_may_not_alter
 
 from flask_serversession.ids import new_session_id, store_key
 from flask_serversession.stores import Patch, Record
@@ -196,25 +197,20 @@ def test_a_user_that_may_not_add_the_columns(pg_server: SQLServer, caplog: Any) 
     table = f"t_{uuid.uuid4().hex[:16]}"
     url = f"{pg_server.url}?table={table}"
     _made_before_the_bounds(url)
-    role = f"r_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
-        conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}"))
-    store = SQLStore.from_url(url.replace("postgres@", f"{role}@"))
     try:
-        with caplog.at_level("WARNING", logger="flask_serversession"):
-            store.create_schema()
-        assert "could not add the columns keys_at_most" in caplog.text
-        key = _key()
-        assert store.create(key, _record({"a": "1", "b": "2"}))
-        assert not store.patch(key, _limited({"c": "3"}, max_keys=2))
-        assert store.patch(key, _limited({"a": "3"}, max_keys=2, max_size=4))
-        assert not store.patch(key, _limited({"a": "33"}, max_size=4))
-        assert not set(BOUNDS) & _columns(store)
+        with role_that_may_not_alter(pg_server, table) as role_url:
+            store = SQLStore.from_url(role_url)
+            try:
+                with caplog.at_level("WARNING", logger="flask_serversession"):
+                    store.create_schema()
+                assert "could not add the columns keys_at_most" in caplog.text
+                key = _key()
+                assert store.create(key, _record({"a": "1", "b": "2"}))
+                assert not store.patch(key, _limited({"c": "3"}, max_keys=2))
+                assert store.patch(key, _limited({"a": "3"}, max_keys=2, max_size=4))
+                assert not store.patch(key, _limited({"a": "33"}, max_size=4))
+                assert not set(BOUNDS) & _columns(store)
+            finally:
+                store.close()
     finally:
-        store.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP TABLE {table}"))
-            conn.execute(sa.text(f"DROP ROLE {role}"))
-        admin.dispose()
+        drop_store(SQLStore.from_url(url, create_table=False))

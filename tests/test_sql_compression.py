@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sql_servers import SQLServer
+from sql_stores import role_that_may_not_alter
 
 from flask_serversession.ids import new_session_id, store_key
 from flask_serversession.stores import Patch, Record
@@ -73,12 +74,21 @@ def test_a_new_table_compresses_with_lz4(pg_server: SQLServer, table: str) -> No
         store.close()
 
 
-def test_a_table_made_before_gets_lz4_at_start_up(pg_server: SQLServer, table: str) -> None:
-    url = f"{pg_server.url}?table={table}"
+def _made_before(url: str) -> None:
+    """The table as versions before lz4 left it: the server's default compression."""
     old = SQLStore.from_url(url)
     old.create_schema()
-    with old.engine.begin() as conn:  # as earlier versions left it
-        conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN data SET COMPRESSION DEFAULT"))
+    with old.engine.begin() as conn:
+        conn.execute(
+            sa.text(f"ALTER TABLE {old.table.name} ALTER COLUMN data SET COMPRESSION DEFAULT")
+        )
+    old.close()
+
+
+def test_a_table_made_before_gets_lz4_at_start_up(pg_server: SQLServer, table: str) -> None:
+    url = f"{pg_server.url}?table={table}"
+    _made_before(url)
+    old = SQLStore.from_url(url, create_table=False)
     key = _big_session(old)
     old.close()
     assert _compression(pg_server, table) == ("", "pglz")
@@ -96,42 +106,25 @@ def test_a_table_made_before_gets_lz4_at_start_up(pg_server: SQLServer, table: s
 
 
 def test_a_user_that_may_not_alter_the_table(pg_server: SQLServer, table: str, caplog: Any) -> None:
-    url = f"{pg_server.url}?table={table}"
-    old = SQLStore.from_url(url)
-    old.create_schema()
-    with old.engine.begin() as conn:
-        conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN data SET COMPRESSION DEFAULT"))
-    old.close()
-    role = f"r_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
-        conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {role}"))
-    store = SQLStore.from_url(url.replace("postgres@", f"{role}@"))
-    try:
-        with caplog.at_level("WARNING", logger="flask_serversession"):
-            store.create_schema()
-        assert "could not set lz4 compression" in caplog.text
-        assert "must be owner" in caplog.text
-        key = _big_session(store)
-        record = store.load(key)
-        assert record is not None and record.values["n"] == "1"
-        assert _compression(pg_server, table) == ("", "pglz")
-    finally:
-        store.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP TABLE {table}"))
-            conn.execute(sa.text(f"DROP ROLE {role}"))
-        admin.dispose()
+    _made_before(f"{pg_server.url}?table={table}")
+    with role_that_may_not_alter(pg_server, table) as role_url:
+        store = SQLStore.from_url(role_url)
+        try:
+            with caplog.at_level("WARNING", logger="flask_serversession"):
+                store.create_schema()
+            assert "could not set lz4 compression" in caplog.text
+            assert "must be owner" in caplog.text
+            key = _big_session(store)
+            record = store.load(key)
+            assert record is not None and record.values["n"] == "1"
+            assert _compression(pg_server, table) == ("", "pglz")
+        finally:
+            store.close()
 
 
 def test_a_managed_table_is_left_alone(pg_server: SQLServer, table: str) -> None:
     url = f"{pg_server.url}?table={table}"
-    made = SQLStore.from_url(url)
-    made.create_schema()
-    with made.engine.begin() as conn:
-        conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN data SET COMPRESSION DEFAULT"))
-    made.close()
+    _made_before(url)
     store = SQLStore.from_url(url, create_table=False)
     try:
         _big_session(store)
