@@ -36,6 +36,8 @@ COLORS = {
     "flask-session-sqlalchemy": "#aec7e8",
     "flask-session-redis": "#ff9896",
     "flask-session-sqlalchemy-postgresql": "#98df8a",
+    "floor-redis": "#c49c94",
+    "floor-postgresql": "#c5b0d5",
 }
 Bars = dict[tuple[str, str], tuple[float, float, float]]
 
