@@ -45,7 +45,9 @@ def _record(values: dict[str, str]) -> Record:
     return Record(values, now, now, now + HOUR, now + 24 * HOUR)
 
 
-def _limited(values: dict[str, str], max_keys: int = 1000, max_size: int = 1 << 20) -> Patch:
+def _limited(
+    values: dict[str, str], max_keys: int | None = 1000, max_size: int | None = 1 << 20
+) -> Patch:
     now = time.time()
     return Patch(values, (), now, now + HOUR, max_size=max_size, max_keys=max_keys)
 
@@ -214,3 +216,24 @@ def test_a_user_that_may_not_add_the_columns(pg_server: SQLServer, caplog: Any) 
                 store.close()
     finally:
         drop_store(SQLStore.from_url(url, create_table=False))
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"max_keys": 3, "max_size": None}, {"max_keys": None, "max_size": 6}],
+    ids=["max_keys", "max_size"],
+)
+def test_one_limit_makes_the_bounds_trusted_again(url: str, limits: dict[str, int | None]) -> None:
+    """With only one of the limits configured, a limited patch on a row whose bounds an older
+    version left behind counts both, so the next patches need not count again."""
+    store = SQLStore.from_url(url)
+    key = _key()
+    assert store.create(key, _record({"a": "1"}))
+    old = _older_version(url)
+    assert old.patch(key, Patch({"b": "2", "c": "3"}, (), time.time(), time.time() + HOUR))
+    old.close()
+    assert not _bounds(store, key)[2]
+    assert store.patch(key, _limited({"c": "4"}, **limits))
+    assert _values(store, key) == {"a": "1", "b": "2", "c": "4"}
+    _assert_counted(store, key, 3, 6)
+    store.close()

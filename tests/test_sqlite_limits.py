@@ -172,3 +172,26 @@ def test_stores_adding_the_column_at_once(tmp_path: Path) -> None:
         rows = conn.execute("SELECT keys_at_most FROM serversession").fetchall()
     conn.close()
     assert rows == [(1,)] * 4
+
+
+def test_one_limit_alone(tmp_path: Path) -> None:
+    """Unlike the SQL store's two kept bounds, SQLite keeps only the count's (its size bound is
+    the stored text's length): ``max_keys`` alone makes a forgotten bound known again, and
+    ``max_size`` alone neither needs nor forgets it."""
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    key = store_key(new_session_id())
+    now = time.time()
+    assert store.create(key, _record({"a": "1"}, now))
+    with sqlite3.connect(path) as conn:
+        conn.execute(_OLD_PATCH, (now, now + HOUR, '{"b": "2", "c": "3"}', key, now, now))
+    conn.close()
+    assert _bound(path, key) is None
+    assert store.patch(key, Patch({"c": "4"}, (), now, now + HOUR, max_size=6))
+    assert not store.patch(key, Patch({"c": "45"}, (), now, now + HOUR, max_size=6))
+    assert _bound(path, key) is None
+    assert store.patch(key, Patch({"c": "5"}, (), now, now + HOUR, max_keys=3))
+    assert _bound(path, key) == 3
+    assert not store.patch(key, Patch({"d": "6"}, (), now, now + HOUR, max_keys=3))
+    assert _values(store, key) == {"a": "1", "b": "2", "c": "5"}
+    store.close()

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from flask import Flask, session
+from flask import Flask, request, session
 from flask.testing import FlaskClient
 from rejections import rejections
+from werkzeug.datastructures import EnvironHeaders
 
 from flask_serversession import ConfigurationError, ServerSession
 from flask_serversession.checks import check_config
@@ -125,6 +126,44 @@ def test_a_revoked_or_unknown_token_is_told_it_is_over() -> None:
     client.token = _signed(app, new_session_id())  # signed, but never stored
     response = client.get("/get/user")
     assert response.text == "None" and response.headers["X-Session-Token"] == ""
+
+
+def test_the_header_is_parsed_once_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request header is read once, when the session is opened: telling a client that
+    its token leads nowhere (after saving) reuses that reading, as the cookie's transport
+    reuses Werkzeug's once-parsed ``request.cookies``."""
+    app, _ = _app()
+    token = _signed(app, new_session_id())  # signed, but never stored
+    reads: list[str] = []
+    getlist = EnvironHeaders.getlist
+
+    def counted(self: EnvironHeaders, key: str, *args: Any, **kwargs: Any) -> Any:
+        if key.lower() == "authorization":
+            reads.append(key)
+        return getlist(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(EnvironHeaders, "getlist", counted)
+    client = FlaskClient(app)
+    response = client.get("/get/user", headers={"Authorization": f"Bearer {token}"})
+    assert response.text == "None" and response.headers["X-Session-Token"] == ""
+    assert len(reads) == 1
+
+
+def test_a_dead_token_is_told_it_is_over_whatever_the_view_does_to_the_header() -> None:
+    """What the session was opened from decides: a view that takes the header out of the
+    WSGI environ does not keep the client from learning that its token leads nowhere."""
+    app, _ = _app()
+    token = _signed(app, new_session_id())  # signed, but never stored
+
+    @app.get("/forget-header")
+    def forget_header() -> str:
+        value = repr(session.get("user"))
+        del request.environ["HTTP_AUTHORIZATION"]
+        return value
+
+    client = FlaskClient(app)
+    response = client.get("/forget-header", headers={"Authorization": f"Bearer {token}"})
+    assert response.text == "None" and response.headers.get("X-Session-Token") == ""
 
 
 def test_vary_names_the_header_read() -> None:

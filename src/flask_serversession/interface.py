@@ -227,7 +227,7 @@ class ServerSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
         if not isinstance(session, ServerSideSession) or not session.accessed:
             return  # untouched: no store call, no cookie
-        transport = session.transport or self.transport
+        transport = self._transport(session)
         transport.vary(response)
         if self._header_first is not None:
             # With "both", whether the header is there decides which one is read.

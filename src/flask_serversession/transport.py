@@ -36,6 +36,8 @@ TransportName = Literal["cookie", "header", "both"]
 TRANSPORT_NAMES: tuple[TransportName, ...] = ("cookie", "header", "both")
 #: An HTTP header name, or an auth scheme: RFC 9110's ``token``.
 _HEADER_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+#: Where a request keeps what :meth:`HeaderTransport.read` parsed, by header name and scheme.
+_PARSED = "_serversession_header_tokens"
 
 
 def transport_settings(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,7 +195,18 @@ class HeaderTransport:
         return self.name in request.headers
 
     def read(self, request: Request) -> tuple[str | None, str | None]:
-        values = request.headers.getlist(self.name)
+        """The header's token, parsed once per request and kept on it (as Werkzeug keeps
+        ``request.cookies``): :meth:`finish` reuses what the session was opened from."""
+        parsed: dict[tuple[str, str], tuple[str | None, str | None]]
+        parsed = request.__dict__.setdefault(_PARSED, {})
+        key = (self.name, self.prefix)
+        found = parsed.get(key)
+        if found is None:
+            found = parsed[key] = self._parse(request.headers.getlist(self.name))
+        return found
+
+    def _parse(self, values: list[str]) -> tuple[str | None, str | None]:
+        """:meth:`read`'s answer for the header's ``values``."""
         if not values:
             return None, None
         if len(values) > 1:

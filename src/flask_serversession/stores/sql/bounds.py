@@ -9,7 +9,8 @@ library, during a rolling restart) moves ``version`` on and leaves ``bounds_vers
 the bounds are no longer trusted. A patch with limits tests the trusted bounds first; only when
 they are not trusted, or would pass a limit, does it list the merged data (the exact count or
 size, :meth:`.Dialect.count` and :meth:`.Dialect.size`), and it keeps those exact numbers (on
-MySQL, for the size, the length of the data's text and the patch's, which bounds it at no cost).
+MySQL, for the size, the length of the data's text and the patch's, which bounds it at no cost);
+when they were not trusted it counts both, whichever limits it has, so they are trusted again.
 Either way the test is part of the patch's one ``UPDATE``: overlapping patches cannot together
 pass a limit.
 
@@ -83,35 +84,40 @@ def checks_with_bounds(
 
     They must be assigned before ``data`` and ``version`` in the ``UPDATE``: MySQL evaluates
     an assignment with the values of the columns assigned before it, and these read the old
-    ``data`` and ``version`` (PostgreSQL reads old values whatever the order).
+    ``data`` and ``version`` (PostgreSQL reads old values whatever the order), and
+    ``bounds_version`` comes after the bounds, which read its old value too.
     """
     c = table.c
     trusted = c.bounds_version == c.version
+    grown_keys, exact_keys = c.keys_at_most + _ADDED_KEYS, dialect.count(merged)
+    grown_bytes = c.bytes_at_most + _ADDED_BYTES
+    exact_bytes = dialect.size_bound(merged, changes)
     assignments: dict[str, Any] = {}
     if key_limit:
-        exact = dialect.count(merged)
         assignments["keys_at_most"], check = _bounded(
-            trusted, c.keys_at_most + _ADDED_KEYS, _MAX_KEYS, exact, exact <= _MAX_KEYS
+            trusted, grown_keys, _MAX_KEYS, exact_keys, exact_keys <= _MAX_KEYS
         )
         conditions.append(check)
-    elif changes:
-        assignments["keys_at_most"] = c.keys_at_most + _ADDED_KEYS
     if limit:
         assignments["bytes_at_most"], check = _bounded(
-            trusted,
-            c.bytes_at_most + _ADDED_BYTES,
-            _MAX_SIZE,
-            dialect.size_bound(merged, changes),
-            dialect.size_fits(merged, changes),
+            trusted, grown_bytes, _MAX_SIZE, exact_bytes, dialect.size_fits(merged, changes)
         )
         conditions.append(check)
-    elif changes:
-        assignments["bytes_at_most"] = c.bytes_at_most + _ADDED_BYTES
-    next_version = c.version + 1
-    # With both limits both bounds are right afterwards, counted if they had to be; else they
-    # stay as trusted as they were.
-    both = limit and key_limit
-    assignments["bounds_version"] = next_version if both else case((trusted, next_version))
+    if limit or key_limit:
+        # A patch with one limit counts the other bound too, only when they are not trusted,
+        # so that both are right afterwards: else, with only one limit configured, a row an
+        # older version wrote would be counted by every patch from then on.
+        assignments.setdefault("keys_at_most", case((trusted, grown_keys), else_=exact_keys))
+        assignments.setdefault("bytes_at_most", case((trusted, grown_bytes), else_=exact_bytes))
+        next_version: Any = c.version + 1
+    else:
+        if changes:
+            assignments["keys_at_most"] = grown_keys
+            assignments["bytes_at_most"] = grown_bytes
+        # Without limits they stay as trusted as they were.
+        next_version = case((trusted, c.version + 1))
+    # (Last: on MySQL the bounds above read the old bounds_version, see the docstring.)
+    assignments["bounds_version"] = next_version
     return assignments
 
 
