@@ -131,3 +131,47 @@ def test_a_managed_table_is_left_alone(pg_server: SQLServer, table: str) -> None
         assert _compression(pg_server, table) == ("", "pglz")
     finally:
         store.close()
+
+
+def test_a_server_before_14_is_left_alone(pg_server: SQLServer, table: str, caplog: Any) -> None:
+    """PostgreSQL 13 has no per-column compression: the store sends no ``ALTER`` (it would
+    fail) and says nothing; the table keeps the server's default."""
+    store = SQLStore.from_url(f"{pg_server.url}?table={table}")
+    sent: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *a: sent.append(a[2]))
+    try:
+        with store.engine.connect():  # the dialect learns the server's version on connecting
+            pass
+        store.engine.dialect.server_version_info = (13, 11)
+        with caplog.at_level("WARNING", logger="flask_serversession"):
+            store.create_schema()
+            _big_session(store)
+        assert not [sql for sql in sent if "COMPRESSION" in sql.upper()]
+        assert caplog.text == ""
+        assert _compression(pg_server, table) == ("", "pglz")
+    finally:
+        store.close()
+
+
+def test_a_server_that_refuses_the_method(pg_server: SQLServer, table: str, caplog: Any) -> None:
+    """A server built without lz4 answers the ``ALTER`` with an error (``compression method lz4
+    not supported``). This one has lz4, so the statement is sent with a method no server
+    knows, for the same kind of refusal from the real server: the store warns, keeps the
+    default compression and works."""
+    store = SQLStore.from_url(f"{pg_server.url}?table={table}")
+
+    def unknown_method(conn: Any, cursor: Any, sql: str, *rest: Any) -> tuple[str, Any]:
+        return sql.replace("SET COMPRESSION lz4", "SET COMPRESSION lz5"), rest[0]
+
+    sa.event.listen(store.engine, "before_cursor_execute", unknown_method, retval=True)
+    try:
+        with caplog.at_level("WARNING", logger="flask_serversession"):
+            store.create_schema()
+        assert "could not set lz4 compression" in caplog.text
+        assert "lz5" in caplog.text  # the server's own words
+        key = _big_session(store)
+        record = store.load(key)
+        assert record is not None and record.values["n"] == "1"
+        assert _compression(pg_server, table) == ("", "pglz")
+    finally:
+        store.close()
