@@ -347,8 +347,10 @@ def evaluate_goals(
     for variant, endpoint, target, other in goals:
         ratio, round_ratios = against(raw, variant, other, endpoint)
         why = why_missing((variant, other), raw, skipped)
+        fields: dict[str, Any] = {"round_ratios": round_ratios, "not_measured_because": why}
+        floor = variant.replace("ours-", "floor-")  # a read's floor (run.py) against the same
+        if endpoint == "get" and (floor_ratio := against(raw, floor, other, endpoint)[0]):
+            fields |= {"floor": floor, "floor_ratio": floor_ratio}
         text = f"{variant} /{endpoint} >= {target}x {other}"
-        results.append(
-            goal_result(text, ratio, target, round_ratios=round_ratios, not_measured_because=why)
-        )
+        results.append(goal_result(text, ratio, target, **fields))
     return results

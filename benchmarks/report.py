@@ -30,8 +30,8 @@ PACKAGES += " sqlalchemy msgspec redis gunicorn psycopg pymysql pymemcache"
 RESULTS_DIR = Path(os.environ.get("BENCH_RESULTS_DIR") or Path(__file__).parent / "results")
 
 
-def spread(values: Sequence[float] | None, unit: str = "x") -> str:
-    return f"{min(values):.2f}-{max(values):.2f}{unit}" if values else "n/a"
+def spread(values: Sequence[float] | None) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}x" if values else "n/a"
 
 
 def us(value: float) -> str:
@@ -42,7 +42,6 @@ def us(value: float) -> str:
 FORMATS: dict[str, Callable[[Any], str]] = {
     "x": lambda value: f"{value:.2f}x",
     "spread": spread,
-    "range": lambda values: spread(values, ""),
     "us": us,
     "counts": lambda items: ", ".join(f"{name} {n}" for name, n in items.items()) or "-",
 }
@@ -121,6 +120,8 @@ def goal_lines(goals: Iterable[dict[str, Any]]) -> list[str]:
         measured = FORMAT("measured {ratio:x}", (), goal)
         if goal.get("round_ratios"):
             measured += f", per round {spread(goal['round_ratios'])}"
+        if goal.get("floor"):
+            measured += FORMAT("; {floor} {floor_ratio:x} in this run", (), goal)
         if goal.get("not_measured_because"):
             measured += f"; {goal['not_measured_because']}"
         lines.append(f"- **{goal['status']}**: {goal['goal']} ({measured})")

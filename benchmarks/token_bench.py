@@ -9,10 +9,10 @@ revoking a JWT needs. Prints the Markdown tables of docs/api-tokens.md; writes n
 
 from __future__ import annotations
 
-import argparse
 import functools
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+import report
 import variants
 from harness import HOST, SECRET_KEY, Probe, Servers
 
@@ -75,24 +76,20 @@ def verify(encoded: str, denylist: Any = None) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--seconds", type=float, default=0.3, help="per batch")
-    parser.add_argument("--quick", action="store_true", help="1 round of tiny batches")
-    args = parser.parse_args()
-    rounds, seconds = (1, 0.02) if args.quick else (args.rounds, args.seconds)
+    quick = {"rounds": 1, "seconds": 0.02}  # the command line every benchmark shares
+    args = report.parse(__doc__, sys.argv[1:], rounds=9, seconds=0.3, quick=quick)
     with ExitStack() as stack:
         servers = Servers(stack, Path(stack.enter_context(tempfile.TemporaryDirectory())))
         variants.start_servers(servers, ["redis"])
         timed = probes(servers)
         for probe in timed:
             stack.callback(probe.close)
-            probe.calibrate(seconds, warmup=seconds)
-        harness.run_rounds(timed, rounds)
+            probe.calibrate(args.seconds, warmup=args.seconds)
+        harness.run_rounds(timed, args.rounds)
     print("| token | characters | `Authorization` header, bytes |\n|---|---:|---:|")
     for name, value in (("ours", SIGNER.sign(new_session_id())), ("JWT, 5 claims", a_jwt())):
         print(f"| {name} | {len(value)} | {len(f'Authorization: Bearer {value}')} |")
-    print(f"\n| check per request ({rounds} rounds) | µs, median | min–max |\n|---|---:|---:|")
+    print(f"\n| check per request ({args.rounds} rounds) | µs, median | min–max |\n|---|---:|---:|")
     for name, us in ((probe.name, sorted(probe.us)) for probe in timed):
         print(f"| {name} | {statistics.median(us):.1f} | {us[0]:.1f}–{us[-1]:.1f} |")
 

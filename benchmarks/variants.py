@@ -305,14 +305,14 @@ def _floor_redis(servers: Servers, login: Login) -> Built:
     with redis_admin(port) as admin:  # the hash keeps this order, and so does its reply
         admin.hset("bench:floor", mapping=FLOOR_FIELDS)
     command, reply = _resp("HGETALL", "bench:floor"), _resp(*itertools.chain(*FLOOR_FIELDS.items()))
-    sock = socket.create_connection((HOST, port))
+    sock = socket.create_connection((HOST, port), timeout=10)  # a short wrong reply: no hang
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def round_trip() -> bool:
         sock.sendall(command)
         got = sock.recv(4096)
-        while len(got) < len(reply):  # the reply may come in pieces
-            got += sock.recv(4096)
+        while len(got) < len(reply) and (piece := sock.recv(4096)):  # in pieces; b"": closed
+            got += piece
         return got == reply
 
     return _floor(round_trip, sock.close, login)
