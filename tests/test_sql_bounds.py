@@ -134,15 +134,22 @@ def test_a_table_made_before_the_bounds(url: str) -> None:
     store.close()
 
 
-def test_an_older_version_writing_meanwhile(url: str) -> None:
-    """Values an older version adds (a rolling restart) leave the bounds behind: they are no
-    longer trusted, and the next limited patch counts."""
+def _written_by_an_older_version(url: str) -> tuple[SQLStore, str]:
+    """A store on ``url`` and a session of {a, b, c} whose last two values a process of an
+    older version added (a rolling restart), leaving the bounds behind."""
     store = SQLStore.from_url(url)
     key = _key()
     assert store.create(key, _record({"a": "1"}))
     old = _older_version(url)
     assert old.patch(key, Patch({"b": "2", "c": "3"}, (), time.time(), time.time() + HOUR))
     old.close()
+    return store, key
+
+
+def test_an_older_version_writing_meanwhile(url: str) -> None:
+    """Values an older version adds (a rolling restart) leave the bounds behind: they are no
+    longer trusted, and the next limited patch counts."""
+    store, key = _written_by_an_older_version(url)
     assert not store.patch(key, _limited({"d": "4"}, max_keys=3))
     assert not store.patch(key, _limited({"d": "4"}, max_size=7))
     assert store.patch(key, _limited({"c": "4"}, max_keys=3, max_size=6))
@@ -226,12 +233,7 @@ def test_a_user_that_may_not_add_the_columns(pg_server: SQLServer, caplog: Any) 
 def test_one_limit_makes_the_bounds_trusted_again(url: str, limits: dict[str, int | None]) -> None:
     """With only one of the limits configured, a limited patch on a row whose bounds an older
     version left behind counts both, so the next patches need not count again."""
-    store = SQLStore.from_url(url)
-    key = _key()
-    assert store.create(key, _record({"a": "1"}))
-    old = _older_version(url)
-    assert old.patch(key, Patch({"b": "2", "c": "3"}, (), time.time(), time.time() + HOUR))
-    old.close()
+    store, key = _written_by_an_older_version(url)
     assert not _bounds(store, key)[2]
     assert store.patch(key, _limited({"c": "4"}, **limits))
     assert _values(store, key) == {"a": "1", "b": "2", "c": "4"}

@@ -63,6 +63,14 @@ def _big_session(store: SQLStore) -> str:
     return key
 
 
+def _works_on_pglz(store: SQLStore, pg_server: SQLServer, table: str) -> None:
+    """The store writes and reads a large session on a table left with pglz."""
+    key = _big_session(store)
+    record = store.load(key)
+    assert record is not None and record.values["n"] == "1"
+    assert _compression(pg_server, table) == ("", "pglz")
+
+
 def test_a_new_table_compresses_with_lz4(pg_server: SQLServer, table: str) -> None:
     store = SQLStore.from_url(f"{pg_server.url}?table={table}")
     try:
@@ -114,10 +122,7 @@ def test_a_user_that_may_not_alter_the_table(pg_server: SQLServer, table: str, c
                 store.create_schema()
             assert "could not set lz4 compression" in caplog.text
             assert "must be owner" in caplog.text
-            key = _big_session(store)
-            record = store.load(key)
-            assert record is not None and record.values["n"] == "1"
-            assert _compression(pg_server, table) == ("", "pglz")
+            _works_on_pglz(store, pg_server, table)
         finally:
             store.close()
 
@@ -169,9 +174,6 @@ def test_a_server_that_refuses_the_method(pg_server: SQLServer, table: str, capl
             store.create_schema()
         assert "could not set lz4 compression" in caplog.text
         assert "lz5" in caplog.text  # the server's own words
-        key = _big_session(store)
-        record = store.load(key)
-        assert record is not None and record.values["n"] == "1"
-        assert _compression(pg_server, table) == ("", "pglz")
+        _works_on_pglz(store, pg_server, table)
     finally:
         store.close()

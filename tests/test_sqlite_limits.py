@@ -100,10 +100,9 @@ def test_a_table_made_before_the_bound(tmp_path: Path) -> None:
     assert SQLiteStore(path).load(key) is not None  # a second start-up finds the column
 
 
-def test_an_older_version_writing_meanwhile(tmp_path: Path) -> None:
-    """A process of an older version (a rolling restart) adds values without the bound: the
-    bound is forgotten, and the next limited patch counts."""
-    path = tmp_path / "s.db"
+def _written_by_an_older_version(path: Path) -> tuple[SQLiteStore, str, float]:
+    """A store on ``path`` and a session of {a, b, c} whose last two values a process of an
+    older version added (a rolling restart), which forgot the kept count."""
     store = SQLiteStore(path)
     key = store_key(new_session_id())
     now = time.time()
@@ -112,6 +111,14 @@ def test_an_older_version_writing_meanwhile(tmp_path: Path) -> None:
         conn.execute(_OLD_PATCH, (now, now + HOUR, '{"b": "2", "c": "3"}', key, now, now))
     conn.close()
     assert _bound(path, key) is None
+    return store, key, now
+
+
+def test_an_older_version_writing_meanwhile(tmp_path: Path) -> None:
+    """A process of an older version (a rolling restart) adds values without the bound: the
+    bound is forgotten, and the next limited patch counts."""
+    path = tmp_path / "s.db"
+    store, key, now = _written_by_an_older_version(path)
     assert not store.patch(key, _limited({"d": "4"}, max_keys=3))
     assert store.patch(key, _limited({"c": "4"}, max_keys=3))
     assert _values(store, key) == {"a": "1", "b": "2", "c": "4"}
@@ -179,14 +186,7 @@ def test_one_limit_alone(tmp_path: Path) -> None:
     the stored text's length): ``max_keys`` alone makes a forgotten bound known again, and
     ``max_size`` alone neither needs nor forgets it."""
     path = tmp_path / "s.db"
-    store = SQLiteStore(path)
-    key = store_key(new_session_id())
-    now = time.time()
-    assert store.create(key, _record({"a": "1"}, now))
-    with sqlite3.connect(path) as conn:
-        conn.execute(_OLD_PATCH, (now, now + HOUR, '{"b": "2", "c": "3"}', key, now, now))
-    conn.close()
-    assert _bound(path, key) is None
+    store, key, now = _written_by_an_older_version(path)
     assert store.patch(key, Patch({"c": "4"}, (), now, now + HOUR, max_size=6))
     assert not store.patch(key, Patch({"c": "45"}, (), now, now + HOUR, max_size=6))
     assert _bound(path, key) is None
