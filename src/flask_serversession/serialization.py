@@ -382,9 +382,7 @@ def _are_plain(items: Any, depth: int) -> bool:
         elif kind is list:
             if depth >= _FAST_DEPTH or not _are_plain(item, depth + 1):
                 return False
-        elif kind is float and not (
-            1e-4 <= item < 1e16 or -1e16 < item <= -1e-4 or item == 0.0  # _prints_alike
-        ):
+        elif kind is float and not _prints_alike(item):
             return False
     return True
 
