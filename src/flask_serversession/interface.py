@@ -236,8 +236,7 @@ class ServerSessionInterface(SessionInterface):
             return  # the load failed and the view got the error, or saved already
         try:
             self._save(app, session, response)
-            if transport is not self.cookies:
-                transport.finish(request, response, session.handle is not None)
+            transport.finish(request, response, session.handle is not None)
         except SessionStoreUnavailable as exc:
             self._respond_unavailable(app, exc, response)
         except SessionDataCorrupt as exc:
@@ -497,11 +496,11 @@ class ServerSessionInterface(SessionInterface):
             return
         sizes = [(name, value_size(name, text)) for name, text in serialized.items()]
         size = sum(n for _, n in sizes)
-        if size > self.config.max_size:
+        if size > config.max_size:
             largest = sorted(sizes, key=lambda item: item[1], reverse=True)[:3]
-            raise SessionTooLarge(size, self.config.max_size, largest)
-        if len(serialized) > self.config.max_keys:
-            raise SessionTooManyKeys(len(serialized), self.config.max_keys)
+            raise SessionTooLarge(size, config.max_size, largest)
+        if len(serialized) > config.max_keys:
+            raise SessionTooManyKeys(len(serialized), config.max_keys)
 
     # -- the token on the client ----------------------------------------------------------------
 
